@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/* The command line: apyrun's own options are taken out of argv, the rest
+ * (python options, the target and the program's arguments) is left for
+ * CPython's own parser. Plain C: no Python.h here. */
+#ifndef APYRUN_CLI_H
+#define APYRUN_CLI_H
+
+#include <stddef.h>
+
+/* Which event loop asyncio gets by default. */
+typedef enum {
+    APY_LOOP_APYRUN = 0, /* apyrun.Loop (the default) */
+    APY_LOOP_ASYNCIO,    /* the stdlib's selector loop */
+} apy_loop_kind_t;
+
+/* What the target is, as far as argv alone tells. */
+typedef enum {
+    APY_TARGET_NONE = 0, /* no target: the REPL, or a script on stdin */
+    APY_TARGET_FILE,     /* a path (script, directory, zip, notebook) */
+    APY_TARGET_COMMAND,  /* -c CODE */
+    APY_TARGET_MODULE,   /* -m MOD */
+    APY_TARGET_STDIN,    /* - */
+} apy_target_kind_t;
+
+/* A notebook parameter given as -p NAME VALUE (issue 3). */
+typedef struct {
+    const char *name;
+    const char *value;
+} apy_param_t;
+
+typedef struct {
+    int show_help;         /* -h, --help, -? */
+    int show_version;      /* -V, --version */
+    int ignore_env;        /* -E or -I seen: PYTHON* variables are ignored */
+    apy_loop_kind_t loop;  /* --loop, else APYRUN_LOOP */
+    apy_target_kind_t target_kind;
+    const char *target;    /* FILE, CODE or MOD; NULL otherwise */
+
+    /* Notebook options (DESIGN 3); accepted here, used by src/run. */
+    const char *output;      /* -o, --output */
+    int inplace;             /* --inplace */
+    const char *cwd;         /* --cwd */
+    double timeout;          /* --timeout, seconds; 0 = none */
+    double total_timeout;    /* --total-timeout, seconds; 0 = none */
+    int allow_errors;        /* --allow-errors */
+    const char *params_file; /* --params-file */
+    apy_param_t *params;     /* -p NAME VALUE, in order */
+    size_t nparams;
+
+    /* argv for CPython: argv[0], python options, target, program args. */
+    int py_argc;
+    char **py_argv;
+} apy_options_t;
+
+/* Parses argv into opts (argv strings are borrowed, not copied).
+ * Returns 0, or -1 with a one-line message in err (usage error: exit 2),
+ * or UV_ENOMEM-like -12 when out of memory. opts must be freed with
+ * apy_cli_free() whatever the result. */
+int apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
+                  size_t errlen);
+
+/* Frees what apy_cli_parse allocated (not the borrowed strings). */
+void apy_cli_free(apy_options_t *opts);
+
+/* Writes apyrun's own usage and options to stream-like sink `out`
+ * (a FILE *, kept void * so the header needs no stdio.h). */
+void apy_cli_print_help(void *out, const char *prog);
+
+#endif

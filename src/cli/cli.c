@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/* argv -> apy_options_t. Owns the split between apyrun's own options
+ * (long options, plus -p and -o, before the target) and everything else,
+ * which is passed on untouched for CPython's PyConfig to parse: this file
+ * must not re-implement python's option parser beyond finding the target. */
+#include "apyrun/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Python short options that take an argument (python3.11 -h). */
+#define PY_OPTS_WITH_ARG "cmWX"
+
+/* Python's own long options; anything else starting with "--" before the
+ * target is apyrun's, or a usage error. */
+static const char *const py_long_opts[] = {
+    "--help-env", "--help-xoptions", "--help-all",
+    "--check-hash-based-pycs", NULL,
+};
+
+static int
+is_py_long_opt(const char *arg)
+{
+    for (const char *const *p = py_long_opts; *p != NULL; p++) {
+        size_t n = strlen(*p);
+        if (strncmp(arg, *p, n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Matches "--name" or "--name=value". Returns 0 if arg is not the option,
+ * 1 if it is, and sets *inline_value to the text after '=' (or NULL). */
+static int
+match_long(const char *arg, const char *name, const char **inline_value)
+{
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0) {
+        return 0;
+    }
+    if (arg[n] == '\0') {
+        *inline_value = NULL;
+        return 1;
+    }
+    if (arg[n] == '=') {
+        *inline_value = arg + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int
+parse_seconds(const char *text, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !(v > 0)) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+parse_loop(const char *text, apy_loop_kind_t *out)
+{
+    if (strcmp(text, "apyrun") == 0) {
+        *out = APY_LOOP_APYRUN;
+        return 0;
+    }
+    if (strcmp(text, "asyncio") == 0) {
+        *out = APY_LOOP_ASYNCIO;
+        return 0;
+    }
+    return -1;
+}
+
+/* A python option cluster such as "-Bu" or "-Wignore" or "-c" (the code in
+ * the next argument). Sets *takes_next when the option's argument is the
+ * next argv element, and the target kind when it is -c or -m. */
+static void
+scan_short_cluster(const char *arg, apy_options_t *opts, int *takes_next,
+                   apy_target_kind_t *target, const char **inline_target)
+{
+    *takes_next = 0;
+    *target = APY_TARGET_NONE;
+    *inline_target = NULL;
+    for (const char *p = arg + 1; *p != '\0'; p++) {
+        switch (*p) {
+        case 'h':
+        case '?':
+            opts->show_help = 1;
+            continue;
+        case 'V':
+            opts->show_version = 1;
+            continue;
+        case 'E':
+        case 'I':
+            opts->ignore_env = 1;
+            continue;
+        default:
+            break;
+        }
+        if (strchr(PY_OPTS_WITH_ARG, *p) != NULL) {
+            if (*p == 'c' || *p == 'm') {
+                *target = *p == 'c' ? APY_TARGET_COMMAND : APY_TARGET_MODULE;
+                if (p[1] != '\0') {
+                    *inline_target = p + 1;
+                }
+            }
+            *takes_next = p[1] == '\0';
+            return;
+        }
+    }
+}
+
+static int
+push_param(apy_options_t *opts, const char *name, const char *value)
+{
+    apy_param_t *grown = realloc(opts->params,
+                                 (opts->nparams + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        return -12;
+    }
+    opts->params = grown;
+    opts->params[opts->nparams].name = name;
+    opts->params[opts->nparams].value = value;
+    opts->nparams++;
+    return 0;
+}
+
+/* Takes the value of an apyrun option: the inline "=value" or the next
+ * argument. Returns the value or NULL (message in err). */
+static const char *
+option_value(const char *name, const char *inline_value, int argc,
+             char **argv, int *i, char *err, size_t errlen)
+{
+    if (inline_value != NULL) {
+        return inline_value;
+    }
+    if (*i + 1 >= argc) {
+        snprintf(err, errlen, "option %s needs a value", name);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Handles one apyrun long option at argv[*i]. Returns 1 if it was one
+ * (consumed), 0 if not, -1 on a usage error (message in err). */
+static int
+take_apyrun_option(int argc, char **argv, int *i, apy_options_t *opts,
+                   char *err, size_t errlen)
+{
+    const char *arg = argv[*i];
+    const char *iv = NULL;
+    const char *v;
+
+    if (match_long(arg, "--help", &iv) && iv == NULL) {
+        opts->show_help = 1;
+        return 1;
+    }
+    if (match_long(arg, "--version", &iv) && iv == NULL) {
+        opts->show_version = 1;
+        return 1;
+    }
+    if (match_long(arg, "--inplace", &iv) && iv == NULL) {
+        opts->inplace = 1;
+        return 1;
+    }
+    if (match_long(arg, "--allow-errors", &iv) && iv == NULL) {
+        opts->allow_errors = 1;
+        return 1;
+    }
+    if (match_long(arg, "--loop", &iv)) {
+        if ((v = option_value("--loop", iv, argc, argv, i, err, errlen))
+            == NULL) {
+            return -1;
+        }
+        if (parse_loop(v, &opts->loop) < 0) {
+            snprintf(err, errlen,
+                     "--loop must be 'apyrun' or 'asyncio', not '%s'", v);
+            return -1;
+        }
+        return 1;
+    }
+    if (match_long(arg, "--output", &iv) || strcmp(arg, "-o") == 0) {
+        if ((v = option_value("-o/--output", iv, argc, argv, i, err,
+                              errlen)) == NULL) {
+            return -1;
+        }
+        opts->output = v;
+        return 1;
+    }
+    if (strncmp(arg, "-o", 2) == 0 && arg[2] != '\0') {
+        opts->output = arg + 2;
+        return 1;
+    }
+    if (match_long(arg, "--cwd", &iv)) {
+        if ((v = option_value("--cwd", iv, argc, argv, i, err, errlen))
+            == NULL) {
+            return -1;
+        }
+        opts->cwd = v;
+        return 1;
+    }
+    if (match_long(arg, "--params-file", &iv)) {
+        if ((v = option_value("--params-file", iv, argc, argv, i, err,
+                              errlen)) == NULL) {
+            return -1;
+        }
+        opts->params_file = v;
+        return 1;
+    }
+    if (match_long(arg, "--timeout", &iv)
+        || match_long(arg, "--total-timeout", &iv)) {
+        int total = arg[2] == 't' && arg[3] == 'o' && arg[4] == 't';
+        const char *name = total ? "--total-timeout" : "--timeout";
+        if ((v = option_value(name, iv, argc, argv, i, err, errlen))
+            == NULL) {
+            return -1;
+        }
+        if (parse_seconds(v, total ? &opts->total_timeout : &opts->timeout)
+            < 0) {
+            snprintf(err, errlen, "%s needs a positive number of seconds, "
+                     "not '%s'", name, v);
+            return -1;
+        }
+        return 1;
+    }
+    if (strcmp(arg, "-p") == 0) {
+        if (*i + 2 >= argc) {
+            snprintf(err, errlen, "-p needs a NAME and a VALUE");
+            return -1;
+        }
+        int rc = push_param(opts, argv[*i + 1], argv[*i + 2]);
+        if (rc < 0) {
+            snprintf(err, errlen, "out of memory");
+            return rc;
+        }
+        *i += 2;
+        return 1;
+    }
+    return 0;
+}
+
+int
+apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
+              size_t errlen)
+{
+    memset(opts, 0, sizeof(*opts));
+    err[0] = '\0';
+
+    const char *env_loop = getenv("APYRUN_LOOP");
+    if (env_loop != NULL && env_loop[0] != '\0'
+        && parse_loop(env_loop, &opts->loop) < 0) {
+        snprintf(err, errlen,
+                 "APYRUN_LOOP must be 'apyrun' or 'asyncio', not '%s'",
+                 env_loop);
+        return -1;
+    }
+
+    /* CPython's argv can only be as long as ours (plus a NULL). */
+    opts->py_argv = calloc((size_t)argc + 1, sizeof(char *));
+    if (opts->py_argv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -12;
+    }
+    opts->py_argv[opts->py_argc++] = argc > 0 ? argv[0] : "apyrun";
+
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+            /* The target: a path, or "-" for stdin. */
+            opts->target_kind = arg[0] == '-' ? APY_TARGET_STDIN
+                                              : APY_TARGET_FILE;
+            opts->target = opts->target_kind == APY_TARGET_FILE ? arg : NULL;
+            break;
+        }
+        if (strcmp(arg, "--") == 0) {
+            /* python: end of options, the next argument is the file. */
+            opts->py_argv[opts->py_argc++] = argv[i];
+            if (i + 1 < argc) {
+                i++;
+                opts->target_kind = strcmp(argv[i], "-") == 0
+                                        ? APY_TARGET_STDIN : APY_TARGET_FILE;
+                opts->target = opts->target_kind == APY_TARGET_FILE
+                                   ? argv[i] : NULL;
+            }
+            break;
+        }
+        int rc = take_apyrun_option(argc, argv, &i, opts, err, errlen);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc > 0) {
+            continue;
+        }
+        if (arg[1] == '-') {
+            if (!is_py_long_opt(arg)) {
+                snprintf(err, errlen, "unknown option '%s' "
+                         "(apyrun --help lists the options)", arg);
+                return -1;
+            }
+            opts->py_argv[opts->py_argc++] = argv[i];
+            if (strcmp(arg, "--check-hash-based-pycs") == 0 && i + 1 < argc) {
+                opts->py_argv[opts->py_argc++] = argv[++i];
+            }
+            continue;
+        }
+        int takes_next;
+        apy_target_kind_t kind;
+        const char *inline_target;
+        scan_short_cluster(arg, opts, &takes_next, &kind, &inline_target);
+        if (opts->show_version) {
+            /* -V is answered by apyrun itself; drop it from python's argv
+             * so that nothing else is printed. */
+            continue;
+        }
+        opts->py_argv[opts->py_argc++] = argv[i];
+        if (kind != APY_TARGET_NONE) {
+            opts->target_kind = kind;
+            if (inline_target != NULL) {
+                opts->target = inline_target;
+            } else if (i + 1 < argc) {
+                opts->target = argv[i + 1];
+            }
+            /* Everything after -c/-m (its argument included) is the
+             * program's; python's parser sees it unchanged. */
+            i++;
+            break;
+        }
+        if (takes_next && i + 1 < argc) {
+            opts->py_argv[opts->py_argc++] = argv[++i];
+        }
+    }
+    for (; i < argc; i++) {
+        opts->py_argv[opts->py_argc++] = argv[i];
+    }
+    opts->py_argv[opts->py_argc] = NULL;
+
+    if (opts->inplace && opts->output != NULL) {
+        snprintf(err, errlen, "--inplace and -o/--output exclude each other");
+        return -1;
+    }
+    return 0;
+}
+
+void
+apy_cli_free(apy_options_t *opts)
+{
+    free(opts->py_argv);
+    free(opts->params);
+    opts->py_argv = NULL;
+    opts->params = NULL;
+    opts->py_argc = 0;
+    opts->nparams = 0;
+}
+
+void
+apy_cli_print_help(void *out, const char *prog)
+{
+    FILE *f = out;
+    fprintf(f,
+"usage: %s [apyrun options] [python options] "
+"(FILE | -m MOD | -c CODE | -) [args]\n"
+"\n"
+"Runs Python scripts, modules and Jupyter notebooks (FILE.ipynb), with\n"
+"top-level await, on an asyncio event loop written in C on libuv. Code\n"
+"without top-level await runs exactly as under python3.\n"
+"\n"
+"apyrun options (before the target):\n"
+"  --loop apyrun|asyncio  asyncio's default loop: apyrun's (default) or the\n"
+"                         stdlib's; also APYRUN_LOOP=apyrun|asyncio\n"
+"  -h, --help             this help, then python's options\n"
+"  -V, --version          versions of apyrun, Python, libuv and cJSON\n"
+"notebook options:\n"
+"  -o, --output OUT.ipynb write the executed notebook to OUT.ipynb\n"
+"  --inplace              write the executed notebook over the input\n"
+"  --cwd DIR              working directory (default: the notebook's)\n"
+"  --timeout S            time limit per cell, seconds (exit 124)\n"
+"  --total-timeout S      time limit for the whole run (exit 124)\n"
+"  --allow-errors         go on after a failing cell\n"
+"  -p NAME VALUE          set a parameter, as papermill\n"
+"  --params-file F.json   parameters from a JSON object\n"
+"\n"
+"exit codes: 0 success; 1 uncaught exception or cell error; 2 usage\n"
+"error or unreadable input; 124 timeout; 120 stdout not flushed;\n"
+"128+N (negative in Python's subprocess) killed by signal N.\n"
+"\n"
+"python options (all of python3's, parsed by CPython):\n", prog);
+}

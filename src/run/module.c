@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/* The -m target. Non-TLA modules run through runpy._run_module_as_main,
+ * exactly as python's own -m; a module whose code is TLA (its compile
+ * fails, the flagged compile yields a coroutine) runs as the main task
+ * with the globals runpy would give it. */
+#include <Python.h>
+
+#include <unistd.h>
+
+#include "apyrun/tla.h"
+#include "run.h"
+
+/* Finds the spec of the module -m runs: name, or name.__main__ for a
+ * package. Returns a new reference, Py_None if not found, NULL on error. */
+static PyObject *
+main_spec(PyObject *util, PyObject *name)
+{
+    PyObject *spec = PyObject_CallMethod(util, "find_spec", "O", name);
+    if (spec == NULL || spec == Py_None) {
+        return spec;
+    }
+    PyObject *locations = PyObject_GetAttrString(spec,
+                                                 "submodule_search_locations");
+    if (locations == NULL) {
+        Py_DECREF(spec);
+        return NULL;
+    }
+    int is_package = locations != Py_None;
+    Py_DECREF(locations);
+    if (!is_package) {
+        return spec;
+    }
+    Py_DECREF(spec);
+    PyObject *sub = PyUnicode_FromFormat("%U.__main__", name);
+    if (sub == NULL) {
+        return NULL;
+    }
+    spec = PyObject_CallMethod(util, "find_spec", "O", sub);
+    Py_DECREF(sub);
+    return spec;
+}
+
+/* Called with the SyntaxError of runpy's compile set. Returns a new
+ * reference to the module's TLA code and its spec in *spec_out, or NULL
+ * with the original SyntaxError restored when the module is not TLA. */
+static PyObject *
+tla_module_code(PyObject *name, PyObject **spec_out)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    *spec_out = NULL;
+
+    PyObject *code = NULL, *spec = NULL, *source = NULL, *origin = NULL;
+    PyObject *util = PyImport_ImportModule("importlib.util");
+    spec = util ? main_spec(util, name) : NULL;
+    Py_XDECREF(util);
+    if (spec == NULL || spec == Py_None) {
+        goto fail;
+    }
+    origin = PyObject_GetAttrString(spec, "origin");
+    PyObject *err_file = value ? PyObject_GetAttrString(value, "filename")
+                               : NULL;
+    int same = origin && err_file
+               && PyObject_RichCompareBool(origin, err_file, Py_EQ) == 1;
+    Py_XDECREF(err_file);
+    if (!same) {
+        /* The syntax error is in another module (a parent package): it
+         * is python's to report. */
+        goto fail;
+    }
+    PyObject *loader = PyObject_GetAttrString(spec, "loader");
+    PyObject *spec_name = loader ? PyObject_GetAttrString(spec, "name")
+                                 : NULL;
+    source = spec_name ? PyObject_CallMethod(loader, "get_source", "O",
+                                             spec_name)
+                       : NULL;
+    Py_XDECREF(loader);
+    Py_XDECREF(spec_name);
+    const char *text = source && PyUnicode_Check(source)
+                           ? PyUnicode_AsUTF8(source) : NULL;
+    if (text == NULL) {
+        goto fail;
+    }
+    int is_tla = 0;
+    code = apy_tla_compile(text, origin, PyCF_IGNORE_COOKIE, &is_tla);
+    if (code == NULL || !is_tla) {
+        Py_CLEAR(code);
+        goto fail;
+    }
+    Py_DECREF(source);
+    Py_DECREF(origin);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    *spec_out = spec;
+    return code;
+fail:
+    Py_XDECREF(spec);
+    Py_XDECREF(source);
+    Py_XDECREF(origin);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return NULL;
+}
+
+/* The module globals runpy._run_code gives a module run as __main__. */
+static int
+set_runpy_globals(PyObject *globals, PyObject *spec)
+{
+    static const char *const keys[][2] = {
+        {"__file__", "origin"},  {"__cached__", "cached"},
+        {"__loader__", "loader"}, {"__package__", "parent"},
+    };
+    PyObject *main_name = PyUnicode_FromString("__main__");
+    int bad = main_name == NULL
+              || PyDict_SetItemString(globals, "__name__", main_name) < 0;
+    Py_XDECREF(main_name);
+    if (bad) {
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        PyObject *v = PyObject_GetAttrString(spec, keys[i][1]);
+        if (v == NULL || PyDict_SetItemString(globals, keys[i][0], v) < 0) {
+            Py_XDECREF(v);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    if (PyDict_SetItemString(globals, "__doc__", Py_None) < 0
+        || PyDict_SetItemString(globals, "__spec__", spec) < 0) {
+        return -1;
+    }
+    /* runpy: sys.argv[0] becomes the module's file. */
+    PyObject *argv = PySys_GetObject("argv"); /* borrowed */
+    PyObject *origin = PyObject_GetAttrString(spec, "origin");
+    int rc = -1;
+    if (origin != NULL && argv != NULL && PyList_Check(argv)
+        && PyList_GET_SIZE(argv) > 0) {
+        rc = PyList_SetItem(argv, 0, origin);
+        origin = NULL;
+    }
+    Py_XDECREF(origin);
+    return rc;
+}
+
+int
+apy_run_module(const PyConfig *config, int *unhandled_sigint)
+{
+    int exitcode;
+    PyObject *name = PyUnicode_FromWideChar(config->run_module, -1);
+    if (name == NULL) {
+        return apy_run_report_error(unhandled_sigint);
+    }
+    /* python -m: sys.path[0] is the working directory. */
+    char cwd[4096];
+    PyObject *path0 = getcwd(cwd, sizeof(cwd))
+                          ? PyUnicode_DecodeFSDefault(cwd)
+                          : PyErr_SetFromErrno(PyExc_OSError);
+    int rc = path0 ? apy_run_set_path0(config, path0) : -1;
+    Py_XDECREF(path0);
+    PyObject *runpy = rc == 0 ? PyImport_ImportModule("runpy") : NULL;
+    if (runpy == NULL) {
+        Py_DECREF(name);
+        return apy_run_report_error(unhandled_sigint);
+    }
+
+    /* Compile first: a SyntaxError here may be TLA. runpy's own errors
+     * (no such module, a package without __main__) are left for
+     * _run_module_as_main to report in python's words. */
+    PyObject *error_cls = PyObject_GetAttrString(runpy, "_Error");
+    PyObject *details = error_cls
+                            ? PyObject_CallMethod(runpy, "_get_module_details",
+                                                  "OO", name, error_cls)
+                            : NULL;
+    Py_XDECREF(error_cls);
+    Py_XDECREF(details);
+    if (details == NULL && PyErr_ExceptionMatches(PyExc_SyntaxError)) {
+        PyObject *spec;
+        PyObject *code = tla_module_code(name, &spec);
+        if (code == NULL) {
+            exitcode = apy_run_report_error(unhandled_sigint);
+        } else {
+            PyObject *main_mod = PyImport_AddModule("__main__");
+            PyObject *globals = main_mod ? PyModule_GetDict(main_mod) : NULL;
+            if (globals == NULL || set_runpy_globals(globals, spec) < 0) {
+                exitcode = apy_run_report_error(unhandled_sigint);
+            } else {
+                exitcode = apy_run_tla_result(
+                    apy_tla_run_main(code, globals), unhandled_sigint);
+            }
+            Py_DECREF(code);
+            Py_DECREF(spec);
+        }
+    } else {
+        PyErr_Clear();
+        PyObject *r = PyObject_CallMethod(runpy, "_run_module_as_main", "OO",
+                                          name, Py_True);
+        Py_XDECREF(r);
+        exitcode = r ? 0 : apy_run_report_error(unhandled_sigint);
+    }
+    Py_DECREF(runpy);
+    Py_DECREF(name);
+    apy_run_inspect(config, &exitcode);
+    return exitcode;
+}

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: MIT */
+/* Driving a TLA module coroutine as the program's main task, with
+ * asyncio.run's semantics (asyncio.Runner in 3.11: context copy, SIGINT
+ * cancels the main task first, leftover tasks cancelled, async generators
+ * and the default executor shut down), written in C so that no runner
+ * frame ever shows in the user's traceback. Must not know how the loop is
+ * built: it only uses the AbstractEventLoop API (and the stall flag). */
+#include <Python.h>
+
+#include <signal.h>
+
+#include "apyrun/loop.h"
+#include "apyrun/tla.h"
+#include "stall.h"
+
+#define SIGINT_CAPSULE "apyrun.tla.sigint"
+
+/* What the SIGINT handler needs; owned by a capsule. */
+typedef struct {
+    PyObject *loop;
+    PyObject *task;
+    int interrupts;
+} sigint_state_t;
+
+static void
+sigint_capsule_free(PyObject *capsule)
+{
+    sigint_state_t *st = PyCapsule_GetPointer(capsule, SIGINT_CAPSULE);
+    if (st != NULL) {
+        Py_XDECREF(st->loop);
+        Py_XDECREF(st->task);
+        PyMem_Free(st);
+    }
+}
+
+/* signal.signal(SIGINT) handler while the main task runs: the first
+ * Ctrl-C cancels the main task, a second one interrupts (Runner._on_sigint
+ * in asyncio/runners.py has the same contract). Returns None, or NULL with
+ * KeyboardInterrupt set. */
+static PyObject *
+on_sigint(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs)
+{
+    sigint_state_t *st = PyCapsule_GetPointer(capsule, SIGINT_CAPSULE);
+    if (st == NULL) {
+        return NULL;
+    }
+    st->interrupts++;
+    if (st->interrupts == 1) {
+        PyObject *done = PyObject_CallMethod(st->task, "done", NULL);
+        if (done == NULL) {
+            return NULL;
+        }
+        int is_done = PyObject_IsTrue(done);
+        Py_DECREF(done);
+        if (is_done < 0) {
+            return NULL;
+        }
+        if (!is_done) {
+            PyObject *r = PyObject_CallMethod(st->task, "cancel", NULL);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+            /* A loop blocked in select() with a long timeout (the stdlib
+             * loop with --loop asyncio) must wake up to see the cancel:
+             * any cheap callable does; task.done has no side effect. */
+            PyObject *wake = PyObject_GetAttrString(st->task, "done");
+            if (wake == NULL) {
+                return NULL;
+            }
+            r = PyObject_CallMethod(st->loop, "call_soon_threadsafe", "O",
+                                    wake);
+            Py_DECREF(wake);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    return NULL;
+}
+
+static PyMethodDef sigint_def = {
+    "apyrun_sigint", (PyCFunction)(void (*)(void))on_sigint, METH_FASTCALL,
+    "Cancels apyrun's main task on the first Ctrl-C.",
+};
+
+/* Installs on_sigint if SIGINT still has python's default handler (as
+ * Runner does; the launcher runs the main task in the main thread). Returns a new reference to the handler installed, Py_None
+ * if none was, NULL with an exception set. */
+static PyObject *
+install_sigint(PyObject *signal_mod, PyObject *loop, PyObject *task)
+{
+    PyObject *current = PyObject_CallMethod(signal_mod, "getsignal", "i",
+                                            SIGINT);
+    PyObject *dflt = current ? PyObject_GetAttrString(signal_mod,
+                                                      "default_int_handler")
+                             : NULL;
+    int is_default = dflt != NULL && current == dflt;
+    Py_XDECREF(current);
+    Py_XDECREF(dflt);
+    if (dflt == NULL) {
+        return NULL;
+    }
+    if (!is_default) {
+        Py_RETURN_NONE;
+    }
+    sigint_state_t *st = PyMem_Calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *capsule = PyCapsule_New(st, SIGINT_CAPSULE,
+                                      sigint_capsule_free);
+    if (capsule == NULL) {
+        PyMem_Free(st);
+        return NULL;
+    }
+    st->loop = Py_NewRef(loop);
+    st->task = Py_NewRef(task);
+    PyObject *handler = PyCFunction_New(&sigint_def, capsule);
+    Py_DECREF(capsule);
+    if (handler == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethod(signal_mod, "signal", "iO", SIGINT,
+                                      handler);
+    if (r == NULL) {
+        Py_DECREF(handler);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return handler;
+}
+
+/* Puts python's default SIGINT handler back if ours is still there. The
+ * current exception, if any, stays set. */
+static void
+restore_sigint(PyObject *signal_mod, PyObject *handler)
+{
+    if (handler == Py_None) {
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *current = PyObject_CallMethod(signal_mod, "getsignal", "i",
+                                            SIGINT);
+    if (current == handler) {
+        PyObject *dflt = PyObject_GetAttrString(signal_mod,
+                                                "default_int_handler");
+        PyObject *r = dflt ? PyObject_CallMethod(signal_mod, "signal", "iO",
+                                                 SIGINT, dflt)
+                           : NULL;
+        Py_XDECREF(dflt);
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(current);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+static int
+sigint_count(PyObject *handler)
+{
+    if (handler == Py_None) {
+        return 0;
+    }
+    PyObject *capsule = PyCFunction_GET_SELF(handler);
+    sigint_state_t *st = PyCapsule_GetPointer(capsule, SIGINT_CAPSULE);
+    return st != NULL ? st->interrupts : 0;
+}
+
+/* After a Ctrl-C cancelled the main task: if the task did not swallow the
+ * cancellation, the program ends with KeyboardInterrupt, whose traceback is
+ * where the main task was when it was cancelled. Call with CancelledError
+ * set; leaves either KeyboardInterrupt or the original error set. */
+static void
+cancelled_to_keyboard_interrupt(PyObject *task)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethod(task, "uncancel", NULL);
+    long left = r != NULL ? PyLong_AsLong(r) : -1;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    if (left != 0) {
+        /* The program caught the cancellation and went on: its own
+         * outcome stands. */
+        return;
+    }
+    apy_tla_strip_internal_frames();
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    /* The user's frames are on the first exception of the chain that has
+     * any once internal frames are stripped. */
+    PyObject *user_tb = NULL;
+    for (PyObject *e = value; e != NULL;) {
+        PyObject *t = PyException_GetTraceback(e);
+        if (t != NULL && t != Py_None) {
+            user_tb = t;
+            break;
+        }
+        Py_XDECREF(t);
+        PyObject *next = PyException_GetContext(e);
+        Py_XDECREF(next); /* kept alive by value's chain */
+        e = next;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_XSETREF(tb, user_tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    PyErr_Restore(type, value, Py_XNewRef(tb));
+    Py_XDECREF(tb);
+}
+
+/* Returns 1 if the current exception is apyrun.NeverCompletedError, else
+ * 0; the exception stays set either way. */
+static int
+is_never_completed(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *apyrun = PyImport_ImportModule("apyrun");
+    PyObject *cls = apyrun ? PyObject_GetAttrString(apyrun,
+                                                    "NeverCompletedError")
+                           : NULL;
+    Py_XDECREF(apyrun);
+    PyErr_Clear();
+    int match = cls != NULL && type != NULL
+                && PyErr_GivenExceptionMatches(type, cls);
+    Py_XDECREF(cls);
+    PyErr_Restore(type, value, tb);
+    return match;
+}
+
+/* Returns 1 if the current exception is asyncio.CancelledError, else 0;
+ * the exception stays set either way. */
+static int
+is_cancelled_error(PyObject *asyncio)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *cls = PyObject_GetAttrString(asyncio, "CancelledError");
+    PyErr_Clear();
+    int match = cls != NULL && type != NULL
+                && PyErr_GivenExceptionMatches(type, cls);
+    Py_XDECREF(cls);
+    PyErr_Restore(type, value, tb);
+    return match;
+}
+
+/* run_until_complete(coro_factory()) on loop; returns 0 or -1. */
+static int
+run_method(PyObject *loop, const char *method)
+{
+    PyObject *coro = PyObject_CallMethod(loop, method, NULL);
+    if (coro == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(loop, "run_until_complete", "O", coro);
+    Py_DECREF(coro);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
+/* Runner.close(): cancel leftover tasks, shut down async generators and
+ * the default executor, unset and close the loop. Returns 0, -1 with an
+ * exception set, or -2 (reported) when leftover tasks never finish. */
+static int
+close_loop(PyObject *asyncio, PyObject *loop)
+{
+    int rc = 0;
+    PyObject *runners = PyImport_ImportModule("asyncio.runners");
+    PyObject *r = runners ? PyObject_CallMethod(runners, "_cancel_all_tasks",
+                                                "O", loop)
+                          : NULL;
+    Py_XDECREF(runners);
+    if (r == NULL) {
+        rc = -1;
+    }
+    Py_XDECREF(r);
+    if (rc == 0) {
+        rc = run_method(loop, "shutdown_asyncgens");
+    }
+    if (rc == 0) {
+        rc = run_method(loop, "shutdown_default_executor");
+    }
+    if (rc < 0 && is_never_completed()) {
+        PyErr_Clear();
+        PySys_WriteStderr("apyrun: tasks left running at the end never "
+                          "finished after being cancelled\n");
+        rc = -2;
+    }
+
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    r = PyObject_CallMethod(asyncio, "set_event_loop", "O", Py_None);
+    Py_XDECREF(r);
+    if (r != NULL) {
+        r = PyObject_CallMethod(loop, "close", NULL);
+        Py_XDECREF(r);
+    }
+    if (r == NULL && rc == 0) {
+        return -1;
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return rc;
+}
+
+int
+apy_tla_run_main(PyObject *code, PyObject *globals)
+{
+    PyObject *asyncio = NULL, *signal_mod = NULL, *loop = NULL;
+    PyObject *coro = NULL, *task = NULL, *handler = NULL, *r;
+    int rc = -1;
+
+    asyncio = PyImport_ImportModule("asyncio");
+    signal_mod = asyncio ? PyImport_ImportModule("signal") : NULL;
+    loop = signal_mod ? PyObject_CallMethod(asyncio, "new_event_loop", NULL)
+                      : NULL;
+    if (loop == NULL) {
+        goto done;
+    }
+    apy_loop_set_stall_check(loop, 1);
+    r = PyObject_CallMethod(asyncio, "set_event_loop", "O", loop);
+    if (r == NULL) {
+        goto close;
+    }
+    Py_DECREF(r);
+
+    /* The module body becomes a coroutine only now, so that nothing of it
+     * runs before the loop exists. */
+    coro = PyEval_EvalCode(code, globals, globals);
+    if (coro == NULL) {
+        goto close;
+    }
+    PyObject *ctx = PyContext_CopyCurrent();
+    if (ctx == NULL) {
+        goto close;
+    }
+    PyObject *create_task = PyObject_GetAttrString(loop, "create_task");
+    PyObject *kwargs = create_task ? Py_BuildValue("{sO}", "context", ctx)
+                                   : NULL;
+    PyObject *args = kwargs ? PyTuple_Pack(1, coro) : NULL;
+    task = args ? PyObject_Call(create_task, args, kwargs) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(create_task);
+    Py_DECREF(ctx);
+    if (task == NULL) {
+        goto close;
+    }
+    Py_CLEAR(coro);
+
+    handler = install_sigint(signal_mod, loop, task);
+    if (handler == NULL) {
+        goto close;
+    }
+    r = PyObject_CallMethod(loop, "run_until_complete", "O", task);
+    if (r != NULL) {
+        Py_DECREF(r);
+        rc = 0;
+    } else if (is_never_completed()) {
+        PyErr_Clear();
+        if (apy_tla_write_stall_report(task) < 0) {
+            PyErr_Print();
+        }
+        rc = -2;
+    } else if (sigint_count(handler) > 0 && is_cancelled_error(asyncio)) {
+        cancelled_to_keyboard_interrupt(task);
+    }
+    restore_sigint(signal_mod, handler);
+
+close:
+    {
+        /* The program's own outcome wins over a failure to clean up, as
+         * an exception from Runner.run wins in asyncio.run. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        int crc = close_loop(asyncio, loop);
+        if (type != NULL) {
+            if (crc == -1) {
+                PyErr_WriteUnraisable(loop);
+            }
+            PyErr_Restore(type, value, tb);
+            rc = -1;
+        } else if (crc != 0) {
+            rc = crc;
+        }
+    }
+done:
+    if (rc == -1) {
+        apy_tla_strip_internal_frames();
+    }
+    Py_XDECREF(handler);
+    Py_XDECREF(task);
+    Py_XDECREF(coro);
+    Py_XDECREF(loop);
+    Py_XDECREF(signal_mod);
+    Py_XDECREF(asyncio);
+    return rc;
+}
