@@ -30,6 +30,27 @@ int apy_tla_is_coroutine_code(PyObject *code);
  * written to stderr. */
 int apy_tla_run_main(PyObject *code, PyObject *globals);
 
+/* Opens an event loop for main tasks: asyncio.new_event_loop() (apyrun's
+ * unless --loop asyncio), set as the current loop, with stall detection
+ * when it is apyrun's. Returns a new reference, or NULL with an exception
+ * set. Notebooks run every cell on one such loop. */
+PyObject *apy_tla_open_loop(void);
+
+/* Runs coro as a main task on loop (opened by apy_tla_open_loop) until it
+ * is done, with asyncio.run's Ctrl-C semantics. Returns 0 and, if result
+ * is not NULL, a new reference to the coroutine's value in *result;
+ * -1 with the exception set (leading asyncio/apyrun frames stripped;
+ * KeyboardInterrupt after a Ctrl-C); -2 with no exception when it can
+ * never finish (the report is written to stderr). */
+int apy_tla_run_coro(PyObject *loop, PyObject *coro, PyObject **result);
+
+/* Closes a loop from apy_tla_open_loop as asyncio.Runner.close does:
+ * cancels leftover tasks, shuts down async generators and the default
+ * executor, unsets and closes it. An exception already set wins and stays
+ * set (returns -1). Returns 0, -1 with an exception set, or -2 (reported)
+ * when cancelled tasks never finish. */
+int apy_tla_close_loop(PyObject *loop);
+
 /* Strips the leading frames of the current exception's traceback that
  * belong to asyncio or apyrun (the runner, the loop), so the report starts
  * at the user's code. Call with an exception set; keeps it set. */

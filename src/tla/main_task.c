@@ -316,59 +316,79 @@ close_loop(PyObject *asyncio, PyObject *loop)
     return rc;
 }
 
-int
-apy_tla_run_main(PyObject *code, PyObject *globals)
+PyObject *
+apy_tla_open_loop(void)
 {
-    PyObject *asyncio = NULL, *signal_mod = NULL, *loop = NULL;
-    PyObject *coro = NULL, *task = NULL, *handler = NULL, *r;
-    int rc = -1;
-
-    asyncio = PyImport_ImportModule("asyncio");
-    signal_mod = asyncio ? PyImport_ImportModule("signal") : NULL;
-    loop = signal_mod ? PyObject_CallMethod(asyncio, "new_event_loop", NULL)
-                      : NULL;
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    PyObject *loop = asyncio ? PyObject_CallMethod(asyncio, "new_event_loop",
+                                                   NULL)
+                             : NULL;
     if (loop == NULL) {
-        goto done;
+        Py_XDECREF(asyncio);
+        return NULL;
     }
     apy_loop_set_stall_check(loop, 1);
-    r = PyObject_CallMethod(asyncio, "set_event_loop", "O", loop);
+    PyObject *r = PyObject_CallMethod(asyncio, "set_event_loop", "O", loop);
+    Py_DECREF(asyncio);
     if (r == NULL) {
-        goto close;
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *c = PyObject_CallMethod(loop, "close", NULL);
+        Py_XDECREF(c);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        Py_DECREF(loop);
+        return NULL;
     }
     Py_DECREF(r);
+    return loop;
+}
 
-    /* The module body becomes a coroutine only now, so that nothing of it
-     * runs before the loop exists. */
-    coro = PyEval_EvalCode(code, globals, globals);
-    if (coro == NULL) {
-        goto close;
-    }
+/* loop.create_task(coro, context=copy_context()): a new reference to the
+ * task, or NULL with an exception set. */
+static PyObject *
+create_main_task(PyObject *loop, PyObject *coro)
+{
     PyObject *ctx = PyContext_CopyCurrent();
     if (ctx == NULL) {
-        goto close;
+        return NULL;
     }
     PyObject *create_task = PyObject_GetAttrString(loop, "create_task");
     PyObject *kwargs = create_task ? Py_BuildValue("{sO}", "context", ctx)
                                    : NULL;
     PyObject *args = kwargs ? PyTuple_Pack(1, coro) : NULL;
-    task = args ? PyObject_Call(create_task, args, kwargs) : NULL;
+    PyObject *task = args ? PyObject_Call(create_task, args, kwargs) : NULL;
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
     Py_XDECREF(create_task);
     Py_DECREF(ctx);
-    if (task == NULL) {
-        goto close;
-    }
-    Py_CLEAR(coro);
+    return task;
+}
 
-    handler = install_sigint(signal_mod, loop, task);
+int
+apy_tla_run_coro(PyObject *loop, PyObject *coro, PyObject **result)
+{
+    PyObject *asyncio = NULL, *signal_mod = NULL, *task = NULL;
+    PyObject *handler = NULL, *r = NULL;
+    int rc = -1;
+
+    if (result != NULL) {
+        *result = NULL;
+    }
+    asyncio = PyImport_ImportModule("asyncio");
+    signal_mod = asyncio ? PyImport_ImportModule("signal") : NULL;
+    task = signal_mod ? create_main_task(loop, coro) : NULL;
+    handler = task ? install_sigint(signal_mod, loop, task) : NULL;
     if (handler == NULL) {
-        goto close;
+        goto done;
     }
     r = PyObject_CallMethod(loop, "run_until_complete", "O", task);
     if (r != NULL) {
-        Py_DECREF(r);
         rc = 0;
+        if (result != NULL) {
+            *result = r;
+            r = NULL;
+        }
     } else if (is_never_completed()) {
         PyErr_Clear();
         if (apy_tla_write_stall_report(task) < 0) {
@@ -379,33 +399,54 @@ apy_tla_run_main(PyObject *code, PyObject *globals)
         cancelled_to_keyboard_interrupt(task);
     }
     restore_sigint(signal_mod, handler);
-
-close:
-    {
-        /* The program's own outcome wins over a failure to clean up, as
-         * an exception from Runner.run wins in asyncio.run. */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        int crc = close_loop(asyncio, loop);
-        if (type != NULL) {
-            if (crc == -1) {
-                PyErr_WriteUnraisable(loop);
-            }
-            PyErr_Restore(type, value, tb);
-            rc = -1;
-        } else if (crc != 0) {
-            rc = crc;
-        }
-    }
 done:
     if (rc == -1) {
         apy_tla_strip_internal_frames();
     }
+    Py_XDECREF(r);
     Py_XDECREF(handler);
     Py_XDECREF(task);
-    Py_XDECREF(coro);
-    Py_XDECREF(loop);
     Py_XDECREF(signal_mod);
     Py_XDECREF(asyncio);
     return rc;
+}
+
+int
+apy_tla_close_loop(PyObject *loop)
+{
+    /* The program's own outcome wins over a failure to clean up, as an
+     * exception from Runner.run wins in asyncio.run. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    int rc = asyncio ? close_loop(asyncio, loop) : -1;
+    Py_XDECREF(asyncio);
+    if (type != NULL) {
+        if (rc == -1) {
+            PyErr_WriteUnraisable(loop);
+        }
+        PyErr_Restore(type, value, tb);
+        return -1;
+    }
+    if (rc == -1) {
+        apy_tla_strip_internal_frames();
+    }
+    return rc;
+}
+
+int
+apy_tla_run_main(PyObject *code, PyObject *globals)
+{
+    PyObject *loop = apy_tla_open_loop();
+    if (loop == NULL) {
+        return -1;
+    }
+    /* The module body becomes a coroutine only now, so that nothing of it
+     * runs before the loop exists. */
+    PyObject *coro = PyEval_EvalCode(code, globals, globals);
+    int rc = coro ? apy_tla_run_coro(loop, coro, NULL) : -1;
+    Py_XDECREF(coro);
+    int crc = apy_tla_close_loop(loop);
+    Py_DECREF(loop);
+    return rc != 0 ? rc : crc;
 }
