@@ -298,6 +298,10 @@ apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
             return rc;
         }
         if (rc > 0) {
+            if (strcmp(arg, "--help") == 0) {
+                /* After apyrun's own help, CPython lists its options. */
+                opts->py_argv[opts->py_argc++] = "-h";
+            }
             continue;
         }
         if (arg[1] == '-') {

@@ -243,6 +243,31 @@ dir_has_main(const char *dir)
     return 0;
 }
 
+/* Returns 1 if filename is a zip archive python would run, but without a
+ * __main__ module in it; 0 otherwise (not a zip, or runnable). */
+static int
+is_zip_without_main(PyObject *filename)
+{
+    PyObject *zipimport = PyImport_ImportModule("zipimport");
+    PyObject *importer = zipimport
+                             ? PyObject_CallMethod(zipimport, "zipimporter",
+                                                   "O", filename)
+                             : NULL;
+    Py_XDECREF(zipimport);
+    if (importer == NULL) {
+        /* Not a zip archive (ZipImportError): python runs it as source. */
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *spec = PyObject_CallMethod(importer, "find_spec", "s",
+                                         "__main__");
+    Py_DECREF(importer);
+    int missing = spec == Py_None;
+    Py_XDECREF(spec);
+    PyErr_Clear();
+    return missing;
+}
+
 /* The FILE target. Returns the exit code, or -3 for "let Py_RunMain run
  * it" (non-TLA code, and every case python reports itself: unreadable
  * files, .pyc files, zip files). */
@@ -273,6 +298,14 @@ run_file(const PyConfig *config, const char *program, int *unhandled_sigint)
             PyErr_Clear();
             exitcode = 2;
         }
+        goto done;
+    }
+    size_t path_len = strlen(path);
+    int dot_py = path_len >= 3 && strcmp(path + path_len - 3, ".py") == 0;
+    if (!dot_py && is_zip_without_main(filename)) {
+        fprintf(stderr, "%s: can't find '__main__' module in '%s'\n",
+                program, path);
+        exitcode = 2;
         goto done;
     }
     size_t plen = strlen(path);

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to src/run/notebook: the run context shared by the driver
+ * (notebook.c), cell compilation (cells.c), output recording (outputs.c,
+ * display.c), magics (magics.c), parameters (params.c), timeouts
+ * (timeouts.c) and progress (progress.c). Nothing here outlives one
+ * apy_run_notebook() call. */
+#ifndef APYRUN_RUN_NOTEBOOK_NBRUN_H
+#define APYRUN_RUN_NOTEBOOK_NBRUN_H
+
+#include <Python.h>
+
+#include <stddef.h>
+
+#include "apyrun/cli.h"
+
+/* Cell kinds, as the runner sees them. */
+enum {
+    APY_NBRUN_CODE = 0,
+    APY_NBRUN_MARKDOWN,
+    APY_NBRUN_RAW,
+};
+
+/* Tags the runner acts on. */
+enum {
+    APY_NBRUN_TAG_SKIP = 1 << 0,       /* skip-execution */
+    APY_NBRUN_TAG_RAISES = 1 << 1,     /* raises-exception */
+    APY_NBRUN_TAG_PARAMETERS = 1 << 2, /* parameters */
+    APY_NBRUN_TAG_INJECTED = 1 << 3,   /* injected-parameters */
+};
+
+/* Stream numbers for the recorder. */
+enum {
+    APY_NBRUN_STDOUT = 0,
+    APY_NBRUN_STDERR = 1,
+};
+
+/* One cell of the run plan: the parsed notebook's cells in order, with an
+ * injected-parameters cell inserted where papermill puts it. */
+typedef struct {
+    int kind;
+    const char *source;   /* UTF-8; borrowed from the parsed notebook, or
+                           * owned_source for the injected cell */
+    char *owned_source;   /* malloc'ed, or NULL */
+    const int *lines;     /* JSON line (1-based) of each source line, or
+                           * NULL when the cell is not in the file */
+    size_t nlines;
+    unsigned tags;
+    size_t nb_index;      /* index in the parsed notebook; SIZE_MAX for
+                           * the injected cell */
+    int count;            /* execution count, 0 = not executed */
+    PyObject *outputs;    /* list of output dicts; NULL = not executed */
+    char stamp[4][32];    /* nbclient timing stamps: busy, execute_input,
+                           * execute_reply, idle (ISO 8601, UTC) */
+    int dirty;            /* outputs changed after the cell was saved */
+} apy_nbrun_cell_t;
+
+typedef struct apy_nbrun {
+    const PyConfig *config;
+    const apy_options_t *opts;
+    apy_nbrun_cell_t *cells;
+    size_t ncells;
+    size_t ncode;          /* code cells in the plan */
+    const char *shown_path; /* the notebook as given, for messages */
+    PyObject *path;        /* str: the notebook's absolute path, the cells'
+                            * code filename and __file__ */
+    PyObject *globals;     /* borrowed: __main__.__dict__ */
+    PyObject *loop;        /* the one event loop; NULL until a TLA cell */
+    PyObject *runtime;     /* the recorder (outputs.c) */
+    PyObject *magics;      /* builtins.__apyrun_nb__ (magics.c) */
+    PyTypeObject *runtime_type;
+    PyTypeObject *stream_type;
+    PyTypeObject *captured_type;
+    PyTypeObject *magics_type;
+    int cf_flags;          /* __future__ flags carried across cells */
+    int recording;         /* -o or --inplace */
+    int color;             /* colour on stderr */
+    int progress;          /* stderr is a terminal */
+    size_t cur;            /* the running cell */
+    int count;             /* the last execution count given */
+    double t0;             /* monotonic start of the run */
+    int timed_out;         /* set by the watchdog (timeouts.c) */
+    int sigterm;           /* a SIGTERM arrived */
+} apy_nbrun_t;
+
+/* ---- outputs.c: the recorder, tee streams, %%capture ---- */
+
+/* Creates the recorder's types and run->runtime. Returns 0, or -1 with an
+ * exception set. */
+int apy_nbrun_outputs_init(apy_nbrun_t *run);
+
+/* Detaches and releases the recorder: streams restored, types released;
+ * objects the program kept (display, a captured result) stay usable and
+ * fall back to printing. Keeps any exception set. */
+void apy_nbrun_outputs_fini(apy_nbrun_t *run);
+
+/* Installs the tee streams as sys.stdout/sys.stderr. 0, or -1 with an
+ * exception set. */
+int apy_nbrun_streams_install(apy_nbrun_t *run);
+
+/* Starts recording the outputs of cell run->cur into a new list. 0 or -1
+ * with an exception set. */
+int apy_nbrun_record_begin(apy_nbrun_t *run);
+
+/* Ends the cell: pending stream text becomes an output. Returns a new
+ * reference to the cell's output list, or NULL with an exception set. */
+PyObject *apy_nbrun_record_end(apy_nbrun_t *run);
+
+/* Records value as the cell's execute_result (None records nothing).
+ * 0 or -1 with an exception set. */
+int apy_nbrun_record_result(apy_nbrun_t *run, PyObject *value);
+
+/* Records the current exception as an error output, with `lines` (a list
+ * of str, as traceback.format_exception gives) as its traceback. Keeps
+ * the exception set. 0 or -1 (the exception stays the original). */
+int apy_nbrun_record_error(apy_nbrun_t *run, PyObject *exc,
+                           PyObject *lines);
+
+/* Starts a %%capture: stream text and displays go to a new captured
+ * object instead of the terminal and the cell. Returns 0 or -1. */
+int apy_nbrun_capture_begin(apy_nbrun_t *run, int out, int err,
+                            int displays);
+
+/* Ends the %%capture begun last. Returns a new reference to the captured
+ * object (stdout, stderr, outputs, show()), or NULL with an exception set;
+ * an exception already set stays set and wins. */
+PyObject *apy_nbrun_capture_end(apy_nbrun_t *run);
+
+/* Writes text to the real stdout (which = APY_NBRUN_STDOUT) or stderr,
+ * bypassing the recorder. Never fails; errors are cleared. */
+void apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text);
+
+/* Returns a new reference to the JSON text (str) of a cell's output list
+ * as nbformat writes it (multi-line strings as lists of lines), or NULL
+ * with an exception set. */
+PyObject *apy_nbrun_outputs_json(PyObject *outputs);
+
+/* ---- display.c: display(), mime bundles, figures ---- */
+
+/* Adds the display builtin. 0 or -1 with an exception set. */
+int apy_nbrun_display_init(apy_nbrun_t *run);
+
+/* The display path shared by display() and figures: records a
+ * display_data output of obj's mime bundle (or prints its text/plain when
+ * nothing records). Returns 0 or -1 with an exception set. */
+int apy_nbrun_display_obj(PyObject *runtime, PyObject *obj,
+                          PyObject *metadata, PyObject *display_id);
+
+/* Returns a new reference to (data, metadata) for obj: its _repr_*_ and
+ * _repr_mimebundle_ bundle plus text/plain, or NULL with an exception. */
+PyObject *apy_nbrun_format(PyObject *obj);
+
+/* Displays the open matplotlib figures (when something records) and
+ * closes them, as the inline backend does at the end of a cell. Does
+ * nothing when matplotlib.pyplot was never imported. 0 or -1. */
+int apy_nbrun_flush_figures(apy_nbrun_t *run);
+
+/* Makes IPython's display()/clear_output()/update_display() ours once
+ * IPython.core.display_functions is imported. 0 or -1. */
+int apy_nbrun_display_hook_ipython(apy_nbrun_t *run);
+
+/* Method table entries of the runtime type defined in display.c. */
+extern PyMethodDef apy_nbrun_display_methods[];
+
+/* ---- runtime internals shared by outputs.c and display.c ---- */
+
+typedef struct {
+    PyObject_HEAD
+    apy_nbrun_t *run;      /* NULL once the run is over */
+    PyObject *outputs;     /* the current cell's output list, or NULL */
+    PyObject *parts;       /* pending stream text (list of str) */
+    int part_name;         /* stream of the pending text, -1 for none */
+    int clear_pending;     /* clear_output(wait=True) awaits output */
+    PyObject *capture;     /* the innermost active captured object */
+    PyObject *real[2];     /* sys.stdout/stderr before the tee streams */
+    PyObject *display_ids; /* dict: display_id -> list of [cell, output] */
+    PyObject *ipy_handle;  /* IPython's DisplayHandle class, or NULL */
+} ApyNbRuntimeObject;
+
+/* Appends output (a dict) to the current sink (the innermost capture or
+ * the cell), flushing pending stream text first. 0 or -1. */
+int apy_nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output);
+
+/* Applies a clear_output() now (or at the next output if wait). */
+void apy_nbrun_clear_output(ApyNbRuntimeObject *rt, int wait);
+
+/* ---- cells.c: compile and run one cell ---- */
+
+/* Runs code cell run->cur. Returns 0 on success, -1 with the cell's
+ * exception set (traceback stripped of apyrun frames), -2 when a TLA
+ * cell can never finish (reported). */
+int apy_nbrun_run_cell(apy_nbrun_t *run);
+
+/* Runs python source text (a %%time or %%capture body, which starts on
+ * the cell's line `first_line` + 1) as part of cell run->cur: compiled
+ * with the cell's line mapping, run on the loop when it awaits, its last
+ * expression recorded. Same results as apy_nbrun_run_cell. */
+int apy_nbrun_run_source(apy_nbrun_t *run, const char *source,
+                         size_t first_line);
+
+/* Registers every cell's text with linecache under the notebook's path,
+ * at its JSON lines, so tracebacks show code. 0 or -1. */
+int apy_nbrun_linecache_register(apy_nbrun_t *run);
+
+/* Opens the run's event loop if it is not open yet. 0 or -1. */
+int apy_nbrun_ensure_loop(apy_nbrun_t *run);
+
+/* ---- magics.c: IPython syntax ---- */
+
+/* Creates builtins.__apyrun_nb__, the helpers translated magics call.
+ * 0 or -1 with an exception set. */
+int apy_nbrun_magics_init(apy_nbrun_t *run);
+
+/* Releases what apy_nbrun_magics_init made. Keeps any exception set. */
+void apy_nbrun_magics_fini(apy_nbrun_t *run);
+
+/* Translates IPython syntax in source: returns a new malloc'ed string
+ * (NUL-terminated) with line magics and !commands replaced by calls of
+ * __apyrun_nb__, line for line; *cell_magic is set to 1 when the cell is
+ * a %%magic cell (then source is left to apy_nbrun_run_cell_magic).
+ * Returns NULL with an exception set (MemoryError only). */
+char *apy_nbrun_translate(const char *source, int *cell_magic);
+
+/* Runs a %%magic cell. Same results as apy_nbrun_run_cell. */
+int apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
+
+/* ---- params.c: papermill parameters ---- */
+
+/* Builds the injected-parameters cell's source from -p and
+ * --params-file. Returns a malloc'ed string, NULL with *err set (a
+ * one-line message, exit 2) or NULL with *err NULL when no parameter was
+ * given. */
+char *apy_nbrun_params_source(const apy_options_t *opts, char *err,
+                              size_t errlen);
+
+/* ---- timeouts.c: --timeout, --total-timeout, SIGTERM ---- */
+
+/* Starts the watchdog thread (only if a timeout was given) and installs
+ * the SIGTERM handler. 0 or -1 with an exception set. */
+int apy_nbrun_timeouts_start(apy_nbrun_t *run);
+
+/* Arms the watchdog for the cell starting now. */
+void apy_nbrun_timeouts_arm(apy_nbrun_t *run);
+
+/* Disarms the watchdog after a cell. */
+void apy_nbrun_timeouts_disarm(apy_nbrun_t *run);
+
+/* Stops the watchdog and restores SIGTERM's handler. Keeps any exception
+ * set. */
+void apy_nbrun_timeouts_stop(apy_nbrun_t *run);
+
+/* Returns 1 once a timeout expired during the run, else 0. */
+int apy_nbrun_timed_out(apy_nbrun_t *run);
+
+/* ---- progress.c: the terminal's progress lines and reports ---- */
+
+/* Decides progress and colour for stderr (terminal, NO_COLOR). */
+void apy_nbrun_progress_init(apy_nbrun_t *run);
+
+/* "cell k of n" before cell run->cur runs. */
+void apy_nbrun_progress_cell(apy_nbrun_t *run);
+
+/* The end-of-run summary line (terminal only). */
+void apy_nbrun_progress_done(apy_nbrun_t *run);
+
+/* Writes "apyrun: <what> in cell k, In [n] of <nb>" on stderr, red on a
+ * terminal. */
+void apy_nbrun_report_cell(apy_nbrun_t *run, const char *what);
+
+/* Seconds on the monotonic clock. */
+double apy_nbrun_now(void);
+
+/* Writes the current UTC time as nbclient's ISO 8601 stamp. */
+void apy_nbrun_stamp(char out[32]);
+
+#endif
