@@ -1,15 +1,22 @@
 /* SPDX-License-Identifier: MIT */
-/* The event loop (src/loop/): what other layers may call in C. */
+/* The loop as other layers see it (src/tla, src/run, src/embed): apyrun's
+ * event loop is a Python object (apyrun.Loop); these are the few C-level
+ * controls that Python code cannot reach. */
 #ifndef APYRUN_LOOP_H
 #define APYRUN_LOOP_H
 
 #include <Python.h>
 
-/* Turns stall detection on or off for run_until_complete on `loop`.
- * Returns 1 if loop is an apyrun Loop (flag updated), 0 if it is not one
- * (nothing done, no exception). While on, run_until_complete raises
- * apyrun.NeverCompletedError instead of waiting forever when nothing
- * could ever complete its future. */
+/* Turns stall detection on (on != 0) or off for loop. While on,
+ * loop.run_until_complete(fut) raises apyrun.NeverCompletedError (a
+ * RuntimeError subclass, with the future as its `future` attribute)
+ * instead of blocking forever when fut is pending and nothing can make
+ * progress: no ready callbacks, no live timers, no active user libuv
+ * handles, no add_signal_handler() handlers, and no Python thread alive
+ * other than idle workers of the loop's default executor (while other
+ * threads live it re-checks every 100 ms). Returns 1 if loop is an
+ * apyrun Loop (flag updated), 0 if it is not one; never sets an
+ * exception. Needs the GIL. */
 int apy_loop_set_stall_check(PyObject *loop, int on);
 
 #endif

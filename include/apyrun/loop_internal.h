@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by the loop layer (src/loop, src/loop/handles) and the
+ * module layer: the module state the loop caches its Python objects in,
+ * the Handle and Loop object layouts, and the C-level entry points
+ * between the loop's files. Nothing outside those two layers includes
+ * this; other layers use apyrun/loop.h. */
+#ifndef APYRUN_LOOP_INTERNAL_H
+#define APYRUN_LOOP_INTERNAL_H
+
+#include <Python.h>
+#include <signal.h>
+#include <uv.h>
+
+#include "apyrun/loop_ds.h"
+#include "apyrun/loop_wakeup.h"
+
+#define APY_NSIG 65          /* Linux's NSIG: signals are 1..64 */
+#define APY_FREELIST_MAX 256 /* dead Handles kept for reuse, per type */
+
+typedef struct ApyLoopObject ApyLoopObject;
+typedef struct apy_poll_s apy_poll_t;
+typedef struct apy_uv_s apy_uv_t;
+
+/* asyncio.Handle's fields, as C. Cancelling drops callback and args. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *callback;         /* NULL once cancelled */
+    PyObject *args;             /* tuple; NULL once cancelled */
+    PyObject *context;          /* contextvars.Context */
+    PyObject *loop;             /* any loop object; usually ours */
+    PyObject *source_traceback; /* list (debug mode) or NULL */
+    PyObject *repr;             /* repr frozen by cancel() in debug mode */
+    PyObject *weakreflist;
+    char cancelled;
+} ApyHandleObject;
+
+/* asyncio.TimerHandle: a Handle with a deadline. */
+typedef struct {
+    ApyHandleObject base;
+    double when;
+    char scheduled; /* in its loop's timer heap */
+} ApyTimerHandleObject;
+
+/* Per-module state of `apyrun`: heap types and the Python objects the
+ * loop calls, fetched once at import instead of per call. The module's
+ * state struct starts with this one. */
+typedef struct apy_loop_state_s {
+    PyTypeObject *handle_type;
+    PyTypeObject *timer_type;
+    PyTypeObject *core_type; /* _LoopCore: the C half of apyrun.Loop */
+    PyTypeObject *selector_view_type;
+    PyObject *selector_key; /* selectors.SelectorKey */
+    PyObject *loop_type;     /* apyrun.Loop */
+    PyObject *policy_type;   /* apyrun.EventLoopPolicy */
+    PyObject *never_completed_error;
+
+    /* asyncio and friends */
+    PyObject *future_type;            /* _asyncio.Future */
+    PyObject *task_type;              /* _asyncio.Task */
+    PyObject *events; /* the module: _get/_set_running_loop, per run */
+    PyObject *format_callback_source; /* format_helpers._format_... */
+    PyObject *extract_stack;          /* format_helpers.extract_stack */
+    PyObject *base_events; /* the module: logger, _format_handle */
+    PyObject *run_until_complete_cb;  /* base_events._run_until_... */
+    PyObject *ensure_future;
+    PyObject *isfuture;
+    PyObject *set_task_name;     /* tasks._set_task_name */
+    PyObject *coroutines;        /* the module: _is_debug_mode */
+    PyObject *iscoroutine;       /* coroutines.iscoroutine */
+    PyObject *iscoroutinefunction;
+    PyObject *get_asyncgen_hooks; /* sys.* */
+    PyObject *set_asyncgen_hooks;
+    PyObject *get_origin_depth; /* sys.get_coroutine_origin_tracking_depth */
+    PyObject *set_origin_depth;
+    PyObject *set_wakeup_fd; /* signal.* */
+    PyObject *signal_signal;
+    PyObject *siginterrupt;
+    PyObject *valid_signals;
+    PyObject *default_int_handler;
+    PyObject *sig_dfl;
+    PyObject *threading_enumerate;
+    PyObject *weakset;       /* weakref.WeakSet */
+    PyObject *weakvaluedict; /* weakref.WeakValueDictionary */
+    PyObject *signal_dispatch; /* our Python-level signal handler */
+
+    /* interned names and keyword tuples for vectorcall */
+    PyObject *str_context;
+    PyObject *str_call_exception_handler;
+    PyObject *str_message;
+    PyObject *str_exception;
+    PyObject *str_handle;
+    PyObject *str_source_traceback;
+    PyObject *str_cancelled;
+    PyObject *str_cancelled_attr; /* "_cancelled" */
+    PyObject *str_run;            /* "_run" */
+    PyObject *str_get_debug;
+    PyObject *str_timer_handle_cancelled;
+    PyObject *str_check_callback;
+    PyObject *str_default_executor;
+    PyObject *kw_loop;              /* ("loop",) */
+    PyObject *kw_loop_name;         /* ("loop", "name") */
+    PyObject *kw_loop_context;      /* ("loop", "context") */
+    PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
+    PyObject *kw_context;           /* ("context",) */
+    PyObject *kw_firstiter_finalizer;
+    PyObject *kw_warn_on_full_buffer;
+    PyObject *empty_tuple;
+
+    /* Raw memory of dead Handles, untracked, reused by handle_alloc. */
+    ApyHandleObject *handle_free[APY_FREELIST_MAX];
+    int nhandle_free;
+    ApyTimerHandleObject *timer_free[APY_FREELIST_MAX];
+    int ntimer_free;
+    int freelist_off; /* set once the module state is being cleared */
+
+    /* Which loop owns add_signal_handler() for each signal (borrowed:
+     * a loop clears its entries when it removes handlers or dies). */
+    ApyLoopObject *signal_loops[APY_NSIG];
+    double clock_resolution;
+} apy_loop_state_t;
+
+/* libuv state of one loop: C memory outside the Python object, freed only
+ * once every handle in it has finished closing (STYLE.md, ownership). */
+struct apy_uv_s {
+    uv_loop_t loop;
+    apy_wakeup_t wakeup;
+    apy_poll_t **polls; /* user fd watchers, indexed by fd */
+    int npolls;         /* length of polls */
+    apy_poll_t *fired_head; /* records with events to dispatch, FIFO */
+    apy_poll_t *fired_tail;
+    apy_poll_t *pending; /* records started since the last uv_run */
+    int nrecords;        /* poll records allocated and not yet freed */
+};
+
+/* One user fd watched by one uv_poll: reader and writer Handles share it
+ * (libuv allows a single uv_poll per fd and loop). */
+struct apy_poll_s {
+    uv_poll_t handle;
+    apy_uv_t *uv;
+    int fd;
+    int started;  /* UV_READABLE|UV_WRITABLE libuv polls for now */
+    int revents;  /* fired, not yet dispatched; -1 bit: error */
+    PyObject *reader; /* Handle or NULL */
+    PyObject *writer;
+    apy_poll_t *fired_next;
+    apy_poll_t *pending_next;
+    char in_fired;
+    char in_pending;
+    char closing;
+};
+
+/* The C half of apyrun.Loop. Fields Python code reads are exposed as
+ * descriptors on _LoopCore, so BaseEventLoop's inherited methods see them
+ * under their asyncio names (_debug, _closed, _stopping, _thread_id...). */
+struct ApyLoopObject {
+    PyObject_HEAD
+    apy_loop_state_t *st; /* borrowed: alive while our type is */
+    apy_uv_t *uv;         /* owned; NULL once closed */
+    apy_ring_t ready;     /* strong references to Handles */
+    apy_theap_t timers;   /* strong references to TimerHandles */
+    uint64_t timer_seq;
+    Py_ssize_t timer_cancelled_count;
+    unsigned long thread_id; /* valid while running */
+    double slow_callback_duration;
+    PyObject *task_factory;
+    PyObject *current_handle;
+    PyObject *signal_handlers; /* dict: signal number -> Handle */
+    PyObject *stall_future;    /* run_until_complete's future, if checked */
+    PyThreadState *released;   /* set while a blocking uv_run runs */
+    int saved_wakeup_fd;
+    int saved_origin_depth;
+    char debug;
+    char closed;
+    char stopping;
+    char running;
+    char sleeping; /* blocked in uv_run with the GIL released */
+    char stall_check;
+    char origin_tracking;
+    char wakeup_installed;
+    char initialised; /* __init__ ran */
+};
+
+/* --- state.c --- */
+
+/* Fills st: imports asyncio pieces, creates the heap types, apyrun.Loop,
+ * EventLoopPolicy and NeverCompletedError, and adds them to module.
+ * Returns 0, or -1 with an exception set (st is then cleared by the
+ * module's m_clear). */
+int apy_loop_state_init(PyObject *module, apy_loop_state_t *st);
+
+/* GC traverse and clear of everything st holds. */
+int apy_loop_state_traverse(apy_loop_state_t *st, visitproc visit,
+                            void *arg);
+void apy_loop_state_clear(apy_loop_state_t *st);
+
+/* Returns the state owning type tp (or one of its bases) when marker is
+ * the tp_dealloc of the apyrun type looked for; NULL (no exception)
+ * if tp does not derive from such a type. Borrowed. */
+apy_loop_state_t *apy_loop_state_of(PyTypeObject *tp, destructor marker);
+
+/* --- handle.c --- */
+
+/* Type specs for Handle and TimerHandle (TimerHandle's base is Handle). */
+extern PyType_Spec apy_handle_spec;
+extern PyType_Spec apy_timer_spec;
+
+/* Returns a new Handle for callback(*args) in context (NULL: a copy of
+ * the current context), attached to loop; in debug mode it records the
+ * creation stack. New reference, or NULL with an exception set. */
+PyObject *apy_handle_new(apy_loop_state_t *st, PyObject *callback,
+                         PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *loop, PyObject *context, int debug);
+
+/* Like apy_handle_new() for a TimerHandle due at when (not scheduled). */
+PyObject *apy_timer_new(apy_loop_state_t *st, double when,
+                        PyObject *callback, PyObject *const *args,
+                        Py_ssize_t nargs, PyObject *loop, PyObject *context,
+                        int debug);
+
+/* Runs a Handle's callback in its context as asyncio's Handle._run does:
+ * an Exception (or any BaseException but SystemExit/KeyboardInterrupt)
+ * goes to the loop's exception handler. Returns 0, or -1 with the
+ * exception set when it must stop the loop (SystemExit,
+ * KeyboardInterrupt, or a failing exception handler). */
+int apy_handle_run(ApyHandleObject *h);
+
+/* Cancels a Handle as Handle.cancel() does. Returns 0 or -1. */
+int apy_handle_cancel(ApyHandleObject *h);
+
+/* --- loop.c --- */
+
+extern PyType_Spec apy_loop_core_spec;
+
+/* Returns 1 if obj is an instance of _LoopCore (any subclass), else 0. */
+int apy_loop_is_core(PyObject *obj);
+
+/* Monotonic time in seconds, the clock and conversion time.monotonic()
+ * uses (CLOCK_MONOTONIC nanoseconds / 1e9). */
+double apy_loop_now(void);
+
+/* Appends a Handle (or any object with _run/_cancelled) to the ready
+ * queue, taking a new reference. Returns 0, or -1 with MemoryError. */
+int apy_loop_push_ready(ApyLoopObject *self, PyObject *handle);
+
+/* Wakes the loop if another thread may find it blocked in uv_run. */
+void apy_loop_wake(ApyLoopObject *self);
+
+/* For libuv callbacks (native transports) that must run Python code: a
+ * blocking uv_run runs without the GIL, a non-blocking one with it. Takes
+ * the GIL back if the loop released it; returns what to pass to
+ * apy_loop_gil_leave(), which must follow before returning to libuv, with
+ * no Python exception pending. */
+static inline PyThreadState *
+apy_loop_gil_enter(ApyLoopObject *self)
+{
+    PyThreadState *ts = self->released;
+    if (ts != NULL) {
+        self->released = NULL;
+        PyEval_RestoreThread(ts);
+    }
+    return ts;
+}
+
+static inline void
+apy_loop_gil_leave(ApyLoopObject *self, PyThreadState *ts)
+{
+    if (ts != NULL) {
+        self->released = PyEval_SaveThread();
+    }
+}
+
+/* Raises RuntimeError('Event loop is closed') and returns -1 if closed. */
+int apy_loop_check_closed(ApyLoopObject *self);
+
+/* asyncio's _check_thread(): -1 with RuntimeError when called from a
+ * thread other than the one running the loop, else 0. */
+int apy_loop_check_thread(ApyLoopObject *self);
+
+/* Turns coroutine origin tracking on or off as BaseEventLoop's
+ * _set_coroutine_origin_tracking(). Returns 0 or -1. */
+int apy_loop_track_origins(ApyLoopObject *self, int enabled);
+
+/* --- schedule.c (methods of _LoopCore) --- */
+
+PyObject *apy_loop_call_soon(PyObject *self, PyObject *const *args,
+                             Py_ssize_t nargsf, PyObject *kwnames);
+PyObject *apy_loop_call_soon_threadsafe(PyObject *self,
+                                        PyObject *const *args,
+                                        Py_ssize_t nargsf,
+                                        PyObject *kwnames);
+PyObject *apy_loop_call_later(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargsf, PyObject *kwnames);
+PyObject *apy_loop_call_at(PyObject *self, PyObject *const *args,
+                           Py_ssize_t nargsf, PyObject *kwnames);
+PyObject *apy_loop_create_future(PyObject *self, PyObject *unused);
+PyObject *apy_loop_create_task(PyObject *self, PyObject *const *args,
+                               Py_ssize_t nargsf, PyObject *kwnames);
+
+/* Drops every scheduled timer (close()). Never fails. */
+void apy_loop_clear_timers(ApyLoopObject *self);
+
+/* Removes cancelled timers (compacting when they dominate) and returns
+ * the earliest live deadline in *when; returns 1 if there is one, else 0.
+ * Never fails. */
+int apy_loop_next_deadline(ApyLoopObject *self, double *when);
+
+/* Moves timers due before end_time to the ready queue. Returns 0 or -1. */
+int apy_loop_pop_due_timers(ApyLoopObject *self, double end_time);
+
+/* --- run.c (methods of _LoopCore) --- */
+
+PyObject *apy_loop_run_forever(PyObject *self, PyObject *unused);
+PyObject *apy_loop_run_until_complete(PyObject *self, PyObject *future);
+PyObject *apy_loop_run_once(PyObject *self, PyObject *unused);
+
+/* --- close.c --- */
+
+/* Raises OSError for a libuv error code (one place for the mapping: on
+ * Unix UV_E* is -errno, so CPython picks the OSError subclass). Always
+ * returns -1. */
+int apy_loop_set_uv_error(int err);
+
+/* Allocates and initialises self->uv (libuv loop and wakeups). Returns 0
+ * or -1 with OSError set. */
+int apy_loop_uv_open(ApyLoopObject *self);
+
+/* Closes every libuv handle, runs the loop until they are closed, closes
+ * the libuv loop and frees self->uv. Python references held by poll
+ * records are dropped first. Never fails (a loop that cannot close is
+ * leaked rather than freed under libuv's feet). */
+void apy_loop_uv_teardown(ApyLoopObject *self);
+
+PyObject *apy_loop_close(PyObject *self, PyObject *unused);
+
+/* --- handles/poll.c: loop._selector --- */
+
+extern PyType_Spec apy_selector_view_spec;
+
+/* Returns loop._selector: a read-only selectors-like view of the fd
+ * watchers (None once closed, as asyncio). New reference or NULL. */
+PyObject *apy_loop_selector_view(ApyLoopObject *loop);
+
+/* --- signals.c --- */
+
+PyObject *apy_loop_add_signal_handler(PyObject *self, PyObject *const *args,
+                                      Py_ssize_t nargs);
+PyObject *apy_loop_remove_signal_handler(PyObject *self, PyObject *sig);
+
+/* _handle_signal(sig), as _UnixSelectorEventLoop's: queues sig's Handle,
+ * or removes it if cancelled. Returns None, or NULL on error. */
+PyObject *apy_loop_handle_signal(PyObject *self, PyObject *sig);
+
+/* The Python-level handler installed by add_signal_handler(); a module
+ * function (self is the module). */
+extern PyMethodDef apy_signal_dispatch_def;
+
+/* Makes the loop's pipe Python's signal wakeup fd while the loop runs in
+ * the main thread, so a signal interrupts a blocked uv_run. Returns 0 or
+ * -1 with an exception set. */
+int apy_loop_wakeup_install(ApyLoopObject *self);
+
+/* Restores the wakeup fd apy_loop_wakeup_install() replaced. Never fails
+ * (errors are reported as unraisable). */
+void apy_loop_wakeup_uninstall(ApyLoopObject *self);
+
+/* Removes every add_signal_handler() registration (close()). */
+int apy_loop_remove_all_signal_handlers(ApyLoopObject *self);
+
+/* Forgets self in the per-signal table (dealloc). Never fails. */
+void apy_loop_forget_signals(ApyLoopObject *self);
+
+/* --- handles/poll.c --- */
+
+PyObject *apy_loop_add_reader(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargs);
+PyObject *apy_loop_add_writer(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargs);
+PyObject *apy_loop_remove_reader(PyObject *self, PyObject *fd);
+PyObject *apy_loop_remove_writer(PyObject *self, PyObject *fd);
+PyObject *apy_loop_add_reader_pub(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs);
+PyObject *apy_loop_add_writer_pub(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs);
+PyObject *apy_loop_remove_reader_pub(PyObject *self, PyObject *fd);
+PyObject *apy_loop_remove_writer_pub(PyObject *self, PyObject *fd);
+
+/* selectors._fileobj_to_fd(): returns the fd, or -1 with ValueError. */
+int apy_poll_fileobj_to_fd(PyObject *obj);
+
+/* Before a uv_run: re-registers fds started since the last one, dropping
+ * the ones the user closed meanwhile (libuv would abort on them). */
+void apy_poll_preflight(apy_uv_t *uv);
+
+/* After a uv_run: appends reader/writer Handles of fired fds to the ready
+ * queue as asyncio's _process_events does. Returns 0 or -1. */
+int apy_poll_dispatch(ApyLoopObject *self);
+
+/* Drops the Python references of every record and starts closing them
+ * (teardown). Never fails. */
+void apy_poll_close_all(apy_uv_t *uv);
+
+/* GC support for the Handles the records hold. */
+int apy_poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
+
+#endif
