@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apyrun/nbrun.h"
 #include "apyrun/run.h"
 #include "apyrun/tla.h"
 #include "run.h"
@@ -388,6 +389,17 @@ apy_run_target(const PyConfig *config, const apy_options_t *opts,
                int *unhandled_sigint)
 {
     int exitcode = -3;
+    /* Notebooks (src/run/notebook); notebook options need one. */
+    if (opts->target_kind == APY_TARGET_FILE
+        && apy_run_is_notebook_path(opts->target)) {
+        return apy_run_notebook(config, opts, unhandled_sigint);
+    }
+    if (apy_run_notebook_option_given(opts) != NULL) {
+        fprintf(stderr, "apyrun: %s is a notebook option, and the target "
+                "is not a notebook (.ipynb)\n",
+                apy_run_notebook_option_given(opts));
+        return 2;
+    }
     if (config->run_command != NULL) {
         exitcode = run_command(config, unhandled_sigint);
     } else if (config->run_module != NULL) {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "apyrun/cli.h"
+#include "apyrun/notebook.h"
 
 /* Cell kinds, as the runner sees them. */
 enum {
@@ -34,32 +35,27 @@ enum {
     APY_NBRUN_STDERR = 1,
 };
 
-/* One cell of the run plan: the parsed notebook's cells in order, with an
- * injected-parameters cell inserted where papermill puts it. */
+/* What the runner keeps of one cell, beside the parsed notebook's cell
+ * (run->nb.cells[i] and run->cells[i] are the same cell). */
 typedef struct {
-    int kind;
-    const char *source;   /* UTF-8; borrowed from the parsed notebook, or
-                           * owned_source for the injected cell */
-    char *owned_source;   /* malloc'ed, or NULL */
-    const int *lines;     /* JSON line (1-based) of each source line, or
-                           * NULL when the cell is not in the file */
-    size_t nlines;
-    unsigned tags;
-    size_t nb_index;      /* index in the parsed notebook; SIZE_MAX for
-                           * the injected cell */
+    unsigned tags;        /* APY_NBRUN_TAG_* */
     int count;            /* execution count, 0 = not executed */
     PyObject *outputs;    /* list of output dicts; NULL = not executed */
-    char stamp[4][32];    /* nbclient timing stamps: busy, execute_input,
-                           * execute_reply, idle (ISO 8601, UTC) */
-    int dirty;            /* outputs changed after the cell was saved */
+    char busy[APY_NB_TIMESTAMP_SIZE];  /* nbclient's timing stamps */
+    char input[APY_NB_TIMESTAMP_SIZE];
+    char reply[APY_NB_TIMESTAMP_SIZE];
+    char idle[APY_NB_TIMESTAMP_SIZE];
+    int dirty;            /* outputs changed since the cell was saved */
 } apy_nbrun_cell_t;
 
 typedef struct apy_nbrun {
     const PyConfig *config;
     const apy_options_t *opts;
-    apy_nbrun_cell_t *cells;
-    size_t ncells;
-    size_t ncode;          /* code cells in the plan */
+    apy_notebook_t nb;      /* the parsed notebook (src/notebook) */
+    apy_nbrun_cell_t *cells; /* nb.ncells entries */
+    size_t ncode;          /* code cells that will run */
+    size_t done_code;      /* code cells run so far */
+    const char *out_path;  /* where the executed notebook goes, or NULL */
     const char *shown_path; /* the notebook as given, for messages */
     PyObject *path;        /* str: the notebook's absolute path, the cells'
                             * code filename and __file__ */
@@ -73,13 +69,16 @@ typedef struct apy_nbrun {
     PyTypeObject *magics_type;
     int cf_flags;          /* __future__ flags carried across cells */
     int recording;         /* -o or --inplace */
+    int mpl_default;       /* MPLBACKEND=Agg is apyrun's choice */
     int color;             /* colour on stderr */
     int progress;          /* stderr is a terminal */
     size_t cur;            /* the running cell */
     int count;             /* the last execution count given */
     double t0;             /* monotonic start of the run */
-    int timed_out;         /* set by the watchdog (timeouts.c) */
+    struct apy_nbrun_watch *watch; /* the watchdog (timeouts.c) */
+    volatile int timed_out; /* set by the watchdog when a limit expired */
     int sigterm;           /* a SIGTERM arrived */
+    PyObject *sigterm_handler; /* ours, while installed */
 } apy_nbrun_t;
 
 /* ---- outputs.c: the recorder, tee streams, %%capture ---- */
@@ -223,6 +222,40 @@ char *apy_nbrun_translate(const char *source, int *cell_magic);
 /* Runs a %%magic cell. Same results as apy_nbrun_run_cell. */
 int apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
 
+/* ---- shell.c: commands of the magics ---- */
+
+/* Returns a new reference to cmd with IPython's expansions done in the
+ * user's namespace: {expr}, $name, $$ and {{ }}. When anything fails to
+ * expand, cmd is returned unchanged (IPython does the same, so `$HOME` and
+ * awk's braces reach the shell). NULL with an exception only on
+ * MemoryError-like failures. run may be NULL (nothing is expanded). */
+PyObject *apy_nbrun_expand(apy_nbrun_t *run, PyObject *cmd);
+
+/* Starts argv (a list, or a str with shell) with stdout piped and stderr
+ * piped or merged into stdout. Returns a new reference to the
+ * subprocess.Popen object, or NULL with an exception set. */
+PyObject *apy_nbrun_shell_start(PyObject *argv, int merge, int shell);
+
+/* Copies the child's output to sys.stdout/sys.stderr as it comes or, when
+ * `collect` is a list, into it; waits for the child (killed if the wait
+ * is interrupted). Returns its exit status, or -1000 with an exception. */
+int apy_nbrun_shell_pump(PyObject *proc, PyObject *collect);
+
+/* Sets __main__._exit_code as IPython's !cmd does (run may be NULL). */
+void apy_nbrun_set_exit_code(apy_nbrun_t *run, int status);
+
+/* `!cmd` through /bin/sh, output shown and recorded (stderr merged into
+ * stdout, as in Jupyter). Returns a new reference to None, or NULL. */
+PyObject *apy_nbrun_system(apy_nbrun_t *run, PyObject *cmd);
+
+/* `x = !cmd`: a new list of the output's lines, or NULL. */
+PyObject *apy_nbrun_getoutput(apy_nbrun_t *run, PyObject *cmd);
+
+/* %%bash / %%sh: body run by `shell -c`; stdout and stderr shown and
+ * recorded apart. 0, or -1 with an exception (CalledProcessError for a
+ * non-zero exit, as IPython 8 raises). */
+int apy_nbrun_run_script(const char *shell, const char *body);
+
 /* ---- params.c: papermill parameters ---- */
 
 /* Builds the injected-parameters cell's source from -p and
@@ -248,9 +281,6 @@ void apy_nbrun_timeouts_disarm(apy_nbrun_t *run);
  * set. */
 void apy_nbrun_timeouts_stop(apy_nbrun_t *run);
 
-/* Returns 1 once a timeout expired during the run, else 0. */
-int apy_nbrun_timed_out(apy_nbrun_t *run);
-
 /* ---- progress.c: the terminal's progress lines and reports ---- */
 
 /* Decides progress and colour for stderr (terminal, NO_COLOR). */
@@ -269,7 +299,5 @@ void apy_nbrun_report_cell(apy_nbrun_t *run, const char *what);
 /* Seconds on the monotonic clock. */
 double apy_nbrun_now(void);
 
-/* Writes the current UTC time as nbclient's ISO 8601 stamp. */
-void apy_nbrun_stamp(char out[32]);
 
 #endif

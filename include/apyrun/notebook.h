@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/* The notebook layer (src/notebook/): .ipynb text -> owned cell structs with
+ * line maps, and the executed notebook written back in Jupyter's layout.
+ * Plain C with cJSON inside; no cJSON type and no Python.h appear here.
+ * Errors follow STYLE regime 1: 0 or a negative errno-style code, and one
+ * line (no file name: the caller prefixes it) in the caller's buffer. */
+#ifndef APYRUN_NOTEBOOK_H
+#define APYRUN_NOTEBOOK_H
+
+#include <stddef.h>
+
+/* Limits, documented because users can hit them. */
+#define APY_NB_MAX_FILE_SIZE (1024L * 1024L * 1024L) /* 1 GiB */
+#define APY_NB_MAX_DEPTH 512 /* nested arrays/objects in the JSON */
+
+/* execution_count value meaning JSON null ("In [ ]"). */
+#define APY_NB_NO_COUNT (-1L)
+
+/* Size of a buffer for apy_nb_timestamp(), NUL included. */
+#define APY_NB_TIMESTAMP_SIZE 32
+
+typedef enum {
+    APY_NB_CODE = 0, /* runs */
+    APY_NB_MARKDOWN, /* also nbformat 3 "heading" and "html" cells */
+    APY_NB_RAW,
+    APY_NB_OTHER, /* a cell_type nbformat calls "unrecognized": kept
+                   * as read, never run */
+} apy_nb_kind_t;
+
+/* Writer state of one cell (pre-rendered JSON); private to notebook/. */
+typedef struct apy_nb_wcell apy_nb_wcell_t;
+/* Writer state of the notebook; private to notebook/. */
+typedef struct apy_nb_wdoc apy_nb_wdoc_t;
+
+typedef struct {
+    apy_nb_kind_t kind;
+    /* The cell's text as Python should see it: the joined source (nbformat
+     * 3: input) with every "\r\n" and lone "\r" turned into "\n", as
+     * Python's universal newlines do. UTF-8, NUL-terminated, never NULL;
+     * a NUL inside a source is rejected at parse time. */
+    char *source;
+    size_t source_len; /* bytes, without the terminating NUL */
+    /* line_map[i] is the 1-based line in the JSON file of source line i+1
+     * (the line holding the start of that source line). Exact for the
+     * layout Jupyter writes (one string per source line); for a source
+     * given as one string, or minified JSON, every line maps to the line
+     * of the string that holds it. nlines counts "\n"-terminated lines
+     * plus a last unterminated one. 0 entries for an inserted cell. */
+    int *line_map;
+    size_t nlines;
+    int json_line; /* line of the cell's '{' (0: inserted cell) */
+    char **tags;   /* metadata.tags, owned strings */
+    size_t ntags;
+    /* The cell id: as read (nbformat >= 4.5), or generated when the
+     * notebook is written as 4.5 and the cell has none (nbformat 3 input,
+     * a 4.5 cell without one); NULL for nbformat < 4.5. */
+    char *id;
+    apy_nb_wcell_t *w; /* private */
+} apy_nb_cell_t;
+
+typedef struct {
+    char *path;             /* copy of the path given to parse; may be NULL */
+    int nbformat;           /* as read: 3 or 4 */
+    int nbformat_minor;     /* as read */
+    int out_nbformat;       /* as written: 4 */
+    int out_nbformat_minor; /* as written: the input's; 5 for nbformat 3 */
+    char *kernel_name;      /* metadata.kernelspec.name, or NULL */
+    char *kernel_language;  /* metadata.kernelspec.language, or NULL */
+    char *language_info_name; /* metadata.language_info.name, or NULL */
+    apy_nb_cell_t *cells;
+    size_t ncells;
+    apy_nb_wdoc_t *w; /* private */
+} apy_notebook_t;
+
+/* The result of running one code cell, as the run layer hands it over. */
+typedef struct {
+    size_t cell;          /* index into nb->cells */
+    long execution_count; /* >= 0, or APY_NB_NO_COUNT for null */
+    /* The cell's outputs: the text of a JSON array of nbformat 4 output
+     * objects (stream, display_data, execute_result, error). Multi-line
+     * strings may be given joined or split: they are written split, as
+     * nbformat does. NULL means []. Need not be NUL-terminated. */
+    const char *outputs;
+    size_t outputs_len;
+    /* nbclient's metadata.execution timestamps (ISO 8601 strings, see
+     * apy_nb_timestamp); a NULL one is left out. When all four are NULL
+     * the cell's metadata is written as read; otherwise its "execution"
+     * object is replaced by the given ones. */
+    const char *busy;          /* "iopub.status.busy" */
+    const char *execute_input; /* "iopub.execute_input" */
+    const char *execute_reply; /* "shell.execute_reply" */
+    const char *idle;          /* "iopub.status.idle" */
+} apy_nb_result_t;
+
+/* Reads and parses the notebook at `path` (see apy_nb_parse). Returns 0,
+ * or: -ENOENT, -EACCES, -EISDIR... (the file cannot be read), -EFBIG
+ * (over APY_NB_MAX_FILE_SIZE), -EINVAL (not a notebook apyrun can run),
+ * -ENOMEM. On failure *nb is zeroed and err holds one line. */
+int apy_nb_load(const char *path, apy_notebook_t *nb, char *err,
+                size_t errlen);
+
+/* Parses `len` bytes of notebook JSON (need not be NUL-terminated; a
+ * leading UTF-8 BOM is skipped). `path` is only copied into nb->path
+ * (may be NULL). nbformat 4 (any minor) and 3 are read; a notebook whose
+ * kernel language is not Python is rejected. Returns 0 with *nb filled
+ * (free it with apy_nb_free), or -EINVAL / -ENOMEM with *nb zeroed and one
+ * line in err, e.g. "not valid JSON: expected ',' or '}' (line 3, column
+ * 7)", "cell 4: 'source' must be a string or a list of strings" (cells are
+ * numbered from 1), "kernel language is 'R', not Python".
+ * JSON is read strictly (RFC 8259) plus what Python's json accepts and
+ * Jupyter may write: NaN, Infinity, -Infinity and numbers of any length.
+ * Duplicate keys: the last one wins, as in Python's json. Rejected: invalid
+ * UTF-8, lone surrogates, unescaped control characters, "\u0000" in a key
+ * or in a field apyrun reads (source, cell_type, tags, id, kernel names),
+ * nesting deeper than APY_NB_MAX_DEPTH. "\u0000" elsewhere (outputs,
+ * metadata) is kept and written back. */
+int apy_nb_parse(const char *data, size_t len, const char *path,
+                 apy_notebook_t *nb, char *err, size_t errlen);
+
+/* Frees everything *nb owns and zeroes it; a zeroed nb is a no-op. */
+void apy_nb_free(apy_notebook_t *nb);
+
+/* Returns the JSON line of 1-based source line `lineno` of `cell`, clamped
+ * to the cell's first/last line (a SyntaxError at EOF names the line after
+ * the last one); json_line when the cell has no lines. */
+int apy_nb_cell_line(const apy_nb_cell_t *cell, long lineno);
+
+/* Returns 1 if `cell` has tag `tag` (exact match), else 0. */
+int apy_nb_cell_has_tag(const apy_nb_cell_t *cell, const char *tag);
+
+/* Records the result of running code cell res->cell: its outputs, count
+ * and timing are rendered now, once, so that saving stays cheap. A later
+ * call for the same cell replaces the earlier one. Returns 0, -ERANGE (no
+ * such cell), -EINVAL (not a code cell, outputs not a JSON array of output
+ * objects, a timestamp not UTF-8: err says which) or -ENOMEM; on failure
+ * the cell keeps its previous state. */
+int apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res,
+                      char *err, size_t errlen);
+
+/* Writes the notebook, with the results set so far, to out_path:
+ * atomically (a temporary file in the same directory, fsync, rename over
+ * the target; the target's mode is kept; a symlink target is written
+ * through), in nbformat's layout (indent 1, sorted keys, multi-line strings
+ * as lists of lines, trailing newline). On failure the target is
+ * untouched, no temporary file is left, and the result is -errno with
+ * "cannot write OUT_PATH: reason" in err. */
+int apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
+                size_t errlen);
+
+/* apy_nb_set_result() for each of results[0..nresults), then
+ * apy_nb_save(). Stops at the first failure and returns its code. After
+ * every cell, prefer set_result for that cell and save: this re-renders
+ * every result passed. */
+int apy_nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
+                 size_t nresults, const char *out_path, char *err,
+                 size_t errlen);
+
+/* Renders the notebook as apy_nb_save would write it into a new
+ * NUL-terminated buffer *out (free() it) of *outlen bytes. Returns 0 or
+ * -ENOMEM. */
+int apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen,
+                  char *err, size_t errlen);
+
+/* Inserts a new code cell (papermill's injected-parameters cell) before
+ * index `pos` (pos == ncells appends): source `source` (UTF-8, `len`
+ * bytes), metadata.tags = tags[0..ntags), no outputs, execution_count
+ * null, an id when written as nbformat >= 4.5. Its json_line and
+ * line_map entries are 0 (the cell is in no input file). Results set for
+ * later cells follow their cells. Returns 0, -ERANGE, -EINVAL (source or a
+ * tag is not valid UTF-8 or holds a NUL) or -ENOMEM. */
+int apy_nb_insert_code_cell(apy_notebook_t *nb, size_t pos, const char *source,
+                            size_t len, const char *const *tags, size_t ntags,
+                            char *err, size_t errlen);
+
+/* Removes cell `pos` (an old injected-parameters cell). Returns 0 or
+ * -ERANGE. */
+int apy_nb_remove_cell(apy_notebook_t *nb, size_t pos);
+
+/* Writes the current UTC time as nbclient records it
+ * ("2024-01-31T12:34:56.123456Z") into buf (APY_NB_TIMESTAMP_SIZE bytes). */
+void apy_nb_timestamp(char buf[APY_NB_TIMESTAMP_SIZE]);
+
+#endif

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/* Declarations shared by the files of src/notebook/ and nothing else: the
+ * byte buffer, the strict JSON scanner that annotates cJSON trees, the
+ * Python-compatible JSON renderer and the writer's pre-rendered cells.
+ * cJSON types may appear here: this header never leaves notebook/. */
+#ifndef APYRUN_NB_INTERNAL_H
+#define APYRUN_NB_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "apyrun/notebook.h"
+
+/* ---- Annotated cJSON trees (scan.c) ----
+ * cJSON keeps neither positions nor lengths nor number texts, so the
+ * scanner stores them in fields cJSON leaves unused for these types:
+ *   string:          valueint = 1-based line of its opening quote,
+ *                    valuedouble = decoded length in bytes (a string may
+ *                    hold "\u0000", which ends cJSON's C string early);
+ *   array, object:   valueint = line of the opening bracket;
+ *   number:          valuestring = the number's JSON text exactly as
+ *                    written (cJSON_Delete frees it: allocated with
+ *                    cJSON_malloc), valuedouble = its value.
+ * Every string node made by this layer goes through apy_nb_new_string so
+ * that the length is always there. */
+#define APY_NB_LINE(node) ((node)->valueint)
+
+/* Returns the decoded length in bytes of annotated string node `s`. */
+static inline size_t
+apy_nb_strlen(const cJSON *s)
+{
+    return (size_t)s->valuedouble;
+}
+
+/* Parses `len` bytes of JSON into an annotated cJSON tree in *out (the
+ * caller cJSON_Delete()s it). `what` prefixes messages ("not valid JSON"
+ * for a notebook, "outputs: not valid JSON" for the run layer's outputs).
+ * Returns 0, -EINVAL with one line in err, or -ENOMEM. */
+int apy_nb_json_parse(const char *text, size_t len, const char *what,
+                      cJSON **out, char *err, size_t errlen);
+
+/* Returns a new string node holding a copy of s[0..len) (may contain NUL
+ * bytes), annotated with `line`; NULL when out of memory. */
+cJSON *apy_nb_new_string(const char *s, size_t len, int line);
+
+/* Returns the value of JSON number text s[0..n) (NaN and [-]Infinity
+ * included) whatever the C locale's decimal point is. */
+double apy_nb_strtod(const char *s, size_t n);
+
+/* Returns 1 if s[0..len) is valid UTF-8 (no surrogates, <= U+10FFFF). */
+int apy_nb_utf8_valid(const char *s, size_t len);
+
+/* Returns how many leading bytes of s[0..len) are "plain": >= 0x20 and
+ * neither '"' nor '\\' (and < 0x80 too when ascii_only). Both the scanner
+ * and the renderer spend their time in such runs (base64 images): this
+ * tests 8 bytes at a time. */
+size_t apy_nb_plain_prefix(const char *s, size_t len, int ascii_only);
+
+/* ---- Errors (util.c) ---- */
+
+/* Formats one line into err (if err and errlen are non-zero); returns
+ * `code` so that callers can `return apy_nb_fail(-EINVAL, ...)`. */
+int apy_nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Quotes s[0..len) for a message: at most ~40 characters, control
+ * characters escaped; writes into out (outlen >= 64). */
+void apy_nb_quote(char *out, size_t outlen, const char *s, size_t len);
+
+/* ---- Byte buffer (util.c) ----
+ * A growable buffer; `failed` latches the first allocation failure so
+ * that a sequence of appends is checked once at the end. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    int failed;
+} apy_nb_buf_t;
+
+void apy_nb_buf_put(apy_nb_buf_t *b, const char *s, size_t n);
+void apy_nb_buf_puts(apy_nb_buf_t *b, const char *s);
+void apy_nb_buf_putc(apy_nb_buf_t *b, char c);
+void apy_nb_buf_indent(apy_nb_buf_t *b, int level);
+/* Moves the contents out as a NUL-terminated malloc()ed string (never
+ * NULL unless the buffer failed) and resets the buffer. */
+char *apy_nb_buf_take(apy_nb_buf_t *b, size_t *len);
+void apy_nb_buf_free(apy_nb_buf_t *b);
+
+/* ---- Rendering as Python's json.dumps(indent=1, sort_keys=True,
+ * ensure_ascii=False) does (render.c) ---- */
+
+/* Appends string s[0..len) as a JSON string literal. */
+void apy_nb_render_string(apy_nb_buf_t *b, const char *s, size_t len);
+
+/* Appends annotated value v; `level` is its nesting level (the indent of
+ * its closing bracket). Duplicate keys: the last one is written. */
+void apy_nb_render_value(apy_nb_buf_t *b, const cJSON *v, int level);
+
+/* Sets *out to a new array (free() it; NULL when empty) of the members of
+ * object `obj` in Python's sort_keys order, the last of duplicate keys
+ * only, and *n to their count. Returns 0 or -ENOMEM. */
+int apy_nb_sorted_members(const cJSON *obj, const cJSON ***out, size_t *n);
+
+/* Appends a multi-line text as nbformat writes it: a list of lines split
+ * as Python's str.splitlines(True) splits ("[]" when empty). */
+void apy_nb_render_lines(apy_nb_buf_t *b, const char *s, size_t len,
+                         int level);
+
+/* Returns the end (exclusive, terminator included) of the line of s that
+ * starts at `start`, splitting as Python's str.splitlines() does. */
+size_t apy_nb_splitline(const char *s, size_t len, size_t start);
+
+/* nbformat's rejoin_lines + split_lines for what a cell holds besides its
+ * source, applied in place to an annotated tree: outputs (a code cell's
+ * list) and attachments (an object). Shapes nbformat would not expect are
+ * left alone. Returns 0 or -ENOMEM. */
+int apy_nb_fix_outputs(cJSON *outputs);
+int apy_nb_fix_attachments(cJSON *attachments);
+
+/* ---- Reading helpers shared by read.c and v3.c ---- */
+
+/* Returns the last member of object `obj` named `key` (duplicate keys:
+ * the last one wins, as in Python's json), or NULL. */
+cJSON *apy_nb_get(const cJSON *obj, const char *key);
+
+/* Removes every member named `key` from `obj` and returns the last one
+ * (detached: the caller owns it), or NULL. */
+cJSON *apy_nb_detach(cJSON *obj, const char *key);
+
+/* Joins a source given as a string or a list of strings. Returns 0 with a
+ * malloc()ed NUL-terminated copy in *out (*outlen bytes), 1 if `v` has
+ * another type (the caller names the field), -1 when out of memory. */
+int apy_nb_join_source(const cJSON *v, char **out, size_t *outlen);
+
+/* Returns 1 if kernel language `lang` names Python ("python", "python3",
+ * "Python 3", "ipython"...), else 0. */
+int apy_nb_is_python(const char *lang);
+
+/* Frees what one cell owns and zeroes it. */
+void apy_nb_cell_free(apy_nb_cell_t *cell);
+
+/* Returns a new number node whose JSON text is the decimal `v`; NULL when
+ * out of memory. */
+cJSON *apy_nb_new_int(long v);
+
+/* Upgrades an nbformat 3 tree in place to nbformat 4.5's shape, as
+ * nbformat.v4.convert.upgrade does, keeping line annotations. Returns 0,
+ * -EINVAL (wrong shape: err says what) or -ENOMEM. */
+int apy_nb_upgrade_v3(cJSON *root, char *err, size_t errlen);
+
+/* ---- Writer (write.c, save.c, edit.c) ---- */
+
+/* Indent levels in nbformat's layout. */
+#define APY_NB_MEMBER_LEVEL 3 /* a cell's members */
+#define APY_NB_META_LEVEL 4   /* a code cell's metadata members */
+
+/* One member of an object, rendered: indent, key, ": ", value; no
+ * separator. */
+typedef struct {
+    char *key;
+    char *text;
+    size_t len;
+} apy_nb_piece_t;
+
+/* Members sorted by key (strcmp: Python's sort_keys order), unique. */
+typedef struct {
+    apy_nb_piece_t *v;
+    size_t n;
+    size_t cap;
+} apy_nb_pieces_t;
+
+struct apy_nb_wcell {
+    apy_nb_pieces_t members;
+    /* A code cell's metadata members, so that metadata.execution can be
+     * replaced without re-reading anything. */
+    apy_nb_pieces_t meta;
+};
+
+struct apy_nb_wdoc {
+    char *head; /* "{", members before "cells", "\"cells\": [" */
+    size_t headlen;
+    char *tail; /* members after "cells", "}", newline */
+    size_t taillen;
+};
+
+/* Builds the writer state of cell `index` from its (nbformat 4 shaped,
+ * annotated) object; may modify `obj` (it is deleted afterwards).
+ * Returns 0 or -ENOMEM. */
+int apy_nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj);
+
+/* Builds the notebook-level writer state from the root object (after the
+ * cells were taken out). Returns 0 or -ENOMEM. */
+int apy_nb_wdoc_build(apy_notebook_t *nb, cJSON *root);
+
+void apy_nb_wcell_free(apy_nb_wcell_t *w);
+void apy_nb_wdoc_free(apy_nb_wdoc_t *w);
+
+/* Gives cell `index` a generated id and its "id" member (see
+ * apy_nb_assign_ids). Returns 0 or -ENOMEM. */
+int apy_nb_assign_id(apy_notebook_t *nb, size_t index);
+
+/* Fills in a generated id for every cell that needs one when written as
+ * nbformat >= 4.5: deterministic (a hash of index and source, made unique
+ * among the notebook's ids). Returns 0 or -ENOMEM. */
+int apy_nb_assign_ids(apy_notebook_t *nb);
+
+#endif

@@ -1,0 +1,671 @@
+/* SPDX-License-Identifier: MIT */
+/* .ipynb file -> apy_notebook_t: reading the file, checking the notebook's
+ * shape and kernel language, and converting cells to owned structs with
+ * their line maps. The cJSON tree is built, handed to the writer to
+ * pre-render, and deleted here, at the one exit of apy_nb_parse. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nb_internal.h"
+
+static const char *
+type_name(const cJSON *v)
+{
+    switch (v->type & 0xFF) {
+    case cJSON_Array:
+        return "a list";
+    case cJSON_Object:
+        return "an object";
+    case cJSON_String:
+        return "a string";
+    case cJSON_Number:
+        return "a number";
+    case cJSON_True:
+    case cJSON_False:
+        return "a boolean";
+    case cJSON_NULL:
+        return "null";
+    default:
+        return "something else";
+    }
+}
+
+/* Returns 1 if string node v holds no NUL, so its C string is all of it. */
+static int
+no_nul(const cJSON *v)
+{
+    return strlen(v->valuestring) == apy_nb_strlen(v);
+}
+
+/* Copies string node v (checked by the caller) into *out. */
+static int
+copy_string(const cJSON *v, char **out)
+{
+    *out = strdup(v->valuestring);
+    return *out == NULL ? -ENOMEM : 0;
+}
+
+/* Reads an integral JSON number (nbformat, nbformat_minor) into *out. */
+static int
+get_int(const cJSON *v, int *out)
+{
+    double d;
+
+    if (!cJSON_IsNumber(v)) {
+        return -1;
+    }
+    d = v->valuedouble;
+    /* Python's nbformat compares with ints, so 4.0 reads as 4 there too. */
+    if (!(d >= 0 && d <= 1e9) || d != floor(d)) {
+        return -1;
+    }
+    *out = (int)d;
+    return 0;
+}
+
+/* Returns 1 if a kernel language names Python: "python", "python3",
+ * "Python 3", "ipython" and the like, in any case. */
+int
+apy_nb_is_python(const char *lang)
+{
+    const char *p = lang;
+
+    if (strncasecmp(p, "ipython", 7) == 0) {
+        p += 7;
+    } else if (strncasecmp(p, "python", 6) == 0) {
+        p += 6;
+    } else {
+        return 0;
+    }
+    for (; *p != '\0'; p++) {
+        if (!(*p >= '0' && *p <= '9') && *p != '.' && *p != ' ') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Reads optional string member `key` of `obj` into *out (NULL if absent).
+ * `where` names obj in messages ("metadata.kernelspec"). */
+static int
+get_opt_string(const cJSON *obj, const char *key, const char *where,
+               char **out, char *err, size_t errlen)
+{
+    const cJSON *v = apy_nb_get(obj, key);
+
+    *out = NULL;
+    if (v == NULL) {
+        return 0;
+    }
+    if (!cJSON_IsString(v) || !no_nul(v)) {
+        return apy_nb_fail(-EINVAL, err, errlen, "'%s.%s' must be a string",
+                           where, key);
+    }
+    if (copy_string(v, out) < 0) {
+        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    }
+    return 0;
+}
+
+static int
+read_kernel(apy_notebook_t *nb, const cJSON *meta, char *err, size_t errlen)
+{
+    const cJSON *ks = apy_nb_get(meta, "kernelspec");
+    const cJSON *li = apy_nb_get(meta, "language_info");
+    const char *lang;
+    char q[64];
+    int rc;
+
+    if (ks != NULL && !cJSON_IsObject(ks)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "'metadata.kernelspec' must be an object");
+    }
+    if (li != NULL && !cJSON_IsObject(li)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "'metadata.language_info' must be an object");
+    }
+    if ((rc = get_opt_string(ks, "name", "metadata.kernelspec",
+                             &nb->kernel_name, err, errlen)) < 0 ||
+        (rc = get_opt_string(ks, "language", "metadata.kernelspec",
+                             &nb->kernel_language, err, errlen)) < 0 ||
+        (rc = get_opt_string(li, "name", "metadata.language_info",
+                             &nb->language_info_name, err, errlen)) < 0) {
+        return rc;
+    }
+    /* The kernelspec says what the notebook is written in; language_info
+     * is what the last kernel reported. No language at all: Python. */
+    lang = nb->kernel_language ? nb->kernel_language : nb->language_info_name;
+    if (lang != NULL && !apy_nb_is_python(lang)) {
+        apy_nb_quote(q, sizeof(q), lang, strlen(lang));
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "kernel language is '%s', not Python", q);
+    }
+    return 0;
+}
+
+/* A piece of a source: where it is in the joined text and the JSON line
+ * of the string that holds it. */
+typedef struct {
+    size_t off;
+    size_t len;
+    int line;
+} seg_t;
+
+/* Fills cell->line_map and nlines for the joined source s[0..len) made
+ * from node `src` (a string or a list of strings). Python's lines end at
+ * "\n", "\r\n" or a lone "\r" (universal newlines); a line maps to the
+ * string holding its first character. */
+static int
+build_line_map(apy_nb_cell_t *cell, const cJSON *src, const char *s,
+               size_t len)
+{
+    seg_t one, *segs = &one;
+    size_t nsegs = 1, k = 0, i, n = 0, start;
+    const cJSON *c;
+
+    cell->nlines = 0;
+    cell->line_map = NULL;
+    if (len == 0) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\n' ||
+            (s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n'))) {
+            n++;
+        }
+    }
+    if (s[len - 1] != '\n' && s[len - 1] != '\r') {
+        n++; /* a last line without a line end */
+    }
+    cell->line_map = malloc(n * sizeof(int));
+    if (cell->line_map == NULL) {
+        return -ENOMEM;
+    }
+    if (cJSON_IsArray(src)) {
+        nsegs = (size_t)cJSON_GetArraySize(src);
+        segs = malloc(nsegs * sizeof(*segs));
+        if (segs == NULL) {
+            return -ENOMEM;
+        }
+        for (c = src->child, i = 0, start = 0; c != NULL; c = c->next, i++) {
+            segs[i].off = start;
+            segs[i].len = apy_nb_strlen(c);
+            segs[i].line = APY_NB_LINE(c);
+            start += segs[i].len;
+        }
+    } else {
+        one.off = 0;
+        one.len = len;
+        one.line = APY_NB_LINE(src);
+    }
+    start = 0;
+    for (i = 0; i < n; i++) {
+        while (k + 1 < nsegs && segs[k].off + segs[k].len <= start) {
+            k++;
+        }
+        cell->line_map[i] = segs[k].line;
+        /* Move to the start of the next line. */
+        while (start < len && s[start] != '\n' && s[start] != '\r') {
+            start++;
+        }
+        if (start < len && s[start] == '\r' && start + 1 < len &&
+            s[start + 1] == '\n') {
+            start++;
+        }
+        start++;
+    }
+    cell->nlines = n;
+    if (segs != &one) {
+        free(segs);
+    }
+    return 0;
+}
+
+/* Copies s[0..len) with "\r\n" and lone "\r" made "\n". */
+static char *
+normalize_newlines(const char *s, size_t len, size_t *outlen)
+{
+    char *out = malloc(len + 1);
+    size_t i, o = 0;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\r') {
+            out[o++] = '\n';
+            if (i + 1 < len && s[i + 1] == '\n') {
+                i++;
+            }
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+static int
+read_tags(apy_nb_cell_t *cell, size_t no, const cJSON *meta, char *err,
+          size_t errlen)
+{
+    const cJSON *tags = apy_nb_get(meta, "tags"), *t;
+    size_t n = 0;
+
+    if (tags == NULL) {
+        return 0;
+    }
+    if (!cJSON_IsArray(tags)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "cell %zu: 'metadata.tags' must be a list of "
+                           "strings",
+                           no);
+    }
+    for (t = tags->child; t != NULL; t = t->next) {
+        if (!cJSON_IsString(t) || !no_nul(t)) {
+            return apy_nb_fail(-EINVAL, err, errlen,
+                               "cell %zu: 'metadata.tags' must be a list of "
+                               "strings",
+                               no);
+        }
+        n++;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    cell->tags = calloc(n, sizeof(char *));
+    if (cell->tags == NULL) {
+        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    }
+    for (t = tags->child; t != NULL; t = t->next) {
+        if (copy_string(t, &cell->tags[cell->ntags]) < 0) {
+            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        }
+        cell->ntags++;
+    }
+    return 0;
+}
+
+/* Converts cell object `obj` (nbformat 4 shape), cell number `no` (from 1)
+ * for messages, into *cell. */
+static int
+read_cell(apy_nb_cell_t *cell, size_t no, const cJSON *obj, char *err,
+          size_t errlen)
+{
+    const cJSON *type, *src, *meta, *id;
+    char *joined = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!cJSON_IsObject(obj)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "cell %zu is %s, not an object", no,
+                           type_name(obj));
+    }
+    cell->json_line = APY_NB_LINE(obj);
+    type = apy_nb_get(obj, "cell_type");
+    if (type == NULL) {
+        return apy_nb_fail(-EINVAL, err, errlen, "cell %zu: no 'cell_type'",
+                           no);
+    }
+    if (!cJSON_IsString(type) || !no_nul(type)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "cell %zu: 'cell_type' must be a string", no);
+    }
+    if (strcmp(type->valuestring, "code") == 0) {
+        cell->kind = APY_NB_CODE;
+    } else if (strcmp(type->valuestring, "markdown") == 0) {
+        cell->kind = APY_NB_MARKDOWN;
+    } else if (strcmp(type->valuestring, "raw") == 0) {
+        cell->kind = APY_NB_RAW;
+    } else {
+        /* nbformat's schema has "unrecognized_cell" for these (a newer
+         * Jupyter's cell type): kept, never run. */
+        cell->kind = APY_NB_OTHER;
+    }
+
+    src = apy_nb_get(obj, "source");
+    if (src != NULL) {
+        rc = apy_nb_join_source(src, &joined, &len);
+        if (rc < 0) {
+            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        }
+        if (rc > 0) {
+            return apy_nb_fail(-EINVAL, err, errlen,
+                               "cell %zu: 'source' must be a string or a "
+                               "list of strings",
+                               no);
+        }
+        if (memchr(joined, '\0', len) != NULL) {
+            free(joined);
+            /* Python refuses source code with NUL bytes anyway; reject it
+             * here, where the message can name the cell. */
+            return apy_nb_fail(-EINVAL, err, errlen,
+                               "cell %zu: the source contains a NUL "
+                               "character (\\u0000)",
+                               no);
+        }
+        if (build_line_map(cell, src, joined, len) < 0) {
+            free(joined);
+            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        }
+        cell->source = normalize_newlines(joined, len, &cell->source_len);
+        free(joined);
+    } else {
+        cell->source = strdup("");
+    }
+    if (cell->source == NULL) {
+        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    }
+
+    meta = apy_nb_get(obj, "metadata");
+    if (meta != NULL && !cJSON_IsObject(meta)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "cell %zu: 'metadata' must be an object", no);
+    }
+    if ((rc = read_tags(cell, no, meta, err, errlen)) < 0) {
+        return rc;
+    }
+    id = apy_nb_get(obj, "id");
+    if (id != NULL) {
+        if (!cJSON_IsString(id) || !no_nul(id)) {
+            return apy_nb_fail(-EINVAL, err, errlen,
+                               "cell %zu: 'id' must be a string", no);
+        }
+        if (copy_string(id, &cell->id) < 0) {
+            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        }
+    }
+    return 0;
+}
+
+/* Reads nbformat and nbformat_minor. */
+static int
+read_version(apy_notebook_t *nb, const cJSON *root, char *err, size_t errlen)
+{
+    const cJSON *major = apy_nb_get(root, "nbformat");
+    const cJSON *minor = apy_nb_get(root, "nbformat_minor");
+
+    if (major == NULL) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "not a notebook: no 'nbformat' version");
+    }
+    if (get_int(major, &nb->nbformat) < 0) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "'nbformat' must be a non-negative integer");
+    }
+    if (nb->nbformat != 3 && nb->nbformat != 4) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "nbformat %d is not supported (apyrun reads "
+                           "nbformat 3 and 4)",
+                           nb->nbformat);
+    }
+    /* As nbformat's get_version: a missing minor is 0. */
+    nb->nbformat_minor = 0;
+    if (minor != NULL && get_int(minor, &nb->nbformat_minor) < 0) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "'nbformat_minor' must be a non-negative "
+                           "integer");
+    }
+    /* nbformat 3 is written as 4.5, as nbformat's own upgrade does. */
+    nb->out_nbformat = 4;
+    nb->out_nbformat_minor = nb->nbformat == 3 ? 5 : nb->nbformat_minor;
+    return 0;
+}
+
+static int
+is_blank(const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int
+apy_nb_parse(const char *data, size_t len, const char *path,
+             apy_notebook_t *nb, char *err, size_t errlen)
+{
+    cJSON *root = NULL, *cells, *c, *meta;
+    size_t i, n;
+    int rc;
+
+    memset(nb, 0, sizeof(*nb));
+    if (err != NULL && errlen > 0) {
+        err[0] = '\0';
+    }
+    if (len > (size_t)APY_NB_MAX_FILE_SIZE) {
+        return apy_nb_fail(-EFBIG, err, errlen,
+                           "too large (%zu bytes; the limit is 1 GiB)", len);
+    }
+    if (is_blank(data, len)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "the notebook is empty (no JSON at all)");
+    }
+    rc = apy_nb_json_parse(data, len, "not valid JSON", &root, err, errlen);
+    if (rc < 0) {
+        return rc;
+    }
+    if (!cJSON_IsObject(root)) {
+        rc = apy_nb_fail(-EINVAL, err, errlen,
+                         "not a notebook: the JSON is %s, not an object",
+                         type_name(root));
+        goto done;
+    }
+    if (path != NULL && (nb->path = strdup(path)) == NULL) {
+        rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        goto done;
+    }
+    if ((rc = read_version(nb, root, err, errlen)) < 0) {
+        goto done;
+    }
+    meta = apy_nb_get(root, "metadata");
+    if (meta != NULL && !cJSON_IsObject(meta)) {
+        rc = apy_nb_fail(-EINVAL, err, errlen, "'metadata' must be an object");
+        goto done;
+    }
+    if ((rc = read_kernel(nb, meta, err, errlen)) < 0) {
+        goto done;
+    }
+    if (nb->nbformat == 3 && (rc = apy_nb_upgrade_v3(root, err, errlen)) < 0) {
+        goto done;
+    }
+    cells = apy_nb_get(root, "cells");
+    if (cells == NULL) {
+        rc = apy_nb_fail(-EINVAL, err, errlen,
+                         "not a notebook: no 'cells' list");
+        goto done;
+    }
+    if (!cJSON_IsArray(cells)) {
+        rc = apy_nb_fail(-EINVAL, err, errlen,
+                         "'cells' must be a list, not %s", type_name(cells));
+        goto done;
+    }
+    n = 0;
+    for (c = cells->child; c != NULL; c = c->next) {
+        n++;
+    }
+    if (n > 0 && (nb->cells = calloc(n, sizeof(apy_nb_cell_t))) == NULL) {
+        rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        goto done;
+    }
+    for (c = cells->child, i = 0; c != NULL; c = c->next, i++) {
+        /* Counted as they are filled, so that apy_nb_free frees exactly
+         * the cells that hold something. */
+        nb->ncells = i + 1;
+        if ((rc = read_cell(&nb->cells[i], i + 1, c, err, errlen)) < 0) {
+            goto done;
+        }
+        if ((rc = apy_nb_wcell_build(nb, i, c)) < 0) {
+            rc = apy_nb_fail(rc, err, errlen, "out of memory");
+            goto done;
+        }
+    }
+    cJSON_Delete(apy_nb_detach(root, "cells"));
+    if ((rc = apy_nb_wdoc_build(nb, root)) < 0 ||
+        (rc = apy_nb_assign_ids(nb)) < 0) {
+        rc = apy_nb_fail(rc, err, errlen, "out of memory");
+        goto done;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    if (rc < 0) {
+        apy_nb_free(nb);
+    }
+    return rc;
+}
+
+int
+apy_nb_load(const char *path, apy_notebook_t *nb, char *err, size_t errlen)
+{
+    struct stat st;
+    char *data = NULL, *p;
+    size_t len = 0, cap = 0;
+    ssize_t got;
+    int fd, rc, e;
+
+    memset(nb, 0, sizeof(*nb));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        e = errno;
+        return apy_nb_fail(-e, err, errlen, "cannot open: %s", strerror(e));
+    }
+    if (fstat(fd, &st) < 0) {
+        e = errno;
+        close(fd);
+        return apy_nb_fail(-e, err, errlen, "cannot read: %s", strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return apy_nb_fail(-EISDIR, err, errlen, "is a directory");
+    }
+    if (S_ISREG(st.st_mode) && st.st_size > APY_NB_MAX_FILE_SIZE) {
+        close(fd);
+        return apy_nb_fail(-EFBIG, err, errlen,
+                           "too large (%lld bytes; the limit is 1 GiB)",
+                           (long long)st.st_size);
+    }
+    /* Read to EOF rather than trusting st_size, so that pipes and files
+     * that change while being read work too; the slack lets the read that
+     * sees EOF on a regular file happen without growing the buffer. */
+    cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 4097 : 65536;
+    data = malloc(cap);
+    if (data == NULL) {
+        close(fd);
+        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    }
+    for (;;) {
+        if (cap - len <= 1) {
+            if (len >= (size_t)APY_NB_MAX_FILE_SIZE) {
+                free(data);
+                close(fd);
+                return apy_nb_fail(-EFBIG, err, errlen,
+                                   "too large (the limit is 1 GiB)");
+            }
+            p = realloc(data, cap * 2);
+            if (p == NULL) {
+                free(data);
+                close(fd);
+                return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            }
+            data = p;
+            cap *= 2;
+        }
+        got = read(fd, data + len, cap - len - 1);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            e = errno;
+            free(data);
+            close(fd);
+            return apy_nb_fail(-e, err, errlen, "cannot read: %s",
+                               strerror(e));
+        }
+        if (got == 0) {
+            break;
+        }
+        len += (size_t)got;
+    }
+    close(fd);
+    rc = apy_nb_parse(data, len, path, nb, err, errlen);
+    free(data);
+    return rc;
+}
+
+void
+apy_nb_cell_free(apy_nb_cell_t *cell)
+{
+    size_t i;
+
+    free(cell->source);
+    free(cell->line_map);
+    for (i = 0; i < cell->ntags; i++) {
+        free(cell->tags[i]);
+    }
+    free(cell->tags);
+    free(cell->id);
+    apy_nb_wcell_free(cell->w);
+    memset(cell, 0, sizeof(*cell));
+}
+
+void
+apy_nb_free(apy_notebook_t *nb)
+{
+    size_t i;
+
+    if (nb == NULL) {
+        return;
+    }
+    for (i = 0; i < nb->ncells; i++) {
+        apy_nb_cell_free(&nb->cells[i]);
+    }
+    free(nb->cells);
+    free(nb->path);
+    free(nb->kernel_name);
+    free(nb->kernel_language);
+    free(nb->language_info_name);
+    apy_nb_wdoc_free(nb->w);
+    memset(nb, 0, sizeof(*nb));
+}
+
+int
+apy_nb_cell_line(const apy_nb_cell_t *cell, long lineno)
+{
+    if (cell->nlines == 0) {
+        return cell->json_line;
+    }
+    if (lineno < 1) {
+        return cell->line_map[0];
+    }
+    if ((size_t)lineno > cell->nlines) {
+        return cell->line_map[cell->nlines - 1];
+    }
+    return cell->line_map[lineno - 1];
+}
+
+int
+apy_nb_cell_has_tag(const apy_nb_cell_t *cell, const char *tag)
+{
+    size_t i;
+
+    for (i = 0; i < cell->ntags; i++) {
+        if (strcmp(cell->tags[i], tag) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/* Small pieces every file of the notebook layer uses: the one-line error
+ * message into the caller's buffer, quoting for messages, and a growable
+ * byte buffer. No global state: errors never go anywhere but `err`. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nb_internal.h"
+
+int
+apy_nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void
+apy_nb_quote(char *out, size_t outlen, const char *s, size_t len)
+{
+    size_t o = 0, i;
+    const size_t limit = 40;
+
+    /* Messages are one line: control characters are shown escaped, and a
+     * long value is cut at a character boundary with "...". */
+    for (i = 0; i < len && o + 8 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i >= limit && (c & 0xC0) != 0x80) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7F) {
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+static int
+buf_reserve(apy_nb_buf_t *b, size_t n)
+{
+    size_t cap;
+    char *data;
+
+    if (b->failed) {
+        return -1;
+    }
+    if (n <= b->cap - b->len) {
+        return 0;
+    }
+    if (n > ((size_t)-1) / 2 - b->len) {
+        b->failed = 1;
+        return -1;
+    }
+    cap = b->cap ? b->cap : 256;
+    while (cap - b->len < n + 1) {
+        cap *= 2;
+    }
+    data = realloc(b->data, cap);
+    if (data == NULL) {
+        b->failed = 1;
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+void
+apy_nb_buf_put(apy_nb_buf_t *b, const char *s, size_t n)
+{
+    if (n == 0 || buf_reserve(b, n) < 0) {
+        return;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+void
+apy_nb_buf_puts(apy_nb_buf_t *b, const char *s)
+{
+    apy_nb_buf_put(b, s, strlen(s));
+}
+
+void
+apy_nb_buf_putc(apy_nb_buf_t *b, char c)
+{
+    if (buf_reserve(b, 1) < 0) {
+        return;
+    }
+    b->data[b->len++] = c;
+}
+
+void
+apy_nb_buf_indent(apy_nb_buf_t *b, int level)
+{
+    /* nbformat indents by one space per level. */
+    if (level <= 0 || buf_reserve(b, (size_t)level) < 0) {
+        return;
+    }
+    memset(b->data + b->len, ' ', (size_t)level);
+    b->len += (size_t)level;
+}
+
+char *
+apy_nb_buf_take(apy_nb_buf_t *b, size_t *len)
+{
+    char *data;
+
+    if (buf_reserve(b, 1) < 0) {
+        apy_nb_buf_free(b);
+        return NULL;
+    }
+    b->data[b->len] = '\0';
+    data = b->data;
+    if (len != NULL) {
+        *len = b->len;
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return data;
+}
+
+void
+apy_nb_buf_free(apy_nb_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->failed = 0;
+}
+
+size_t
+apy_nb_plain_prefix(const char *s, size_t len, int ascii_only)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+    const unsigned char *u = (const unsigned char *)s;
+    uint64_t x, q, b, bad;
+    size_t i = 0;
+
+    /* The classic "has a byte less than n / equal to c" tests: exact about
+     * whether a word holds such a byte (not about which one), which is all
+     * this needs: a word that is not all plain goes byte by byte. */
+    while (i + 8 <= len) {
+        memcpy(&x, u + i, 8);
+        q = x ^ (ones * '"');
+        b = x ^ (ones * '\\');
+        bad = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b);
+        if (ascii_only) {
+            bad |= x;
+        }
+        if ((bad & highs) != 0) {
+            break;
+        }
+        i += 8;
+    }
+    while (i < len && u[i] >= 0x20 && u[i] != '"' && u[i] != '\\' &&
+           (!ascii_only || u[i] < 0x80)) {
+        i++;
+    }
+    return i;
+}

@@ -1,0 +1,587 @@
+/* SPDX-License-Identifier: MIT */
+/* Compiling and running one code cell in __main__: line numbers made the
+ * notebook file's JSON lines (blank lines prepended for Jupyter's layout,
+ * the AST renumbered for any other), the cell's text registered with
+ * linecache under the notebook's path, __future__ flags carried from cell
+ * to cell, the last expression split off when it is recorded, and code
+ * that awaits run as a main task on the run's one loop. Output recording
+ * and reporting are other files' business. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "apyrun/tla.h"
+#include "nbrun.h"
+
+/* The file name of the injected-parameters cell, which is in no file. */
+#define INJECTED_NAME "<injected-parameters>"
+
+/* Returns the number of lines of text ("\n"-terminated ones plus a last
+ * unterminated one). */
+static size_t
+count_lines(const char *text)
+{
+    size_t n = 0;
+    const char *p = text;
+    for (; *p != '\0'; p++) {
+        if (*p == '\n') {
+            n++;
+        }
+    }
+    if (p > text && p[-1] != '\n') {
+        n++;
+    }
+    return n;
+}
+
+/* Returns the JSON line of line k (1-based) of a body that starts after
+ * line first_line of the cell, or 0 when the cell is in no file. */
+static long
+body_line(const apy_nb_cell_t *cell, size_t first_line, long k)
+{
+    if (cell->nlines == 0) {
+        return 0;
+    }
+    return apy_nb_cell_line(cell, (long)first_line + k);
+}
+
+/* Returns base when body line k is JSON line base + k for every line (so
+ * that prepending base blank lines makes the numbers right), else -1. */
+static long
+consecutive_base(const apy_nb_cell_t *cell, size_t first_line, size_t n)
+{
+    if (cell->nlines == 0) {
+        return 0;
+    }
+    long base = body_line(cell, first_line, 1) - 1;
+    for (size_t k = 2; k <= n; k++) {
+        if (body_line(cell, first_line, (long)k) != base + (long)k) {
+            return -1;
+        }
+    }
+    return base < 0 ? -1 : base;
+}
+
+/* Returns a new reference to the code file name of the running cell. */
+static PyObject *
+cell_filename(apy_nbrun_t *run)
+{
+    if (run->nb.cells[run->cur].nlines == 0) {
+        return PyUnicode_FromString(INJECTED_NAME);
+    }
+    return Py_NewRef(run->path);
+}
+
+/* Renumbers every node of tree from body lines to JSON lines. 0 or -1. */
+static int
+renumber_ast(PyObject *tree, const apy_nb_cell_t *cell, size_t first_line)
+{
+    static const char *const attrs[] = {"lineno", "end_lineno"};
+    PyObject *ast = PyImport_ImportModule("ast");
+    PyObject *nodes = ast ? PyObject_CallMethod(ast, "walk", "O", tree)
+                          : NULL;
+    Py_XDECREF(ast);
+    PyObject *it = nodes ? PyObject_GetIter(nodes) : NULL;
+    Py_XDECREF(nodes);
+    if (it == NULL) {
+        return -1;
+    }
+    PyObject *node;
+    while ((node = PyIter_Next(it)) != NULL) {
+        for (size_t i = 0; i < 2; i++) {
+            PyObject *v = PyObject_GetAttrString(node, attrs[i]);
+            if (v == NULL) {
+                PyErr_Clear();
+                continue;
+            }
+            long k = PyLong_Check(v) ? PyLong_AsLong(v) : 0;
+            Py_DECREF(v);
+            if (k <= 0) {
+                continue;
+            }
+            PyObject *line = PyLong_FromLong(body_line(cell, first_line, k));
+            int rc = line ? PyObject_SetAttrString(node, attrs[i], line)
+                          : -1;
+            Py_XDECREF(line);
+            if (rc < 0) {
+                Py_DECREF(node);
+                Py_DECREF(it);
+                return -1;
+            }
+        }
+        Py_DECREF(node);
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Renumbers the SyntaxError being raised from body lines to JSON lines.
+ * Keeps it set. */
+static void
+renumber_syntax_error(const apy_nb_cell_t *cell, size_t first_line)
+{
+    if (!PyErr_ExceptionMatches(PyExc_SyntaxError)) {
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    static const char *const attrs[] = {"lineno", "end_lineno"};
+    for (size_t i = 0; value != NULL && i < 2; i++) {
+        PyObject *v = PyObject_GetAttrString(value, attrs[i]);
+        long k = v && PyLong_Check(v) ? PyLong_AsLong(v) : 0;
+        Py_XDECREF(v);
+        if (k > 0) {
+            PyObject *line = PyLong_FromLong(body_line(cell, first_line, k));
+            if (line != NULL) {
+                PyObject_SetAttrString(value, attrs[i], line);
+                Py_DECREF(line);
+            }
+        }
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+/* Puts body line k of source into the SyntaxError being raised as its
+ * text: for file input CPython reads the line back from the file named,
+ * which is the notebook's JSON. Keeps the exception set. */
+static void
+fix_syntax_error_text(const char *source, long base)
+{
+    if (!PyErr_ExceptionMatches(PyExc_SyntaxError)) {
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *v = value ? PyObject_GetAttrString(value, "lineno") : NULL;
+    long k = v && PyLong_Check(v) ? PyLong_AsLong(v) - base : 0;
+    Py_XDECREF(v);
+    const char *p = source;
+    for (long i = 1; k > 0 && i < k && p != NULL; i++) {
+        p = strchr(p, '\n');
+        p = p != NULL ? p + 1 : NULL;
+    }
+    if (k > 0 && p != NULL && *p != '\0') {
+        const char *nl = strchr(p, '\n');
+        Py_ssize_t n = nl ? nl - p + 1 : (Py_ssize_t)strlen(p);
+        PyObject *text = PyUnicode_DecodeUTF8(p, n, "replace");
+        if (text != NULL) {
+            PyObject_SetAttrString(value, "text", text);
+            Py_DECREF(text);
+        }
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+/* builtins.compile(node, filename, mode, flags, dont_inherit=True):
+ * a new code object, or NULL with an exception set. */
+static PyObject *
+compile_node(PyObject *node, PyObject *filename, const char *mode,
+             int flags)
+{
+    PyObject *compile = PyDict_GetItemString(PyEval_GetBuiltins(),
+                                             "compile"); /* borrowed */
+    if (compile == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "builtins.compile is gone");
+        return NULL;
+    }
+    return PyObject_CallFunction(compile, "OOsii", node, filename, mode,
+                                 flags, 1);
+}
+
+/* Returns 1 if the text's last line ends with ';' (IPython's way to
+ * silence a cell's result), else 0. */
+static int
+ends_with_semicolon(const char *text)
+{
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '
+                     || text[n - 1] == '\t' || text[n - 1] == '\r')) {
+        n--;
+    }
+    return n > 0 && text[n - 1] == ';';
+}
+
+/* The name a recorded last expression is assigned to while its cell
+ * runs; the driver takes it out of __main__ right after. */
+#define RESULT_NAME "__apyrun_last_value__"
+
+/* Sets node's source location to that of `from`. 0 or -1. */
+static int
+copy_location(PyObject *node, PyObject *from)
+{
+    static const char *const attrs[] = {"lineno", "col_offset", "end_lineno",
+                                        "end_col_offset"};
+    for (size_t i = 0; i < 4; i++) {
+        PyObject *v = PyObject_GetAttrString(from, attrs[i]);
+        int rc = v ? PyObject_SetAttrString(node, attrs[i], v) : -1;
+        Py_XDECREF(v);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Turns a last statement that is an expression into an assignment to
+ * RESULT_NAME, so that the cell stays one code object (one coroutine
+ * when it awaits: code before the expression runs in the same task).
+ * Returns 1 if it did, 0 if the cell does not end in an expression, -1
+ * with an exception set. */
+static int
+assign_last_expr(PyObject *mod)
+{
+    PyObject *astmod = PyImport_ImportModule("_ast");
+    PyObject *expr_type = astmod ? PyObject_GetAttrString(astmod, "Expr")
+                                 : NULL;
+    PyObject *body = expr_type ? PyObject_GetAttrString(mod, "body") : NULL;
+    PyObject *value = NULL, *name = NULL, *assign = NULL;
+    int rc = -1;
+    if (body == NULL) {
+        goto done;
+    }
+    Py_ssize_t n = PyList_Check(body) ? PyList_GET_SIZE(body) : 0;
+    PyObject *last = n > 0 ? PyList_GET_ITEM(body, n - 1) : NULL;
+    if (last == NULL
+        || !PyObject_TypeCheck(last, (PyTypeObject *)expr_type)) {
+        rc = 0;
+        goto done;
+    }
+    value = PyObject_GetAttrString(last, "value");
+    PyObject *store = value ? PyObject_CallMethod(astmod, "Store", NULL)
+                            : NULL;
+    name = store ? PyObject_CallMethod(astmod, "Name", "sO", RESULT_NAME,
+                                       store)
+                 : NULL;
+    Py_XDECREF(store);
+    PyObject *targets = name ? PyList_New(1) : NULL;
+    if (targets != NULL) {
+        PyList_SET_ITEM(targets, 0, Py_NewRef(name));
+        assign = PyObject_CallMethod(astmod, "Assign", "NO", targets,
+                                     value);
+    }
+    if (assign != NULL && copy_location(name, last) == 0
+        && copy_location(assign, last) == 0
+        && PyList_SetItem(body, n - 1, Py_NewRef(assign)) == 0) {
+        rc = 1;
+    }
+done:
+    Py_XDECREF(assign);
+    Py_XDECREF(name);
+    Py_XDECREF(value);
+    Py_XDECREF(body);
+    Py_XDECREF(expr_type);
+    Py_XDECREF(astmod);
+    return rc;
+}
+
+/* Adds the __future__ features code was compiled with to the run's. */
+static void
+carry_future(apy_nbrun_t *run, PyObject *code)
+{
+    if (code != NULL && PyCode_Check(code)) {
+        run->cf_flags |= ((PyCodeObject *)code)->co_flags & PyCF_MASK;
+    }
+}
+
+/* Compiles source (a cell body starting after cell line first_line) into
+ * *body; *has_result is set when its last expression's value is left in
+ * __main__ as RESULT_NAME to be recorded. 0, or -1 with an exception set
+ * (a SyntaxError at the JSON line). */
+static int
+compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
+             PyObject **body, int *has_result)
+{
+    const apy_nb_cell_t *cell = &run->nb.cells[run->cur];
+    long base = consecutive_base(cell, first_line, count_lines(source));
+    int split = run->recording && !ends_with_semicolon(source);
+    *body = NULL;
+    *has_result = 0;
+
+    size_t len = strlen(source);
+    size_t pad = base > 0 ? (size_t)base : 0;
+    char *text = malloc(pad + len + 1);
+    if (text == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(text, '\n', pad);
+    memcpy(text + pad, source, len + 1);
+    PyObject *filename = cell_filename(run);
+    if (filename == NULL) {
+        free(text);
+        return -1;
+    }
+    int flags = run->cf_flags | PyCF_ALLOW_TOP_LEVEL_AWAIT;
+    PyCompilerFlags cf = _PyCompilerFlags_INIT;
+    int rc = -1;
+    if (!split && base >= 0) {
+        /* The common case needs no AST: the padded text compiles to the
+         * right line numbers as it is. */
+        cf.cf_flags = flags;
+        *body = Py_CompileStringObject(text, filename, Py_file_input, &cf,
+                                       -1);
+        rc = *body != NULL ? 0 : -1;
+        if (rc < 0) {
+            fix_syntax_error_text(source, base);
+        }
+        goto done;
+    }
+    cf.cf_flags = run->cf_flags | PyCF_ONLY_AST;
+    PyObject *mod = Py_CompileStringObject(text, filename, Py_file_input,
+                                           &cf, -1);
+    if (mod == NULL) {
+        fix_syntax_error_text(source, base > 0 ? base : 0);
+        if (base < 0) {
+            renumber_syntax_error(cell, first_line);
+        }
+        goto done;
+    }
+    if (base < 0 && renumber_ast(mod, cell, first_line) < 0) {
+        Py_DECREF(mod);
+        goto done;
+    }
+    int last = split ? assign_last_expr(mod) : 0;
+    if (last >= 0) {
+        *has_result = last;
+        *body = compile_node(mod, filename, "exec", flags);
+        rc = *body != NULL ? 0 : -1;
+        if (rc < 0 && base >= 0) {
+            fix_syntax_error_text(source, base);
+        }
+    }
+    Py_DECREF(mod);
+done:
+    Py_DECREF(filename);
+    free(text);
+    if (rc < 0) {
+        Py_CLEAR(*body);
+        return -1;
+    }
+    carry_future(run, *body);
+    return 0;
+}
+
+int
+apy_nbrun_ensure_loop(apy_nbrun_t *run)
+{
+    if (run->loop != NULL) {
+        return 0;
+    }
+    run->loop = apy_tla_open_loop();
+    return run->loop != NULL ? 0 : -1;
+}
+
+/* Runs code in __main__: directly, or as a main task on the loop when it
+ * is a coroutine's. *result (if not NULL) gets the value. 0, -1 with an
+ * exception set, -2 (reported) for a main task that can never finish. */
+static int
+run_code(apy_nbrun_t *run, PyObject *code, PyObject **result)
+{
+    if (result != NULL) {
+        *result = NULL;
+    }
+    if (!apy_tla_is_coroutine_code(code)) {
+        PyObject *r = PyEval_EvalCode(code, run->globals, run->globals);
+        if (r == NULL) {
+            return -1;
+        }
+        if (result != NULL) {
+            *result = r;
+        } else {
+            Py_DECREF(r);
+        }
+        return 0;
+    }
+    if (apy_nbrun_ensure_loop(run) < 0) {
+        return -1;
+    }
+    /* An asyncio.run() in an earlier cell unset the current loop. */
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    PyObject *r = asyncio ? PyObject_CallMethod(asyncio, "set_event_loop",
+                                                "O", run->loop)
+                          : NULL;
+    Py_XDECREF(asyncio);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    PyObject *coro = PyEval_EvalCode(code, run->globals, run->globals);
+    if (coro == NULL) {
+        return -1;
+    }
+    int rc = apy_tla_run_coro(run->loop, coro, result);
+    Py_DECREF(coro);
+    return rc;
+}
+
+int
+apy_nbrun_run_source(apy_nbrun_t *run, const char *source,
+                     size_t first_line)
+{
+    PyObject *body;
+    int has_result;
+    if (compile_cell(run, source, first_line, &body, &has_result) < 0) {
+        return -1;
+    }
+    int rc = run_code(run, body, NULL);
+    Py_DECREF(body);
+    if (has_result) {
+        /* Taken out whatever happened, so no cell ever sees it. */
+        PyObject *value = PyDict_GetItemString(run->globals, RESULT_NAME);
+        Py_XINCREF(value);
+        if (value != NULL) {
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);
+            if (PyDict_DelItemString(run->globals, RESULT_NAME) < 0) {
+                PyErr_Clear();
+            }
+            PyErr_Restore(type, exc, tb);
+        }
+        if (rc == 0 && value != NULL) {
+            rc = apy_nbrun_record_result(run, value);
+        }
+        Py_XDECREF(value);
+    }
+    return rc;
+}
+
+int
+apy_nbrun_run_cell(apy_nbrun_t *run)
+{
+    const apy_nb_cell_t *cell = &run->nb.cells[run->cur];
+    int cell_magic = 0;
+    char *text = apy_nbrun_translate(cell->source, &cell_magic);
+    if (text == NULL) {
+        return -1;
+    }
+    int rc = cell_magic ? apy_nbrun_run_cell_magic(run, cell->source)
+                        : apy_nbrun_run_source(run, text, 0);
+    free(text);
+    return rc;
+}
+
+/* Puts source's lines into lines (a list of str, one per JSON line) at
+ * the cell's JSON lines. uses[i] counts the source lines on JSON line
+ * i + 1: a line that holds several (a source written as one string) gets
+ * none, since a traceback showing one of them would show the wrong one. */
+static int
+place_lines(PyObject *lines, const unsigned char *uses,
+            const apy_nb_cell_t *cell)
+{
+    const char *p = cell->source;
+    for (size_t k = 0; k < cell->nlines && *p != '\0'; k++) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) + 1 : strlen(p);
+        Py_ssize_t at = (Py_ssize_t)cell->line_map[k] - 1;
+        if (at >= 0 && at < PyList_GET_SIZE(lines) && uses[at] == 1) {
+            PyObject *s = PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
+            if (s == NULL) {
+                return -1;
+            }
+            if (nl == NULL) {
+                Py_SETREF(s, PyUnicode_FromFormat("%U\n", s));
+                if (s == NULL) {
+                    return -1;
+                }
+            }
+            PyList_SetItem(lines, at, s); /* steals s */
+        }
+        p += n;
+    }
+    return 0;
+}
+
+/* linecache.cache[name] = (size, None, lines, name): mtime None keeps
+ * checkcache() from ever dropping it. 0 or -1. */
+static int
+cache_lines(PyObject *linecache_cache, PyObject *name, PyObject *lines)
+{
+    PyObject *entry = Py_BuildValue("(nOOO)", PyList_GET_SIZE(lines),
+                                    Py_None, lines, name);
+    if (entry == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(linecache_cache, name, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
+int
+apy_nbrun_linecache_register(apy_nbrun_t *run)
+{
+    int last = 0;
+    for (size_t i = 0; i < run->nb.ncells; i++) {
+        const apy_nb_cell_t *cell = &run->nb.cells[i];
+        for (size_t k = 0; k < cell->nlines; k++) {
+            if (cell->line_map[k] > last) {
+                last = cell->line_map[k];
+            }
+        }
+    }
+    unsigned char *uses = calloc(last > 0 ? (size_t)last : 1, 1);
+    if (uses == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < run->nb.ncells; i++) {
+        const apy_nb_cell_t *cell = &run->nb.cells[i];
+        for (size_t k = 0; cell->kind == APY_NB_CODE && k < cell->nlines;
+             k++) {
+            int at = cell->line_map[k] - 1;
+            if (at >= 0 && uses[at] < 2) {
+                uses[at]++;
+            }
+        }
+    }
+    PyObject *linecache = PyImport_ImportModule("linecache");
+    PyObject *cache = linecache ? PyObject_GetAttrString(linecache, "cache")
+                                : NULL;
+    Py_XDECREF(linecache);
+    PyObject *lines = cache ? PyList_New(last) : NULL;
+    if (lines == NULL) {
+        Py_XDECREF(cache);
+        free(uses);
+        return -1;
+    }
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < last && rc == 0; i++) {
+        PyObject *nl = PyUnicode_FromString("\n");
+        if (nl == NULL) {
+            rc = -1;
+        } else {
+            PyList_SET_ITEM(lines, i, nl);
+        }
+    }
+    for (size_t i = 0; i < run->nb.ncells && rc == 0; i++) {
+        const apy_nb_cell_t *cell = &run->nb.cells[i];
+        if (cell->kind != APY_NB_CODE) {
+            continue;
+        }
+        if (cell->nlines > 0) {
+            rc = place_lines(lines, uses, cell);
+        } else {
+            /* The injected cell: its own name, its own lines. */
+            PyObject *text = PyUnicode_FromString(cell->source);
+            PyObject *own = text ? PyUnicode_Splitlines(text, 1) : NULL;
+            PyObject *name = own ? PyUnicode_FromString(INJECTED_NAME)
+                                 : NULL;
+            rc = name ? cache_lines(cache, name, own) : -1;
+            Py_XDECREF(name);
+            Py_XDECREF(own);
+            Py_XDECREF(text);
+        }
+    }
+    if (rc == 0) {
+        rc = cache_lines(cache, run->path, lines);
+    }
+    Py_DECREF(lines);
+    Py_DECREF(cache);
+    free(uses);
+    return rc;
+}

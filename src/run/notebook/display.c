@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/* Rich output without IPython: the display() builtin, clear_output() and
+ * update_display(), mime bundles from _repr_*_ methods, open matplotlib
+ * figures as image/png at the end of a cell, and the hook that routes
+ * IPython's own display functions here once IPython is imported. Where the
+ * outputs go is outputs.c's business. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+#include <strings.h>
+
+#include "nbrun.h"
+
+/* _repr_*_ methods and the mime type each fills, in IPython's order. */
+static const struct {
+    const char *method;
+    const char *mime;
+    int binary; /* bytes are base64-encoded */
+} repr_methods[] = {
+    {"_repr_html_", "text/html", 0},
+    {"_repr_markdown_", "text/markdown", 0},
+    {"_repr_svg_", "image/svg+xml", 0},
+    {"_repr_png_", "image/png", 1},
+    {"_repr_jpeg_", "image/jpeg", 1},
+    {"_repr_pdf_", "application/pdf", 1},
+    {"_repr_latex_", "text/latex", 0},
+    {"_repr_json_", "application/json", 0},
+    {"_repr_javascript_", "application/javascript", 0},
+};
+
+#define NREPR (sizeof(repr_methods) / sizeof(repr_methods[0]))
+
+/* Reports a failing _repr_ method the way IPython does (its traceback on
+ * stderr) and goes on without that representation. */
+static void
+report_repr_error(void)
+{
+    PyErr_Print();
+}
+
+/* Returns a new reference to data as base64 text, or NULL. */
+static PyObject *
+base64_text(PyObject *data)
+{
+    PyObject *binascii = PyImport_ImportModule("binascii");
+    if (binascii == NULL) {
+        return NULL;
+    }
+    PyObject *b = PyObject_CallMethod(binascii, "b2a_base64", "O", data);
+    Py_DECREF(binascii);
+    if (b == NULL) {
+        return NULL;
+    }
+    PyObject *s = PyUnicode_DecodeASCII(PyBytes_AS_STRING(b),
+                                        PyBytes_GET_SIZE(b) - 1, "strict");
+    Py_DECREF(b);
+    return s;
+}
+
+/* Returns 1 if obj is a matplotlib figure, else 0. */
+static int
+is_figure(PyObject *obj)
+{
+    PyObject *mod = PyObject_GetAttrString((PyObject *)Py_TYPE(obj),
+                                           "__module__");
+    const char *m = mod && PyUnicode_Check(mod) ? PyUnicode_AsUTF8(mod)
+                                                : NULL;
+    int fig = m != NULL && strncmp(m, "matplotlib.figure", 17) == 0
+              && PyObject_HasAttrString(obj, "savefig");
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    return fig;
+}
+
+/* Returns a new reference to the figure as base64 PNG text, or NULL. */
+static PyObject *
+figure_png(PyObject *fig)
+{
+    PyObject *io = PyImport_ImportModule("io");
+    PyObject *buf = io ? PyObject_CallMethod(io, "BytesIO", NULL) : NULL;
+    Py_XDECREF(io);
+    if (buf == NULL) {
+        return NULL;
+    }
+    PyObject *savefig = PyObject_GetAttrString(fig, "savefig");
+    PyObject *kw = savefig ? Py_BuildValue("{ssss}", "format", "png",
+                                           "bbox_inches", "tight")
+                           : NULL;
+    PyObject *args = kw ? PyTuple_Pack(1, buf) : NULL;
+    PyObject *r = args ? PyObject_Call(savefig, args, kw) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(savefig);
+    PyObject *png = r ? PyObject_CallMethod(buf, "getvalue", NULL) : NULL;
+    Py_XDECREF(r);
+    Py_DECREF(buf);
+    PyObject *text = png ? base64_text(png) : NULL;
+    Py_XDECREF(png);
+    return text;
+}
+
+/* Merges _repr_mimebundle_'s result into data and md. 0 or -1. */
+static int
+merge_mimebundle(PyObject *obj, PyObject *data, PyObject *md)
+{
+    PyObject *meth = PyObject_GetAttrString(obj, "_repr_mimebundle_");
+    if (meth == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *r = NULL;
+    if (PyCallable_Check(meth)) {
+        PyObject *kw = Py_BuildValue("{sOsO}", "include", Py_None,
+                                     "exclude", Py_None);
+        PyObject *args = kw ? PyTuple_New(0) : NULL;
+        r = args ? PyObject_Call(meth, args, kw) : NULL;
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        if (r == NULL) {
+            report_repr_error();
+        }
+    }
+    Py_DECREF(meth);
+    if (r == NULL || r == Py_None) {
+        Py_XDECREF(r);
+        return 0;
+    }
+    int rc = 0;
+    if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
+        PyObject *d = PyTuple_GET_ITEM(r, 0), *m = PyTuple_GET_ITEM(r, 1);
+        if (PyDict_Check(d)) {
+            rc = PyDict_Update(data, d);
+        }
+        if (rc == 0 && PyDict_Check(m)) {
+            rc = PyDict_Update(md, m);
+        }
+    } else if (PyDict_Check(r)) {
+        rc = PyDict_Update(data, r);
+    }
+    Py_DECREF(r);
+    return rc;
+}
+
+/* Adds the representation `i` of repr_methods to data/md if obj has one.
+ * 0 or -1. */
+static int
+add_repr(PyObject *obj, size_t i, PyObject *data, PyObject *md)
+{
+    if (PyDict_GetItemString(data, repr_methods[i].mime) != NULL) {
+        return 0;
+    }
+    PyObject *meth = PyObject_GetAttrString(obj, repr_methods[i].method);
+    if (meth == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *v = PyCallable_Check(meth) ? PyObject_CallNoArgs(meth)
+                                         : Py_NewRef(Py_None);
+    Py_DECREF(meth);
+    if (v == NULL) {
+        report_repr_error();
+        return 0;
+    }
+    if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 2) {
+        if (PyDict_SetItemString(md, repr_methods[i].mime,
+                                 PyTuple_GET_ITEM(v, 1)) < 0) {
+            Py_DECREF(v);
+            return -1;
+        }
+        Py_SETREF(v, Py_NewRef(PyTuple_GET_ITEM(v, 0)));
+    }
+    if (v != Py_None && repr_methods[i].binary && PyBytes_Check(v)) {
+        Py_SETREF(v, base64_text(v));
+        if (v == NULL) {
+            return -1;
+        }
+    }
+    int rc = v != Py_None ? PyDict_SetItemString(data, repr_methods[i].mime,
+                                                 v)
+                          : 0;
+    Py_DECREF(v);
+    return rc;
+}
+
+PyObject *
+apy_nbrun_format(PyObject *obj)
+{
+    PyObject *data = PyDict_New();
+    PyObject *md = data ? PyDict_New() : NULL;
+    if (md == NULL) {
+        goto error;
+    }
+    /* A class has _repr_*_ functions, not representations. */
+    if (!PyType_Check(obj)) {
+        if (merge_mimebundle(obj, data, md) < 0) {
+            goto error;
+        }
+        for (size_t i = 0; i < NREPR; i++) {
+            if (add_repr(obj, i, data, md) < 0) {
+                goto error;
+            }
+        }
+        if (PyDict_GetItemString(data, "image/png") == NULL
+            && is_figure(obj)) {
+            PyObject *png = figure_png(obj);
+            if (png == NULL
+                || PyDict_SetItemString(data, "image/png", png) < 0) {
+                Py_XDECREF(png);
+                goto error;
+            }
+            Py_DECREF(png);
+        }
+    }
+    if (PyDict_GetItemString(data, "text/plain") == NULL) {
+        PyObject *text = PyObject_Repr(obj);
+        if (text == NULL
+            || PyDict_SetItemString(data, "text/plain", text) < 0) {
+            Py_XDECREF(text);
+            goto error;
+        }
+        Py_DECREF(text);
+    }
+    return Py_BuildValue("(NN)", data, md);
+error:
+    Py_XDECREF(data);
+    Py_XDECREF(md);
+    return NULL;
+}
+
+/* Prints a bundle's text/plain on sys.stdout (nothing records). */
+static int
+print_plain(PyObject *data)
+{
+    PyObject *plain = PyDict_GetItemString(data, "text/plain");
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    if (plain == NULL || out == NULL || out == Py_None) {
+        return 0;
+    }
+    if (PyFile_WriteObject(plain, out, Py_PRINT_RAW) < 0) {
+        return -1;
+    }
+    return PyFile_WriteString("\n", out);
+}
+
+/* Returns a new reference to a fresh display id (32 hex digits). */
+static PyObject *
+new_display_id(void)
+{
+    unsigned char raw[16];
+    char hex[33];
+    if (_PyOS_URandomNonblock(raw, sizeof(raw)) < 0) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    }
+    return PyUnicode_FromString(hex);
+}
+
+/* Shows one bundle as display_data, registering display_id. 0 or -1. */
+static int
+show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
+            PyObject *display_id)
+{
+    PyObject *out = Py_BuildValue("{sssOsO}", "output_type", "display_data",
+                                  "data", data, "metadata", md);
+    if (out == NULL) {
+        return -1;
+    }
+    int rc = rt->run != NULL ? apy_nbrun_append_output(rt, out) : 0;
+    if (rc == 0) {
+        rc = print_plain(data);
+    } else if (rc > 0 && display_id != NULL && display_id != Py_None
+               && rt->capture == NULL) {
+        PyObject *list = PyDict_GetItemWithError(rt->display_ids,
+                                                 display_id);
+        if (list == NULL && !PyErr_Occurred()) {
+            list = PyList_New(0);
+            if (list != NULL
+                && PyDict_SetItem(rt->display_ids, display_id, list) < 0) {
+                Py_CLEAR(list);
+            }
+            Py_XDECREF(list); /* the dict keeps it */
+        }
+        PyObject *entry = list ? Py_BuildValue("(nO)",
+                                               (Py_ssize_t)rt->run->cur, out)
+                               : NULL;
+        rc = entry != NULL ? PyList_Append(list, entry) : -1;
+        Py_XDECREF(entry);
+    }
+    Py_DECREF(out);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+apy_nbrun_display_obj(PyObject *runtime, PyObject *obj, PyObject *metadata,
+                      PyObject *display_id)
+{
+    PyObject *bundle = apy_nbrun_format(obj);
+    if (bundle == NULL) {
+        return -1;
+    }
+    PyObject *data = PyTuple_GET_ITEM(bundle, 0);
+    PyObject *md = PyTuple_GET_ITEM(bundle, 1);
+    int rc = 0;
+    if (metadata != NULL && metadata != Py_None) {
+        rc = PyDict_Update(md, metadata);
+    }
+    if (rc == 0) {
+        rc = show_bundle((ApyNbRuntimeObject *)runtime, data, md,
+                         display_id);
+    }
+    Py_DECREF(bundle);
+    return rc;
+}
+
+/* display(*objs, include=None, exclude=None, metadata=None,
+ *         transient=None, display_id=None, raw=False, clear=False)
+ * as IPython's: returns None, or a DisplayHandle for a display_id when
+ * IPython provides the class. */
+static PyObject *
+runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *metadata = NULL, *display_id = NULL, *transient = NULL;
+    int raw = 0, clear = 0;
+    if (kwargs != NULL) {
+        metadata = PyDict_GetItemString(kwargs, "metadata");
+        display_id = PyDict_GetItemString(kwargs, "display_id");
+        transient = PyDict_GetItemString(kwargs, "transient");
+        PyObject *v = PyDict_GetItemString(kwargs, "raw");
+        raw = v != NULL && PyObject_IsTrue(v) == 1;
+        v = PyDict_GetItemString(kwargs, "clear");
+        clear = v != NULL && PyObject_IsTrue(v) == 1;
+    }
+    if ((display_id == NULL || display_id == Py_None) && transient != NULL
+        && PyDict_Check(transient)) {
+        display_id = PyDict_GetItemString(transient, "display_id");
+    }
+    PyObject *id = NULL;
+    if (display_id == Py_True) {
+        id = new_display_id();
+        if (id == NULL) {
+            return NULL;
+        }
+    } else if (display_id != NULL && display_id != Py_None) {
+        id = PyObject_Str(display_id);
+        if (id == NULL) {
+            return NULL;
+        }
+    }
+    if (clear) {
+        apy_nbrun_clear_output(self, 1);
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *obj = PyTuple_GET_ITEM(args, i);
+        int rc;
+        if (raw && PyDict_Check(obj)) {
+            PyObject *md = metadata && PyDict_Check(metadata)
+                               ? PyDict_Copy(metadata) : PyDict_New();
+            rc = md ? show_bundle(self, obj, md, id) : -1;
+            Py_XDECREF(md);
+        } else {
+            rc = apy_nbrun_display_obj((PyObject *)self, obj, metadata, id);
+        }
+        if (rc < 0) {
+            Py_XDECREF(id);
+            return NULL;
+        }
+    }
+    if (id != NULL && self->ipy_handle != NULL) {
+        PyObject *h = PyObject_CallOneArg(self->ipy_handle, id);
+        Py_DECREF(id);
+        return h;
+    }
+    Py_XDECREF(id);
+    Py_RETURN_NONE;
+}
+
+/* update_display(obj, *, display_id, **kwargs): replaces what earlier
+ * displays with that id show, in this cell or earlier ones. */
+static PyObject *
+runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
+                       PyObject *kwargs)
+{
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "O:update_display", &obj)) {
+        return NULL;
+    }
+    PyObject *display_id = kwargs ? PyDict_GetItemString(kwargs,
+                                                         "display_id")
+                                  : NULL;
+    if (display_id == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "update_display() needs a display_id keyword");
+        return NULL;
+    }
+    PyObject *id = PyObject_Str(display_id);
+    PyObject *list = id ? PyDict_GetItemWithError(self->display_ids, id)
+                        : NULL;
+    Py_XDECREF(id);
+    if (list == NULL || self->run == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *bundle = apy_nbrun_format(obj);
+    if (bundle == NULL) {
+        return NULL;
+    }
+    PyObject *md = kwargs ? PyDict_GetItemString(kwargs, "metadata") : NULL;
+    if (md != NULL && PyDict_Check(md)
+        && PyDict_Update(PyTuple_GET_ITEM(bundle, 1), md) < 0) {
+        Py_DECREF(bundle);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *entry = PyList_GET_ITEM(list, i);
+        Py_ssize_t cell = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
+        PyObject *out = PyTuple_GET_ITEM(entry, 1);
+        if (PyDict_SetItemString(out, "data", PyTuple_GET_ITEM(bundle, 0))
+                < 0
+            || PyDict_SetItemString(out, "metadata",
+                                    PyTuple_GET_ITEM(bundle, 1)) < 0) {
+            Py_DECREF(bundle);
+            return NULL;
+        }
+        if (cell >= 0 && (size_t)cell < self->run->nb.ncells) {
+            self->run->cells[cell].dirty = 1;
+        }
+    }
+    Py_DECREF(bundle);
+    Py_RETURN_NONE;
+}
+
+/* clear_output(wait=False): clears the cell's outputs now, or at its
+ * next output when wait. Returns None, or NULL on bad arguments. */
+static PyObject *
+runtime_clear_output(ApyNbRuntimeObject *self, PyObject *args,
+                     PyObject *kwargs)
+{
+    static char *kwlist[] = {"wait", NULL};
+    int wait = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:clear_output",
+                                     kwlist, &wait)) {
+        return NULL;
+    }
+    apy_nbrun_clear_output(self, wait);
+    Py_RETURN_NONE;
+}
+
+/* matplotlib.pyplot.show(*args, **kwargs) while Agg is apyrun's choice:
+ * the open figures become outputs here and are closed, as the inline
+ * backend's show() does; under a backend the program chose since, that
+ * backend's show(). */
+static PyObject *
+runtime_show_figures(ApyNbRuntimeObject *self, PyObject *args,
+                     PyObject *kwargs)
+{
+    PyObject *mpl = PyImport_ImportModule("matplotlib");
+    PyObject *backend = mpl ? PyObject_CallMethod(mpl, "get_backend", NULL)
+                            : NULL;
+    Py_XDECREF(mpl);
+    if (backend == NULL) {
+        return NULL;
+    }
+    const char *b = PyUnicode_Check(backend) ? PyUnicode_AsUTF8(backend)
+                                             : NULL;
+    int agg = b != NULL && strcasecmp(b, "agg") == 0;
+    Py_DECREF(backend);
+    if (agg && self->run != NULL) {
+        if (apy_nbrun_flush_figures(self->run) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *plt = PyImport_ImportModule("matplotlib.pyplot");
+    PyObject *mod = plt ? PyObject_CallMethod(plt, "_get_backend_mod", NULL)
+                        : NULL;
+    Py_XDECREF(plt);
+    PyObject *show = mod ? PyObject_GetAttrString(mod, "show") : NULL;
+    Py_XDECREF(mod);
+    PyObject *r = show ? PyObject_Call(show, args, kwargs) : NULL;
+    Py_XDECREF(show);
+    return r;
+}
+
+PyMethodDef apy_nbrun_display_methods[] = {
+    {"show_figures", (PyCFunction)(void (*)(void))runtime_show_figures,
+     METH_VARARGS | METH_KEYWORDS,
+     "plt.show() in a notebook: shows the open figures as outputs."},
+    {"display", (PyCFunction)(void (*)(void))runtime_display,
+     METH_VARARGS | METH_KEYWORDS,
+     "display(*objs, metadata=None, display_id=None, raw=False, "
+     "clear=False)\n--\n\nShows objects as rich outputs of the cell."},
+    {"update_display", (PyCFunction)(void (*)(void))runtime_update_display,
+     METH_VARARGS | METH_KEYWORDS,
+     "Updates the outputs shown with a display_id."},
+    {"clear_output", (PyCFunction)(void (*)(void))runtime_clear_output,
+     METH_VARARGS | METH_KEYWORDS,
+     "Clears the cell's outputs (at the next output if wait)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+apy_nbrun_flush_figures(apy_nbrun_t *run)
+{
+    PyObject *name = PyUnicode_FromString("matplotlib.pyplot");
+    PyObject *plt = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    if (plt == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    int rc = -1;
+    PyObject *nums = PyObject_CallMethod(plt, "get_fignums", NULL);
+    if (nums == NULL || !PyList_Check(nums)) {
+        goto done;
+    }
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    int shows = rt->outputs != NULL || rt->capture != NULL;
+    for (Py_ssize_t i = 0; shows && i < PyList_GET_SIZE(nums); i++) {
+        PyObject *fig = PyObject_CallMethod(plt, "figure", "O",
+                                            PyList_GET_ITEM(nums, i));
+        int r = fig ? apy_nbrun_display_obj(run->runtime, fig, NULL, NULL)
+                    : -1;
+        Py_XDECREF(fig);
+        if (r < 0) {
+            goto done;
+        }
+    }
+    PyObject *r = PyObject_CallMethod(plt, "close", "s", "all");
+    Py_XDECREF(r);
+    rc = r != NULL ? 0 : -1;
+done:
+    Py_XDECREF(nums);
+    Py_DECREF(plt);
+    return rc;
+}
+
+int
+apy_nbrun_display_init(apy_nbrun_t *run)
+{
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    PyObject *display = PyObject_GetAttrString(run->runtime, "display");
+    if (display == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItemString(builtins, "display", display);
+    Py_DECREF(display);
+    return rc;
+}

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/* IPython's display functions and matplotlib's show(), routed to the
+ * recorder: without a running IPython shell, IPython.display.display()
+ * only print()s, and Agg's show() shows nothing. A meta-path finder
+ * catches the import of IPython.core.display_functions (and of
+ * matplotlib.pyplot while the Agg default is apyrun's) and, once the
+ * module has run, replaces display/clear_output/update_display (show) by
+ * the recorder's, so every later importer gets them: plt.show() then shows
+ * the figures where it is called, as Jupyter's inline backend does.
+ * Neither is imported here: a notebook that does not use them pays
+ * nothing. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "nbrun.h"
+
+#define TARGET_MODULE "IPython.core.display_functions"
+#define PYPLOT_MODULE "matplotlib.pyplot"
+
+/* The finder, and the loader wrapper it puts into the spec. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *runtime;
+    PyObject *real; /* the wrapped loader (NULL for the finder) */
+} ApyNbHookObject;
+
+static const char *const patched[] = {"display", "clear_output",
+                                      "update_display"};
+
+/* Makes module's display functions (or pyplot's show) the recorder's.
+ * 0 or -1. */
+static int
+patch_module(PyObject *runtime, PyObject *module)
+{
+    PyObject *modname = PyObject_GetAttrString(module, "__name__");
+    if (modname == NULL) {
+        return -1;
+    }
+    int pyplot = PyUnicode_Check(modname)
+                 && PyUnicode_CompareWithASCIIString(modname, PYPLOT_MODULE)
+                        == 0;
+    Py_DECREF(modname);
+    if (pyplot) {
+        /* pyplot sets show.__signature__ when the backend changes: a
+         * functools.partial takes attributes, a builtin method does not. */
+        PyObject *functools = PyImport_ImportModule("functools");
+        PyObject *meth = functools ? PyObject_GetAttrString(runtime,
+                                                            "show_figures")
+                                   : NULL;
+        PyObject *show = meth ? PyObject_CallMethod(functools, "partial",
+                                                    "O", meth)
+                              : NULL;
+        int rc = show ? PyObject_SetAttrString(module, "show", show) : -1;
+        Py_XDECREF(show);
+        Py_XDECREF(meth);
+        Py_XDECREF(functools);
+        return rc;
+    }
+    for (size_t i = 0; i < sizeof(patched) / sizeof(patched[0]); i++) {
+        PyObject *f = PyObject_GetAttrString(runtime, patched[i]);
+        int rc = f ? PyObject_SetAttrString(module, patched[i], f) : -1;
+        Py_XDECREF(f);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    PyObject *handle = PyObject_GetAttrString(module, "DisplayHandle");
+    if (handle == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)runtime;
+    Py_XSETREF(rt->ipy_handle, handle);
+    return 0;
+}
+
+static int
+hook_traverse(ApyNbHookObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->runtime);
+    Py_VISIT(self->real);
+    return 0;
+}
+
+static int
+hook_clear(ApyNbHookObject *self)
+{
+    Py_CLEAR(self->runtime);
+    Py_CLEAR(self->real);
+    return 0;
+}
+
+static void
+hook_dealloc(ApyNbHookObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    hook_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* Loader wrapper: create_module/exec_module delegate, then patch. */
+static PyObject *
+loader_create_module(ApyNbHookObject *self, PyObject *spec)
+{
+    PyObject *meth = PyObject_GetAttrString(self->real, "create_module");
+    if (meth == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *r = PyObject_CallOneArg(meth, spec);
+    Py_DECREF(meth);
+    return r;
+}
+
+/* Runs the module with the real loader, then patches it. Returns None,
+ * or NULL with the module's (or the patch's) exception. */
+static PyObject *
+loader_exec_module(ApyNbHookObject *self, PyObject *module)
+{
+    PyObject *r = PyObject_CallMethod(self->real, "exec_module", "O",
+                                      module);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (patch_module(self->runtime, module) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Anything else a loader offers (get_source for tracebacks, is_package)
+ * is the real loader's. */
+static PyObject *
+loader_getattro(ApyNbHookObject *self, PyObject *name)
+{
+    PyObject *r = PyObject_GenericGetAttr((PyObject *)self, name);
+    if (r != NULL || self->real == NULL
+        || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return r;
+    }
+    PyErr_Clear();
+    return PyObject_GetAttr(self->real, name);
+}
+
+static PyMethodDef loader_methods[] = {
+    {"create_module", (PyCFunction)loader_create_module, METH_O, NULL},
+    {"exec_module", (PyCFunction)loader_exec_module, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot loader_slots[] = {
+    {Py_tp_methods, loader_methods},
+    {Py_tp_getattro, loader_getattro},
+    {Py_tp_traverse, hook_traverse},
+    {Py_tp_clear, hook_clear},
+    {Py_tp_dealloc, hook_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec loader_spec = {
+    .name = "apyrun.notebook.DisplayLoader",
+    .basicsize = sizeof(ApyNbHookObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = loader_slots,
+};
+
+/* Returns 1 while the Agg backend is the one apyrun chose, so plt.show()
+ * is ours to handle. */
+static int
+agg_is_ours(ApyNbHookObject *self)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)self->runtime;
+    return rt->run != NULL && rt->run->mpl_default;
+}
+
+/* find_spec(fullname, path=None, target=None): None except for the one
+ * module, whose normal spec gets the wrapping loader. */
+static PyObject *
+finder_find_spec(ApyNbHookObject *self, PyObject *const *args,
+                 Py_ssize_t nargs)
+{
+    if (nargs < 1 || !PyUnicode_Check(args[0])
+        || (PyUnicode_CompareWithASCIIString(args[0], TARGET_MODULE) != 0
+            && (PyUnicode_CompareWithASCIIString(args[0], PYPLOT_MODULE)
+                    != 0
+                || !agg_is_ours(self)))) {
+        Py_RETURN_NONE;
+    }
+    PyObject *path = nargs > 1 ? args[1] : Py_None;
+    PyObject *machinery = PyImport_ImportModule("importlib.machinery");
+    PyObject *finder = machinery
+                           ? PyObject_GetAttrString(machinery, "PathFinder")
+                           : NULL;
+    Py_XDECREF(machinery);
+    PyErr_Clear();
+    if (finder == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *spec = PyObject_CallMethod(finder, "find_spec", "OO", args[0],
+                                         path);
+    Py_DECREF(finder);
+    if (spec == NULL || spec == Py_None) {
+        return spec;
+    }
+    PyObject *real = PyObject_GetAttrString(spec, "loader");
+    if (real == NULL || real == Py_None) {
+        Py_XDECREF(real);
+        PyErr_Clear();
+        return spec;
+    }
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&loader_spec);
+    ApyNbHookObject *loader = tp ? PyObject_GC_New(ApyNbHookObject, tp)
+                                 : NULL;
+    Py_XDECREF(tp); /* the instance keeps its type */
+    if (loader == NULL) {
+        Py_DECREF(real);
+        Py_DECREF(spec);
+        return NULL;
+    }
+    loader->runtime = Py_NewRef(self->runtime);
+    loader->real = real;
+    PyObject_GC_Track(loader);
+    int rc = PyObject_SetAttrString(spec, "loader", (PyObject *)loader);
+    Py_DECREF(loader);
+    if (rc < 0) {
+        Py_DECREF(spec);
+        return NULL;
+    }
+    return spec;
+}
+
+static PyMethodDef finder_methods[] = {
+    {"find_spec", (PyCFunction)(void (*)(void))finder_find_spec,
+     METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot finder_slots[] = {
+    {Py_tp_methods, finder_methods},
+    {Py_tp_traverse, hook_traverse},
+    {Py_tp_clear, hook_clear},
+    {Py_tp_dealloc, hook_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec finder_spec = {
+    .name = "apyrun.notebook.DisplayFinder",
+    .basicsize = sizeof(ApyNbHookObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = finder_slots,
+};
+
+int
+apy_nbrun_display_hook_ipython(apy_nbrun_t *run)
+{
+    PyObject *name = PyUnicode_FromString(TARGET_MODULE);
+    PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    if (mod != NULL) {
+        int rc = patch_module(run->runtime, mod);
+        Py_DECREF(mod);
+        return rc;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
+    if (meta_path == NULL || !PyList_Check(meta_path)) {
+        return 0;
+    }
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&finder_spec);
+    ApyNbHookObject *finder = tp ? PyObject_GC_New(ApyNbHookObject, tp)
+                                 : NULL;
+    Py_XDECREF(tp);
+    if (finder == NULL) {
+        return -1;
+    }
+    finder->runtime = Py_NewRef(run->runtime);
+    finder->real = NULL;
+    PyObject_GC_Track(finder);
+    int rc = PyList_Insert(meta_path, 0, (PyObject *)finder);
+    Py_DECREF(finder);
+    return rc;
+}

@@ -1,0 +1,667 @@
+/* SPDX-License-Identifier: MIT */
+/* apy_run_notebook: the notebook as __main__ (DESIGN 3). Loads it (src/
+ * notebook), injects parameters, sets up __main__, the working directory
+ * and the recorder, runs the code cells in order, reports a failing cell
+ * by name, and saves the executed notebook after every cell. Each phase
+ * is one function below; how a cell compiles and runs is cells.c's. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apyrun/nbrun.h"
+#include "apyrun/tla.h"
+#include "../run.h"
+#include "nbrun.h"
+
+/* How a cell ended, for the driver. */
+enum {
+    CELL_OK = 0,
+    CELL_ERROR,       /* an exception, reported */
+    CELL_EXPECTED,    /* an error in a raises-exception cell */
+    CELL_EXIT,        /* SystemExit: stop with its code */
+    CELL_INTERRUPT,   /* Ctrl-C */
+    CELL_TIMEOUT,
+    CELL_SIGTERM,
+};
+
+int
+apy_run_is_notebook_path(const char *path)
+{
+    size_t n = path != NULL ? strlen(path) : 0;
+    return n > 6 && strcmp(path + n - 6, ".ipynb") == 0;
+}
+
+const char *
+apy_run_notebook_option_given(const apy_options_t *opts)
+{
+    if (opts->output != NULL) {
+        return "-o/--output";
+    }
+    if (opts->inplace) {
+        return "--inplace";
+    }
+    if (opts->cwd != NULL) {
+        return "--cwd";
+    }
+    if (opts->timeout > 0) {
+        return "--timeout";
+    }
+    if (opts->total_timeout > 0) {
+        return "--total-timeout";
+    }
+    if (opts->allow_errors) {
+        return "--allow-errors";
+    }
+    if (opts->params_file != NULL) {
+        return "--params-file";
+    }
+    if (opts->nparams > 0) {
+        return "-p";
+    }
+    return NULL;
+}
+
+/* Returns a malloc'ed absolute version of path (relative to the current
+ * directory, which the run is about to leave), or NULL. */
+static char *
+absolute(const char *path)
+{
+    if (path[0] == '/') {
+        return strdup(path);
+    }
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        return NULL;
+    }
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *abs = malloc(n);
+    if (abs != NULL) {
+        snprintf(abs, n, "%s/%s", cwd, path);
+    }
+    return abs;
+}
+
+/* Returns 1 if the cell is tagged `tag`. */
+static unsigned
+cell_tags(const apy_nb_cell_t *cell)
+{
+    unsigned tags = 0;
+    if (apy_nb_cell_has_tag(cell, "skip-execution")) {
+        tags |= APY_NBRUN_TAG_SKIP;
+    }
+    if (apy_nb_cell_has_tag(cell, "raises-exception")) {
+        tags |= APY_NBRUN_TAG_RAISES;
+    }
+    if (apy_nb_cell_has_tag(cell, "parameters")) {
+        tags |= APY_NBRUN_TAG_PARAMETERS;
+    }
+    if (apy_nb_cell_has_tag(cell, "injected-parameters")) {
+        tags |= APY_NBRUN_TAG_INJECTED;
+    }
+    return tags;
+}
+
+/* Returns 1 if code cell i runs: not tagged skip-execution and not
+ * blank (nbclient gives a blank cell no execution count either). */
+static int
+will_run(apy_nbrun_t *run, size_t i)
+{
+    const apy_nb_cell_t *cell = &run->nb.cells[i];
+    if (cell->kind != APY_NB_CODE
+        || (run->cells[i].tags & APY_NBRUN_TAG_SKIP)) {
+        return 0;
+    }
+    return strspn(cell->source, " \t\r\n\f\v") < cell->source_len;
+}
+
+/* Papermill's placement: an old injected-parameters cell goes, the new
+ * one comes after the first parameters-tagged cell, or first. Returns 0,
+ * or 2 with the message written (bad parameters). */
+static int
+inject_parameters(apy_nbrun_t *run)
+{
+    char err[512];
+    char *source = apy_nbrun_params_source(run->opts, err, sizeof(err));
+    if (source == NULL) {
+        if (err[0] == '\0') {
+            return 0;
+        }
+        fprintf(stderr, "apyrun: %s\n", err);
+        return 2;
+    }
+    for (size_t i = 0; i < run->nb.ncells; i++) {
+        if (apy_nb_cell_has_tag(&run->nb.cells[i], "injected-parameters")) {
+            apy_nb_remove_cell(&run->nb, i);
+            break;
+        }
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < run->nb.ncells; i++) {
+        if (apy_nb_cell_has_tag(&run->nb.cells[i], "parameters")) {
+            pos = i + 1;
+            break;
+        }
+    }
+    static const char *const tags[] = {"injected-parameters"};
+    int rc = apy_nb_insert_code_cell(&run->nb, pos, source, strlen(source),
+                                     tags, 1, err, sizeof(err));
+    free(source);
+    if (rc < 0) {
+        fprintf(stderr, "apyrun: %s: %s\n", run->shown_path, err);
+        return 2;
+    }
+    return 0;
+}
+
+/* __main__ is the notebook: __file__, sys.path[0] its directory, the
+ * working directory its directory or --cwd. Returns 0, -1 with an
+ * exception set, or 2 (reported) for a --cwd that does not exist. */
+static int
+setup_main(apy_nbrun_t *run, const char *abs_path)
+{
+    PyObject *main_mod = PyImport_AddModule("__main__"); /* borrowed */
+    if (main_mod == NULL) {
+        return -1;
+    }
+    run->globals = PyModule_GetDict(main_mod); /* borrowed */
+    if (PyDict_SetItemString(run->globals, "__file__", run->path) < 0
+        || PyDict_SetItemString(run->globals, "__cached__", Py_None) < 0) {
+        return -1;
+    }
+    char *dir = strdup(abs_path);
+    if (dir == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    char *slash = strrchr(dir, '/');
+    slash[slash == dir ? 1 : 0] = '\0';
+    char *real = realpath(dir, NULL);
+    PyObject *path0 = PyUnicode_DecodeFSDefault(real ? real : dir);
+    free(real);
+    int rc = path0 ? apy_run_set_path0(run->config, path0) : -1;
+    Py_XDECREF(path0);
+    const char *cwd = run->opts->cwd != NULL ? run->opts->cwd : dir;
+    if (rc == 0 && chdir(cwd) < 0) {
+        fprintf(stderr, "apyrun: --cwd %s: %s\n", cwd, strerror(errno));
+        rc = 2;
+    }
+    free(dir);
+    return rc;
+}
+
+/* Hands cell i's result to the writer. 0, or -1 with a message. */
+static int
+set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
+{
+    apy_nbrun_cell_t *c = &run->cells[i];
+    PyObject *json = c->outputs ? apy_nbrun_outputs_json(c->outputs) : NULL;
+    Py_ssize_t len = 0;
+    const char *text = json ? PyUnicode_AsUTF8AndSize(json, &len) : NULL;
+    if (c->outputs != NULL && text == NULL) {
+        PyErr_Clear();
+        snprintf(err, errlen, "cannot record the outputs of cell %zu",
+                 i + 1);
+        Py_XDECREF(json);
+        return -1;
+    }
+    apy_nb_result_t res = {
+        .cell = i,
+        .execution_count = c->count > 0 ? c->count : APY_NB_NO_COUNT,
+        .outputs = text,
+        .outputs_len = (size_t)len,
+        .busy = c->busy[0] ? c->busy : NULL,
+        .execute_input = c->input[0] ? c->input : NULL,
+        .execute_reply = c->reply[0] ? c->reply : NULL,
+        .idle = c->idle[0] ? c->idle : NULL,
+    };
+    int rc = apy_nb_set_result(&run->nb, &res, err, errlen);
+    Py_XDECREF(json);
+    c->dirty = 0;
+    return rc < 0 ? -1 : 0;
+}
+
+/* Saves the executed notebook with cell `just_ran` (or none: SIZE_MAX)
+ * and every cell an update_display changed. Returns 0, or -1 with the
+ * message written. */
+static int
+save(apy_nbrun_t *run, size_t just_ran)
+{
+    if (run->out_path == NULL) {
+        return 0;
+    }
+    char err[1024];
+    for (size_t i = 0; i < run->nb.ncells; i++) {
+        if ((i == just_ran || run->cells[i].dirty)
+            && set_result(run, i, err, sizeof(err)) < 0) {
+            goto fail;
+        }
+    }
+    if (apy_nb_save(&run->nb, run->out_path, err, sizeof(err)) < 0) {
+        goto fail;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "apyrun: %s\n", err);
+    return -1;
+}
+
+/* Clears the outputs and counts of every code cell that will run, so the
+ * output never shows stale results, and checks the output is writable.
+ * Returns 0, or 2 (reported). */
+static int
+first_save(apy_nbrun_t *run)
+{
+    if (run->out_path == NULL) {
+        return 0;
+    }
+    char err[1024];
+    for (size_t i = 0; i < run->nb.ncells; i++) {
+        if (run->nb.cells[i].kind == APY_NB_CODE
+            && !(run->cells[i].tags & APY_NBRUN_TAG_SKIP)
+            && set_result(run, i, err, sizeof(err)) < 0) {
+            fprintf(stderr, "apyrun: %s\n", err);
+            return 2;
+        }
+    }
+    if (run->opts->inplace) {
+        return 0;
+    }
+    return save(run, SIZE_MAX) < 0 ? 2 : 0;
+}
+
+/* SystemExit's exit code, as python computes it (a non-integer code is
+ * printed on stderr and gives 1). Clears the exception. */
+static int
+system_exit_code(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *code = value ? PyObject_GetAttrString(value, "code") : NULL;
+    int exitcode = 0;
+    if (code != NULL && code != Py_None) {
+        if (PyLong_Check(code)) {
+            exitcode = (int)PyLong_AsLong(code);
+        } else {
+            PyObject *err = PySys_GetObject("stderr"); /* borrowed */
+            if (err != NULL && err != Py_None
+                && PyFile_WriteObject(code, err, Py_PRINT_RAW) == 0) {
+                PyFile_WriteString("\n", err);
+            }
+            exitcode = 1;
+        }
+    }
+    Py_XDECREF(code);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+    return exitcode;
+}
+
+/* Prints the current exception's traceback on the real stderr (through
+ * the traceback module, which reads the cells' text from linecache) and
+ * records it as the cell's error output. Clears the exception. */
+static void
+report_exception(apy_nbrun_t *run)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        return;
+    }
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    PyObject *traceback = PyImport_ImportModule("traceback");
+    PyObject *lines = traceback ? PyObject_CallMethod(
+                                      traceback, "format_exception", "O",
+                                      value)
+                                : NULL;
+    Py_XDECREF(traceback);
+    PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
+    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
+    Py_XDECREF(empty);
+    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (utf8 != NULL) {
+        PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+        PyObject *r = out && out != Py_None
+                          ? PyObject_CallMethod(out, "flush", NULL) : NULL;
+        Py_XDECREF(r);
+        PyErr_Clear();
+        apy_nbrun_write_real(run, APY_NBRUN_STDERR, utf8);
+    } else {
+        /* The traceback module failed: python's own printer still
+         * tells what happened. */
+        PyErr_Clear();
+        Py_INCREF(type);
+        Py_INCREF(value);
+        Py_XINCREF(tb);
+        PyErr_Restore(type, value, tb);
+        PyErr_Print();
+    }
+    if (lines != NULL && apy_nbrun_record_error(run, value, lines) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(lines);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+}
+
+/* Classifies and reports how cell run->cur failed (rc from the cell
+ * runner, exception set when rc == -1). Sets *exitcode for CELL_EXIT. */
+static int
+cell_failed(apy_nbrun_t *run, int rc, int *exitcode)
+{
+    if (rc == -2) {
+        /* Reported on stderr already; the notebook gets an error too. */
+        PyObject *exc = PyObject_CallFunction(
+            PyExc_RuntimeError, "s", "top-level await never completed");
+        PyObject *lines = exc ? Py_BuildValue(
+                                    "[s]", "RuntimeError: top-level await "
+                                    "never completed\n")
+                              : NULL;
+        if (lines == NULL || apy_nbrun_record_error(run, exc, lines) < 0) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(lines);
+        Py_XDECREF(exc);
+        apy_nbrun_report_cell(run, "top-level await never completed");
+        return CELL_ERROR;
+    }
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        *exitcode = system_exit_code();
+        return CELL_EXIT;
+    }
+    int interrupt = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
+                    || run->timed_out || run->sigterm;
+    report_exception(run);
+    if (run->timed_out) {
+        char what[128];
+        double limit = run->opts->timeout > 0 ? run->opts->timeout
+                                              : run->opts->total_timeout;
+        int total = run->opts->total_timeout > 0
+                    && (run->opts->timeout <= 0
+                        || apy_nbrun_now() - run->t0
+                               >= run->opts->total_timeout - 0.001);
+        snprintf(what, sizeof(what), "%s (%gs) expired",
+                 total ? "--total-timeout" : "--timeout",
+                 total ? run->opts->total_timeout : limit);
+        apy_nbrun_report_cell(run, what);
+        return CELL_TIMEOUT;
+    }
+    if (run->sigterm) {
+        apy_nbrun_report_cell(run, "terminated (SIGTERM)");
+        return CELL_SIGTERM;
+    }
+    if (interrupt) {
+        apy_nbrun_report_cell(run, "interrupted");
+        return CELL_INTERRUPT;
+    }
+    if (run->cells[run->cur].tags & APY_NBRUN_TAG_RAISES) {
+        return CELL_EXPECTED;
+    }
+    apy_nbrun_report_cell(run, "error");
+    return CELL_ERROR;
+}
+
+/* Runs code cell run->cur with its recording. Returns a CELL_* value. */
+static int
+run_one(apy_nbrun_t *run, int *exitcode)
+{
+    apy_nbrun_cell_t *c = &run->cells[run->cur];
+    c->count = ++run->count;
+    apy_nbrun_progress_cell(run);
+    apy_nb_timestamp(c->busy);
+    if (apy_nbrun_record_begin(run) < 0) {
+        return cell_failed(run, -1, exitcode);
+    }
+    apy_nb_timestamp(c->input);
+    apy_nbrun_timeouts_arm(run);
+    int rc = apy_nbrun_run_cell(run);
+    if (rc == 0 && apy_nbrun_flush_figures(run) < 0) {
+        rc = -1;
+    }
+    apy_nbrun_timeouts_disarm(run);
+    int how = rc == 0 ? CELL_OK : cell_failed(run, rc, exitcode);
+    apy_nb_timestamp(c->reply);
+    Py_XSETREF(c->outputs, apy_nbrun_record_end(run));
+    if (c->outputs == NULL) {
+        PyErr_Print();
+        how = how == CELL_OK ? CELL_ERROR : how;
+    }
+    apy_nb_timestamp(c->idle);
+    run->done_code++;
+    return how;
+}
+
+/* Runs the cells in order. Returns the exit code; sets
+ * *unhandled_sigint after a Ctrl-C. */
+static int
+run_cells(apy_nbrun_t *run, int *unhandled_sigint)
+{
+    int exitcode = 0, failed = 0;
+    for (run->cur = 0; run->cur < run->nb.ncells; run->cur++) {
+        if (!will_run(run, run->cur)) {
+            continue;
+        }
+        int how = run_one(run, &exitcode);
+        if (save(run, run->cur) < 0) {
+            return 1;
+        }
+        switch (how) {
+        case CELL_OK:
+        case CELL_EXPECTED:
+            continue;
+        case CELL_ERROR:
+            failed = 1;
+            if (run->opts->allow_errors) {
+                continue;
+            }
+            return 1;
+        case CELL_EXIT:
+            return exitcode;
+        case CELL_TIMEOUT:
+            return 124;
+        case CELL_SIGTERM:
+            return 128 + SIGTERM;
+        default:
+            *unhandled_sigint = 1;
+            return 1;
+        }
+    }
+    return failed ? 1 : 0;
+}
+
+/* Closes the loop after the last cell, as asyncio.run ends. Returns 0 or
+ * 1 (reported). */
+static int
+close_loop(apy_nbrun_t *run)
+{
+    if (run->loop == NULL) {
+        return 0;
+    }
+    int rc = apy_tla_close_loop(run->loop);
+    Py_CLEAR(run->loop);
+    if (rc == -1) {
+        PyErr_Print();
+    }
+    return rc == 0 ? 0 : 1;
+}
+
+/* Everything before the first cell. Returns 0, or an exit code. */
+static int
+prepare(apy_nbrun_t *run, const char *abs_path)
+{
+    int rc = inject_parameters(run);
+    if (rc != 0) {
+        return rc;
+    }
+    run->cells = calloc(run->nb.ncells ? run->nb.ncells : 1,
+                        sizeof(*run->cells));
+    if (run->cells == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < run->nb.ncells; i++) {
+        run->cells[i].tags = cell_tags(&run->nb.cells[i]);
+        run->ncode += will_run(run, i);
+    }
+    rc = first_save(run);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = setup_main(run, abs_path);
+    if (rc != 0) {
+        return rc;
+    }
+    /* Agg unless the user chose a backend: figures become outputs at the
+     * end of each cell, and no window ever opens. */
+    if (getenv("MPLBACKEND") == NULL) {
+        run->mpl_default = 1;
+        setenv("MPLBACKEND", "Agg", 0);
+        PyObject *os = PyImport_ImportModule("os");
+        PyObject *environ = os ? PyObject_GetAttrString(os, "environ")
+                               : NULL;
+        PyObject *v = environ ? PyUnicode_FromString("Agg") : NULL;
+        rc = v ? PyMapping_SetItemString(environ, "MPLBACKEND", v) : -1;
+        Py_XDECREF(v);
+        Py_XDECREF(environ);
+        Py_XDECREF(os);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    if (apy_nbrun_outputs_init(run) < 0 || apy_nbrun_display_init(run) < 0
+        || apy_nbrun_magics_init(run) < 0
+        || apy_nbrun_display_hook_ipython(run) < 0
+        || apy_nbrun_linecache_register(run) < 0
+        || apy_nbrun_timeouts_start(run) < 0) {
+        return -1;
+    }
+    if (run->recording && apy_nbrun_streams_install(run) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads the notebook named by config->run_filename. Returns 0 or 2
+ * (reported). */
+static int
+load(apy_nbrun_t *run, char **abs_path, PyObject **fsname)
+{
+    PyObject *name = PyUnicode_FromWideChar(run->config->run_filename, -1);
+    *fsname = name ? PyUnicode_EncodeFSDefault(name) : NULL;
+    Py_XDECREF(name);
+    if (*fsname == NULL) {
+        PyErr_Print();
+        return 2;
+    }
+    /* CPython made run_filename absolute; messages name the notebook as
+     * the user gave it. */
+    run->shown_path = run->opts->target != NULL ? run->opts->target
+                                                : PyBytes_AS_STRING(*fsname);
+    char err[1024];
+    if (apy_nb_load(PyBytes_AS_STRING(*fsname), &run->nb, err, sizeof(err))
+        < 0) {
+        fprintf(stderr, "apyrun: %s: %s\n", run->shown_path, err);
+        return 2;
+    }
+    *abs_path = absolute(PyBytes_AS_STRING(*fsname));
+    if (*abs_path == NULL) {
+        fprintf(stderr, "apyrun: %s: %s\n", run->shown_path,
+                strerror(errno));
+        return 2;
+    }
+    run->path = PyUnicode_DecodeFSDefault(*abs_path);
+    if (run->path == NULL) {
+        PyErr_Print();
+        return 2;
+    }
+    const char *out = run->opts->inplace ? run->shown_path
+                                         : run->opts->output;
+    if (out != NULL) {
+        run->out_path = absolute(out);
+        if (run->out_path == NULL) {
+            fprintf(stderr, "apyrun: %s: %s\n", out, strerror(errno));
+            return 2;
+        }
+    }
+    run->recording = run->out_path != NULL;
+    return 0;
+}
+
+/* Releases everything the run holds. Keeps no exception. */
+static void
+cleanup(apy_nbrun_t *run)
+{
+    apy_nbrun_timeouts_stop(run);
+    apy_nbrun_magics_fini(run);
+    apy_nbrun_outputs_fini(run);
+    Py_CLEAR(run->loop);
+    if (run->cells != NULL) {
+        for (size_t i = 0; i < run->nb.ncells; i++) {
+            Py_CLEAR(run->cells[i].outputs);
+        }
+    }
+    free(run->cells);
+    free((char *)run->out_path);
+    Py_CLEAR(run->path);
+    apy_nb_free(&run->nb);
+    PyErr_Clear();
+}
+
+int
+apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
+                 int *unhandled_sigint)
+{
+    apy_nbrun_t run;
+    memset(&run, 0, sizeof(run));
+    run.config = config;
+    run.opts = opts;
+    run.t0 = apy_nbrun_now();
+    apy_nbrun_progress_init(&run);
+
+    char *abs_path = NULL;
+    PyObject *fsname = NULL;
+    int exitcode = load(&run, &abs_path, &fsname);
+    if (exitcode == 0) {
+        exitcode = prepare(&run, abs_path);
+        if (exitcode < 0) {
+            PyErr_Print();
+            exitcode = 1;
+        }
+    }
+    if (exitcode == 0) {
+        exitcode = run_cells(&run, unhandled_sigint);
+        int closed = close_loop(&run);
+        if (exitcode == 0) {
+            exitcode = closed;
+        }
+        apy_nbrun_progress_done(&run);
+    }
+    int sigterm = run.sigterm;
+    cleanup(&run);
+    free(abs_path);
+    Py_XDECREF(fsname);
+    if (sigterm) {
+        /* Saved: now die as the signal asked. */
+        fflush(stdout);
+        fflush(stderr);
+        signal(SIGTERM, SIG_DFL);
+        kill(getpid(), SIGTERM);
+    }
+    return exitcode;
+}

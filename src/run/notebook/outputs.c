@@ -1,0 +1,852 @@
+/* SPDX-License-Identifier: MIT */
+/* The recorder: the per-cell output list, the tee streams that keep output
+ * streaming live to the terminal while it is recorded (consecutive text of
+ * one stream merged, in order), %%capture, and the nbformat JSON of a
+ * cell's outputs. It must not decide what runs; display.c formats objects,
+ * cells.c runs code. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "nbrun.h"
+
+/* A tee: sys.stdout or sys.stderr while the notebook runs. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *runtime; /* ApyNbRuntimeObject */
+    int which;         /* APY_NBRUN_STDOUT or APY_NBRUN_STDERR */
+    PyObject *target;  /* the stream written through to */
+} ApyNbStreamObject;
+
+/* What a %%capture took: the object its variable is bound to. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *parts[2];     /* pending text per stream, lists of str */
+    PyObject *text[2];      /* stdout, stderr once the capture ended */
+    PyObject *outputs;      /* list of display_data dicts */
+    int take[2];            /* which streams are captured */
+    int take_displays;
+    PyObject *prev;         /* the enclosing capture, or NULL */
+    PyObject *saved[2];     /* sys.stdout/err to restore, or NULL */
+    PyObject *runtime;      /* for show(); may be detached */
+} ApyNbCapturedObject;
+
+static const char *const stream_names[2] = {"stdout", "stderr"};
+
+/* ---- recording ---- */
+
+/* Turns pending stream text into one stream output. 0 or -1. */
+static int
+flush_parts(ApyNbRuntimeObject *rt)
+{
+    Py_ssize_t n = rt->parts != NULL ? PyList_GET_SIZE(rt->parts) : 0;
+    if (n == 0 || rt->part_name < 0) {
+        return 0;
+    }
+    PyObject *empty = PyUnicode_FromString("");
+    PyObject *text = empty ? PyUnicode_Join(empty, rt->parts) : NULL;
+    Py_XDECREF(empty);
+    if (text == NULL) {
+        return -1;
+    }
+    PyObject *out = Py_BuildValue("{sssssN}", "output_type", "stream",
+                                  "name", stream_names[rt->part_name],
+                                  "text", text);
+    if (out == NULL) {
+        return -1;
+    }
+    int rc = -1;
+    if (PyList_SetSlice(rt->parts, 0, n, NULL) == 0) {
+        rc = rt->outputs != NULL ? PyList_Append(rt->outputs, out) : 0;
+    }
+    Py_DECREF(out);
+    return rc;
+}
+
+void
+apy_nbrun_clear_output(ApyNbRuntimeObject *rt, int wait)
+{
+    if (wait) {
+        rt->clear_pending = 1;
+        return;
+    }
+    rt->clear_pending = 0;
+    if (rt->parts != NULL) {
+        PyList_SetSlice(rt->parts, 0, PyList_GET_SIZE(rt->parts), NULL);
+    }
+    rt->part_name = -1;
+    if (rt->outputs != NULL) {
+        PyList_SetSlice(rt->outputs, 0, PyList_GET_SIZE(rt->outputs), NULL);
+    }
+    PyErr_Clear();
+}
+
+int
+apy_nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output)
+{
+    ApyNbCapturedObject *cap = (ApyNbCapturedObject *)rt->capture;
+    if (cap != NULL && cap->take_displays) {
+        return PyList_Append(cap->outputs, output) < 0 ? -1 : 1;
+    }
+    if (rt->outputs == NULL) {
+        return 0;
+    }
+    if (rt->clear_pending) {
+        apy_nbrun_clear_output(rt, 0);
+    }
+    if (flush_parts(rt) < 0) {
+        return -1;
+    }
+    rt->part_name = -1;
+    return PyList_Append(rt->outputs, output) < 0 ? -1 : 1;
+}
+
+/* Records stream text for the cell. 0 or -1. */
+static int
+record_stream(ApyNbRuntimeObject *rt, int which, PyObject *text)
+{
+    if (rt->outputs == NULL || PyUnicode_GET_LENGTH(text) == 0) {
+        return 0;
+    }
+    if (rt->clear_pending) {
+        apy_nbrun_clear_output(rt, 0);
+    }
+    if (rt->part_name != which) {
+        if (flush_parts(rt) < 0) {
+            return -1;
+        }
+        rt->part_name = which;
+    }
+    return PyList_Append(rt->parts, text);
+}
+
+int
+apy_nbrun_record_begin(apy_nbrun_t *run)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    rt->clear_pending = 0;
+    rt->part_name = -1;
+    PyList_SetSlice(rt->parts, 0, PyList_GET_SIZE(rt->parts), NULL);
+    Py_XSETREF(rt->outputs, run->recording ? PyList_New(0) : NULL);
+    if (run->recording && rt->outputs == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *
+apy_nbrun_record_end(apy_nbrun_t *run)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    /* The cell's own exception, if any, must survive the flush. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int rc = flush_parts(rt);
+    rt->part_name = -1;
+    PyObject *outputs = rt->outputs;
+    rt->outputs = NULL;
+    if (rc < 0) {
+        Py_XDECREF(outputs);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    PyErr_Restore(type, value, tb);
+    return outputs != NULL ? outputs : PyList_New(0);
+}
+
+int
+apy_nbrun_record_result(apy_nbrun_t *run, PyObject *value)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    if (value == Py_None || rt->outputs == NULL) {
+        return 0;
+    }
+    PyObject *bundle = apy_nbrun_format(value);
+    if (bundle == NULL) {
+        return -1;
+    }
+    PyObject *out = Py_BuildValue("{sssisOsO}", "output_type",
+                                  "execute_result", "execution_count",
+                                  run->count, "data",
+                                  PyTuple_GET_ITEM(bundle, 0), "metadata",
+                                  PyTuple_GET_ITEM(bundle, 1));
+    Py_DECREF(bundle);
+    if (out == NULL) {
+        return -1;
+    }
+    int rc = apy_nbrun_append_output(rt, out);
+    Py_DECREF(out);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+apy_nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    if (rt->outputs == NULL) {
+        return 0;
+    }
+    PyObject *ename = PyObject_GetAttrString((PyObject *)Py_TYPE(exc),
+                                             "__name__");
+    PyObject *evalue = ename ? PyObject_Str(exc) : NULL;
+    PyObject *out = evalue ? Py_BuildValue("{sssOsOsO}", "output_type",
+                                           "error", "ename", ename,
+                                           "evalue", evalue, "traceback",
+                                           lines)
+                           : NULL;
+    Py_XDECREF(ename);
+    Py_XDECREF(evalue);
+    if (out == NULL) {
+        return -1;
+    }
+    /* An error ends the cell: a capture still open is not where it goes. */
+    if (flush_parts(rt) < 0) {
+        Py_DECREF(out);
+        return -1;
+    }
+    rt->part_name = -1;
+    int rc = PyList_Append(rt->outputs, out);
+    Py_DECREF(out);
+    return rc;
+}
+
+void
+apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    ApyNbRuntimeObject *rt = run != NULL
+                                 ? (ApyNbRuntimeObject *)run->runtime : NULL;
+    PyObject *stream = rt != NULL ? rt->real[which] : NULL;
+    if (stream == NULL) {
+        stream = PySys_GetObject(stream_names[which]); /* borrowed */
+    }
+    if (stream == NULL || stream == Py_None) {
+        fputs(text, which == APY_NBRUN_STDOUT ? stdout : stderr);
+    } else {
+        PyObject *r = PyObject_CallMethod(stream, "write", "s", text);
+        Py_XDECREF(r);
+        r = PyObject_CallMethod(stream, "flush", NULL);
+        Py_XDECREF(r);
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+/* ---- the tee stream ---- */
+
+/* write(text): to the real stream (or the active capture), and into the
+ * cell. Returns the length written, or NULL with an exception set. */
+static PyObject *
+stream_write(ApyNbStreamObject *self, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        return PyErr_Format(PyExc_TypeError,
+                            "write() argument must be str, not %.100s",
+                            Py_TYPE(text)->tp_name);
+    }
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)self->runtime;
+    ApyNbCapturedObject *cap = (ApyNbCapturedObject *)rt->capture;
+    if (cap != NULL && cap->take[self->which]) {
+        if (PyList_Append(cap->parts[self->which], text) < 0) {
+            return NULL;
+        }
+        return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(text));
+    }
+    PyObject *r = PyObject_CallMethod(self->target, "write", "O", text);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (rt->run != NULL && record_stream(rt, self->which, text) < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(text));
+}
+
+/* writelines(lines): write() for each. Returns None or NULL. */
+static PyObject *
+stream_writelines(ApyNbStreamObject *self, PyObject *lines)
+{
+    PyObject *it = PyObject_GetIter(lines);
+    if (it == NULL) {
+        return NULL;
+    }
+    PyObject *line;
+    while ((line = PyIter_Next(it)) != NULL) {
+        PyObject *r = stream_write(self, line);
+        Py_DECREF(line);
+        if (r == NULL) {
+            Py_DECREF(it);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* flush(): the real stream's. Returns its result or NULL. */
+static PyObject *
+stream_flush(ApyNbStreamObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_CallMethod(self->target, "flush", NULL);
+}
+
+/* Everything else (fileno, isatty, encoding, buffer, ...) is the real
+ * stream's, so code that inspects sys.stdout sees the terminal it is. */
+static PyObject *
+stream_getattro(ApyNbStreamObject *self, PyObject *name)
+{
+    PyObject *r = PyObject_GenericGetAttr((PyObject *)self, name);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return r;
+    }
+    PyErr_Clear();
+    return PyObject_GetAttr(self->target, name);
+}
+
+static int
+stream_traverse(ApyNbStreamObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->runtime);
+    Py_VISIT(self->target);
+    return 0;
+}
+
+static int
+stream_clear(ApyNbStreamObject *self)
+{
+    Py_CLEAR(self->runtime);
+    Py_CLEAR(self->target);
+    return 0;
+}
+
+static void
+stream_dealloc(ApyNbStreamObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    stream_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef stream_methods[] = {
+    {"write", (PyCFunction)stream_write, METH_O,
+     "Writes text to the terminal and records it in the cell."},
+    {"writelines", (PyCFunction)stream_writelines, METH_O, NULL},
+    {"flush", (PyCFunction)stream_flush, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot stream_slots[] = {
+    {Py_tp_methods, stream_methods},
+    {Py_tp_getattro, stream_getattro},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_dealloc, stream_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec stream_spec = {
+    .name = "apyrun.notebook.Stream",
+    .basicsize = sizeof(ApyNbStreamObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = stream_slots,
+};
+
+/* Returns a new tee stream over target, or NULL with an exception. */
+static PyObject *
+stream_new(apy_nbrun_t *run, int which, PyObject *target)
+{
+    ApyNbStreamObject *s = PyObject_GC_New(ApyNbStreamObject,
+                                           run->stream_type);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->runtime = Py_NewRef(run->runtime);
+    s->which = which;
+    s->target = Py_NewRef(target);
+    PyObject_GC_Track(s);
+    return (PyObject *)s;
+}
+
+int
+apy_nbrun_streams_install(apy_nbrun_t *run)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    for (int i = 0; i < 2; i++) {
+        PyObject *cur = PySys_GetObject(stream_names[i]); /* borrowed */
+        if (cur == NULL || cur == Py_None) {
+            continue;
+        }
+        PyObject *tee = stream_new(run, i, cur);
+        if (tee == NULL) {
+            return -1;
+        }
+        Py_XSETREF(rt->real[i], Py_NewRef(cur));
+        int rc = PySys_SetObject(stream_names[i], tee);
+        Py_DECREF(tee);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- %%capture ---- */
+
+/* show(): writes the captured text to sys.stdout/sys.stderr and shows
+ * the captured outputs again (recorded, or their text printed).
+ * Returns None or NULL with an exception set. */
+static PyObject *
+captured_show(ApyNbCapturedObject *self, PyObject *Py_UNUSED(ignored))
+{
+    for (int i = 0; i < 2; i++) {
+        if (self->text[i] == NULL || PyUnicode_GET_LENGTH(self->text[i])
+                                         == 0) {
+            continue;
+        }
+        PyObject *stream = PySys_GetObject(stream_names[i]); /* borrowed */
+        if (stream != NULL && stream != Py_None) {
+            PyObject *r = PyObject_CallMethod(stream, "write", "O",
+                                              self->text[i]);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+    }
+    Py_ssize_t n = PyList_GET_SIZE(self->outputs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *out = PyList_GET_ITEM(self->outputs, i); /* borrowed */
+        ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)self->runtime;
+        int rc = rt != NULL && rt->run != NULL
+                     ? apy_nbrun_append_output(rt, out) : 0;
+        if (rc < 0) {
+            return NULL;
+        }
+        if (rc == 0) {
+            /* Nothing records: show its text, as a terminal would. */
+            PyObject *data = PyDict_GetItemString(out, "data");
+            PyObject *plain = data ? PyDict_GetItemString(data, "text/plain")
+                                   : NULL;
+            if (plain != NULL && PySys_GetObject("stdout") != NULL) {
+                PyObject *r = PyObject_CallMethod(
+                    PySys_GetObject("stdout"), "write", "O", plain);
+                Py_XDECREF(r);
+                r = r ? PyObject_CallMethod(PySys_GetObject("stdout"),
+                                            "write", "s", "\n")
+                      : NULL;
+                if (r == NULL) {
+                    return NULL;
+                }
+                Py_DECREF(r);
+            }
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* The stdout, stderr and outputs attributes: new references. */
+static PyObject *
+captured_get(ApyNbCapturedObject *self, void *closure)
+{
+    int which = (int)(Py_intptr_t)closure;
+    if (which == 2) {
+        return Py_NewRef(self->outputs);
+    }
+    return self->text[which] != NULL ? Py_NewRef(self->text[which])
+                                     : PyUnicode_FromString("");
+}
+
+/* Calling the object is show(), as IPython's CapturedIO. */
+static PyObject *
+captured_call(ApyNbCapturedObject *self, PyObject *args, PyObject *kwargs)
+{
+    if (!_PyArg_NoKeywords("CapturedIO", kwargs)
+        || !_PyArg_NoPositional("CapturedIO", args)) {
+        return NULL;
+    }
+    return captured_show(self, NULL);
+}
+
+static int
+captured_traverse(ApyNbCapturedObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    for (int i = 0; i < 2; i++) {
+        Py_VISIT(self->parts[i]);
+        Py_VISIT(self->text[i]);
+        Py_VISIT(self->saved[i]);
+    }
+    Py_VISIT(self->outputs);
+    Py_VISIT(self->prev);
+    Py_VISIT(self->runtime);
+    return 0;
+}
+
+static int
+captured_clear(ApyNbCapturedObject *self)
+{
+    for (int i = 0; i < 2; i++) {
+        Py_CLEAR(self->parts[i]);
+        Py_CLEAR(self->text[i]);
+        Py_CLEAR(self->saved[i]);
+    }
+    Py_CLEAR(self->outputs);
+    Py_CLEAR(self->prev);
+    Py_CLEAR(self->runtime);
+    return 0;
+}
+
+static void
+captured_dealloc(ApyNbCapturedObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    captured_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef captured_methods[] = {
+    {"show", (PyCFunction)captured_show, METH_NOARGS,
+     "Writes the captured text and displays the captured outputs."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef captured_getset[] = {
+    {"stdout", (getter)captured_get, NULL, "captured standard output",
+     (void *)(Py_intptr_t)0},
+    {"stderr", (getter)captured_get, NULL, "captured standard error",
+     (void *)(Py_intptr_t)1},
+    {"outputs", (getter)captured_get, NULL, "captured display outputs",
+     (void *)(Py_intptr_t)2},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot captured_slots[] = {
+    {Py_tp_methods, captured_methods},
+    {Py_tp_getset, captured_getset},
+    {Py_tp_call, captured_call},
+    {Py_tp_traverse, captured_traverse},
+    {Py_tp_clear, captured_clear},
+    {Py_tp_dealloc, captured_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec captured_spec = {
+    .name = "apyrun.notebook.CapturedIO",
+    .basicsize = sizeof(ApyNbCapturedObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = captured_slots,
+};
+
+int
+apy_nbrun_capture_begin(apy_nbrun_t *run, int out, int err, int displays)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    ApyNbCapturedObject *cap = PyObject_GC_New(ApyNbCapturedObject,
+                                               run->captured_type);
+    if (cap == NULL) {
+        return -1;
+    }
+    cap->parts[0] = PyList_New(0);
+    cap->parts[1] = PyList_New(0);
+    cap->text[0] = cap->text[1] = NULL;
+    cap->saved[0] = cap->saved[1] = NULL;
+    cap->outputs = PyList_New(0);
+    cap->take[0] = out;
+    cap->take[1] = err;
+    cap->take_displays = displays;
+    cap->prev = rt->capture; /* the reference moves */
+    cap->runtime = Py_NewRef(run->runtime);
+    rt->capture = (PyObject *)cap;
+    PyObject_GC_Track(cap);
+    if (cap->parts[0] == NULL || cap->parts[1] == NULL
+        || cap->outputs == NULL) {
+        return -1;
+    }
+    /* Without a recording the tee streams are not in place; put them
+     * there for the capture's duration. */
+    for (int i = 0; i < 2; i++) {
+        PyObject *cur = PySys_GetObject(stream_names[i]); /* borrowed */
+        if (cur == NULL || cur == Py_None
+            || Py_IS_TYPE(cur, run->stream_type)) {
+            continue;
+        }
+        PyObject *tee = stream_new(run, i, cur);
+        if (tee == NULL) {
+            return -1;
+        }
+        cap->saved[i] = Py_NewRef(cur);
+        int rc = PySys_SetObject(stream_names[i], tee);
+        Py_DECREF(tee);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyObject *
+apy_nbrun_capture_end(apy_nbrun_t *run)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    ApyNbCapturedObject *cap = (ApyNbCapturedObject *)rt->capture;
+    if (cap == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no capture is active");
+        return NULL;
+    }
+    rt->capture = cap->prev; /* the reference moves back */
+    cap->prev = NULL;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        if (cap->saved[i] != NULL
+            && PySys_SetObject(stream_names[i], cap->saved[i]) < 0) {
+            rc = -1;
+        }
+        Py_CLEAR(cap->saved[i]);
+        PyObject *empty = PyUnicode_FromString("");
+        cap->text[i] = empty ? PyUnicode_Join(empty, cap->parts[i]) : NULL;
+        Py_XDECREF(empty);
+        if (cap->text[i] == NULL) {
+            rc = -1;
+        }
+    }
+    if (type != NULL) {
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        Py_DECREF(cap);
+        return NULL;
+    }
+    if (rc < 0) {
+        Py_DECREF(cap);
+        return NULL;
+    }
+    return (PyObject *)cap;
+}
+
+/* ---- the runtime type ---- */
+
+static int
+runtime_traverse(ApyNbRuntimeObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->outputs);
+    Py_VISIT(self->parts);
+    Py_VISIT(self->capture);
+    Py_VISIT(self->real[0]);
+    Py_VISIT(self->real[1]);
+    Py_VISIT(self->display_ids);
+    Py_VISIT(self->ipy_handle);
+    return 0;
+}
+
+static int
+runtime_clear(ApyNbRuntimeObject *self)
+{
+    Py_CLEAR(self->outputs);
+    Py_CLEAR(self->parts);
+    Py_CLEAR(self->capture);
+    Py_CLEAR(self->real[0]);
+    Py_CLEAR(self->real[1]);
+    Py_CLEAR(self->display_ids);
+    Py_CLEAR(self->ipy_handle);
+    return 0;
+}
+
+static void
+runtime_dealloc(ApyNbRuntimeObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    runtime_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot runtime_slots[] = {
+    {Py_tp_methods, apy_nbrun_display_methods},
+    {Py_tp_traverse, runtime_traverse},
+    {Py_tp_clear, runtime_clear},
+    {Py_tp_dealloc, runtime_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec runtime_spec = {
+    .name = "apyrun.notebook.Runtime",
+    .basicsize = sizeof(ApyNbRuntimeObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = runtime_slots,
+};
+
+int
+apy_nbrun_outputs_init(apy_nbrun_t *run)
+{
+    run->runtime_type = (PyTypeObject *)PyType_FromSpec(&runtime_spec);
+    run->stream_type = (PyTypeObject *)PyType_FromSpec(&stream_spec);
+    run->captured_type = (PyTypeObject *)PyType_FromSpec(&captured_spec);
+    if (run->runtime_type == NULL || run->stream_type == NULL
+        || run->captured_type == NULL) {
+        return -1;
+    }
+    ApyNbRuntimeObject *rt = PyObject_GC_New(ApyNbRuntimeObject,
+                                             run->runtime_type);
+    if (rt == NULL) {
+        return -1;
+    }
+    rt->run = run;
+    rt->outputs = NULL;
+    rt->parts = PyList_New(0);
+    rt->part_name = -1;
+    rt->clear_pending = 0;
+    rt->capture = NULL;
+    rt->real[0] = rt->real[1] = NULL;
+    rt->display_ids = PyDict_New();
+    rt->ipy_handle = NULL;
+    PyObject_GC_Track(rt);
+    run->runtime = (PyObject *)rt;
+    if (rt->parts == NULL || rt->display_ids == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+void
+apy_nbrun_outputs_fini(apy_nbrun_t *run)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    if (rt != NULL) {
+        while (rt->capture != NULL) {
+            PyObject *cap = apy_nbrun_capture_end(run);
+            Py_XDECREF(cap);
+            PyErr_Clear();
+        }
+        for (int i = 0; i < 2; i++) {
+            PyObject *cur = PySys_GetObject(stream_names[i]); /* borrowed */
+            if (rt->real[i] != NULL && cur != NULL
+                && Py_IS_TYPE(cur, run->stream_type)) {
+                PySys_SetObject(stream_names[i], rt->real[i]);
+            }
+        }
+        rt->run = NULL;
+        Py_CLEAR(rt->outputs);
+    }
+    Py_CLEAR(run->runtime);
+    Py_CLEAR(run->runtime_type);
+    Py_CLEAR(run->stream_type);
+    Py_CLEAR(run->captured_type);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+/* ---- nbformat JSON ---- */
+
+/* Returns a new reference: text split into lines (ends kept), as
+ * nbformat stores multi-line strings. */
+static PyObject *
+split_text(PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        return Py_NewRef(text);
+    }
+    return PyUnicode_Splitlines(text, 1);
+}
+
+/* Returns a new reference to output as nbformat writes it. */
+static PyObject *
+output_for_json(PyObject *output)
+{
+    PyObject *copy = PyDict_Copy(output);
+    if (copy == NULL) {
+        return NULL;
+    }
+    PyObject *text = PyDict_GetItemString(copy, "text"); /* borrowed */
+    if (text != NULL) {
+        PyObject *lines = split_text(text);
+        if (lines == NULL || PyDict_SetItemString(copy, "text", lines) < 0) {
+            Py_XDECREF(lines);
+            Py_DECREF(copy);
+            return NULL;
+        }
+        Py_DECREF(lines);
+    }
+    PyObject *data = PyDict_GetItemString(copy, "data"); /* borrowed */
+    if (data != NULL && PyDict_Check(data)) {
+        PyObject *dcopy = PyDict_New();
+        PyObject *key, *val;
+        Py_ssize_t pos = 0;
+        while (dcopy != NULL && PyDict_Next(data, &pos, &key, &val)) {
+            /* JSON mime types hold structures, not text. */
+            const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key)
+                                                 : NULL;
+            size_t klen = k != NULL ? strlen(k) : 0;
+            int is_json = klen >= 4 && strcmp(k + klen - 4, "json") == 0;
+            PyErr_Clear();
+            PyObject *v = is_json ? Py_NewRef(val) : split_text(val);
+            if (v == NULL || PyDict_SetItem(dcopy, key, v) < 0) {
+                Py_XDECREF(v);
+                Py_CLEAR(dcopy);
+                break;
+            }
+            Py_DECREF(v);
+        }
+        if (dcopy == NULL || PyDict_SetItemString(copy, "data", dcopy) < 0) {
+            Py_XDECREF(dcopy);
+            Py_DECREF(copy);
+            return NULL;
+        }
+        Py_DECREF(dcopy);
+    }
+    return copy;
+}
+
+PyObject *
+apy_nbrun_outputs_json(PyObject *outputs)
+{
+    Py_ssize_t n = PyList_GET_SIZE(outputs);
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = output_for_json(PyList_GET_ITEM(outputs, i));
+        if (o == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, o);
+    }
+    PyObject *json = PyImport_ImportModule("json");
+    PyObject *text = NULL;
+    if (json != NULL) {
+        PyObject *dumps = PyObject_GetAttrString(json, "dumps");
+        PyObject *kw = dumps ? Py_BuildValue("{sOsOsO}", "ensure_ascii",
+                                             Py_False, "sort_keys", Py_True,
+                                             "default", (PyObject *)
+                                             &PyUnicode_Type)
+                             : NULL;
+        PyObject *args = kw ? PyTuple_Pack(1, list) : NULL;
+        text = args ? PyObject_Call(dumps, args, kw) : NULL;
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        Py_XDECREF(dumps);
+        Py_DECREF(json);
+    }
+    Py_DECREF(list);
+    return text;
+}

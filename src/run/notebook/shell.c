@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/* Commands for the magics: IPython's $name/{expr} expansion in the user's
+ * namespace, and child processes whose output streams live to sys.stdout
+ * and sys.stderr (so it is shown and recorded) while they run: `!cmd`,
+ * `x = !cmd`, %pip, %%bash, %%sh. Which magic runs what is magics.c's. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nbrun.h"
+
+/* ---- $name and {expr} in commands ---- */
+
+PyObject *
+apy_nbrun_expand(apy_nbrun_t *run, PyObject *cmd)
+{
+    if (run == NULL) {
+        return Py_NewRef(cmd);
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(cmd, &n);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (memchr(s, '$', n) == NULL && memchr(s, '{', n) == NULL) {
+        return Py_NewRef(cmd);
+    }
+    _PyUnicodeWriter w;
+    _PyUnicodeWriter_Init(&w);
+    for (Py_ssize_t i = 0; i < n;) {
+        const char *expr = NULL;
+        Py_ssize_t elen = 0, next = i + 1;
+        if (s[i] == '$' && i + 1 < n && s[i + 1] == '$') {
+            if (_PyUnicodeWriter_WriteChar(&w, '$') < 0) {
+                goto fail;
+            }
+            i += 2;
+            continue;
+        }
+        if ((s[i] == '{' || s[i] == '}') && i + 1 < n && s[i + 1] == s[i]) {
+            if (_PyUnicodeWriter_WriteChar(&w, (Py_UCS4)s[i]) < 0) {
+                goto fail;
+            }
+            i += 2;
+            continue;
+        }
+        if (s[i] == '$' && i + 1 < n
+            && (Py_ISALPHA(s[i + 1]) || s[i + 1] == '_')) {
+            Py_ssize_t j = i + 1;
+            while (j < n && (Py_ISALNUM(s[j]) || s[j] == '_')) {
+                j++;
+            }
+            expr = s + i + 1;
+            elen = j - i - 1;
+            next = j;
+        } else if (s[i] == '{') {
+            const char *close = memchr(s + i, '}', n - i);
+            if (close == NULL) {
+                goto unchanged;
+            }
+            expr = s + i + 1;
+            elen = close - expr;
+            next = close - s + 1;
+        }
+        if (expr == NULL) {
+            /* Copy one UTF-8 sequence as it is. */
+            Py_ssize_t j = i + 1;
+            while (j < n && ((unsigned char)s[j] & 0xC0) == 0x80) {
+                j++;
+            }
+            PyObject *piece = PyUnicode_DecodeUTF8(s + i, j - i, "replace");
+            int rc = piece ? _PyUnicodeWriter_WriteStr(&w, piece) : -1;
+            Py_XDECREF(piece);
+            if (rc < 0) {
+                goto fail;
+            }
+            i = j;
+            continue;
+        }
+        char *code = PyMem_Malloc(elen + 1);
+        if (code == NULL) {
+            goto fail;
+        }
+        memcpy(code, expr, elen);
+        code[elen] = '\0';
+        PyObject *v = PyRun_String(code, Py_eval_input, run->globals,
+                                   run->globals);
+        PyMem_Free(code);
+        PyObject *str = v ? PyObject_Str(v) : NULL;
+        Py_XDECREF(v);
+        if (str == NULL) {
+            goto unchanged;
+        }
+        int rc = _PyUnicodeWriter_WriteStr(&w, str);
+        Py_DECREF(str);
+        if (rc < 0) {
+            goto fail;
+        }
+        i = next;
+    }
+    return _PyUnicodeWriter_Finish(&w);
+unchanged:
+    PyErr_Clear();
+    _PyUnicodeWriter_Dealloc(&w);
+    return Py_NewRef(cmd);
+fail:
+    _PyUnicodeWriter_Dealloc(&w);
+    return NULL;
+}
+
+/* ---- processes ---- */
+
+PyObject *
+apy_nbrun_shell_start(PyObject *argv, int merge, int shell)
+{
+    PyObject *subprocess = PyImport_ImportModule("subprocess");
+    if (subprocess == NULL) {
+        return NULL;
+    }
+    PyObject *pipe = PyObject_GetAttrString(subprocess, "PIPE");
+    PyObject *stdout_ = PyObject_GetAttrString(subprocess, "STDOUT");
+    PyObject *popen_cls = PyObject_GetAttrString(subprocess, "Popen");
+    PyObject *kw = NULL, *args = NULL, *proc = NULL;
+    if (pipe != NULL && stdout_ != NULL && popen_cls != NULL) {
+        kw = Py_BuildValue("{sOsOsO}", "stdout", pipe, "stderr",
+                           merge ? stdout_ : pipe, "shell",
+                           shell ? Py_True : Py_False);
+    }
+    args = kw ? PyTuple_Pack(1, argv) : NULL;
+    proc = args ? PyObject_Call(popen_cls, args, kw) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(popen_cls);
+    Py_XDECREF(stdout_);
+    Py_XDECREF(pipe);
+    Py_DECREF(subprocess);
+    return proc;
+}
+
+/* Returns the fd of proc.<name> (a pipe), or -1 if it has none. */
+static int
+pipe_fd(PyObject *proc, const char *name)
+{
+    PyObject *f = PyObject_GetAttrString(proc, name);
+    int fd = -1;
+    if (f != NULL && f != Py_None) {
+        PyObject *r = PyObject_CallMethod(f, "fileno", NULL);
+        fd = r ? (int)PyLong_AsLong(r) : -1;
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(f);
+    PyErr_Clear();
+    return fd;
+}
+
+int
+apy_nbrun_shell_pump(PyObject *proc, PyObject *collect)
+{
+    static const char *const names[2] = {"stdout", "stderr"};
+    struct pollfd fds[2];
+    PyObject *dec[2] = {NULL, NULL};
+    int nfds = 0, status = -1000;
+    for (int i = 0; i < 2; i++) {
+        fds[i].fd = pipe_fd(proc, names[i]);
+        fds[i].events = POLLIN;
+        nfds += fds[i].fd >= 0;
+    }
+    PyObject *codecs = PyImport_ImportModule("codecs");
+    PyObject *factory = codecs ? PyObject_CallMethod(
+                                     codecs, "getincrementaldecoder", "s",
+                                     "utf-8")
+                               : NULL;
+    Py_XDECREF(codecs);
+    for (int i = 0; factory && i < 2; i++) {
+        dec[i] = PyObject_CallFunction(factory, "s", "replace");
+    }
+    Py_XDECREF(factory);
+    if (dec[0] == NULL || dec[1] == NULL) {
+        goto done;
+    }
+    char buf[8192];
+    while (nfds > 0) {
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = poll(fds, 2, -1);
+        Py_END_ALLOW_THREADS
+        if (r < 0) {
+            if (errno == EINTR && PyErr_CheckSignals() == 0) {
+                continue;
+            }
+            if (!PyErr_Occurred()) {
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            goto done;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || fds[i].revents == 0) {
+                continue;
+            }
+            ssize_t got = read(fds[i].fd, buf, sizeof(buf));
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            int final = got <= 0;
+            PyObject *text = PyObject_CallMethod(
+                dec[i], "decode", "y#O", buf, (Py_ssize_t)(got > 0 ? got : 0),
+                final ? Py_True : Py_False);
+            if (text == NULL) {
+                goto done;
+            }
+            int rc = 0;
+            if (PyUnicode_GET_LENGTH(text) > 0) {
+                if (collect != NULL) {
+                    rc = PyList_Append(collect, text);
+                } else {
+                    PyObject *out = PySys_GetObject(names[i]); /* borrowed */
+                    if (out != NULL && out != Py_None) {
+                        rc = PyFile_WriteObject(text, out, Py_PRINT_RAW);
+                        PyObject *f = rc == 0 ? PyObject_CallMethod(
+                                                    out, "flush", NULL)
+                                              : NULL;
+                        Py_XDECREF(f);
+                        PyErr_Clear();
+                    }
+                }
+            }
+            Py_DECREF(text);
+            if (rc < 0) {
+                goto done;
+            }
+            if (final) {
+                fds[i].fd = -1;
+                nfds--;
+            }
+        }
+    }
+    PyObject *waited = PyObject_CallMethod(proc, "wait", NULL);
+    if (waited != NULL) {
+        status = (int)PyLong_AsLong(waited);
+        Py_DECREF(waited);
+    }
+done:
+    if (status == -1000) {
+        /* Interrupted: do not leave the child running. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *r = PyObject_CallMethod(proc, "kill", NULL);
+        Py_XDECREF(r);
+        r = PyObject_CallMethod(proc, "wait", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    for (int i = 0; i < 2; i++) {
+        PyObject *f = PyObject_GetAttrString(proc, names[i]);
+        PyObject *r = f && f != Py_None ? PyObject_CallMethod(f, "close",
+                                                              NULL)
+                                        : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(f);
+        Py_XDECREF(dec[i]);
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return status;
+}
+
+void
+apy_nbrun_set_exit_code(apy_nbrun_t *run, int status)
+{
+    if (run == NULL) {
+        return;
+    }
+    PyObject *v = PyLong_FromLong(status);
+    if (v == NULL || PyDict_SetItemString(run->globals, "_exit_code",
+                                          v) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(v);
+}
+
+PyObject *
+apy_nbrun_system(apy_nbrun_t *run, PyObject *cmd)
+{
+    PyObject *expanded = apy_nbrun_expand(run, cmd);
+    PyObject *proc = expanded ? apy_nbrun_shell_start(expanded, 1, 1) : NULL;
+    Py_XDECREF(expanded);
+    if (proc == NULL) {
+        return NULL;
+    }
+    int status = apy_nbrun_shell_pump(proc, NULL);
+    Py_DECREF(proc);
+    if (status == -1000) {
+        return NULL;
+    }
+    apy_nbrun_set_exit_code(run, status);
+    Py_RETURN_NONE;
+}
+
+PyObject *
+apy_nbrun_getoutput(apy_nbrun_t *run, PyObject *cmd)
+{
+    PyObject *expanded = apy_nbrun_expand(run, cmd);
+    PyObject *proc = expanded ? apy_nbrun_shell_start(expanded, 1, 1) : NULL;
+    Py_XDECREF(expanded);
+    PyObject *parts = proc ? PyList_New(0) : NULL;
+    if (parts == NULL) {
+        Py_XDECREF(proc);
+        return NULL;
+    }
+    int status = apy_nbrun_shell_pump(proc, parts);
+    Py_DECREF(proc);
+    if (status == -1000) {
+        Py_DECREF(parts);
+        return NULL;
+    }
+    apy_nbrun_set_exit_code(run, status);
+    PyObject *empty = PyUnicode_FromString("");
+    PyObject *text = empty ? PyUnicode_Join(empty, parts) : NULL;
+    Py_XDECREF(empty);
+    Py_DECREF(parts);
+    PyObject *lines = text ? PyUnicode_Splitlines(text, 0) : NULL;
+    Py_XDECREF(text);
+    return lines;
+}
+
+int
+apy_nbrun_run_script(const char *shell, const char *body)
+{
+    PyObject *argv = Py_BuildValue("[sss]", shell, "-c", body);
+    PyObject *proc = argv ? apy_nbrun_shell_start(argv, 0, 0) : NULL;
+    if (proc == NULL) {
+        Py_XDECREF(argv);
+        return -1;
+    }
+    int status = apy_nbrun_shell_pump(proc, NULL);
+    Py_DECREF(proc);
+    if (status == -1000 || status == 0) {
+        Py_DECREF(argv);
+        return status == 0 ? 0 : -1;
+    }
+    PyObject *subprocess = PyImport_ImportModule("subprocess");
+    PyObject *err = subprocess
+                        ? PyObject_CallMethod(subprocess,
+                                              "CalledProcessError", "is",
+                                              status, body)
+                        : NULL;
+    Py_XDECREF(subprocess);
+    Py_DECREF(argv);
+    if (err != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+        Py_DECREF(err);
+    }
+    return -1;
+}

@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: MIT */
+/* --timeout and --total-timeout, and SIGTERM. A watchdog thread (no
+ * Python, no GIL) waits for the running cell's deadline and then sends
+ * SIGINT to the main thread, as Jupyter interrupts a kernel: blocking code
+ * gets KeyboardInterrupt, a running main task is cancelled (src/tla's
+ * handler), and the driver reports a timeout because `timed_out` is set.
+ * Code that ignores the interrupt gets it again, and after that the
+ * process ends with 124: the cells before were saved already. A SIGTERM
+ * interrupts the cell the same way so that its partial output is saved
+ * before the process dies by SIGTERM. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nbrun.h"
+
+/* Seconds between the interrupts of a cell that will not stop. */
+#define GRACE 2.0
+/* Interrupts sent before the process gives up on the cell. */
+#define MAX_INTERRUPTS 3
+
+struct apy_nbrun_watch {
+    pthread_t thread;
+    pthread_t main;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    double deadline;   /* monotonic seconds; 0 when disarmed */
+    int interrupts;    /* sent for the armed cell */
+    int stop;
+    volatile int *timed_out;
+};
+
+static void *
+watch_main(void *arg)
+{
+    struct apy_nbrun_watch *w = arg;
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop) {
+        if (w->deadline == 0) {
+            pthread_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
+        double now = apy_nbrun_now();
+        if (now < w->deadline) {
+            /* The condition variable runs on CLOCK_MONOTONIC (see
+             * apy_nbrun_timeouts_start), as apy_nbrun_now does. */
+            struct timespec ts;
+            double until = w->deadline;
+            ts.tv_sec = (time_t)until;
+            ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+            pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+            continue;
+        }
+        *w->timed_out = 1;
+        if (w->interrupts >= MAX_INTERRUPTS) {
+            static const char msg[] =
+                "apyrun: the cell did not stop after its timeout; giving up "
+                "(the notebook was saved after the previous cell)\n";
+            ssize_t r = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+            (void)r;
+            _exit(124);
+        }
+        w->interrupts++;
+        pthread_kill(w->main, SIGINT);
+        w->deadline = now + GRACE;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* SIGTERM handler while cells run: remembers it and interrupts the cell.
+ * Returns NULL with KeyboardInterrupt set. */
+static PyObject *
+on_sigterm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    apy_nbrun_t *run = PyCapsule_GetPointer(self, "apyrun.nbrun");
+    if (run == NULL) {
+        return NULL;
+    }
+    run->sigterm = 1;
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    return NULL;
+}
+
+static PyMethodDef sigterm_def = {
+    "apyrun_sigterm", (PyCFunction)(void (*)(void))on_sigterm,
+    METH_FASTCALL, "Interrupts the running cell so that it is saved.",
+};
+
+/* Installs on_sigterm if SIGTERM has its default disposition. */
+static int
+install_sigterm(apy_nbrun_t *run)
+{
+    PyObject *signal_mod = PyImport_ImportModule("signal");
+    if (signal_mod == NULL) {
+        return -1;
+    }
+    PyObject *cur = PyObject_CallMethod(signal_mod, "getsignal", "i",
+                                        SIGTERM);
+    PyObject *dfl = cur ? PyObject_GetAttrString(signal_mod, "SIG_DFL")
+                        : NULL;
+    int rc = dfl != NULL ? 0 : -1;
+    if (dfl != NULL && PyObject_RichCompareBool(cur, dfl, Py_EQ) == 1) {
+        PyObject *capsule = PyCapsule_New(run, "apyrun.nbrun", NULL);
+        PyObject *handler = capsule ? PyCFunction_New(&sigterm_def, capsule)
+                                    : NULL;
+        Py_XDECREF(capsule);
+        PyObject *r = handler ? PyObject_CallMethod(signal_mod, "signal",
+                                                    "iO", SIGTERM, handler)
+                              : NULL;
+        rc = r != NULL ? 0 : -1;
+        Py_XDECREF(r);
+        if (rc == 0) {
+            run->sigterm_handler = handler;
+        } else {
+            Py_XDECREF(handler);
+        }
+    }
+    Py_XDECREF(dfl);
+    Py_XDECREF(cur);
+    Py_DECREF(signal_mod);
+    return rc;
+}
+
+int
+apy_nbrun_timeouts_start(apy_nbrun_t *run)
+{
+    if (install_sigterm(run) < 0) {
+        return -1;
+    }
+    if (run->opts->timeout <= 0 && run->opts->total_timeout <= 0) {
+        return 0;
+    }
+    struct apy_nbrun_watch *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    w->main = pthread_self();
+    w->timed_out = &run->timed_out;
+    /* The watchdog must never take a signal meant for Python's main
+     * thread: it starts with every signal blocked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = pthread_create(&w->thread, NULL, watch_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err != 0) {
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    run->watch = w;
+    return 0;
+}
+
+void
+apy_nbrun_timeouts_arm(apy_nbrun_t *run)
+{
+    struct apy_nbrun_watch *w = run->watch;
+    if (w == NULL) {
+        return;
+    }
+    double now = apy_nbrun_now();
+    double deadline = 0;
+    if (run->opts->timeout > 0) {
+        deadline = now + run->opts->timeout;
+    }
+    if (run->opts->total_timeout > 0) {
+        double total = run->t0 + run->opts->total_timeout;
+        if (deadline == 0 || total < deadline) {
+            deadline = total;
+        }
+    }
+    if (deadline <= now) {
+        deadline = now + 1e-6;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->deadline = deadline;
+    w->interrupts = 0;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void
+apy_nbrun_timeouts_disarm(apy_nbrun_t *run)
+{
+    struct apy_nbrun_watch *w = run->watch;
+    if (w == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->deadline = 0;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void
+apy_nbrun_timeouts_stop(apy_nbrun_t *run)
+{
+    struct apy_nbrun_watch *w = run->watch;
+    if (w != NULL) {
+        pthread_mutex_lock(&w->lock);
+        w->stop = 1;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(w->thread, NULL);
+        Py_END_ALLOW_THREADS
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        run->watch = NULL;
+    }
+    if (run->sigterm_handler == NULL) {
+        return;
+    }
+    /* Back to the default, if the program left ours in place. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *signal_mod = PyImport_ImportModule("signal");
+    PyObject *cur = signal_mod ? PyObject_CallMethod(signal_mod, "getsignal",
+                                                     "i", SIGTERM)
+                               : NULL;
+    if (cur == run->sigterm_handler) {
+        PyObject *dfl = PyObject_GetAttrString(signal_mod, "SIG_DFL");
+        PyObject *r = dfl ? PyObject_CallMethod(signal_mod, "signal", "iO",
+                                                SIGTERM, dfl)
+                          : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(dfl);
+    }
+    Py_XDECREF(cur);
+    Py_XDECREF(signal_mod);
+    Py_CLEAR(run->sigterm_handler);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}

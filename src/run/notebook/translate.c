@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/* IPython syntax to Python, line for line: `!cmd`, `x = !cmd`, `%magic
+ * args`, `x = %magic args` become calls of builtins.__apyrun_nb__ (see
+ * magics.c), `%time` is timed inline (so that it may await), and a cell
+ * starting with `%%` is left whole for the cell-magic runner. A light
+ * scanner tracks strings, brackets, comments and backslash continuations,
+ * so magic-looking text inside a string or an expression is left alone.
+ * Line numbers never move: tracebacks keep pointing at the notebook. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nbrun.h"
+
+#define HELPER "__apyrun_nb__"
+
+/* A growable output string; `failed` latches an allocation failure. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} outbuf_t;
+
+static void
+put(outbuf_t *b, const char *s, size_t n)
+{
+    if (b->failed) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->len + n + 1 > cap) {
+            cap *= 2;
+        }
+        char *grown = realloc(b->data, cap);
+        if (grown == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void
+puts_(outbuf_t *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* Appends s[0..n) as a single-quoted Python string literal. */
+static void
+put_literal(outbuf_t *b, const char *s, size_t n)
+{
+    put(b, "'", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c == '\\' || c == '\'') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            put(b, esc, 2);
+        } else if (c == '\n') {
+            put(b, "\\n", 2);
+        } else if (c == '\t') {
+            put(b, "\\t", 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\x%02x", c);
+            put(b, esc, 4);
+        } else {
+            put(b, (const char *)&c, 1);
+        }
+    }
+    put(b, "'", 1);
+}
+
+/* Scanner state carried from one physical line to the next. */
+typedef struct {
+    char quote;   /* the open string's quote character, or 0 */
+    int triple;   /* the open string is triple-quoted */
+    int depth;    /* open brackets */
+    int backslash; /* the last line ended with a continuation */
+} scan_t;
+
+/* Advances the scanner over one physical line s[0..n). */
+static void
+scan_line(scan_t *st, const char *s, size_t n)
+{
+    st->backslash = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (st->quote) {
+            if (c == '\\') {
+                i++;
+                if (i >= n) {
+                    /* a backslash-newline inside a string */
+                    st->backslash = !st->triple;
+                }
+                continue;
+            }
+            if (c == st->quote) {
+                if (!st->triple) {
+                    st->quote = 0;
+                } else if (i + 2 < n && s[i + 1] == c && s[i + 2] == c) {
+                    st->quote = 0;
+                    i += 2;
+                }
+            }
+            continue;
+        }
+        if (c == '#') {
+            return;
+        }
+        if (c == '"' || c == '\'') {
+            st->quote = c;
+            st->triple = i + 2 < n && s[i + 1] == c && s[i + 2] == c;
+            if (st->triple) {
+                i += 2;
+            }
+            continue;
+        }
+        if (c == '(' || c == '[' || c == '{') {
+            st->depth++;
+        } else if ((c == ')' || c == ']' || c == '}') && st->depth > 0) {
+            st->depth--;
+        } else if (c == '\\' && i + 1 == n) {
+            st->backslash = 1;
+        }
+    }
+    if (st->quote && !st->triple && !st->backslash) {
+        /* An unterminated one-line string: a syntax error for Python to
+         * report; do not let it swallow the next lines. */
+        st->quote = 0;
+    }
+}
+
+/* Returns the length of an assignment target before "= !" or "= %" at
+ * s (the line after its indentation), with *rhs set to the '!' or '%', or
+ * 0 when the line is not such an assignment. Targets are names, dots,
+ * commas, subscripts and spaces, as IPython accepts them. */
+static size_t
+assign_target(const char *s, size_t n, const char **rhs)
+{
+    size_t i = 0;
+    while (i < n && (Py_ISALNUM(s[i]) || s[i] == '_' || s[i] == '.'
+                     || s[i] == ',' || s[i] == '[' || s[i] == ']'
+                     || s[i] == ' ' || (unsigned char)s[i] >= 0x80)) {
+        i++;
+    }
+    if (i == 0 || i >= n || s[i] != '=' || (i + 1 < n && s[i + 1] == '=')) {
+        return 0;
+    }
+    size_t target_end = i;
+    while (target_end > 0 && s[target_end - 1] == ' ') {
+        target_end--;
+    }
+    i++;
+    while (i < n && (s[i] == ' ' || s[i] == '\t')) {
+        i++;
+    }
+    if (i >= n || (s[i] != '!' && s[i] != '%') || target_end == 0) {
+        return 0;
+    }
+    if (s[i] == '%' && (i + 1 >= n || !(Py_ISALPHA(s[i + 1])
+                                        || s[i + 1] == '_'))) {
+        return 0;
+    }
+    *rhs = s + i;
+    return target_end;
+}
+
+/* Returns 1 if text parses as one expression (so %time can give its
+ * value), else 0. Never leaves an exception set. */
+static int
+is_expression(const char *text, size_t n)
+{
+    char *copy = PyMem_Malloc(n + 1);
+    if (copy == NULL) {
+        return 0;
+    }
+    memcpy(copy, text, n);
+    copy[n] = '\0';
+    PyCompilerFlags cf = _PyCompilerFlags_INIT;
+    cf.cf_flags = PyCF_ONLY_AST | PyCF_ALLOW_TOP_LEVEL_AWAIT;
+    PyObject *tree = Py_CompileStringExFlags(copy, "<magic>", Py_eval_input,
+                                             &cf, -1);
+    PyMem_Free(copy);
+    Py_XDECREF(tree);
+    PyErr_Clear();
+    return tree != NULL;
+}
+
+/* Emits the Python for a magic expression starting at s ('!' or '%'),
+ * n bytes to the end of the line. */
+static void
+emit_magic(outbuf_t *b, const char *s, size_t n)
+{
+    if (s[0] == '!') {
+        puts_(b, HELPER ".system(");
+        put_literal(b, s + 1, n - 1);
+        puts_(b, ")");
+        return;
+    }
+    size_t i = 1;
+    while (i < n && (Py_ISALNUM(s[i]) || s[i] == '_' || s[i] == '.')) {
+        i++;
+    }
+    size_t name_end = i;
+    while (i < n && (s[i] == ' ' || s[i] == '\t')) {
+        i++;
+    }
+    puts_(b, HELPER ".line_magic(");
+    put_literal(b, s + 1, name_end - 1);
+    puts_(b, ", ");
+    put_literal(b, s + i, n - i);
+    puts_(b, ")");
+}
+
+/* %time STMT, timed inline: an expression keeps its value. */
+static void
+emit_time(outbuf_t *b, const char *stmt, size_t n)
+{
+    if (is_expression(stmt, n)) {
+        puts_(b, HELPER ".toc(" HELPER ".tic(), (");
+        put(b, stmt, n);
+        puts_(b, "))");
+    } else {
+        puts_(b, HELPER ".tic(); ");
+        put(b, stmt, n);
+        puts_(b, "; " HELPER ".toc()");
+    }
+}
+
+/* Returns 1 if the magic at s (after '%') is %time with a statement, and
+ * sets *stmt and *stmt_len to it. */
+static int
+is_time_magic(const char *s, size_t n, const char **stmt, size_t *stmt_len)
+{
+    if (n < 5 || strncmp(s, "%time", 5) != 0
+        || (n > 5 && s[5] != ' ' && s[5] != '\t')) {
+        return 0;
+    }
+    size_t i = 5;
+    while (i < n && (s[i] == ' ' || s[i] == '\t')) {
+        i++;
+    }
+    if (i == n) {
+        return 0;
+    }
+    *stmt = s + i;
+    *stmt_len = n - i;
+    return 1;
+}
+
+/* Translates one logical-line start s[0..n) (no newline) into b. Returns
+ * 1 if it was IPython syntax (then the scanner must skip it), else 0. */
+static int
+translate_line(outbuf_t *b, const char *s, size_t n)
+{
+    size_t ind = 0;
+    while (ind < n && (s[ind] == ' ' || s[ind] == '\t')) {
+        ind++;
+    }
+    const char *body = s + ind;
+    size_t blen = n - ind;
+    while (blen > 0 && (body[blen - 1] == ' ' || body[blen - 1] == '\t'
+                        || body[blen - 1] == '\r')) {
+        blen--;
+    }
+    const char *rhs = NULL;
+    size_t tlen = 0;
+    int magic = blen > 1 && (body[0] == '!'
+                             || (body[0] == '%' && (Py_ISALPHA(body[1])
+                                                    || body[1] == '_')));
+    if (!magic) {
+        tlen = assign_target(body, blen, &rhs);
+        if (tlen == 0) {
+            return 0;
+        }
+    }
+    put(b, s, ind);
+    const char *stmt;
+    size_t stmt_len;
+    if (rhs == NULL && is_time_magic(body, blen, &stmt, &stmt_len)) {
+        emit_time(b, stmt, stmt_len);
+        return 1;
+    }
+    if (rhs != NULL) {
+        put(b, body, tlen);
+        puts_(b, " = ");
+        size_t rlen = blen - (size_t)(rhs - body);
+        if (is_time_magic(rhs, rlen, &stmt, &stmt_len)) {
+            emit_time(b, stmt, stmt_len);
+        } else if (rhs[0] == '!') {
+            puts_(b, HELPER ".getoutput(");
+            put_literal(b, rhs + 1, rlen - 1);
+            puts_(b, ")");
+        } else {
+            emit_magic(b, rhs, rlen);
+        }
+        return 1;
+    }
+    emit_magic(b, body, blen);
+    return 1;
+}
+
+char *
+apy_nbrun_translate(const char *source, int *cell_magic)
+{
+    outbuf_t b = {NULL, 0, 0, 0};
+    scan_t st = {0, 0, 0, 0};
+    *cell_magic = 0;
+
+    /* A cell magic must open the cell (blank lines before it allowed). */
+    const char *p = source;
+    while (*p == '\n' || *p == ' ' || *p == '\t' || *p == '\r') {
+        p++;
+    }
+    if (p[0] == '%' && p[1] == '%') {
+        *cell_magic = 1;
+    }
+    int fast = strchr(source, '!') == NULL && strchr(source, '%') == NULL;
+    if (*cell_magic || fast) {
+        /* Nothing to translate: the text as it is. */
+        put(&b, source, strlen(source));
+        if (b.data == NULL && !b.failed) {
+            put(&b, "", 0);
+        }
+        goto done;
+    }
+    p = source;
+    while (*p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        int starts = !st.quote && st.depth == 0 && !st.backslash;
+        if (!(starts && translate_line(&b, p, n))) {
+            put(&b, p, n);
+            scan_line(&st, p, n);
+        } else {
+            st.backslash = 0;
+        }
+        if (nl == NULL) {
+            break;
+        }
+        put(&b, "\n", 1);
+        p = nl + 1;
+    }
+    if (b.data == NULL && !b.failed) {
+        put(&b, "", 0);
+    }
+done:
+    if (b.failed) {
+        free(b.data);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return b.data;
+}

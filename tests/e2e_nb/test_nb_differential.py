@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: MIT
+"""Differential: the same notebooks through apyrun and through Jupyter
+(`python3.11 -m nbconvert --to notebook --execute`, Debian's nbconvert and
+ipykernel), compared cell by cell: output types, stream text, text/plain,
+ename, mime types, execution counts."""
+import importlib.util
+import pytest
+
+from conftest import REF_PYTHON, cell, child_env, read_valid, run, write_nb
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("nbconvert") is None
+    or importlib.util.find_spec("ipykernel") is None,
+    reason="nbconvert or ipykernel is not installed (Debian: "
+           "python3-nbconvert python3-ipykernel)")
+
+NOTEBOOKS = {
+    "streams": [
+        "print('hello')\nprint('world')",
+        "import sys\nprint('to stderr', file=sys.stderr)",
+        "for i in range(3):\n    print(i, end=' ')\nprint()",
+        "print('unicode ☃ é')",
+    ],
+    "results": [
+        "1 + 1",
+        "'a string'",
+        "[1, 'two', 3.0, None]",
+        "{'a': 1, 'b': [1, 2]}",
+        "None",
+        "x = 5\nx;",
+        "x * 2",
+        "class R:\n    def _repr_html_(self): return '<b>R</b>'\n"
+        "    def __repr__(self): return 'R()'\nR()",
+    ],
+    "displays": [
+        "display('shown')\ndisplay(42)\n'result after display'",
+        "class H:\n    def _repr_html_(self): return '<i>h</i>'\n"
+        "    def _repr_markdown_(self): return '*h*'\n"
+        "    def __repr__(self): return 'H()'\n"
+        "print('before')\ndisplay(H())\nprint('after')",
+        "from IPython.display import HTML, Markdown, display as d\n"
+        "d(HTML('<p>x</p>'))\nMarkdown('**m**')",
+    ],
+    "errors": [
+        "print('partial')\n1 / 0",
+        "print('continues')",
+        "raise ValueError('bad')",
+        "def f():\n    raise KeyError('k')\nf()",
+        "undefined_name",
+    ],
+    "tla": [
+        "import asyncio\nawait asyncio.sleep(0.01)\nprint('awaited')",
+        "async def twice(x):\n    await asyncio.sleep(0)\n    return 2 * x\n"
+        "await twice(21)",
+        "t = asyncio.ensure_future(twice(5))\nawait asyncio.sleep(0.01)",
+        "await t",
+        "[await twice(i) for i in range(3)]",
+    ],
+    "magics": [
+        "!echo from shell",
+        "lines = !printf 'a\\nb\\n'\nprint(list(lines))",
+        "%%bash\necho from bash",
+        "%%writefile written.txt\nsome text\n",
+        "print(open('written.txt').read(), end='')",
+        "%%capture c\nprint('hidden')",
+        "print(c.stdout, end='')",
+        "import os\n%env DIFF_VAR=1\nprint(os.environ['DIFF_VAR'])",
+    ],
+    "matplotlib": [
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\n"
+        "print('before show')\nplt.show()\nprint('after show')",
+        "fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4]);",
+        "print('no figure here')",
+    ],
+    "tags": [
+        cell("raise RuntimeError('expected')", tags=["raises-exception"]),
+        cell("print('skipped')", tags=["skip-execution"]),
+        "",
+        "print('after')",
+    ],
+}
+
+
+def summary(nb):
+    cells = []
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        outs = []
+        for o in c.outputs:
+            kind = o["output_type"]
+            if kind == "stream":
+                # ipykernel runs !cmd on a pty, which writes "\r\n".
+                outs.append((kind, o["name"],
+                             o["text"].replace("\r\n", "\n")))
+            elif kind in ("display_data", "execute_result"):
+                outs.append((kind, o["data"].get("text/plain"),
+                             sorted(o["data"])))
+            elif kind == "error":
+                outs.append((kind, o["ename"]))
+        cells.append((c.execution_count, merge_streams(outs)))
+    return cells
+
+
+def merge_streams(outs):
+    """Joins consecutive stream outputs of one name: Jupyter may split a
+    stream where apyrun does not, depending on flush timing."""
+    merged = []
+    for o in outs:
+        if (o[0] == "stream" and merged and merged[-1][0] == "stream"
+                and merged[-1][1] == o[1]):
+            merged[-1] = ("stream", o[1], merged[-1][2] + o[2])
+        else:
+            merged.append(o)
+    return merged
+
+
+@pytest.fixture(scope="module")
+def both(apyrun, tmp_path_factory):
+    """Runs every notebook through nbconvert (one process) and apyrun."""
+    base = tmp_path_factory.mktemp("diff")
+    jupyter, ours = {}, {}
+    env = child_env()
+    # Each tool in its own directory: cells write files.
+    for name, cells in NOTEBOOKS.items():
+        nb = write_nb(base / "jupyter" / name / f"{name}.ipynb", cells)
+        r = run([REF_PYTHON, "-m", "nbconvert", "--to", "notebook",
+                 "--execute", "--allow-errors", "--output", "out.ipynb", nb],
+                cwd=nb.parent, env=env, timeout=180)
+        assert r.returncode == 0, r.stderr
+        jupyter[name] = read_valid(nb.parent / "out.ipynb")
+    for name, cells in NOTEBOOKS.items():
+        nb = write_nb(base / "apyrun" / name / f"{name}.ipynb", cells)
+        out = nb.parent / "out.ipynb"
+        run([apyrun, "--allow-errors", "-o", out, nb], cwd=nb.parent)
+        ours[name] = read_valid(out)
+    return jupyter, ours
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_same_outputs_as_jupyter(both, name):
+    jupyter, ours = both
+    want, got = summary(jupyter[name]), summary(ours[name])
+    assert len(want) == len(got)
+    for i, (w, g) in enumerate(zip(want, got), 1):
+        assert g == w, f"code cell {i} of {name}"

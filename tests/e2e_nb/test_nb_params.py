@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: MIT
+"""Parameters as papermill (issue 3 section 2): -p NAME VALUE typed as
+True/False/None/int/float else str, --params-file F.json, and the
+injected-parameters cell after the first parameters-tagged cell (or
+first), replacing an old one."""
+import json
+
+import pytest
+
+from conftest import cell, executed, outputs, read_valid, run, stream_text
+from conftest import write_nb
+
+SHOW = ("for k in ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']:\n"
+        "    v = globals().get(k, '<unset>')\n"
+        "    print(k, type(v).__name__, repr(v))")
+
+
+def test_values_are_typed_as_papermill(apyrun, tmp_path):
+    nb = write_nb(tmp_path / "p.ipynb", [
+        cell("a = b = c = d = e = f = g = h = 'default'",
+             tags=["parameters"]), SHOW])
+    r = run([apyrun, "-p", "a", "True", "-p", "b", "False", "-p", "c",
+             "None", "-p", "d", "42", "-p", "e", "-1.5e3", "-p", "f",
+             "hello world", "-p", "g", "007", "-p", "h", "'quoted'", nb],
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "a bool True", "b bool False", "c NoneType None", "d int 42",
+        "e float -1500.0", "f str 'hello world'", "g int 7",
+        "h str \"'quoted'\""]
+
+
+def test_params_file_and_precedence(apyrun, tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"a": [1, {"x": None}], "b": 2.5,
+                                  "c": "from file", "d": True}))
+    nb = write_nb(tmp_path / "nbs" / "p.ipynb", [SHOW])
+    r = run([apyrun, "--params-file", "params.json", "-p", "c", "cli", nb],
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:4] == [
+        "a list [1, {'x': None}]", "b float 2.5", "c str 'cli'",
+        "d bool True"]
+
+
+def test_injected_cell_placement_and_recording(apyrun, tmp_path):
+    nb = write_nb(tmp_path / "p.ipynb", [
+        "print('first', a)",
+        cell("a = 'default'", tags=["parameters"]),
+        cell("a = 'stale injection'", tags=["injected-parameters"]),
+        "print('last', a)",
+    ])
+    r = run([apyrun, "-p", "a", "new"], cwd=tmp_path)
+    assert r.returncode == 2, "a notebook option without a notebook"
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-p", "a", "new", "-o", out, nb], cwd=tmp_path)
+    # Cell 1 runs before any parameter: a is not defined yet.
+    assert r.returncode == 1
+    assert "NameError" in r.stderr
+    nb2 = write_nb(tmp_path / "q.ipynb", [
+        "print('first')",
+        cell("a = 'default'", tags=["parameters"]),
+        cell("a = 'stale injection'", tags=["injected-parameters"]),
+        "print('last', a)",
+    ])
+    r = run([apyrun, "-p", "a", "new", "-o", out, nb2], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "first\nlast new\n"
+    got = read_valid(out)
+    tags = [c.metadata.get("tags") for c in got.cells]
+    assert tags == [None, ["parameters"], ["injected-parameters"], None]
+    assert "stale" not in got.cells[2].source
+    assert "a = 'new'" in got.cells[2].source
+    assert executed(got) == [1, 2, 3, 4]
+    assert stream_text(outputs(got, 3)) == "last new\n"
+    ids = [c.get("id") for c in got.cells]
+    assert all(ids) and len(set(ids)) == 4
+
+
+def test_no_parameters_cell_injects_first(apyrun, tmp_path):
+    nb = write_nb(tmp_path / "p.ipynb", ["print(x)"])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-p", "x", "3", "-o", out, nb], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "3\n")
+    got = read_valid(out)
+    assert got.cells[0].metadata["tags"] == ["injected-parameters"]
+    assert got.cells[1].source == "print(x)"
+    # The input is untouched.
+    assert len(read_valid(nb).cells) == 1
+
+
+@pytest.mark.parametrize("args,word", [
+    (["-p", "not an identifier", "1"], "identifier"),
+    (["-p", "class", "1"], "identifier"),
+    (["--params-file", "missing.json"], "missing.json"),
+    (["--params-file", "list.json"], "object"),
+    (["--params-file", "broken.json"], "broken.json"),
+])
+def test_bad_parameters_are_usage_errors(apyrun, tmp_path, args, word):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "broken.json").write_text("{oops")
+    nb = write_nb(tmp_path / "p.ipynb", ["print('ran')"])
+    r = run([apyrun, *args, nb], cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1 and word in r.stderr
