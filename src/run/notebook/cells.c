@@ -377,31 +377,101 @@ apy_nbrun_ensure_loop(apy_nbrun_t *run)
     return run->loop != NULL ? 0 : -1;
 }
 
-/* Runs code in __main__: directly, or as a main task on the loop when it
- * is a coroutine's. *result (if not NULL) gets the value. 0, -1 with an
- * exception set, -2 (reported) for a main task that can never finish. */
+/* A plain (non-coroutine) cell evaluated from a loop callback. */
+typedef struct {
+    PyObject *code;    /* borrowed: the caller keeps it alive */
+    PyObject *globals; /* borrowed */
+    PyObject *future;  /* strong: completed when the cell has run */
+    PyObject *value;   /* strong: the cell's value, or NULL */
+    PyObject *exc[3];  /* strong: the cell's exception, or NULLs */
+} plain_cell_t;
+
+#define PLAIN_CELL_CAPSULE "apyrun.nbrun.plain_cell"
+
+/* loop.call_soon target: evaluates the cell while the loop runs, as a
+ * Jupyter kernel does, so plain cells see a running loop. The outcome is
+ * kept in the struct (not on the future: a future refuses StopIteration
+ * and would re-raise KeyboardInterrupt from the loop); the future only
+ * says "done". Returns None, or NULL with an exception set. */
+static PyObject *
+plain_cell_step(PyObject *capsule, PyObject *unused)
+{
+    plain_cell_t *pc = PyCapsule_GetPointer(capsule, PLAIN_CELL_CAPSULE);
+    if (pc == NULL) {
+        return NULL;
+    }
+    pc->value = PyEval_EvalCode(pc->code, pc->globals, pc->globals);
+    if (pc->value == NULL) {
+        PyErr_Fetch(&pc->exc[0], &pc->exc[1], &pc->exc[2]);
+    }
+    return PyObject_CallMethod(pc->future, "set_result", "O", Py_None);
+}
+
+static PyMethodDef plain_cell_def = {
+    "apyrun_cell", plain_cell_step, METH_NOARGS, NULL,
+};
+
+/* Runs plain code inside the running loop; same contract as run_code. */
+static int
+run_plain_in_loop(apy_nbrun_t *run, PyObject *code, PyObject **result)
+{
+    plain_cell_t pc = {code, run->globals, NULL, NULL, {NULL, NULL, NULL}};
+    int rc = -1;
+    PyObject *capsule = NULL, *step = NULL, *r = NULL;
+
+    pc.future = PyObject_CallMethod(run->loop, "create_future", NULL);
+    capsule = pc.future ? PyCapsule_New(&pc, PLAIN_CELL_CAPSULE, NULL)
+                        : NULL;
+    step = capsule ? PyCFunction_New(&plain_cell_def, capsule) : NULL;
+    r = step ? PyObject_CallMethod(run->loop, "call_soon", "O", step) : NULL;
+    if (r == NULL) {
+        goto done;
+    }
+    Py_CLEAR(r);
+    r = PyObject_CallMethod(run->loop, "run_until_complete", "O",
+                            pc.future);
+    if (r == NULL) {
+        /* The loop itself stopped (a signal handler's KeyboardInterrupt
+         * while the cell ran): that is the cell's outcome. */
+        goto done;
+    }
+    if (pc.exc[0] != NULL) {
+        PyErr_Restore(pc.exc[0], pc.exc[1], pc.exc[2]);
+        pc.exc[0] = pc.exc[1] = pc.exc[2] = NULL;
+        goto done;
+    }
+    rc = 0;
+    if (result != NULL) {
+        *result = pc.value;
+        pc.value = NULL;
+    }
+done:
+    Py_XDECREF(r);
+    Py_XDECREF(step);
+    Py_XDECREF(capsule);
+    Py_XDECREF(pc.future);
+    Py_XDECREF(pc.value);
+    Py_XDECREF(pc.exc[0]);
+    Py_XDECREF(pc.exc[1]);
+    Py_XDECREF(pc.exc[2]);
+    return rc;
+}
+
+/* Runs code in __main__ on the notebook's one loop, which is running
+ * while any cell runs (as in a Jupyter kernel): a coroutine's code as a
+ * main task, other code from a loop callback. *result (if not NULL) gets
+ * the value. 0, -1 with an exception set, -2 (reported) for a main task
+ * that can never finish. */
 static int
 run_code(apy_nbrun_t *run, PyObject *code, PyObject **result)
 {
     if (result != NULL) {
         *result = NULL;
     }
-    if (!apy_tla_is_coroutine_code(code)) {
-        PyObject *r = PyEval_EvalCode(code, run->globals, run->globals);
-        if (r == NULL) {
-            return -1;
-        }
-        if (result != NULL) {
-            *result = r;
-        } else {
-            Py_DECREF(r);
-        }
-        return 0;
-    }
     if (apy_nbrun_ensure_loop(run) < 0) {
         return -1;
     }
-    /* An asyncio.run() in an earlier cell unset the current loop. */
+    /* The loop must be the current one for every cell. */
     PyObject *asyncio = PyImport_ImportModule("asyncio");
     PyObject *r = asyncio ? PyObject_CallMethod(asyncio, "set_event_loop",
                                                 "O", run->loop)
@@ -411,6 +481,9 @@ run_code(apy_nbrun_t *run, PyObject *code, PyObject **result)
         return -1;
     }
     Py_DECREF(r);
+    if (!apy_tla_is_coroutine_code(code)) {
+        return run_plain_in_loop(run, code, result);
+    }
     PyObject *coro = PyEval_EvalCode(code, run->globals, run->globals);
     if (coro == NULL) {
         return -1;
