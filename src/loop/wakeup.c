@@ -24,6 +24,11 @@ static void
 on_timer(uv_timer_t *handle)
 {
     WAKEUP_OF(handle, timer)->fired |= APY_WAKE_TIMER;
+    /* uv_run(UV_RUN_ONCE) runs due timers before it computes the poll
+     * timeout (libuv 1.44, src/unix/core.c): a deadline already due when
+     * uv_run starts fires here, leaves no timer, and the poll would then
+     * block forever. Stopping makes that poll non-blocking. */
+    uv_stop(handle->loop);
 }
 
 static void
