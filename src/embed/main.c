@@ -99,7 +99,9 @@ apyrun_main(int argc, char **argv)
         fflush(stdout);
     }
 
-    if (PyImport_AppendInittab("apyrun", apy_module_init) < 0) {
+    if (PyImport_AppendInittab("apyrun", apy_module_init) < 0
+        || PyImport_AppendInittab(APY_IMPORTER_MODULE_NAME,
+                                  apy_importer_module_init) < 0) {
         fprintf(stderr, "apyrun: cannot register the apyrun module\n");
         apy_cli_free(&opts);
         return 1;
@@ -112,7 +114,8 @@ apyrun_main(int argc, char **argv)
     if (PyStatus_Exception(status)) {
         goto fail;
     }
-    if (opts.loop == APY_LOOP_APYRUN && apy_importer_install_loop_hook() < 0) {
+    if ((opts.loop == APY_LOOP_APYRUN && apy_importer_install_loop_hook() < 0)
+        || apy_importer_install() < 0) {
         PyErr_Print();
         exitcode = 1;
     } else {

@@ -5,6 +5,7 @@
  * the loop layer (src/loop/state.c); nothing here is a static PyObject. */
 #include <Python.h>
 
+#include "apyrun/importer.h"
 #include "apyrun/loop.h"
 #include "apyrun/loop_internal.h"
 #include "apyrun/module.h"
@@ -162,6 +163,10 @@ module_exec(PyObject *module)
     }
     if (PyModule_AddStringConstant(module, "__version__", APYRUN_VERSION) <
         0) {
+        return -1;
+    }
+    /* apyrun.import_module and apyrun.AsyncImportError (src/importer). */
+    if (apy_importer_add_to_module(module) < 0) {
         return -1;
     }
     if (get_state(module)->install_pending) {

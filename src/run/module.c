@@ -174,10 +174,21 @@ apy_run_module(const PyConfig *config, int *unhandled_sigint)
                                                   "OO", name, error_cls)
                             : NULL;
     Py_XDECREF(error_cls);
+    /* apyrun's importer compiles a TLA module or notebook without a
+     * SyntaxError: its code object is then the coroutine body. */
+    PyObject *tla_spec = NULL, *tla_code = NULL;
+    if (details != NULL && PyTuple_Check(details)
+        && PyTuple_GET_SIZE(details) == 3
+        && apy_tla_is_coroutine_code(PyTuple_GET_ITEM(details, 2))) {
+        tla_spec = Py_NewRef(PyTuple_GET_ITEM(details, 1));
+        tla_code = Py_NewRef(PyTuple_GET_ITEM(details, 2));
+    }
+    int syntax_error = details == NULL
+                       && PyErr_ExceptionMatches(PyExc_SyntaxError);
     Py_XDECREF(details);
-    if (details == NULL && PyErr_ExceptionMatches(PyExc_SyntaxError)) {
-        PyObject *spec;
-        PyObject *code = tla_module_code(name, &spec);
+    if (tla_code != NULL || syntax_error) {
+        PyObject *spec = tla_spec;
+        PyObject *code = tla_code ? tla_code : tla_module_code(name, &spec);
         if (code == NULL) {
             exitcode = apy_run_report_error(unhandled_sigint);
         } else {

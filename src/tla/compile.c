@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include "apyrun/tla.h"
+#include "apyrun/tla_rewrite.h"
 
 int
 apy_tla_is_coroutine_code(PyObject *code)
@@ -18,34 +19,7 @@ PyObject *
 apy_tla_compile(const char *source, PyObject *filename, int flags,
                 int *is_tla)
 {
-    PyCompilerFlags cf = _PyCompilerFlags_INIT;
-    cf.cf_flags = flags;
-    *is_tla = 0;
-
-    PyObject *code = Py_CompileStringObject(source, filename, Py_file_input,
-                                            &cf, -1);
-    if (code != NULL || !PyErr_ExceptionMatches(PyExc_SyntaxError)) {
-        return code;
-    }
-
-    /* Keep the plain compile's error: it is the one to report whenever
-     * the flagged compile does not turn this into TLA code. */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-
-    PyCompilerFlags tla_cf = _PyCompilerFlags_INIT;
-    tla_cf.cf_flags = flags | PyCF_ALLOW_TOP_LEVEL_AWAIT;
-    code = Py_CompileStringObject(source, filename, Py_file_input, &tla_cf,
-                                  -1);
-    if (code != NULL && apy_tla_is_coroutine_code(code)) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        *is_tla = 1;
-        return code;
-    }
-    Py_XDECREF(code);
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb);
-    return NULL;
+    /* The same rule, plus awaited module-level imports for TLA code
+     * (src/tla/import_rewrite.c). */
+    return apy_tla_compile_module(source, filename, flags, is_tla);
 }

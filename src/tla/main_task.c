@@ -316,13 +316,41 @@ close_loop(PyObject *asyncio, PyObject *loop)
     return rc;
 }
 
+/* The loop current in this thread if it is open (one loop per process:
+ * the importer makes its loop current when loop-less code imports a TLA
+ * module, and what that module started must go on running), else a new
+ * one. policy.get_event_loop() creates one itself when none was ever
+ * set. New reference or NULL with an exception set. */
+static PyObject *
+current_or_new_loop(PyObject *asyncio)
+{
+    PyObject *policy = PyObject_CallMethod(asyncio, "get_event_loop_policy",
+                                           NULL);
+    PyObject *loop = policy ? PyObject_CallMethod(policy, "get_event_loop",
+                                                  NULL)
+                            : NULL;
+    Py_XDECREF(policy);
+    if (loop == NULL && !PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        return NULL;
+    }
+    PyErr_Clear();
+    PyObject *closed = loop ? PyObject_CallMethod(loop, "is_closed", NULL)
+                            : NULL;
+    int reuse = closed != NULL && PyObject_IsTrue(closed) == 0;
+    Py_XDECREF(closed);
+    PyErr_Clear();
+    if (reuse) {
+        return loop;
+    }
+    Py_XDECREF(loop);
+    return PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+}
+
 PyObject *
 apy_tla_open_loop(void)
 {
     PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *loop = asyncio ? PyObject_CallMethod(asyncio, "new_event_loop",
-                                                   NULL)
-                             : NULL;
+    PyObject *loop = asyncio ? current_or_new_loop(asyncio) : NULL;
     if (loop == NULL) {
         Py_XDECREF(asyncio);
         return NULL;

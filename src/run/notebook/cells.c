@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "apyrun/tla.h"
+#include "apyrun/tla_rewrite.h"
 #include "nbrun.h"
 
 /* The file name of the injected-parameters cell, which is in no file. */
@@ -330,6 +331,21 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
         if (rc < 0) {
             fix_syntax_error_text(source, base);
         }
+        if (rc == 0 && (apy_tla_is_coroutine_code(*body)
+                        || strstr(source, "import") != NULL)) {
+            /* Every cell runs in the loop, as in a kernel: its imports
+             * await TLA modules (the cell then awaits too). */
+            cf.cf_flags = flags | PyCF_ONLY_AST;
+            PyObject *tree = Py_CompileStringObject(text, filename,
+                                                    Py_file_input, &cf, -1);
+            Py_ssize_t n = tree ? apy_tla_rewrite_imports(tree) : -1;
+            if (n > 0) {
+                Py_SETREF(*body, compile_node(tree, filename, "exec",
+                                              flags));
+            }
+            Py_XDECREF(tree);
+            rc = n >= 0 && *body != NULL ? 0 : -1;
+        }
         goto done;
     }
     cf.cf_flags = run->cf_flags | PyCF_ONLY_AST;
@@ -353,6 +369,16 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
         rc = *body != NULL ? 0 : -1;
         if (rc < 0 && base >= 0) {
             fix_syntax_error_text(source, base);
+        }
+        if (rc == 0 && (apy_tla_is_coroutine_code(*body)
+                        || strstr(source, "import") != NULL)) {
+            /* Every cell runs in the loop, as in a kernel: its imports
+             * await TLA modules (the cell then awaits too). */
+            Py_ssize_t n = apy_tla_rewrite_imports(mod);
+            if (n > 0) {
+                Py_SETREF(*body, compile_node(mod, filename, "exec", flags));
+            }
+            rc = n >= 0 && *body != NULL ? 0 : -1;
         }
     }
     Py_DECREF(mod);
