@@ -20,6 +20,7 @@
 typedef struct ApyLoopObject ApyLoopObject;
 typedef struct apy_poll_s apy_poll_t;
 typedef struct apy_uv_s apy_uv_t;
+typedef struct apy_stream_uv_s apy_stream_uv_t;
 
 /* asyncio.Handle's fields, as C. Cancelling drops callback and args. */
 typedef struct {
@@ -83,6 +84,34 @@ typedef struct apy_loop_state_s {
     PyObject *weakvaluedict; /* weakref.WeakValueDictionary */
     PyObject *signal_dispatch; /* our Python-level signal handler */
 
+    /* native stream transports (handles/stream.c, handles/tcp.c) */
+    PyTypeObject *tcp_transport_type; /* apyrun.TCPTransport */
+    PyObject *transport_socket;       /* trsock.TransportSocket */
+    PyObject *buffered_protocol;      /* protocols.BufferedProtocol */
+    PyObject *set_result_unless_cancelled; /* futures._set_result_... */
+    PyObject *ssl_protocol;           /* sslproto.SSLProtocol */
+    PyObject *logger;                 /* asyncio.log.logger */
+    PyObject *selector_make_socket_transport; /* BaseSelectorEventLoop's */
+    PyObject *selector_make_ssl_transport;
+    PyObject *selector_accept_connection;
+    PyObject *socket_type; /* socket.socket */
+    PyObject *str_data_received;
+    PyObject *str_get_buffer;
+    PyObject *str_buffer_updated;
+    PyObject *str_eof_received;
+    PyObject *str_connection_made;
+    PyObject *str_connection_lost;
+    PyObject *str_pause_writing;
+    PyObject *str_resume_writing;
+    PyObject *str_call_connection_lost; /* "_call_connection_lost" */
+    PyObject *str_start_reading;        /* "_start_reading" */
+    PyObject *str_transports;           /* "_transports" */
+    PyObject *str_detach;
+    PyObject *kw_ssl_timeouts; /* ("ssl_handshake_timeout",
+                                  "ssl_shutdown_timeout") */
+    PyObject *kw_fileno;       /* ("fileno",) */
+    long connlost_log_threshold; /* LOG_THRESHOLD_FOR_CONNLOST_WRITES */
+
     /* interned names and keyword tuples for vectorcall */
     PyObject *str_context;
     PyObject *str_call_exception_handler;
@@ -130,6 +159,8 @@ struct apy_uv_s {
     apy_poll_t *fired_tail;
     apy_poll_t *pending; /* records started since the last uv_run */
     int nrecords;        /* poll records allocated and not yet freed */
+    apy_stream_uv_t *streams; /* open stream handles (not yet closing) */
+    char *rbuf; /* the read buffer every stream of the loop shares */
 };
 
 /* One user fd watched by one uv_poll: reader and writer Handles share it
@@ -167,6 +198,7 @@ struct ApyLoopObject {
     PyObject *signal_handlers; /* dict: signal number -> Handle */
     PyObject *stall_future;    /* run_until_complete's future, if checked */
     PyThreadState *released;   /* set while a blocking uv_run runs */
+    PyObject *uv_error; /* exception a libuv callback left to stop the loop */
     int saved_wakeup_fd;
     int saved_origin_depth;
     char debug;
@@ -178,6 +210,7 @@ struct ApyLoopObject {
     char origin_tracking;
     char wakeup_installed;
     char initialised; /* __init__ ran */
+    char native_tcp;  /* TCP sockets get apyrun.TCPTransport */
 };
 
 /* --- state.c --- */
@@ -247,27 +280,33 @@ void apy_loop_wake(ApyLoopObject *self);
 
 /* For libuv callbacks (native transports) that must run Python code: a
  * blocking uv_run runs without the GIL, a non-blocking one with it. Takes
- * the GIL back if the loop released it; returns what to pass to
- * apy_loop_gil_leave(), which must follow before returning to libuv, with
- * no Python exception pending. */
-static inline PyThreadState *
-apy_loop_gil_enter(ApyLoopObject *self)
+ * the GIL back if the loop released it, and keeps it for the rest of that
+ * uv_run: once a callback ran, libuv does not block again in the same
+ * uv_run (uv__io_poll returns after dispatching events, and pending
+ * callbacks make the poll non-blocking), so holding the GIL to the end
+ * costs nothing and saves a release per callback. poll_io() takes it back
+ * itself if no callback did. The caller must not return to libuv with a
+ * Python exception pending: see apy_loop_stash_error(). */
+static inline void
+apy_loop_gil_take(ApyLoopObject *self)
 {
     PyThreadState *ts = self->released;
     if (ts != NULL) {
         self->released = NULL;
         PyEval_RestoreThread(ts);
     }
-    return ts;
 }
 
-static inline void
-apy_loop_gil_leave(ApyLoopObject *self, PyThreadState *ts)
-{
-    if (ts != NULL) {
-        self->released = PyEval_SaveThread();
-    }
-}
+/* For a libuv callback whose Python code raised what must stop the loop
+ * (SystemExit, KeyboardInterrupt, a failing exception handler): moves the
+ * pending exception into the loop and asks uv_run to return; run_once()
+ * raises it. A second one while the first waits is reported as
+ * unraisable. Needs the GIL and an exception set; never fails. */
+void apy_loop_stash_error(ApyLoopObject *self);
+
+/* Raises the exception a libuv callback stashed, if any: returns -1 with
+ * it set, or 0 when there was none. */
+int apy_loop_raise_stashed(ApyLoopObject *self);
 
 /* Raises RuntimeError('Event loop is closed') and returns -1 if closed. */
 int apy_loop_check_closed(ApyLoopObject *self);
@@ -368,6 +407,44 @@ int apy_loop_remove_all_signal_handlers(ApyLoopObject *self);
 
 /* Forgets self in the per-signal table (dealloc). Never fails. */
 void apy_loop_forget_signals(ApyLoopObject *self);
+
+/* --- handles/stream.c --- */
+
+/* Starts closing every open stream handle of uv, as loop teardown must:
+ * the transports lose their handle (their sockets are detached, libuv
+ * closes the fds) and are released by the close callbacks. Needs the GIL;
+ * never fails. */
+void apy_stream_close_all(apy_uv_t *uv);
+
+/* --- handles/tcp.c (methods of _LoopCore) --- */
+
+/* loop._make_socket_transport(sock, protocol, waiter=None, *, extra=None,
+ * server=None): an apyrun.TCPTransport for a TCP socket when the loop's
+ * native_tcp is on, else selector_events' transport. New reference or
+ * NULL. */
+PyObject *apy_loop_make_socket_transport(PyObject *self,
+                                         PyObject *const *args,
+                                         Py_ssize_t nargsf,
+                                         PyObject *kwnames);
+
+/* loop._make_ssl_transport(...): as selector_events', with sslproto's
+ * SSLProtocol over an apyrun.TCPTransport when native. New reference to
+ * the app transport, or NULL. */
+PyObject *apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
+                                      Py_ssize_t nargsf, PyObject *kwnames);
+
+/* loop._accept_connection(protocol_factory, sock, sslcontext=None,
+ * server=None, backlog=100, ssl_handshake_timeout=...,
+ * ssl_shutdown_timeout=...): the reader asyncio's Server registers on a
+ * listening socket. For a TCP socket of a loop with native_tcp on and no
+ * TLS, accepts in C (up to backlog connections) and makes each transport
+ * at once; otherwise selector_events' Python version. None, or NULL. */
+PyObject *apy_loop_accept_connection(PyObject *self, PyObject *const *args,
+                                     Py_ssize_t nargsf, PyObject *kwnames);
+
+/* Type spec of apyrun.TCPTransport (its base, asyncio's
+ * transports._FlowControlMixin, is given at creation). */
+extern PyType_Spec apy_tcp_transport_spec;
 
 /* --- handles/poll.c --- */
 

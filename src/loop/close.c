@@ -24,6 +24,49 @@ apy_loop_set_uv_error(int err)
     return -1;
 }
 
+/* Keeps the exception for run_once() and stops uv_run; never fails. */
+void
+apy_loop_stash_error(ApyLoopObject *self)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    if (value == NULL) {
+        return;
+    }
+    if (self->uv_error != NULL) {
+        /* The loop stops with the first; the second must not vanish. */
+        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+        PyErr_WriteUnraisable((PyObject *)self);
+        Py_DECREF(value);
+    }
+    else {
+        self->uv_error = value;
+    }
+    if (self->uv != NULL) {
+        uv_stop(&self->uv->loop);
+    }
+}
+
+/* -1 with the stashed exception raised, or 0. */
+int
+apy_loop_raise_stashed(ApyLoopObject *self)
+{
+    PyObject *value = self->uv_error;
+    if (value == NULL) {
+        return 0;
+    }
+    self->uv_error = NULL;
+    PyObject *tb = PyException_GetTraceback(value);
+    PyErr_Restore(Py_NewRef(Py_TYPE(value)), value, tb);
+    return -1;
+}
+
 static void
 close_any(uv_handle_t *handle, void *arg)
 {
@@ -38,6 +81,7 @@ close_any(uv_handle_t *handle, void *arg)
 static void
 uv_state_destroy(apy_uv_t *uv)
 {
+    apy_stream_close_all(uv);
     apy_poll_close_all(uv);
     apy_wakeup_close(&uv->wakeup);
     uv_walk(&uv->loop, close_any, NULL);
@@ -47,6 +91,7 @@ uv_state_destroy(apy_uv_t *uv)
         if (apy_wakeup_closed(&uv->wakeup) && uv->nrecords == 0 &&
             uv_loop_close(&uv->loop) == 0) {
             PyMem_RawFree(uv->polls);
+            PyMem_RawFree(uv->rbuf);
             PyMem_RawFree(uv);
             return;
         }

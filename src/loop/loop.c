@@ -5,6 +5,8 @@
  * scheduling, running, I/O and signal methods live in their own files. */
 #include <Python.h>
 #include <pythread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "apyrun/loop_internal.h"
@@ -142,6 +144,10 @@ loop_init(PyObject *op, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->debug = (char)d;
+    /* APYRUN_NATIVE_TCP=0 gives TCP sockets asyncio's selector transports
+     * (for bisecting); read per loop so a test can flip it. */
+    const char *native = getenv("APYRUN_NATIVE_TCP");
+    self->native_tcp = !(native != NULL && strcmp(native, "0") == 0);
 
     struct {
         const char *name;
@@ -214,6 +220,7 @@ loop_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->current_handle);
     Py_VISIT(self->signal_handlers);
     Py_VISIT(self->stall_future);
+    Py_VISIT(self->uv_error);
     if (self->uv != NULL) {
         return apy_poll_traverse(self->uv, visit, arg);
     }
@@ -247,6 +254,7 @@ loop_clear(PyObject *op)
     Py_CLEAR(self->current_handle);
     Py_CLEAR(self->signal_handlers);
     Py_CLEAR(self->stall_future);
+    Py_CLEAR(self->uv_error);
     if (self->uv != NULL) {
         apy_poll_close_all(self->uv);
     }
@@ -718,6 +726,19 @@ get_scheduled(PyObject *self, void *c)
     return list;
 }
 
+/* loop._native_tcp: new bool; whether TCP sockets get TCPTransport. */
+static PyObject *
+get_native_tcp(PyObject *self, void *c)
+{
+    return get_bool(LOOP(self)->native_tcp);
+}
+
+static int
+set_native_tcp(PyObject *self, PyObject *v, void *c)
+{
+    return set_bool(&LOOP(self)->native_tcp, v);
+}
+
 /* loop._selector: see apy_loop_selector_view(). */
 static PyObject *
 get_selector(PyObject *self, void *c)
@@ -745,6 +766,7 @@ static PyGetSetDef loop_getset[] = {
      NULL},
     {"_ready", get_ready, NULL, NULL, NULL},
     {"_scheduled", get_scheduled, NULL, NULL, NULL},
+    {"_native_tcp", get_native_tcp, set_native_tcp, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -792,6 +814,10 @@ static PyMethodDef loop_methods[] = {
      NULL},
     {"remove_signal_handler", apy_loop_remove_signal_handler, METH_O, NULL},
     {"_handle_signal", apy_loop_handle_signal, METH_O, NULL},
+    {"_make_socket_transport", FN(apy_loop_make_socket_transport), FASTKW,
+     NULL},
+    {"_make_ssl_transport", FN(apy_loop_make_ssl_transport), FASTKW, NULL},
+    {"_accept_connection", FN(apy_loop_accept_connection), FASTKW, NULL},
     {NULL, NULL, 0, NULL},
 };
 

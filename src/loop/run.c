@@ -270,7 +270,7 @@ poll_io(ApyLoopObject *self)
             apy_poll_preflight(uv);
             uv_run(&uv->loop, UV_RUN_NOWAIT);
         }
-        return 0;
+        return apy_loop_raise_stashed(self);
     }
     long long timeout = -1;
     if (has_deadline) {
@@ -291,7 +291,7 @@ poll_io(ApyLoopObject *self)
             apy_poll_preflight(uv);
             uv_run(&uv->loop, UV_RUN_NOWAIT);
         }
-        return 0;
+        return apy_loop_raise_stashed(self);
     }
     /* From here another thread must wake us: set the flag before running
      * any Python code (the stall check) that could let one in. */
@@ -309,14 +309,17 @@ poll_io(ApyLoopObject *self)
     apy_poll_preflight(uv);
     apy_wakeup_arm(&uv->wakeup, timeout);
     /* Not Py_BEGIN_ALLOW_THREADS: the thread state is kept in the loop so
-     * a libuv callback can take the GIL back (apy_loop_gil_enter). */
+     * a libuv callback can take the GIL back (apy_loop_gil_take), which
+     * it then keeps until uv_run returns. */
     self->released = PyEval_SaveThread();
     uv_run(&uv->loop, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
-    PyEval_RestoreThread(self->released);
-    self->released = NULL;
+    if (self->released != NULL) {
+        PyEval_RestoreThread(self->released);
+        self->released = NULL;
+    }
     apy_wakeup_disarm(&uv->wakeup);
     self->sleeping = 0;
-    return 0;
+    return apy_loop_raise_stashed(self);
 }
 
 /* One iteration of the loop, as BaseEventLoop._run_once. Returns 0, or -1

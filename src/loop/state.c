@@ -5,7 +5,7 @@
  * caches every Python object the loop calls. No per-call lookups. */
 #include <Python.h>
 
-#include "apyrun/loop_internal.h"
+#include "apyrun/loop_stream.h"
 
 /* Every PyObject* field of the state, for traverse and clear. */
 #define STATE_OBJECTS(X)                                                   \
@@ -44,6 +44,30 @@
     X(weakset)                                                             \
     X(weakvaluedict)                                                       \
     X(signal_dispatch)                                                     \
+    X(tcp_transport_type)                                                  \
+    X(transport_socket)                                                    \
+    X(buffered_protocol)                                                   \
+    X(set_result_unless_cancelled)                                         \
+    X(ssl_protocol)                                                        \
+    X(logger)                                                              \
+    X(selector_make_socket_transport)                                      \
+    X(selector_make_ssl_transport)                                         \
+    X(selector_accept_connection)                                          \
+    X(socket_type)                                                         \
+    X(kw_fileno)                                                           \
+    X(str_data_received)                                                   \
+    X(str_get_buffer)                                                      \
+    X(str_buffer_updated)                                                  \
+    X(str_eof_received)                                                    \
+    X(str_connection_made)                                                 \
+    X(str_connection_lost)                                                 \
+    X(str_pause_writing)                                                   \
+    X(str_resume_writing)                                                  \
+    X(str_call_connection_lost)                                            \
+    X(str_start_reading)                                                   \
+    X(str_transports)                                                      \
+    X(str_detach)                                                          \
+    X(kw_ssl_timeouts)                                                     \
     X(str_context)                                                         \
     X(str_call_exception_handler)                                          \
     X(str_message)                                                         \
@@ -137,6 +161,13 @@ init_imports(apy_loop_state_t *st)
         IMP(weakset, "weakref", "WeakSet"),
         IMP(weakvaluedict, "weakref", "WeakValueDictionary"),
         IMP(selector_key, "selectors", "SelectorKey"),
+        IMP(transport_socket, "asyncio.trsock", "TransportSocket"),
+        IMP(buffered_protocol, "asyncio.protocols", "BufferedProtocol"),
+        IMP(set_result_unless_cancelled, "asyncio.futures",
+            "_set_result_unless_cancelled"),
+        IMP(ssl_protocol, "asyncio.sslproto", "SSLProtocol"),
+        IMP(logger, "asyncio.log", "logger"),
+        IMP(socket_type, "socket", "socket"),
 #undef IMP
     };
     for (size_t i = 0; i < sizeof(imports) / sizeof(imports[0]); i++) {
@@ -172,6 +203,18 @@ init_strings(apy_loop_state_t *st)
     STR(str_timer_handle_cancelled, "_timer_handle_cancelled");
     STR(str_check_callback, "_check_callback");
     STR(str_default_executor, "_default_executor");
+    STR(str_data_received, "data_received");
+    STR(str_get_buffer, "get_buffer");
+    STR(str_buffer_updated, "buffer_updated");
+    STR(str_eof_received, "eof_received");
+    STR(str_connection_made, "connection_made");
+    STR(str_connection_lost, "connection_lost");
+    STR(str_pause_writing, "pause_writing");
+    STR(str_resume_writing, "resume_writing");
+    STR(str_call_connection_lost, "_call_connection_lost");
+    STR(str_start_reading, "_start_reading");
+    STR(str_transports, "_transports");
+    STR(str_detach, "detach");
 #undef STR
 #define KW(field, ...)                                                     \
     do {                                                                   \
@@ -188,6 +231,9 @@ init_strings(apy_loop_state_t *st)
     KW(kw_firstiter_finalizer, "(ss)", "firstiter", "finalizer");
     KW(kw_warn_on_full_buffer, "(s)", "warn_on_full_buffer");
     KW(empty_tuple, "()");
+    KW(kw_ssl_timeouts, "(ss)", "ssl_handshake_timeout",
+       "ssl_shutdown_timeout");
+    KW(kw_fileno, "(s)", "fileno");
 #undef KW
     return 0;
 }
@@ -270,6 +316,78 @@ init_classes(PyObject *module, apy_loop_state_t *st)
     return 0;
 }
 
+/* Creates apyrun.TCPTransport on asyncio's transports._FlowControlMixin
+ * (so isinstance() checks for Transport and _FlowControlMixin hold), and
+ * fetches what the transports need from selector_events and constants.
+ * Returns 0 or -1. */
+static int
+init_transports(PyObject *module, apy_loop_state_t *st)
+{
+    PyObject *base = import_attr("asyncio.transports", "_FlowControlMixin");
+    if (base == NULL) {
+        return -1;
+    }
+    /* The layout reserves the mixin's slots; a different stdlib would
+     * break that silently, so refuse it loudly. */
+    if (((PyTypeObject *)base)->tp_basicsize !=
+        (Py_ssize_t)offsetof(ApyStreamObject, dict)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "apyrun: asyncio.transports._FlowControlMixin has an "
+                     "unexpected layout (%zd bytes)",
+                     ((PyTypeObject *)base)->tp_basicsize);
+        Py_DECREF(base);
+        return -1;
+    }
+    st->tcp_transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &apy_tcp_transport_spec, base);
+    Py_DECREF(base);
+    if (st->tcp_transport_type == NULL) {
+        return -1;
+    }
+    PyObject *sel = import_attr("asyncio.selector_events",
+                                "BaseSelectorEventLoop");
+    if (sel == NULL) {
+        return -1;
+    }
+    st->selector_make_socket_transport =
+        PyObject_GetAttrString(sel, "_make_socket_transport");
+    st->selector_make_ssl_transport =
+        PyObject_GetAttrString(sel, "_make_ssl_transport");
+    st->selector_accept_connection =
+        PyObject_GetAttrString(sel, "_accept_connection");
+    Py_DECREF(sel);
+    if (st->selector_make_socket_transport == NULL ||
+        st->selector_make_ssl_transport == NULL ||
+        st->selector_accept_connection == NULL) {
+        return -1;
+    }
+    PyObject *threshold = import_attr("asyncio.constants",
+                                      "LOG_THRESHOLD_FOR_CONNLOST_WRITES");
+    PyObject *mode = import_attr("asyncio.constants", "_SendfileMode");
+    PyObject *try_native = mode ? PyObject_GetAttrString(mode, "TRY_NATIVE")
+                                : NULL;
+    Py_XDECREF(mode);
+    if (threshold == NULL || try_native == NULL) {
+        Py_XDECREF(threshold);
+        Py_XDECREF(try_native);
+        return -1;
+    }
+    st->connlost_log_threshold = PyLong_AsLong(threshold);
+    Py_DECREF(threshold);
+    PyObject *tp = (PyObject *)st->tcp_transport_type;
+    PyObject *max_size = PyLong_FromLong(APY_READ_MAX);
+    int r = max_size == NULL ||
+            PyObject_SetAttrString(tp, "_start_tls_compatible", Py_True) <
+                0 ||
+            PyObject_SetAttrString(tp, "_sendfile_compatible", try_native) <
+                0 ||
+            PyObject_SetAttrString(tp, "max_size", max_size) < 0 ||
+            PyModule_AddObjectRef(module, "TCPTransport", tp) < 0;
+    Py_XDECREF(max_size);
+    Py_DECREF(try_native);
+    return r ? -1 : 0;
+}
+
 /* 0, or -1 with an exception set. */
 int
 apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
@@ -294,7 +412,8 @@ apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
     if (st->selector_view_type == NULL) {
         return -1;
     }
-    if (init_imports(st) < 0 || init_strings(st) < 0 || init_clock(st) < 0) {
+    if (init_imports(st) < 0 || init_strings(st) < 0 || init_clock(st) < 0 ||
+        init_transports(module, st) < 0) {
         return -1;
     }
     st->signal_dispatch =
