@@ -76,6 +76,31 @@ class LoopSmokeTests(unittest.TestCase):
         self.assertLessEqual(len(self.loop._scheduled), 100)
         self.assertEqual(self.loop._timer_cancelled_count, 0)
 
+    def test_many_random_timers_never_hang(self):
+        # Regression: a deadline already due when uv_run starts fired
+        # before libuv computed its poll timeout, and the poll then slept
+        # with no deadline (found by test_tasks.test_context_3). The race
+        # needs >= 1 ms between arming and uv_run, so this stress test
+        # catches a regression only some of the time; each round must
+        # still finish, and the whole test is bounded by ctest's timeout.
+        import random
+        rng = random.Random(1234)
+        for _ in range(60):
+            loop = apyrun.new_event_loop()
+            try:
+                fut = loop.create_future()
+                left = [500]
+
+                def tick():
+                    left[0] -= 1
+                    if left[0] == 0:
+                        fut.set_result(None)
+                for _ in range(500):
+                    loop.call_later(rng.uniform(0.001, 0.03), tick)
+                loop.run_until_complete(fut)
+            finally:
+                loop.close()
+
     def test_timer_handle_api(self):
         h = self.loop.call_at(self.loop.time() + 10, print)
         h2 = self.loop.call_at(h.when() + 1, print)
