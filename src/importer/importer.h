@@ -23,7 +23,6 @@ typedef struct {
     PyTypeObject *notebook_finder_type;    /* .ipynb, last on meta_path */
     PyTypeObject *awaiter_type;         /* what `await` imports through */
     PyTypeObject *exec_type;            /* one TLA module body running */
-    PyTypeObject *linecache_hook_type;  /* one-shot linecache finder */
     PyObject *async_import_error;       /* apyrun.AsyncImportError */
     PyObject *deferred;                 /* private BaseException subclass */
     /* importlib and builtins, fetched once at exec */
@@ -196,7 +195,6 @@ int apy_importer_would_cycle(apy_importer_state_t *st, ApyExecObject *rec);
 PyObject *apy_importer_lock_unlock(PyObject *module, PyObject *name);
 
 /* --- linecache.c --- */
-extern PyType_Spec apy_importer_linecache_hook_spec;
 /* Makes linecache (now, or once it is imported) serve the lines of
  * `source` (the module text, line N at the notebook file's line N) for
  * notebook `path` with stat `src`, so that tracebacks and inspect show

@@ -112,7 +112,6 @@ static PyMethodDef module_methods[] = {
     X(notebook_finder_type)                                                \
     X(awaiter_type)                                                        \
     X(exec_type)                                                           \
-    X(linecache_hook_type)                                                 \
     X(async_import_error)                                                  \
     X(deferred)                                                            \
     X(call_with_frames_removed)                                            \
@@ -224,8 +223,6 @@ module_exec(PyObject *module)
          NULL, 1},
         {&st->awaiter_type, &apy_importer_awaiter_spec, NULL, 0},
         {&st->exec_type, &apy_importer_exec_spec, NULL, 0},
-        {&st->linecache_hook_type, &apy_importer_linecache_hook_spec, NULL,
-         0},
     };
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         *types[i].slot = make_type(module, types[i].spec, types[i].bases,
