@@ -51,9 +51,9 @@ typedef struct {
     int json_line; /* line of the cell's '{' (0: inserted cell) */
     char **tags;   /* metadata.tags, owned strings */
     size_t ntags;
-    /* The cell id: as read (nbformat >= 4.5), or generated when the
-     * notebook is written as 4.5 and the cell has none (nbformat 3 input,
-     * a 4.5 cell without one); NULL for nbformat < 4.5. */
+    /* The cell id: as read, or made up when the notebook is written as
+     * nbformat >= 4.5 and the cell has none (nbformat 3 input, a 4.5 cell
+     * without one, an inserted cell); else NULL. */
     char *id;
     apy_nb_wcell_t *w; /* private */
 } apy_nb_cell_t;
@@ -143,7 +143,9 @@ int apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res,
  * through), in nbformat's layout (indent 1, sorted keys, multi-line strings
  * as lists of lines, trailing newline). On failure the target is
  * untouched, no temporary file is left, and the result is -errno with
- * "cannot write OUT_PATH: reason" in err. */
+ * "cannot write OUT_PATH: reason" in err (also -EINVAL if nb was never
+ * parsed). The directory must accept a new file, and a target with other
+ * hard links becomes a new file, as with any atomic replace. */
 int apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
                 size_t errlen);
 
@@ -156,8 +158,8 @@ int apy_nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
                  size_t errlen);
 
 /* Renders the notebook as apy_nb_save would write it into a new
- * NUL-terminated buffer *out (free() it) of *outlen bytes. Returns 0 or
- * -ENOMEM. */
+ * NUL-terminated buffer *out (free() it) of *outlen bytes. Returns 0,
+ * -EINVAL (nb was never parsed) or -ENOMEM. */
 int apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen,
                   char *err, size_t errlen);
 

@@ -44,6 +44,31 @@ no_nul(const cJSON *v)
     return strlen(v->valuestring) == apy_nb_strlen(v);
 }
 
+/* Checks that v is a string that is all of a C string. Returns 0, or
+ * -EINVAL with "cell NO: 'NAME' must be WHAT" (no "cell NO: " when no is
+ * 0) or, for a string holding a NUL, "... 'NAME' contains a NUL character
+ * (\u0000)" in err. */
+static int
+check_string(const cJSON *v, size_t no, const char *name, const char *what,
+             char *err, size_t errlen)
+{
+    char cell[32] = "";
+
+    if (cJSON_IsString(v) && no_nul(v)) {
+        return 0;
+    }
+    if (no > 0) {
+        snprintf(cell, sizeof(cell), "cell %zu: ", no);
+    }
+    if (cJSON_IsString(v)) {
+        return apy_nb_fail(-EINVAL, err, errlen,
+                           "%s'%s' contains a NUL character (\\u0000)", cell,
+                           name);
+    }
+    return apy_nb_fail(-EINVAL, err, errlen, "%s'%s' must be %s", cell, name,
+                       what);
+}
+
 /* Copies string node v (checked by the caller) into *out. */
 static int
 copy_string(const cJSON *v, char **out)
@@ -99,14 +124,16 @@ get_opt_string(const cJSON *obj, const char *key, const char *where,
                char **out, char *err, size_t errlen)
 {
     const cJSON *v = apy_nb_get(obj, key);
+    char name[64];
+    int rc;
 
     *out = NULL;
     if (v == NULL) {
         return 0;
     }
-    if (!cJSON_IsString(v) || !no_nul(v)) {
-        return apy_nb_fail(-EINVAL, err, errlen, "'%s.%s' must be a string",
-                           where, key);
+    snprintf(name, sizeof(name), "%s.%s", where, key);
+    if ((rc = check_string(v, 0, name, "a string", err, errlen)) < 0) {
+        return rc;
     }
     if (copy_string(v, out) < 0) {
         return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
@@ -259,6 +286,7 @@ read_tags(apy_nb_cell_t *cell, size_t no, const cJSON *meta, char *err,
 {
     const cJSON *tags = apy_nb_get(meta, "tags"), *t;
     size_t n = 0;
+    int rc;
 
     if (tags == NULL) {
         return 0;
@@ -270,11 +298,9 @@ read_tags(apy_nb_cell_t *cell, size_t no, const cJSON *meta, char *err,
                            no);
     }
     for (t = tags->child; t != NULL; t = t->next) {
-        if (!cJSON_IsString(t) || !no_nul(t)) {
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "cell %zu: 'metadata.tags' must be a list of "
-                               "strings",
-                               no);
+        if ((rc = check_string(t, no, "metadata.tags", "a list of strings",
+                               err, errlen)) < 0) {
+            return rc;
         }
         n++;
     }
@@ -316,9 +342,9 @@ read_cell(apy_nb_cell_t *cell, size_t no, const cJSON *obj, char *err,
         return apy_nb_fail(-EINVAL, err, errlen, "cell %zu: no 'cell_type'",
                            no);
     }
-    if (!cJSON_IsString(type) || !no_nul(type)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cell %zu: 'cell_type' must be a string", no);
+    if ((rc = check_string(type, no, "cell_type", "a string", err, errlen)) <
+        0) {
+        return rc;
     }
     if (strcmp(type->valuestring, "code") == 0) {
         cell->kind = APY_NB_CODE;
@@ -376,9 +402,8 @@ read_cell(apy_nb_cell_t *cell, size_t no, const cJSON *obj, char *err,
     }
     id = apy_nb_get(obj, "id");
     if (id != NULL) {
-        if (!cJSON_IsString(id) || !no_nul(id)) {
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "cell %zu: 'id' must be a string", no);
+        if ((rc = check_string(id, no, "id", "a string", err, errlen)) < 0) {
+            return rc;
         }
         if (copy_string(id, &cell->id) < 0) {
             return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");

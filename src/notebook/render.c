@@ -423,7 +423,9 @@ apy_nb_get(const cJSON *obj, const char *key)
     if (!cJSON_IsObject(obj)) {
         return NULL;
     }
-    /* Case-sensitive, and the last duplicate wins (Python's json). */
+    /* Case-sensitive, and the last duplicate wins, as in Python's json:
+     * cJSON_GetObjectItemCaseSensitive would return the first, and
+     * cJSON_GetObjectItem ignores case ("Source" is not "source"). */
     for (c = obj->child; c != NULL; c = c->next) {
         if (c->string != NULL && strcmp(c->string, key) == 0) {
             found = c;

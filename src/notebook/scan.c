@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON text -> annotated cJSON tree. cJSON builds the tree; this file walks
  * the raw text in the same order to do what cJSON does not: strict RFC 8259
- * checks with exact positions (cJSON accepts raw control characters, bad
- * UTF-8, "+1", "01", and "\uZZZZ" as a NUL), line numbers, string lengths
- * (a "\u0000" ends cJSON's C string), exact number texts, and the tokens
- * Python's json accepts but cJSON does not (NaN, Infinity, -Infinity and
- * numbers over 63 characters, which cJSON's parse_number truncates).
- * The walk is iterative: nesting costs heap frames, never C stack. */
+ * checks with exact positions (cJSON 1.7.15 accepts raw control characters,
+ * bad UTF-8, "01", "1." and "\uZZZZ" as a NUL), line numbers, string
+ * lengths (a "\u0000" ends cJSON's C string), exact number texts (cJSON
+ * keeps a double), and the tokens Python's json accepts but cJSON does not
+ * (NaN, Infinity, -Infinity, numbers over 63 characters, which cJSON's
+ * parse_number cuts short): those reach cJSON as same-length strings.
+ * cJSON's global error pointer is never read; positions come from here.
+ * The walk is iterative (nesting costs heap frames, never C stack) and
+ * refuses more than APY_NB_MAX_DEPTH levels, so the renderer recurses no
+ * deeper; cJSON's parser and cJSON_Delete recurse at most to cJSON's own
+ * limit of 1000 levels: less than 128 KiB of stack (measured). */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
