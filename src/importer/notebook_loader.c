@@ -20,71 +20,34 @@
  * (see its header nbrun.h). Declared here until it is public. */
 char *apy_nbrun_translate(const char *source, int *cell_magic);
 
-/* A growable byte buffer; `failed` latches an allocation failure. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-    int failed;
-} buf_t;
-
-static void
-buf_put(buf_t *b, const char *s, size_t n)
-{
-    if (b->failed) {
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap) {
-            cap *= 2;
-        }
-        char *grown = realloc(b->data, cap);
-        if (grown == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void
-buf_puts(buf_t *b, const char *s)
-{
-    buf_put(b, s, strlen(s));
-}
-
 /* Python text of a %% cell magic in an imported notebook: a call that
  * runs it where the notebook runner's helper can (see
  * apy_importer_cell_magic), on the cell's first line, the rest of the
  * cell kept as blank lines so numbering goes on. */
 static void
-put_cell_magic(buf_t *b, const char *cell)
+put_cell_magic(apy_nb_buf_t *b, const char *cell)
 {
-    buf_puts(b, "__import__('" APY_IMPORTER_MODULE_NAME "')._cell_magic(");
+    apy_nb_buf_puts(b, "__import__('" APY_IMPORTER_MODULE_NAME "')._cell_magic(");
     /* The cell as a Python string literal: hex escapes for anything but
      * plain printable ASCII. */
-    buf_put(b, "'", 1);
+    apy_nb_buf_put(b, "'", 1);
     for (const unsigned char *p = (const unsigned char *)cell; *p; p++) {
         char esc[8];
         if (*p >= 0x20 && *p < 0x7f && *p != '\'' && *p != '\\') {
-            buf_put(b, (const char *)p, 1);
+            apy_nb_buf_put(b, (const char *)p, 1);
         } else {
             snprintf(esc, sizeof(esc), "\\x%02x", *p);
-            buf_put(b, esc, 4);
+            apy_nb_buf_put(b, esc, 4);
         }
     }
-    buf_puts(b, "'.encode('latin-1').decode('utf-8'), globals())");
+    apy_nb_buf_puts(b, "'.encode('latin-1').decode('utf-8'), globals())");
 }
 
 /* Appends the code cells of nb, each line at its JSON line, to py (the
  * Python text: IPython syntax translated) and to shown (the cells as
  * written, what tracebacks and inspect show). 0 or -1 with an error. */
 static int
-build_source(const apy_notebook_t *nb, buf_t *py, buf_t *shown)
+build_source(const apy_notebook_t *nb, apy_nb_buf_t *py, apy_nb_buf_t *shown)
 {
     long last = 0; /* the JSON line the text so far ends on */
     for (size_t i = 0; i < nb->ncells; i++) {
@@ -104,8 +67,8 @@ build_source(const apy_notebook_t *nb, buf_t *py, buf_t *shown)
             long at = cell->line_map[k] > last ? cell->line_map[k]
                                                : last + 1;
             for (; last + 1 < at; last++) {
-                buf_put(py, "\n", 1);
-                buf_put(shown, "\n", 1);
+                apy_nb_buf_put(py, "\n", 1);
+                apy_nb_buf_put(shown, "\n", 1);
             }
             last = at;
             /* translate.c keeps lines where they are: line k of text is
@@ -117,11 +80,11 @@ build_source(const apy_notebook_t *nb, buf_t *py, buf_t *shown)
             if (magic && k == 0) {
                 put_cell_magic(py, cell->source);
             } else if (!magic) {
-                buf_put(py, p, n);
+                apy_nb_buf_put(py, p, n);
             }
-            buf_put(py, "\n", 1);
-            buf_put(shown, q, qn);
-            buf_put(shown, "\n", 1);
+            apy_nb_buf_put(py, "\n", 1);
+            apy_nb_buf_put(shown, q, qn);
+            apy_nb_buf_put(shown, "\n", 1);
             p += n + (nl ? 1 : 0);
             q += qn + (qnl ? 1 : 0);
         }
@@ -131,8 +94,8 @@ build_source(const apy_notebook_t *nb, buf_t *py, buf_t *shown)
         PyErr_NoMemory();
         return -1;
     }
-    buf_put(py, "", 0);
-    buf_put(shown, "", 0);
+    apy_nb_buf_put(py, "", 0);
+    apy_nb_buf_put(shown, "", 0);
     return 0;
 }
 
@@ -163,7 +126,7 @@ notebook_source(PyObject *path, PyObject **py, PyObject **shown)
         }
         return -1;
     }
-    buf_t b = {NULL, 0, 0, 0}, t = {NULL, 0, 0, 0};
+    apy_nb_buf_t b = {0}, t = {0};
     if (build_source(&nb, &b, &t) == 0) {
         *py = PyUnicode_DecodeUTF8(b.data, (Py_ssize_t)b.len, "strict");
         int same = b.len == t.len && memcmp(b.data, t.data, b.len) == 0;

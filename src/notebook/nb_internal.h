@@ -69,25 +69,6 @@ int apy_nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
  * characters escaped; writes into out (outlen >= 64). */
 void apy_nb_quote(char *out, size_t outlen, const char *s, size_t len);
 
-/* ---- Byte buffer (util.c) ----
- * A growable buffer; `failed` latches the first allocation failure so
- * that a sequence of appends is checked once at the end. */
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed;
-} apy_nb_buf_t;
-
-void apy_nb_buf_put(apy_nb_buf_t *b, const char *s, size_t n);
-void apy_nb_buf_puts(apy_nb_buf_t *b, const char *s);
-void apy_nb_buf_putc(apy_nb_buf_t *b, char c);
-void apy_nb_buf_indent(apy_nb_buf_t *b, int level);
-/* Moves the contents out as a NUL-terminated malloc()ed string (never
- * NULL unless the buffer failed) and resets the buffer. */
-char *apy_nb_buf_take(apy_nb_buf_t *b, size_t *len);
-void apy_nb_buf_free(apy_nb_buf_t *b);
-
 /* ---- Rendering as Python's json.dumps(indent=1, sort_keys=True,
  * ensure_ascii=False) does (render.c) ---- */
 

@@ -56,8 +56,8 @@ buf_reserve(apy_nb_buf_t *b, size_t n)
     if (b->failed) {
         return -1;
     }
-    if (n <= b->cap - b->len) {
-        return 0;
+    if (n < b->cap - b->len) {
+        return 0; /* room for n bytes and the terminating NUL */
     }
     if (n > ((size_t)-1) / 2 - b->len) {
         b->failed = 1;
@@ -85,6 +85,7 @@ apy_nb_buf_put(apy_nb_buf_t *b, const char *s, size_t n)
     }
     memcpy(b->data + b->len, s, n);
     b->len += n;
+    b->data[b->len] = '\0';
 }
 
 void
@@ -100,6 +101,7 @@ apy_nb_buf_putc(apy_nb_buf_t *b, char c)
         return;
     }
     b->data[b->len++] = c;
+    b->data[b->len] = '\0';
 }
 
 void
@@ -111,6 +113,7 @@ apy_nb_buf_indent(apy_nb_buf_t *b, int level)
     }
     memset(b->data + b->len, ' ', (size_t)level);
     b->len += (size_t)level;
+    b->data[b->len] = '\0';
 }
 
 char *
