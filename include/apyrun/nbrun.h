@@ -18,6 +18,13 @@
 int apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
                      int *unhandled_sigint);
 
+/* Makes sure builtins.__apyrun_nb__ exists: the helper object that
+ * translated IPython syntax (`!cmd`, %magic, %%magic cells) calls. A
+ * notebook run installs its own (kept as it is); otherwise one that works
+ * with no run is installed, process-wide, for imported notebooks.
+ * Returns 0, or -1 with an exception set. */
+int apy_nbrun_magics_install(void);
+
 /* Returns 1 if `path` names a notebook (ends in ".ipynb"), else 0. */
 int apy_run_is_notebook_path(const char *path);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "apyrun/importer.h"
+#include "apyrun/nbrun.h"
 #include "apyrun/notebook.h"
 #include "importer.h"
 
@@ -341,6 +342,11 @@ nbloader_exec_module(PyObject *self, PyTypeObject *cls,
         PyErr_Clear();
     }
     Py_XDECREF(spec);
+    /* The translated body calls builtins.__apyrun_nb__ for `!cmd` and the
+     * magics: outside a notebook run there is none until this. */
+    if (rc == 0) {
+        rc = apy_nbrun_magics_install();
+    }
     if (rc == 0) {
         rc = apy_importer_exec_code(st, module, parts.code, alias);
     }

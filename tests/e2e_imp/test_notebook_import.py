@@ -248,9 +248,6 @@ def test_a_bad_notebook_is_an_import_error(apyrun, tmp_path):
     assert lines[3] == "rnb.ipynb: kernel language is 'R', not Python"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs the notebook runner's magics helper outside a run "
-    "(builtins.__apyrun_nb__ and its run_cell_magic): src/run/notebook"))
 def test_magics_behave_as_when_the_notebook_runs(apyrun, tmp_path):
     write_nb(tmp_path / "mnb.ipynb",
              code("x = 1\n!echo shell says hi\n%env APYRUN_TEST_VAR=set"),

@@ -4,7 +4,10 @@
  * %%time, %%capture, %%bash, %%sh, %%writefile. Anything else goes to
  * IPython when it is importable, else fails with a message naming the
  * magic (the driver names the cell). The helpers live on one object,
- * builtins.__apyrun_nb__, that translated cells call. */
+ * builtins.__apyrun_nb__, that translated cells call: a run installs its
+ * own; an imported notebook with no run gets a process-wide one
+ * (apy_nbrun_magics_install), whose expansions and %%capture use the
+ * caller's globals and whose output is not recorded. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -13,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 
+#include "apyrun/nbrun.h"
 #include "nbrun.h"
 
 typedef struct {
@@ -21,7 +25,21 @@ typedef struct {
     double tic[3];      /* wall, user, sys at the last %time start */
     PyObject *oldpwd;   /* the directory before the last %cd, or NULL */
     PyObject *shell;    /* IPython's InteractiveShell, once made */
+    PyObject *captured; /* %%capture's class outside a run, once made */
 } ApyNbMagicsObject;
+
+/* Returns the namespace a magic works in (borrowed): the calling frame's
+ * globals, which in a run are __main__'s; the run's when no Python frame
+ * called (the driver); NULL when there is neither (nothing expands). */
+static PyObject *
+caller_globals(ApyNbMagicsObject *self)
+{
+    PyObject *g = PyEval_GetGlobals(); /* borrowed */
+    if (g == NULL && self->run != NULL) {
+        g = self->run->globals;
+    }
+    return g;
+}
 
 /* ---- times ---- */
 
@@ -96,14 +114,14 @@ magics_toc(ApyNbMagicsObject *self, PyObject *const *args, Py_ssize_t n)
 static PyObject *
 magics_system(ApyNbMagicsObject *self, PyObject *cmd)
 {
-    return apy_nbrun_system(self->run, cmd);
+    return apy_nbrun_system(caller_globals(self), cmd);
 }
 
 /* getoutput(cmd): `x = !cmd`. */
 static PyObject *
 magics_getoutput(ApyNbMagicsObject *self, PyObject *cmd)
 {
-    return apy_nbrun_getoutput(self->run, cmd);
+    return apy_nbrun_getoutput(caller_globals(self), cmd);
 }
 
 /* ---- line magics ---- */
@@ -266,7 +284,7 @@ magic_pip(ApyNbMagicsObject *self, PyObject *arg)
     if (status == -1000) {
         return NULL;
     }
-    apy_nbrun_set_exit_code(self->run, status);
+    apy_nbrun_set_exit_code(caller_globals(self), status);
     PyObject *out = PySys_GetObject("stdout"); /* borrowed */
     if (out != NULL && PyFile_WriteString(
                            "Note: you may need to restart the kernel to use "
@@ -312,8 +330,9 @@ magic_matplotlib(PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* Returns a new reference to IPython's shell over __main__, made once,
- * or NULL: ImportError when IPython is not installed. */
+/* Returns a new reference to IPython's shell over __main__ (in a run,
+ * its namespace; else the first caller's globals), made once, or NULL:
+ * ImportError when IPython is not installed. */
 static PyObject *
 ipython_shell(ApyNbMagicsObject *self)
 {
@@ -325,10 +344,11 @@ ipython_shell(ApyNbMagicsObject *self)
                         : NULL;
     Py_XDECREF(mod);
     PyObject *main = cls ? PyImport_AddModule("__main__") : NULL;
-    PyObject *kw = main && self->run
-                       ? Py_BuildValue("{sOsO}", "user_module", main,
-                                       "user_ns", self->run->globals)
-                       : NULL;
+    PyObject *ns = caller_globals(self); /* borrowed */
+    PyObject *kw = main == NULL ? NULL
+                   : ns != NULL ? Py_BuildValue("{sOsO}", "user_module",
+                                                main, "user_ns", ns)
+                                : Py_BuildValue("{sO}", "user_module", main);
     PyObject *args = kw ? PyTuple_New(0) : NULL;
     PyObject *inst = args ? PyObject_GetAttrString(cls, "instance") : NULL;
     PyObject *shell = inst ? PyObject_Call(inst, args, kw) : NULL;
@@ -388,7 +408,7 @@ magics_line_magic(ApyNbMagicsObject *self, PyObject *const *args,
         return NULL;
     }
     PyObject *name = args[0];
-    PyObject *arg = apy_nbrun_expand(self->run, args[1]);
+    PyObject *arg = apy_nbrun_expand(caller_globals(self), args[1]);
     if (arg == NULL) {
         return NULL;
     }
@@ -452,11 +472,12 @@ split_cell_magic(const char *source, PyObject **name, PyObject **arg,
     return 0;
 }
 
-/* %%writefile [-a|--append] FILE: the body into FILE. */
+/* %%writefile [-a|--append] FILE: the body into FILE, its name expanded
+ * in globals (may be NULL). */
 static int
-cell_writefile(apy_nbrun_t *run, PyObject *arg, const char *body)
+cell_writefile(PyObject *globals, PyObject *arg, const char *body)
 {
-    PyObject *expanded = apy_nbrun_expand(run, arg);
+    PyObject *expanded = apy_nbrun_expand(globals, arg);
     PyObject *words = expanded ? PyUnicode_Split(expanded, NULL, -1) : NULL;
     Py_XDECREF(expanded);
     if (words == NULL) {
@@ -519,10 +540,11 @@ cell_writefile(apy_nbrun_t *run, PyObject *arg, const char *body)
     return rc;
 }
 
-/* %%capture [--no-stdout] [--no-stderr] [--no-display] [VAR]. */
+/* Parses %%capture's options: [--no-stdout] [--no-stderr] [--no-display]
+ * [VAR]. Sets take[3] (stdout, stderr, displays) and *var (a new
+ * reference, or NULL without VAR). 0 or -1. */
 static int
-cell_capture(apy_nbrun_t *run, PyObject *arg, const char *body,
-             size_t first_line)
+capture_options(PyObject *arg, int take[3], PyObject **var_out)
 {
     PyObject *words = PyUnicode_Split(arg, NULL, -1);
     if (words == NULL) {
@@ -545,7 +567,24 @@ cell_capture(apy_nbrun_t *run, PyObject *arg, const char *body,
     }
     Py_XINCREF(var);
     Py_DECREF(words);
-    if (apy_nbrun_capture_begin(run, out, err, displays) < 0) {
+    take[0] = out;
+    take[1] = err;
+    take[2] = displays;
+    *var_out = var;
+    return 0;
+}
+
+/* %%capture [--no-stdout] [--no-stderr] [--no-display] [VAR]. */
+static int
+cell_capture(apy_nbrun_t *run, PyObject *arg, const char *body,
+             size_t first_line)
+{
+    int take[3];
+    PyObject *var;
+    if (capture_options(arg, take, &var) < 0) {
+        return -1;
+    }
+    if (apy_nbrun_capture_begin(run, take[0], take[1], take[2]) < 0) {
         Py_XDECREF(var);
         PyObject *cap = apy_nbrun_capture_end(run);
         Py_XDECREF(cap);
@@ -592,7 +631,7 @@ apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
     } else if (strcmp(n, "bash") == 0 || strcmp(n, "sh") == 0) {
         rc = apy_nbrun_run_script(n, body);
     } else if (strcmp(n, "writefile") == 0) {
-        rc = cell_writefile(run, arg, body);
+        rc = cell_writefile(run->globals, arg, body);
     } else {
         PyObject *text = PyUnicode_FromString(body);
         PyObject *r = text ? ipython_magic((ApyNbMagicsObject *)run->magics,
@@ -607,6 +646,197 @@ apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
     return rc;
 }
 
+/* ---- cell magics outside a run (imported notebooks) ---- */
+
+/* What %%capture keeps outside a run, as IPython's CapturedIO: no
+ * displays are captured there, so outputs stays empty. */
+static const char captured_source[] =
+    "class CapturedIO:\n"
+    "    def __init__(self, stdout, stderr):\n"
+    "        self.stdout, self.stderr, self.outputs = stdout, stderr, []\n"
+    "    def show(self):\n"
+    "        import sys\n"
+    "        sys.stdout.write(self.stdout)\n"
+    "        sys.stderr.write(self.stderr)\n"
+    "    __call__ = show\n"
+    "    def __str__(self):\n"
+    "        return self.stdout\n";
+
+/* Returns a new reference to the CapturedIO class, made once, or NULL. */
+static PyObject *
+captured_class(ApyNbMagicsObject *self)
+{
+    if (self->captured != NULL) {
+        return Py_NewRef(self->captured);
+    }
+    PyObject *ns = Py_BuildValue("{sssO}", "__name__", "apyrun.notebook",
+                                 "__builtins__", PyEval_GetBuiltins());
+    PyObject *r = ns ? PyRun_String(captured_source, Py_file_input, ns, ns)
+                     : NULL;
+    Py_XDECREF(r);
+    PyObject *cls = r ? PyDict_GetItemString(ns, "CapturedIO") /* borrowed */
+                      : NULL;
+    if (cls != NULL) {
+        Py_XSETREF(self->captured, Py_NewRef(cls));
+        cls = Py_NewRef(cls);
+    } else if (r != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "CapturedIO was not made");
+    }
+    Py_XDECREF(ns);
+    return cls;
+}
+
+/* Runs body (python text that starts after the cell's line first_line)
+ * in globals. Line numbers are the cell's own. 0 or -1. */
+static int
+exec_body(PyObject *globals, const char *body, size_t first_line)
+{
+    /* Blank lines in front keep the cell's numbering, as a run's
+     * line map does. */
+    size_t n = strlen(body);
+    char *padded = PyMem_Malloc(first_line + n + 1);
+    if (padded == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(padded, '\n', first_line);
+    memcpy(padded + first_line, body, n + 1);
+    PyObject *code = Py_CompileString(padded, "<cell magic>", Py_file_input);
+    PyMem_Free(padded);
+    PyObject *r = code ? PyEval_EvalCode(code, globals, globals) : NULL;
+    Py_XDECREF(code);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* %%capture outside a run: sys.stdout/sys.stderr (those taken) go to
+ * StringIOs while body runs; VAR gets a CapturedIO in globals. 0 or -1. */
+static int
+exec_capture(ApyNbMagicsObject *self, PyObject *globals, PyObject *arg,
+             const char *body, size_t first_line)
+{
+    static const char *const names[2] = {"stdout", "stderr"};
+    int take[3];
+    PyObject *var, *saved[2] = {NULL, NULL}, *buf[2] = {NULL, NULL};
+    if (capture_options(arg, take, &var) < 0) {
+        return -1;
+    }
+    PyObject *io = PyImport_ImportModule("io");
+    int rc = io != NULL ? 0 : -1;
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        if (!take[i]) {
+            continue;
+        }
+        buf[i] = PyObject_CallMethod(io, "StringIO", NULL);
+        saved[i] = buf[i] ? PySys_GetObject(names[i]) : NULL; /* borrowed */
+        Py_XINCREF(saved[i]);
+        if (saved[i] == NULL
+            || PySys_SetObject(names[i], buf[i]) < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_RuntimeError, "lost sys.%s", names[i]);
+            }
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        rc = exec_body(globals, body, first_line);
+    }
+    /* Put the streams back whatever happened, keeping the exception. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *text[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        if (saved[i] != NULL && PySys_SetObject(names[i], saved[i]) < 0) {
+            PyErr_Clear();
+        }
+        text[i] = buf[i] ? PyObject_CallMethod(buf[i], "getvalue", NULL)
+                         : PyUnicode_FromString("");
+        if (text[i] == NULL) {
+            PyErr_Clear();
+        }
+    }
+    PyErr_Restore(type, value, tb);
+    if (rc == 0 && var != NULL) {
+        PyObject *cls = text[0] && text[1] ? captured_class(self) : NULL;
+        PyObject *cap = cls ? PyObject_CallFunctionObjArgs(cls, text[0],
+                                                           text[1], NULL)
+                            : NULL;
+        rc = cap != NULL && PyObject_SetItem(globals, var, cap) == 0 ? 0
+                                                                      : -1;
+        if (rc < 0 && !PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        Py_XDECREF(cap);
+        Py_XDECREF(cls);
+    }
+    for (int i = 0; i < 2; i++) {
+        Py_XDECREF(text[i]);
+        Py_XDECREF(buf[i]);
+        Py_XDECREF(saved[i]);
+    }
+    Py_XDECREF(io);
+    Py_XDECREF(var);
+    return rc;
+}
+
+/* run_cell_magic(text, globals): a %%magic cell of an imported notebook,
+ * run in globals (its module's) without recording, whether or not a
+ * notebook run is going on. Returns the magic's value (None for those
+ * apyrun runs itself), or NULL with an exception set. */
+static PyObject *
+magics_run_cell_magic(ApyNbMagicsObject *self, PyObject *const *args,
+                      Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run_cell_magic(text: str, globals: dict)");
+        return NULL;
+    }
+    PyObject *globals = args[1];
+    const char *source = PyUnicode_AsUTF8(args[0]);
+    PyObject *name, *arg;
+    const char *body;
+    size_t first_line;
+    if (source == NULL
+        || split_cell_magic(source, &name, &arg, &body, &first_line) < 0) {
+        return NULL;
+    }
+    const char *n = PyUnicode_AsUTF8(name);
+    PyObject *r = NULL;
+    int rc = 0;
+    if (n == NULL) {
+        rc = -1;
+    } else if (strcmp(n, "time") == 0) {
+        double t0[3];
+        times_now(t0);
+        rc = exec_body(globals, body, first_line);
+        if (rc == 0) {
+            rc = print_times(t0);
+        }
+    } else if (strcmp(n, "capture") == 0) {
+        rc = exec_capture(self, globals, arg, body, first_line);
+    } else if (strcmp(n, "bash") == 0 || strcmp(n, "sh") == 0) {
+        rc = apy_nbrun_run_script(n, body);
+    } else if (strcmp(n, "writefile") == 0) {
+        rc = cell_writefile(globals, arg, body);
+    } else {
+        PyObject *text = PyUnicode_FromString(body);
+        r = text ? ipython_magic(self, "cell", name, arg, text) : NULL;
+        Py_XDECREF(text);
+        rc = r != NULL ? 0 : -1;
+    }
+    Py_DECREF(name);
+    Py_DECREF(arg);
+    if (rc < 0) {
+        Py_XDECREF(r);
+        return NULL;
+    }
+    return r != NULL ? r : Py_NewRef(Py_None);
+}
+
 /* ---- the helper object ---- */
 
 static int
@@ -615,6 +845,7 @@ magics_traverse(ApyNbMagicsObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->oldpwd);
     Py_VISIT(self->shell);
+    Py_VISIT(self->captured);
     return 0;
 }
 
@@ -623,6 +854,7 @@ magics_clear(ApyNbMagicsObject *self)
 {
     Py_CLEAR(self->oldpwd);
     Py_CLEAR(self->shell);
+    Py_CLEAR(self->captured);
     return 0;
 }
 
@@ -644,6 +876,8 @@ static PyMethodDef magics_methods[] = {
     {"tic", (PyCFunction)magics_tic, METH_NOARGS, "%time starts"},
     {"toc", (PyCFunction)(void (*)(void))magics_toc, METH_FASTCALL,
      "%time ends: prints the times, returns the value"},
+    {"run_cell_magic", (PyCFunction)(void (*)(void))magics_run_cell_magic,
+     METH_FASTCALL, "run_cell_magic(text, globals): a %%magic cell"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -662,6 +896,24 @@ static PyType_Spec magics_spec = {
     .slots = magics_slots,
 };
 
+/* Returns a new helper of type tp bound to run (may be NULL), or NULL
+ * with an exception set. */
+static PyObject *
+magics_new(PyTypeObject *tp, apy_nbrun_t *run)
+{
+    ApyNbMagicsObject *m = PyObject_GC_New(ApyNbMagicsObject, tp);
+    if (m == NULL) {
+        return NULL;
+    }
+    m->run = run;
+    times_now(m->tic);
+    m->oldpwd = NULL;
+    m->shell = NULL;
+    m->captured = NULL;
+    PyObject_GC_Track(m);
+    return (PyObject *)m;
+}
+
 int
 apy_nbrun_magics_init(apy_nbrun_t *run)
 {
@@ -669,19 +921,39 @@ apy_nbrun_magics_init(apy_nbrun_t *run)
     if (run->magics_type == NULL) {
         return -1;
     }
-    ApyNbMagicsObject *m = PyObject_GC_New(ApyNbMagicsObject,
-                                           run->magics_type);
-    if (m == NULL) {
+    run->magics = magics_new(run->magics_type, NULL);
+    if (run->magics == NULL) {
         return -1;
     }
-    m->run = run;
-    times_now(m->tic);
-    m->oldpwd = NULL;
-    m->shell = NULL;
-    PyObject_GC_Track(m);
-    run->magics = (PyObject *)m;
+    ((ApyNbMagicsObject *)run->magics)->run = run;
     return PyDict_SetItemString(PyEval_GetBuiltins(), "__apyrun_nb__",
                                 run->magics);
+}
+
+int
+apy_nbrun_magics_install(void)
+{
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    if (builtins == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no builtins");
+        return -1;
+    }
+    PyObject *key = PyUnicode_FromString("__apyrun_nb__");
+    int have = key ? PyDict_Contains(builtins, key) : -1;
+    if (have != 0) {
+        /* A run's helper, or one installed before: keep it. */
+        Py_XDECREF(key);
+        return have < 0 ? -1 : 0;
+    }
+    /* The instance keeps its heap type alive; builtins keeps the
+     * instance for the rest of the process. */
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&magics_spec);
+    PyObject *m = tp ? magics_new(tp, NULL) : NULL;
+    Py_XDECREF(tp);
+    int rc = m ? PyDict_SetItem(builtins, key, m) : -1;
+    Py_XDECREF(m);
+    Py_DECREF(key);
+    return rc;
 }
 
 void

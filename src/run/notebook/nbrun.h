@@ -224,12 +224,13 @@ int apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
 
 /* ---- shell.c: commands of the magics ---- */
 
-/* Returns a new reference to cmd with IPython's expansions done in the
- * user's namespace: {expr}, $name, $$ and {{ }}. When anything fails to
- * expand, cmd is returned unchanged (IPython does the same, so `$HOME` and
- * awk's braces reach the shell). NULL with an exception only on
- * MemoryError-like failures. run may be NULL (nothing is expanded). */
-PyObject *apy_nbrun_expand(apy_nbrun_t *run, PyObject *cmd);
+/* Returns a new reference to cmd with IPython's expansions done in
+ * globals (the caller's namespace, a dict): {expr}, $name, $$ and {{ }}.
+ * When anything fails to expand, cmd is returned unchanged (IPython does
+ * the same, so `$HOME` and awk's braces reach the shell). NULL with an
+ * exception only on MemoryError-like failures. globals may be NULL
+ * (nothing is expanded). */
+PyObject *apy_nbrun_expand(PyObject *globals, PyObject *cmd);
 
 /* Starts argv (a list, or a str with shell) with stdout piped and stderr
  * piped or merged into stdout. Returns a new reference to the
@@ -241,15 +242,17 @@ PyObject *apy_nbrun_shell_start(PyObject *argv, int merge, int shell);
  * is interrupted). Returns its exit status, or -1000 with an exception. */
 int apy_nbrun_shell_pump(PyObject *proc, PyObject *collect);
 
-/* Sets __main__._exit_code as IPython's !cmd does (run may be NULL). */
-void apy_nbrun_set_exit_code(apy_nbrun_t *run, int status);
+/* Sets globals["_exit_code"] as IPython's !cmd does (globals may be
+ * NULL: nothing is set). Never fails. */
+void apy_nbrun_set_exit_code(PyObject *globals, int status);
 
-/* `!cmd` through /bin/sh, output shown and recorded (stderr merged into
- * stdout, as in Jupyter). Returns a new reference to None, or NULL. */
-PyObject *apy_nbrun_system(apy_nbrun_t *run, PyObject *cmd);
+/* `!cmd` through /bin/sh, expanded in globals (may be NULL), output shown
+ * and, in a run, recorded (stderr merged into stdout, as in Jupyter).
+ * Returns a new reference to None, or NULL. */
+PyObject *apy_nbrun_system(PyObject *globals, PyObject *cmd);
 
 /* `x = !cmd`: a new list of the output's lines, or NULL. */
-PyObject *apy_nbrun_getoutput(apy_nbrun_t *run, PyObject *cmd);
+PyObject *apy_nbrun_getoutput(PyObject *globals, PyObject *cmd);
 
 /* %%bash / %%sh: body run by `shell -c`; stdout and stderr shown and
  * recorded apart. 0, or -1 with an exception (CalledProcessError for a

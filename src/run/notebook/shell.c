@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Commands for the magics: IPython's $name/{expr} expansion in the user's
- * namespace, and child processes whose output streams live to sys.stdout
- * and sys.stderr (so it is shown and recorded) while they run: `!cmd`,
- * `x = !cmd`, %pip, %%bash, %%sh. Which magic runs what is magics.c's. */
+/* Commands for the magics: IPython's $name/{expr} expansion in the
+ * caller's namespace (a run's __main__ or an imported notebook's module),
+ * and child processes whose output streams live to sys.stdout and
+ * sys.stderr (so it is shown, and recorded in a run) while they run:
+ * `!cmd`, `x = !cmd`, %pip, %%bash, %%sh. Which magic runs what is
+ * magics.c's. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -16,9 +18,9 @@
 /* ---- $name and {expr} in commands ---- */
 
 PyObject *
-apy_nbrun_expand(apy_nbrun_t *run, PyObject *cmd)
+apy_nbrun_expand(PyObject *globals, PyObject *cmd)
 {
-    if (run == NULL) {
+    if (globals == NULL) {
         return Py_NewRef(cmd);
     }
     Py_ssize_t n;
@@ -87,8 +89,7 @@ apy_nbrun_expand(apy_nbrun_t *run, PyObject *cmd)
         }
         memcpy(code, expr, elen);
         code[elen] = '\0';
-        PyObject *v = PyRun_String(code, Py_eval_input, run->globals,
-                                   run->globals);
+        PyObject *v = PyRun_String(code, Py_eval_input, globals, globals);
         PyMem_Free(code);
         PyObject *str = v ? PyObject_Str(v) : NULL;
         Py_XDECREF(v);
@@ -272,23 +273,22 @@ done:
 }
 
 void
-apy_nbrun_set_exit_code(apy_nbrun_t *run, int status)
+apy_nbrun_set_exit_code(PyObject *globals, int status)
 {
-    if (run == NULL) {
+    if (globals == NULL) {
         return;
     }
     PyObject *v = PyLong_FromLong(status);
-    if (v == NULL || PyDict_SetItemString(run->globals, "_exit_code",
-                                          v) < 0) {
+    if (v == NULL || PyDict_SetItemString(globals, "_exit_code", v) < 0) {
         PyErr_Clear();
     }
     Py_XDECREF(v);
 }
 
 PyObject *
-apy_nbrun_system(apy_nbrun_t *run, PyObject *cmd)
+apy_nbrun_system(PyObject *globals, PyObject *cmd)
 {
-    PyObject *expanded = apy_nbrun_expand(run, cmd);
+    PyObject *expanded = apy_nbrun_expand(globals, cmd);
     PyObject *proc = expanded ? apy_nbrun_shell_start(expanded, 1, 1) : NULL;
     Py_XDECREF(expanded);
     if (proc == NULL) {
@@ -299,14 +299,14 @@ apy_nbrun_system(apy_nbrun_t *run, PyObject *cmd)
     if (status == -1000) {
         return NULL;
     }
-    apy_nbrun_set_exit_code(run, status);
+    apy_nbrun_set_exit_code(globals, status);
     Py_RETURN_NONE;
 }
 
 PyObject *
-apy_nbrun_getoutput(apy_nbrun_t *run, PyObject *cmd)
+apy_nbrun_getoutput(PyObject *globals, PyObject *cmd)
 {
-    PyObject *expanded = apy_nbrun_expand(run, cmd);
+    PyObject *expanded = apy_nbrun_expand(globals, cmd);
     PyObject *proc = expanded ? apy_nbrun_shell_start(expanded, 1, 1) : NULL;
     Py_XDECREF(expanded);
     PyObject *parts = proc ? PyList_New(0) : NULL;
@@ -320,7 +320,7 @@ apy_nbrun_getoutput(apy_nbrun_t *run, PyObject *cmd)
         Py_DECREF(parts);
         return NULL;
     }
-    apy_nbrun_set_exit_code(run, status);
+    apy_nbrun_set_exit_code(globals, status);
     PyObject *empty = PyUnicode_FromString("");
     PyObject *text = empty ? PyUnicode_Join(empty, parts) : NULL;
     Py_XDECREF(empty);
