@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "apyrun/importer.h"
+#include "apyrun/nbrun.h"
 #include "apyrun/tla_rewrite.h"
 #include "importer.h"
 
@@ -58,9 +59,10 @@ apy_importer_need_asyncio(apy_importer_state_t *st)
     return 0;
 }
 
-/* _cell_magic(text, globals): a %% cell of an imported notebook. Runs it
- * through the notebook runtime's helper when it can; else a clear error
- * naming the magic. Returns its result or NULL. */
+/* _cell_magic(text, globals): a %% cell of an imported notebook, run by
+ * the notebook runtime's helper (builtins.__apyrun_nb__, installed by
+ * the notebook loader) as when the notebook runs. Returns its result or
+ * NULL with an exception set. */
 static PyObject *
 module_cell_magic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -68,21 +70,18 @@ module_cell_magic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "_cell_magic(text, globals)");
         return NULL;
     }
+    if (apy_nbrun_magics_install() < 0) {
+        return NULL;
+    }
     PyObject *helper = PyDict_GetItemString(PyEval_GetBuiltins(),
                                             "__apyrun_nb__"); /* borrowed */
-    if (helper != NULL && PyObject_HasAttrString(helper, "run_cell_magic")) {
-        return PyObject_CallMethod(helper, "run_cell_magic", "OO", args[0],
-                                   args[1]);
+    if (helper == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "apyrun: the notebook magics helper is missing");
+        return NULL;
     }
-    PyObject *first = PyUnicode_Splitlines(args[0], 0);
-    PyObject *line = first && PyList_GET_SIZE(first) > 0
-                         ? PyList_GET_ITEM(first, 0)
-                         : args[0];
-    PyErr_Format(PyExc_NotImplementedError,
-                 "%U: cell magics are not supported in imported notebooks",
-                 line);
-    Py_XDECREF(first);
-    return NULL;
+    return PyObject_CallMethod(helper, "run_cell_magic", "OO", args[0],
+                               args[1]);
 }
 
 static PyMethodDef module_methods[] = {
