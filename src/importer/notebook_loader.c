@@ -255,12 +255,14 @@ no_kwargs(const char *fn, Py_ssize_t nargs, Py_ssize_t want,
     return 0;
 }
 
-/* get_code(fullname): the module's code object. New reference or NULL. */
+/* The notebook's compiled code (want_code) or its Python text, loaded
+ * (from the cache when valid) for get_code/get_source. New reference or
+ * NULL with an exception set. */
 static PyObject *
-nbloader_get_code(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                  Py_ssize_t nargs, PyObject *kwnames)
+load_part(PyObject *self, PyTypeObject *cls, const char *method,
+          Py_ssize_t nargs, PyObject *kwnames, int want_code)
 {
-    if (no_kwargs("get_code", nargs, 1, kwnames) < 0) {
+    if (no_kwargs(method, nargs, 1, kwnames) < 0) {
         return NULL;
     }
     PyObject *path = loader_path(self);
@@ -274,9 +276,17 @@ nbloader_get_code(PyObject *self, PyTypeObject *cls, PyObject *const *args,
     if (rc < 0) {
         return NULL;
     }
-    PyObject *code = Py_NewRef(parts.code);
+    PyObject *part = Py_NewRef(want_code ? parts.code : parts.source);
     parts_clear(&parts);
-    return code;
+    return part;
+}
+
+/* get_code(fullname): the module's code object. New reference or NULL. */
+static PyObject *
+nbloader_get_code(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                  Py_ssize_t nargs, PyObject *kwnames)
+{
+    return load_part(self, cls, "get_code", nargs, kwnames, 1);
 }
 
 /* get_source(fullname): the Python text the module runs (IPython syntax
@@ -286,23 +296,7 @@ static PyObject *
 nbloader_get_source(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                     Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (no_kwargs("get_source", nargs, 1, kwnames) < 0) {
-        return NULL;
-    }
-    PyObject *path = loader_path(self);
-    if (path == NULL) {
-        return NULL;
-    }
-    nb_parts_t parts;
-    apy_source_stat_t src;
-    int rc = load(apy_importer_state_of(cls), path, &parts, &src);
-    Py_DECREF(path);
-    if (rc < 0) {
-        return NULL;
-    }
-    PyObject *source = Py_NewRef(parts.source);
-    parts_clear(&parts);
-    return source;
+    return load_part(self, cls, "get_source", nargs, kwnames, 0);
 }
 
 /* exec_module(module): runs the notebook's body (exec.c), with its text

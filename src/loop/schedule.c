@@ -166,6 +166,30 @@ call_at_impl(ApyLoopObject *self, double when, PyObject *callback,
     return t;
 }
 
+/* The arguments of call_later/call_at: (time, callback, *args,
+ * context=None), with asyncio's messages for each method. Sets *context
+ * (borrowed) and *t. Returns 0, or -1 with an exception set. */
+static int
+parse_timer_args(ApyLoopObject *self, const char *method, const char *needs,
+                 const char *none_msg, PyObject *const *args,
+                 Py_ssize_t nargs, PyObject *kwnames, PyObject **context,
+                 double *t)
+{
+    if (parse_context(self->st, method, args, nargs, kwnames, context) < 0) {
+        return -1;
+    }
+    if (nargs < 2) {
+        missing(method, needs);
+        return -1;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, none_msg);
+        return -1;
+    }
+    *t = PyFloat_AsDouble(args[0]);
+    return *t == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* loop.call_later(delay, cb, *args, context=None): new
  * TimerHandle, or NULL (TypeError for a None delay). */
 PyObject *
@@ -176,20 +200,10 @@ apy_loop_call_later(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *context;
 
-    if (parse_context(self->st, "call_later", args, nargs, kwnames,
-                      &context) < 0) {
-        return NULL;
-    }
-    if (nargs < 2) {
-        missing("call_later", "'delay' and 'callback'");
-        return NULL;
-    }
-    if (args[0] == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "delay must not be None");
-        return NULL;
-    }
-    double delay = PyFloat_AsDouble(args[0]);
-    if (delay == -1.0 && PyErr_Occurred()) {
+    double delay;
+    if (parse_timer_args(self, "call_later", "'delay' and 'callback'",
+                         "delay must not be None", args, nargs, kwnames,
+                         &context, &delay) < 0) {
         return NULL;
     }
     return call_at_impl(self, apy_loop_now() + delay, args[1], args + 2,
@@ -206,20 +220,10 @@ apy_loop_call_at(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *context;
 
-    if (parse_context(self->st, "call_at", args, nargs, kwnames, &context) <
-        0) {
-        return NULL;
-    }
-    if (nargs < 2) {
-        missing("call_at", "'when' and 'callback'");
-        return NULL;
-    }
-    if (args[0] == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "when cannot be None");
-        return NULL;
-    }
-    double when = PyFloat_AsDouble(args[0]);
-    if (when == -1.0 && PyErr_Occurred()) {
+    double when;
+    if (parse_timer_args(self, "call_at", "'when' and 'callback'",
+                         "when cannot be None", args, nargs, kwnames,
+                         &context, &when) < 0) {
         return NULL;
     }
     return call_at_impl(self, when, args[1], args + 2, nargs - 2, context);
