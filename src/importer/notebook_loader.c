@@ -130,7 +130,9 @@ notebook_source(PyObject *path, PyObject **py, PyObject **shown)
     apy_nb_buf_t b = {0}, t = {0};
     if (build_source(&nb, &b, &t) == 0) {
         *py = PyUnicode_DecodeUTF8(b.data, (Py_ssize_t)b.len, "strict");
-        int same = b.len == t.len && memcmp(b.data, t.data, b.len) == 0;
+        /* An empty notebook leaves both buffers unallocated. */
+        int same = b.len == t.len
+                   && (b.len == 0 || memcmp(b.data, t.data, b.len) == 0);
         *shown = *py == NULL ? NULL
                  : same      ? Py_NewRef(Py_None)
                              : PyUnicode_DecodeUTF8(t.data, (Py_ssize_t)t.len,
