@@ -293,6 +293,28 @@ apy_stream_write_size(ApyStreamObject *t)
     return (Py_ssize_t)uv_stream_get_write_queue_size(&t->uv->u.stream);
 }
 
+/* Calls protocol.pause_writing() or resume_writing() (method); an
+ * exception goes to the loop's exception handler with msg, as asyncio's
+ * _FlowControlMixin does. Returns 0, or -1 for SystemExit,
+ * KeyboardInterrupt or a failing exception handler. */
+static int
+call_flow_method(ApyStreamObject *t, PyObject *method, const char *msg)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(t->protocol, method);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return -1;
+    }
+    PyObject *exc = apy_stream_take_exception();
+    int res = apy_stream_call_handler(t, msg, exc);
+    Py_XDECREF(exc);
+    return res;
+}
+
 /* _maybe_pause_protocol(). Returns 0, or -1 for SystemExit,
  * KeyboardInterrupt or a failing exception handler. */
 int
@@ -303,21 +325,8 @@ apy_stream_maybe_pause(ApyStreamObject *t)
         return 0;
     }
     t->protocol_paused = 1;
-    PyObject *r = PyObject_CallMethodNoArgs(t->protocol,
-                                            t->loop->st->str_pause_writing);
-    if (r != NULL) {
-        Py_DECREF(r);
-        return 0;
-    }
-    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-        return -1;
-    }
-    PyObject *exc = apy_stream_take_exception();
-    int res = apy_stream_call_handler(t, "protocol.pause_writing() failed",
-                                      exc);
-    Py_XDECREF(exc);
-    return res;
+    return call_flow_method(t, t->loop->st->str_pause_writing,
+                            "protocol.pause_writing() failed");
 }
 
 /* _maybe_resume_protocol(); as apy_stream_maybe_pause(). */
@@ -329,21 +338,8 @@ apy_stream_maybe_resume(ApyStreamObject *t)
         return 0;
     }
     t->protocol_paused = 0;
-    PyObject *r = PyObject_CallMethodNoArgs(t->protocol,
-                                            t->loop->st->str_resume_writing);
-    if (r != NULL) {
-        Py_DECREF(r);
-        return 0;
-    }
-    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-        return -1;
-    }
-    PyObject *exc = apy_stream_take_exception();
-    int res = apy_stream_call_handler(t, "protocol.resume_writing() failed",
-                                      exc);
-    Py_XDECREF(exc);
-    return res;
+    return call_flow_method(t, t->loop->st->str_resume_writing,
+                            "protocol.resume_writing() failed");
 }
 
 /* A write failed with err: _fatal_error(), as asyncio's write() and
