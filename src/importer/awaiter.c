@@ -467,11 +467,12 @@ awaiter_iternext(ApyAwaiterObject *self)
     return status == PYGEN_NEXT ? result : NULL;
 }
 
+/* A send/throw outcome as the iterator protocol reports it: the yielded
+ * value (PYGEN_NEXT), NULL with StopIteration(value) (PYGEN_RETURN), or
+ * NULL with the error set (PYGEN_ERROR). Steals result. */
 static PyObject *
-awaiter_send(ApyAwaiterObject *self, PyObject *value)
+send_result(PySendResult status, PyObject *result)
 {
-    PyObject *result;
-    PySendResult status = awaiter_am_send(self, value, &result);
     if (status == PYGEN_RETURN) {
         if (result == Py_None) {
             PyErr_SetNone(PyExc_StopIteration);
@@ -482,6 +483,14 @@ awaiter_send(ApyAwaiterObject *self, PyObject *value)
         return NULL;
     }
     return status == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+awaiter_send(ApyAwaiterObject *self, PyObject *value)
+{
+    PyObject *result;
+    PySendResult status = awaiter_am_send(self, value, &result);
+    return send_result(status, result);
 }
 
 /* throw(typ[, val[, tb]]): into the delegate when there is one (so a
@@ -519,16 +528,7 @@ awaiter_throw(ApyAwaiterObject *self, PyObject *args)
     }
     PyObject *result;
     status = after_sub(self, status, out, &result);
-    if (status == PYGEN_RETURN) {
-        if (result == Py_None) {
-            PyErr_SetNone(PyExc_StopIteration);
-        } else {
-            _PyGen_SetStopIterationValue(result);
-        }
-        Py_DECREF(result);
-        return NULL;
-    }
-    return status == PYGEN_NEXT ? result : NULL;
+    return send_result(status, result);
 }
 
 /* close(): a body this awaiter runs is closed and unregistered (its
