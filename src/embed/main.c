@@ -99,6 +99,7 @@ apyrun_main(int argc, char **argv)
         fflush(stdout);
     }
 
+    apy_embed_use_hugepage_arenas();
     if (PyImport_AppendInittab("apyrun", apy_module_init) < 0
         || PyImport_AppendInittab(APY_IMPORTER_MODULE_NAME,
                                   apy_importer_module_init) < 0) {
