@@ -69,7 +69,7 @@ static void *
 arena_alloc(void *ctx, size_t size)
 {
     (void)ctx;
-    if (size > REGION_SIZE || REGION_SIZE % size != 0) {
+    if (size == 0 || size > REGION_SIZE || REGION_SIZE % size != 0) {
         /* Not an arena size this scheme was made for: do as CPython. */
         void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

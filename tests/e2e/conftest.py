@@ -1,29 +1,32 @@
 # SPDX-License-Identifier: MIT
-"""Shared helpers for the end-to-end tests of the built apyrun binary.
+"""Helpers for the end-to-end tests of the built apyrun binary.
 
 Every test drives a real process: apyrun (from --apyrun or $APYRUN) and, for
 differential tests, Debian's /usr/bin/python3.11 on the same case file.  The
 child environment is scrubbed of PYTHON* and APYRUN* variables so the
 developer's shell (pyenv, PYTHONUNBUFFERED, ...) cannot change the outcome,
 and every child runs in its own session with a timeout, so a hang becomes a
-failure and never a stuck CI job.
+failure and never a stuck CI job.  What the e2e suites share is in
+tests/common/apytest.py; this file adds this suite's own helpers.
 
 Validation mode: pointing --apyrun at /usr/bin/python3.11 makes every
 differential test compare python with itself; they must all pass then.
 """
-import dataclasses
 import os
 import re
 import select
 import shutil
-import signal
-import subprocess
-import textwrap
+import sys
 import time
 
 import pytest
 
-REF_PYTHON = os.environ.get("APYRUN_REF_PYTHON", "/usr/bin/python3.11")
+# The shared helpers: tests/common/apytest.py.  pytest finds the hooks and
+# the apyrun fixture imported from it here by name.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "common"))
+from apytest import (REF_PYTHON, Children, Result, apyrun, kill_group,
+                     pytest_addoption, pytest_configure, write)
 
 # Seconds a child may run before the test fails as a hang.  Generous because
 # ctest runs the test files in parallel on a 2-core machine.
@@ -61,114 +64,16 @@ def probe(loader=True):
 PROBE = probe()
 
 
-def pytest_addoption(parser):
-    parser.addoption(
-        "--apyrun", default=os.environ.get("APYRUN"),
-        help="path of the apyrun binary under test (default: $APYRUN)")
-
-
-def pytest_configure(config):
-    path = config.getoption("--apyrun")
-    if not path:
-        raise pytest.UsageError(
-            "give the binary: --apyrun=PATH or APYRUN=PATH")
-    path = os.path.abspath(path)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise pytest.UsageError(f"--apyrun {path}: not an executable file")
-    config.apyrun_path = path
-
-
-@pytest.fixture(scope="session")
-def apyrun(pytestconfig):
-    """Absolute path of the binary under test, as given (not resolved)."""
-    return pytestconfig.apyrun_path
-
-
 @pytest.fixture(scope="session")
 def is_validation_run(apyrun):
     """True when the "binary under test" is the reference python itself."""
     return os.path.realpath(apyrun) == os.path.realpath(REF_PYTHON)
 
 
-@dataclasses.dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def normalised(self, exe):
-        """This result with the executable's path replaced by <python>.
-
-        Only python's own messages print it ("<exe>: can't open file ...",
-        "usage: <exe> [option] ..."): the one difference a drop-in may show.
-        """
-        return Result(self.returncode, self.stdout.replace(exe, "<python>"),
-                      self.stderr.replace(exe, "<python>"))
-
-
-# Kept from the caller's environment: it changes no output, and the
-# sanitizer CI build needs it (CPython's allocator hides heap errors).
-KEEP = {"PYTHONMALLOC"}
-
-
-def child_env(extra=None, path_prepend=None):
-    """The environment for a child: ours minus PYTHON* and APYRUN*."""
-    env = {k: v for k, v in os.environ.items()
-           if k in KEEP or not k.startswith(("PYTHON", "APYRUN"))}
-    env.setdefault("LC_ALL", "C.UTF-8")
-    if path_prepend:
-        env["PATH"] = os.pathsep.join([str(path_prepend), env.get("PATH", "")])
-    env.update(extra or {})
-    return env
-
-
-def _reset_signals():
-    # A child started from a shell's background job may inherit SIGINT
-    # ignored, and then python never raises KeyboardInterrupt: restore it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def spawn(argv, *, cwd, env=None, stdin=subprocess.DEVNULL,
-          stdout=subprocess.PIPE, stderr=subprocess.PIPE):
-    """Start a child in its own session (so a hang can be killed whole)."""
-    return subprocess.Popen(
-        [str(a) for a in argv], cwd=str(cwd),
-        env=env if env is not None else child_env(),
-        stdin=stdin, stdout=stdout, stderr=stderr,
-        start_new_session=True, preexec_fn=_reset_signals)
-
-
-def kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def finish(proc, *, timeout=TIMEOUT, input=None, what="child"):
-    """Wait for proc (feeding input); fail the test if it outlives timeout."""
-    try:
-        out, err = proc.communicate(
-            input.encode() if input is not None else None, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        out, err = proc.communicate()
-        pytest.fail(f"{what} did not finish within {timeout}s (hang)\n"
-                    f"--- stdout ---\n{out.decode(errors='replace')}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace')}")
-    # Whatever the child left running (multiprocessing workers, a thread
-    # that outlived a crash) must not outlive the test.
-    kill_group(proc)
-    return Result(proc.returncode, (out or b"").decode(errors="replace"),
-                  (err or b"").decode(errors="replace"))
-
-
-def run(argv, *, cwd, env=None, input=None, timeout=TIMEOUT):
-    """Run argv to completion; stdin is `input` or /dev/null."""
-    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
-    proc = spawn(argv, cwd=cwd, env=env, stdin=stdin)
-    return finish(proc, timeout=timeout, input=input,
-                  what=" ".join(map(str, argv)))
+# How this suite starts children: its timeout, PYTHON*/APYRUN* scrubbed.
+_children = Children(TIMEOUT)
+child_env, spawn, finish, run = (_children.child_env, _children.spawn,
+                                 _children.finish, _children.run)
 
 
 def read_line(proc, timeout=TIMEOUT):
@@ -211,15 +116,6 @@ def wait_until_blocked(proc, timeout=TIMEOUT):
         time.sleep(0.01)
     kill_group(proc)
     pytest.fail(f"the child never blocked within {timeout}s")
-
-
-def write(path, text, mode=None):
-    """Write dedented text to path (parents created); returns path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    if mode is not None:
-        path.chmod(mode)
-    return path
 
 
 def assert_like_python(apyrun, args, *, cwd, env=None, input=None,

@@ -7,94 +7,28 @@ script, comparing stdout, stderr and the exit code.  Children get an
 environment scrubbed of PYTHON* and APYRUN* variables and a timeout, so a
 hang is a failure, never a stuck job.  Notebooks are written the way
 Jupyter writes them (nbformat 4.5, indent 1, sorted keys, one string per
-source line), so a source line's JSON line is known exactly.
+source line), so a source line's JSON line is known exactly.  What the
+e2e suites share is in tests/common/apytest.py.
 """
-import dataclasses
 import json
 import os
-import signal
-import subprocess
+import sys
 import textwrap
 import uuid
 
-import pytest
+# The shared helpers: tests/common/apytest.py.  pytest finds the hooks and
+# the apyrun fixture imported from it here by name.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "common"))
+from apytest import (REF_PYTHON, Children, apyrun, pytest_addoption,
+                     pytest_configure, write)
 
-REF_PYTHON = os.environ.get("APYRUN_REF_PYTHON", "/usr/bin/python3.11")
 TIMEOUT = 30
-
-
-def pytest_addoption(parser):
-    parser.addoption(
-        "--apyrun", default=os.environ.get("APYRUN"),
-        help="path of the apyrun binary under test (default: $APYRUN)")
-
-
-def pytest_configure(config):
-    path = config.getoption("--apyrun")
-    if not path:
-        raise pytest.UsageError(
-            "give the binary: --apyrun=PATH or APYRUN=PATH")
-    path = os.path.abspath(path)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise pytest.UsageError(f"--apyrun {path}: not an executable file")
-    config.apyrun_path = path
-
-
-@pytest.fixture(scope="session")
-def apyrun(pytestconfig):
-    return pytestconfig.apyrun_path
-
-
-@dataclasses.dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def child_env(extra=None):
-    """Our environment minus PYTHON* and APYRUN*, plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if k == "PYTHONMALLOC" or not k.startswith(("PYTHON", "APYRUN"))}
-    env["LC_ALL"] = "C.UTF-8"
-    env.update(extra or {})
-    return env
-
-
-def _reset_signals():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def run(argv, *, cwd, env=None, timeout=TIMEOUT, input=None):
-    """Run argv; fail the test if it outlives `timeout` (a hang)."""
-    proc = subprocess.Popen(
-        [str(a) for a in argv], cwd=str(cwd),
-        env=env if env is not None else child_env(),
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, preexec_fn=_reset_signals)
-    try:
-        out, err = proc.communicate(
-            input.encode() if input is not None else None, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"{argv} did not finish within {timeout}s (hang)\n"
-                    f"--- stdout ---\n{out.decode(errors='replace')}\n"
-                    f"--- stderr ---\n{err.decode(errors='replace')}")
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return Result(proc.returncode, out.decode(errors="replace"),
-                  err.decode(errors="replace"))
-
-
-def write(path, text):
-    """Write dedented text to path (parents created); returns path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
+# How this suite starts children: its timeout, PYTHON*/APYRUN* scrubbed,
+# LC_ALL always C.UTF-8.
+_children = Children(TIMEOUT, force_lc_all=True)
+child_env, spawn, finish, run = (_children.child_env, _children.spawn,
+                                 _children.finish, _children.run)
 
 
 def code(source):
