@@ -37,7 +37,9 @@ NBCLIENT_DIR = os.environ.get("APYRUN_NBCLIENT_NOTEBOOKS") or next(
 # because ctest runs test files in parallel on a small machine.
 TIMEOUT = 60
 
-DROP = ("PYTHON", "APYRUN", "MPLBACKEND", "NO_COLOR", "JUPYTER")
+# PYTEST_CURRENT_TEST (set by pytest for every test) turns off ipykernel's
+# recording of output written to fds 1 and 2 (ipykernel/iostream.py).
+DROP = ("PYTHON", "APYRUN", "MPLBACKEND", "NO_COLOR", "JUPYTER", "PYTEST_")
 # How this suite starts children: its timeout, DROP scrubbed.
 _children = Children(TIMEOUT, drop=DROP)
 child_env, spawn, finish, run = (_children.child_env, _children.spawn,

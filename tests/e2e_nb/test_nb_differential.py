@@ -66,6 +66,13 @@ NOTEBOOKS = {
         "print(c.stdout, end='')",
         "import os\n%env DIFF_VAR=1\nprint(os.environ['DIFF_VAR'])",
     ],
+    # Written to fds 1 and 2 by child processes, not through sys.stdout:
+    # ipykernel (6.0 and later) records it, so apyrun does.
+    "fd_output": [
+        "import os, subprocess\nos.system('echo from os.system')",
+        "subprocess.run(['sh', '-c', 'echo from a child']);",
+        "subprocess.run(['sh', '-c', 'echo to fd 2 >&2']);",
+    ],
     "matplotlib": [
         "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\n"
         "print('before show')\nplt.show()\nprint('after show')",

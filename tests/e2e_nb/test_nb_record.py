@@ -39,6 +39,74 @@ def test_streams_merged_in_order_and_live(apyrun, tmp_path):
     assert stream_text(outputs(got, 1)) == "second cell\n"
 
 
+def test_fd_output_is_recorded_in_order_and_live(apyrun, tmp_path):
+    # What reaches fds 1 and 2 without sys.stdout/sys.stderr: a child
+    # process, C's stdio, a UTF-8 character split across two writes.
+    split = ("import os, sys; os.write(1, b'\\xc3'); "
+             "os.write(1, b'\\xa9 split\\n')")
+    nb = write_nb(tmp_path / "f.ipynb", [
+        "import os, subprocess, sys\n"
+        "print('one')\nos.system('echo two')\nprint('three')\n"
+        "subprocess.run(['sh', '-c', 'echo four >&2'])\n"
+        "print('five', file=sys.stderr)",
+        "import ctypes\nlibc = ctypes.CDLL(None)\n"
+        "libc.printf(b'from C\\n')\nlibc.fflush(None)\nprint('six')",
+        f"subprocess.run([sys.executable, '-c', {split!r}]);",
+        "print(sys.stdout.isatty(), sys.stdout.encoding)",
+        "print('last')",
+    ])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-o", out, nb], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # Shown live too, every line once.
+    assert sorted(r.stdout.splitlines()) == sorted([
+        "one", "two", "three", "from C", "six", "é split",
+        "False utf-8", "last"])
+    assert sorted(r.stderr.splitlines()) == ["five", "four"]
+    got = read_valid(out)
+    assert [(o["output_type"], o["name"], o["text"])
+            for o in outputs(got, 0)] == [
+        ("stream", "stdout", "one\ntwo\nthree\n"),
+        ("stream", "stderr", "four\nfive\n")]
+    assert stream_text(outputs(got, 1)) == "from C\nsix\n"
+    assert stream_text(outputs(got, 2)) == "é split\n"
+    assert stream_text(outputs(got, 4)) == "last\n"
+
+
+def test_fd_output_without_recording_is_untouched(apyrun, tmp_path):
+    # Not recording: fds 1 and 2 stay the program's own (our pipes here).
+    nb = write_nb(tmp_path / "f.ipynb", [
+        "import os, sys\n"
+        "print(sys.stdout.fileno(), os.fstat(1).st_ino, os.fstat(2).st_ino)",
+    ])
+    proc = spawn([apyrun, nb], cwd=tmp_path)
+    inodes = (os.fstat(proc.stdout.fileno()).st_ino,
+              os.fstat(proc.stderr.fileno()).st_ino)
+    r = finish(proc)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", str(inodes[0]), str(inodes[1])]
+
+
+def test_fd_of_a_child_left_running_does_not_hang(apyrun, tmp_path):
+    # A child that outlives the run keeps the captured fd 1 open: the run
+    # still ends, and the notebook has what came while the cell ran (run()
+    # kills the child's process group afterwards).
+    nb = write_nb(tmp_path / "b.ipynb", [
+        "import subprocess\n"
+        "p = subprocess.Popen(['sh', '-c', 'echo started; sleep 30'])\n"
+        "import time\ntime.sleep(0.5)",
+        "print('end')",
+    ])
+    out = tmp_path / "out.ipynb"
+    t0 = time.monotonic()
+    r = run([apyrun, "-o", out, nb], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 20
+    got = read_valid(out)
+    assert stream_text(outputs(got, 0)) == "started\n"
+    assert stream_text(outputs(got, 1)) == "end\n"
+
+
 def test_execute_result_and_counts(apyrun, tmp_path):
     nb = write_nb(tmp_path / "r.ipynb", [
         cell("# title", kind="markdown"),

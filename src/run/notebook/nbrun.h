@@ -48,6 +48,8 @@ typedef struct {
     int dirty;            /* outputs changed since the cell was saved */
 } apy_nbrun_cell_t;
 
+typedef struct apy_nbrun_fdcap apy_nbrun_fdcap_t;
+
 typedef struct apy_nbrun {
     const PyConfig *config;
     const apy_options_t *opts;
@@ -76,6 +78,7 @@ typedef struct apy_nbrun {
     int count;             /* the last execution count given */
     double t0;             /* monotonic start of the run */
     struct apy_nbrun_watch *watch; /* the watchdog (timeouts.c) */
+    struct apy_nbrun_fdcap *fdcap; /* fds 1 and 2 captured (fdcapture.c) */
     volatile int timed_out; /* set by the watchdog when a limit expired */
     int sigterm;           /* a SIGTERM arrived */
     PyObject *sigterm_handler; /* ours, while installed */
@@ -95,6 +98,31 @@ void apy_nbrun_outputs_fini(apy_nbrun_t *run);
 /* Installs the tee streams as sys.stdout/sys.stderr. 0, or -1 with an
  * exception set. */
 int apy_nbrun_streams_install(apy_nbrun_t *run);
+
+/* Records text that fd 1 (which = APY_NBRUN_STDOUT) or fd 2 got as the
+ * current cell's stream output, like sys.stdout's. 0 or -1. */
+int apy_nbrun_record_fd_text(apy_nbrun_t *run, int which, PyObject *text);
+
+/* ---- fdcapture.c: output written to fds 1 and 2 directly ---- */
+
+/* While recording: makes fds 1 and 2 pipes whose reader thread shows
+ * everything live and keeps it for the recorder, and gives the runtime
+ * text streams on copies of the real fds (runtime->live). Call before
+ * apy_nbrun_streams_install. 0, or -1 with an exception set (then
+ * apy_nbrun_fdcap_stop still undoes what was done). */
+int apy_nbrun_fdcap_start(apy_nbrun_t *run);
+
+/* Records what fds 1 and 2 got so far, before an output the recorder is
+ * about to record; `final` at the end of a cell also flushes sys.__stdout__,
+ * sys.__stderr__ and C's stdio first. Best effort; keeps any exception. */
+void apy_nbrun_fdcap_sync(apy_nbrun_t *run, int final);
+
+/* The fd that reaches the real stdout or stderr (which): a copy while
+ * fds 1 and 2 are captured, else 1 or 2. Async-signal-safe to use. */
+int apy_nbrun_fdcap_real_fd(apy_nbrun_t *run, int which);
+
+/* Puts fds 1 and 2 back and stops the reader. Keeps any exception. */
+void apy_nbrun_fdcap_stop(apy_nbrun_t *run);
 
 /* Starts recording the outputs of cell run->cur into a new list. 0 or -1
  * with an exception set. */
@@ -171,6 +199,8 @@ typedef struct {
     int clear_pending;     /* clear_output(wait=True) awaits output */
     PyObject *capture;     /* the innermost active captured object */
     PyObject *real[2];     /* sys.stdout/stderr before the tee streams */
+    PyObject *live[2];     /* text streams on the real fds while fds 1
+                            * and 2 are captured (fdcapture.c), or NULL */
     PyObject *display_ids; /* dict: display_id -> list of [cell, output] */
     PyObject *ipy_handle;  /* IPython's DisplayHandle class, or NULL */
 } ApyNbRuntimeObject;

@@ -551,7 +551,8 @@ prepare(apy_nbrun_t *run, const char *abs_path)
         || apy_nbrun_timeouts_start(run) < 0) {
         return -1;
     }
-    if (run->recording && apy_nbrun_streams_install(run) < 0) {
+    if (run->recording && (apy_nbrun_fdcap_start(run) < 0
+                           || apy_nbrun_streams_install(run) < 0)) {
         return -1;
     }
     return 0;
@@ -608,6 +609,7 @@ static void
 cleanup(apy_nbrun_t *run)
 {
     apy_nbrun_timeouts_stop(run);
+    apy_nbrun_fdcap_stop(run);
     apy_nbrun_magics_fini(run);
     apy_nbrun_outputs_fini(run);
     Py_CLEAR(run->loop);

@@ -92,6 +92,9 @@ apy_nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output)
     if (rt->outputs == NULL) {
         return 0;
     }
+    if (rt->run != NULL) {
+        apy_nbrun_fdcap_sync(rt->run, 0);
+    }
     if (rt->clear_pending) {
         apy_nbrun_clear_output(rt, 0);
     }
@@ -122,6 +125,13 @@ record_stream(ApyNbRuntimeObject *rt, int which, PyObject *text)
 }
 
 int
+apy_nbrun_record_fd_text(apy_nbrun_t *run, int which, PyObject *text)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    return rt != NULL ? record_stream(rt, which, text) : 0;
+}
+
+int
 apy_nbrun_record_begin(apy_nbrun_t *run)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
@@ -142,6 +152,7 @@ apy_nbrun_record_end(apy_nbrun_t *run)
     /* The cell's own exception, if any, must survive the flush. */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
+    apy_nbrun_fdcap_sync(run, 1);
     int rc = flush_parts(rt);
     rt->part_name = -1;
     PyObject *outputs = rt->outputs;
@@ -203,6 +214,7 @@ apy_nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
         return -1;
     }
     /* An error ends the cell: a capture still open is not where it goes. */
+    apy_nbrun_fdcap_sync(run, 1);
     if (flush_parts(rt) < 0) {
         Py_DECREF(out);
         return -1;
@@ -220,7 +232,10 @@ apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text)
     PyErr_Fetch(&type, &value, &tb);
     ApyNbRuntimeObject *rt = run != NULL
                                  ? (ApyNbRuntimeObject *)run->runtime : NULL;
-    PyObject *stream = rt != NULL ? rt->real[which] : NULL;
+    PyObject *stream = NULL;
+    if (rt != NULL) {
+        stream = rt->live[which] != NULL ? rt->live[which] : rt->real[which];
+    }
     if (stream == NULL) {
         stream = PySys_GetObject(stream_names[which]); /* borrowed */
     }
@@ -261,6 +276,10 @@ stream_write(ApyNbStreamObject *self, PyObject *text)
         return NULL;
     }
     Py_DECREF(r);
+    if (rt->run != NULL && rt->outputs != NULL) {
+        /* What the fds got before this text comes first. */
+        apy_nbrun_fdcap_sync(rt->run, 0);
+    }
     if (rt->run != NULL && record_stream(rt, self->which, text) < 0) {
         return NULL;
     }
@@ -388,7 +407,9 @@ apy_nbrun_streams_install(apy_nbrun_t *run)
         if (cur == NULL || cur == Py_None) {
             continue;
         }
-        PyObject *tee = stream_new(run, i, cur);
+        /* With fds 1 and 2 captured, the tee writes to the real fd. */
+        PyObject *target = rt->live[i] != NULL ? rt->live[i] : cur;
+        PyObject *tee = stream_new(run, i, target);
         if (tee == NULL) {
             return -1;
         }
@@ -584,7 +605,9 @@ apy_nbrun_capture_begin(apy_nbrun_t *run, int out, int err, int displays)
             || Py_IS_TYPE(cur, run->stream_type)) {
             continue;
         }
-        PyObject *tee = stream_new(run, i, cur);
+        /* With fds 1 and 2 captured, the tee writes to the real fd. */
+        PyObject *target = rt->live[i] != NULL ? rt->live[i] : cur;
+        PyObject *tee = stream_new(run, i, target);
         if (tee == NULL) {
             return -1;
         }
@@ -649,6 +672,8 @@ runtime_traverse(ApyNbRuntimeObject *self, visitproc visit, void *arg)
     Py_VISIT(self->capture);
     Py_VISIT(self->real[0]);
     Py_VISIT(self->real[1]);
+    Py_VISIT(self->live[0]);
+    Py_VISIT(self->live[1]);
     Py_VISIT(self->display_ids);
     Py_VISIT(self->ipy_handle);
     return 0;
@@ -662,6 +687,8 @@ runtime_clear(ApyNbRuntimeObject *self)
     Py_CLEAR(self->capture);
     Py_CLEAR(self->real[0]);
     Py_CLEAR(self->real[1]);
+    Py_CLEAR(self->live[0]);
+    Py_CLEAR(self->live[1]);
     Py_CLEAR(self->display_ids);
     Py_CLEAR(self->ipy_handle);
     return 0;
@@ -714,6 +741,7 @@ apy_nbrun_outputs_init(apy_nbrun_t *run)
     rt->clear_pending = 0;
     rt->capture = NULL;
     rt->real[0] = rt->real[1] = NULL;
+    rt->live[0] = rt->live[1] = NULL;
     rt->display_ids = PyDict_New();
     rt->ipy_handle = NULL;
     PyObject_GC_Track(rt);

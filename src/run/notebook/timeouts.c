@@ -33,6 +33,7 @@ struct apy_nbrun_watch {
     double deadline;   /* monotonic seconds; 0 when disarmed */
     int interrupts;    /* sent for the armed cell */
     int stop;
+    int err_fd;        /* the real stderr (fd 2 may be captured) */
     volatile int *timed_out;
 };
 
@@ -62,7 +63,7 @@ watch_main(void *arg)
             static const char msg[] =
                 "apyrun: the cell did not stop after its timeout; giving up "
                 "(the notebook was saved after the previous cell)\n";
-            ssize_t r = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+            ssize_t r = write(w->err_fd, msg, sizeof(msg) - 1);
             (void)r;
             _exit(124);
         }
@@ -142,6 +143,7 @@ apy_nbrun_timeouts_start(apy_nbrun_t *run)
         PyErr_NoMemory();
         return -1;
     }
+    w->err_fd = STDERR_FILENO;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -193,6 +195,7 @@ apy_nbrun_timeouts_arm(apy_nbrun_t *run)
     pthread_mutex_lock(&w->lock);
     w->deadline = deadline;
     w->interrupts = 0;
+    w->err_fd = apy_nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
 }
