@@ -108,7 +108,10 @@ def test_arenas_freed_and_mapped_again(apyrun, tmp_path, hugepages):
     assert ours.returncode == 0, ours.stderr
     assert ref.returncode == 0, ref.stderr
     # Same result as python3; and the freed arenas went back to the
-    # kernel: a wave alone is some 40 MB.
+    # kernel: a wave alone is some 40 MB.  (Under PYTHONMALLOC=malloc, as
+    # in the sanitizer build, there are no arenas: the allocator under
+    # test is the sanitizer's, which keeps freed memory in quarantine.)
     assert ours.stdout.splitlines()[0] == ref.stdout.splitlines()[0]
-    kept = int(ours.stdout.splitlines()[1].split()[-1])
-    assert kept < 16, ours.stdout
+    if uses_pymalloc():
+        kept = int(ours.stdout.splitlines()[1].split()[-1])
+        assert kept < 16, ours.stdout
