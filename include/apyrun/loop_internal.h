@@ -86,6 +86,7 @@ typedef struct apy_loop_state_s {
 
     /* native stream transports (handles/stream.c, handles/tcp.c) */
     PyTypeObject *tcp_transport_type; /* apyrun.TCPTransport */
+    PyTypeObject *unix_transport_type; /* apyrun.UnixTransport */
     PyObject *transport_socket;       /* trsock.TransportSocket */
     PyObject *buffered_protocol;      /* protocols.BufferedProtocol */
     PyObject *set_result_unless_cancelled; /* futures._set_result_... */
@@ -210,7 +211,7 @@ struct ApyLoopObject {
     char origin_tracking;
     char wakeup_installed;
     char initialised; /* __init__ ran */
-    char native_tcp;  /* TCP sockets get apyrun.TCPTransport */
+    char native_tcp;  /* TCP and Unix stream sockets get native transports */
 };
 
 /* --- state.c --- */
@@ -445,6 +446,10 @@ PyObject *apy_loop_accept_connection(PyObject *self, PyObject *const *args,
 /* Type spec of apyrun.TCPTransport (its base, asyncio's
  * transports._FlowControlMixin, is given at creation). */
 extern PyType_Spec apy_tcp_transport_spec;
+
+/* Type spec of apyrun.UnixTransport (handles/pipe.c), the same transport
+ * on a Unix stream socket; same base. */
+extern PyType_Spec apy_unix_transport_spec;
 
 /* --- handles/poll.c --- */
 

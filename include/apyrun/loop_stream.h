@@ -29,6 +29,7 @@ struct apy_stream_uv_s {
         uv_handle_t handle;
         uv_stream_t stream;
         uv_tcp_t tcp;
+        uv_pipe_t pipe;
     } u;
     apy_uv_t *uv;           /* the loop's libuv state; outlives the record */
     ApyStreamObject *owner; /* strong; NULL if no transport was made */
@@ -97,6 +98,15 @@ apy_stream_uv_t *apy_stream_record_new(ApyLoopObject *loop);
 /* Gets rid of a record no transport took: closes its handle if init_done
  * (the close callback frees it), else frees it now. Never fails. */
 void apy_stream_discard(apy_stream_uv_t *rec, int init_done);
+
+/* --- pipe.c --- */
+
+/* An apyrun.UnixTransport on sock, a connected AF_UNIX SOCK_STREAM socket
+ * whose fd is fd, on a uv_pipe_t opened on that fd; then as
+ * apy_stream_new(). New reference, or NULL with an exception set. */
+PyObject *apy_unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
+                                 PyObject *protocol, PyObject *waiter,
+                                 PyObject *extra, PyObject *server);
 
 /* The steps of selector_events' socket transport, shared by the stream
  * files. Functions returning int give 0, or -1 with an exception set;

@@ -45,6 +45,7 @@
     X(weakvaluedict)                                                       \
     X(signal_dispatch)                                                     \
     X(tcp_transport_type)                                                  \
+    X(unix_transport_type)                                                 \
     X(transport_socket)                                                    \
     X(buffered_protocol)                                                   \
     X(set_result_unless_cancelled)                                         \
@@ -340,8 +341,10 @@ init_transports(PyObject *module, apy_loop_state_t *st)
     }
     st->tcp_transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &apy_tcp_transport_spec, base);
+    st->unix_transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &apy_unix_transport_spec, base);
     Py_DECREF(base);
-    if (st->tcp_transport_type == NULL) {
+    if (st->tcp_transport_type == NULL || st->unix_transport_type == NULL) {
         return -1;
     }
     PyObject *sel = import_attr("asyncio.selector_events",
@@ -374,15 +377,20 @@ init_transports(PyObject *module, apy_loop_state_t *st)
     }
     st->connlost_log_threshold = PyLong_AsLong(threshold);
     Py_DECREF(threshold);
-    PyObject *tp = (PyObject *)st->tcp_transport_type;
     PyObject *max_size = PyLong_FromLong(APY_READ_MAX);
-    int r = max_size == NULL ||
-            PyObject_SetAttrString(tp, "_start_tls_compatible", Py_True) <
+    int r = max_size == NULL;
+    PyTypeObject *types[2] = {st->tcp_transport_type,
+                              st->unix_transport_type};
+    const char *names[2] = {"TCPTransport", "UnixTransport"};
+    for (int i = 0; i < 2 && !r; i++) {
+        PyObject *tp = (PyObject *)types[i];
+        r = PyObject_SetAttrString(tp, "_start_tls_compatible", Py_True) <
                 0 ||
             PyObject_SetAttrString(tp, "_sendfile_compatible", try_native) <
                 0 ||
             PyObject_SetAttrString(tp, "max_size", max_size) < 0 ||
-            PyModule_AddObjectRef(module, "TCPTransport", tp) < 0;
+            PyModule_AddObjectRef(module, names[i], tp) < 0;
+    }
     Py_XDECREF(max_size);
     Py_DECREF(try_native);
     return r ? -1 : 0;

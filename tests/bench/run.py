@@ -42,6 +42,7 @@ WORKLOADS = {
     'call_later': (80_000, 'timers'),
     'tcp_echo_protocol': (15_000, 'round trips'),
     'tcp_echo_streams': (10_000, 'round trips'),
+    'unix_echo_protocol': (20_000, 'round trips'),
 }
 SMOKE_DIVISOR = 100
 

@@ -14,7 +14,9 @@ Exit status 3 means the requested loop does not exist in this process.
 import argparse
 import asyncio
 import json
+import os
 import sys
+import tempfile
 import time
 
 PAYLOAD = b'x' * 1024
@@ -180,6 +182,24 @@ def tcp_echo_protocol(loop, n):
     return loop.run_until_complete(main())
 
 
+def unix_echo_protocol(loop, n):
+    """n round trips of 1 KiB over a Unix stream socket, Protocol
+    callbacks."""
+    async def main():
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, 'echo.sock')
+            server = await loop.create_unix_server(EchoServer, path)
+            done = loop.create_future()
+            await loop.create_unix_connection(lambda: PingClient(n, done),
+                                              path)
+            count = await done
+            server.close()
+            await server.wait_closed()
+        return count
+
+    return loop.run_until_complete(main())
+
+
 def tcp_echo_streams(loop, n):
     """n round trips of 1 KiB over loopback TCP, StreamReader/Writer."""
     async def handle(reader, writer):
@@ -216,6 +236,7 @@ WORKLOADS = {
     'call_later': call_later,
     'tcp_echo_protocol': tcp_echo_protocol,
     'tcp_echo_streams': tcp_echo_streams,
+    'unix_echo_protocol': unix_echo_protocol,
 }
 
 

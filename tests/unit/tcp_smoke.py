@@ -64,6 +64,8 @@ class Recorder(asyncio.Protocol):
 
 
 class TcpTransportTests(unittest.TestCase):
+    transport_type = apyrun.TCPTransport  # what pair() connects with
+
     def setUp(self):
         self.loop = apyrun.Loop()
         asyncio.set_event_loop(None)
@@ -96,6 +98,16 @@ class TcpTransportTests(unittest.TestCase):
         await server_protos[0].made
         return server_protos[0], client, server
 
+    def socket_pair(self):
+        """A connected (socket, peer socket) of pair()'s kind."""
+        lsock = socket.socket()
+        lsock.bind(('127.0.0.1', 0))
+        lsock.listen()
+        sock = socket.create_connection(lsock.getsockname())
+        conn, _ = lsock.accept()
+        lsock.close()
+        return sock, conn
+
     async def close_server(self, server):
         server.close()
         await server.wait_closed()
@@ -104,12 +116,12 @@ class TcpTransportTests(unittest.TestCase):
         async def main():
             srv, cli, server = await self.pair()
             tr = cli.transport
-            self.assertIs(type(tr), apyrun.TCPTransport)
-            self.assertIs(type(srv.transport), apyrun.TCPTransport)
+            self.assertIs(type(tr), self.transport_type)
+            self.assertIs(type(srv.transport), self.transport_type)
             self.assertIsInstance(tr, asyncio.Transport)
             self.assertIsInstance(tr, asyncio.transports._FlowControlMixin)
             self.assertTrue(tr._start_tls_compatible)
-            self.assertIn('TCPTransport fd=', repr(tr))
+            self.assertIn(f'{self.transport_type.__name__} fd=', repr(tr))
             tr.close()
             await cli.lost
             await self.close_server(server)
@@ -450,7 +462,7 @@ class TcpTransportTests(unittest.TestCase):
         self.assertEqual(self.errors[0]['message'],
                          'Fatal error: protocol.data_received() call failed.')
         self.assertIsInstance(self.errors[0]['transport'],
-                              apyrun.TCPTransport)
+                              self.transport_type)
 
     def test_keyboard_interrupt_in_data_received_stops_loop(self):
         class Interrupt(Recorder):
@@ -574,14 +586,10 @@ class TcpTransportTests(unittest.TestCase):
 
     def test_early_sock_close_keeps_fd_until_transport_closes(self):
         async def main():
-            lsock = socket.socket()
-            lsock.bind(('127.0.0.1', 0))
-            lsock.listen()
-            sock = socket.socket()
-            sock.connect(lsock.getsockname())
-            conn, _ = lsock.accept()
+            sock, conn = self.socket_pair()
             tr, cli = await self.loop.create_connection(
                 lambda: Recorder(self.loop), sock=sock)
+            self.assertIs(type(tr), self.transport_type)
             fd = sock.fileno()
             sock.close()  # the transport owns it: the fd must stay ours
             os.fstat(fd)
@@ -593,26 +601,20 @@ class TcpTransportTests(unittest.TestCase):
             with self.assertRaises(OSError):
                 os.fstat(fd)  # closed with the transport, not before
             conn.close()
-            lsock.close()
         self.run_coro(main())
 
     def test_connect_accepted_socket(self):
         async def main():
-            lsock = socket.socket()
-            lsock.bind(('127.0.0.1', 0))
-            lsock.listen()
-            cli_sock = socket.create_connection(lsock.getsockname())
-            conn, _ = lsock.accept()
+            cli_sock, conn = self.socket_pair()
             tr, proto = await self.loop.connect_accepted_socket(
                 lambda: Recorder(self.loop, echo=True), conn)
-            self.assertIs(type(tr), apyrun.TCPTransport)
+            self.assertIs(type(tr), self.transport_type)
             cli_sock.setblocking(False)
             await self.loop.sock_sendall(cli_sock, b'ping')
             self.assertEqual(await self.loop.sock_recv(cli_sock, 10),
                              b'ping')
             cli_sock.close()
             await proto.lost
-            lsock.close()
         self.run_coro(main())
 
     @unittest.skipUnless(os.path.exists(CERT), 'no test certificate')

@@ -3,9 +3,11 @@
  * (create_connection, connect_accepted_socket, start_server/open_connection)
  * makes socket transports, and the accept path of asyncio's Server. TCP
  * sockets get an apyrun.TCPTransport (stream.c) on a uv_tcp opened on the
- * socket's own fd, with TCP_NODELAY as asyncio sets it; other sockets
- * (AF_UNIX), TLS servers' accepts and loops with native_tcp off take
- * selector_events' Python path. */
+ * socket's own fd, with TCP_NODELAY as asyncio sets it; Unix stream
+ * sockets an apyrun.UnixTransport (pipe.c). Unix servers' accepts, TLS
+ * servers' accepts, other sockets and loops with native_tcp off take
+ * selector_events' Python path (whose accepts come back here for the
+ * transport). */
 #include <Python.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -71,11 +73,12 @@ parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
     return 0;
 }
 
-/* Returns sock's fd if the loop should give it a native TCP transport
- * (an AF_INET/AF_INET6 SOCK_STREAM socket, native_tcp on), else -1. Never
- * raises: anything unusual takes asyncio's path. */
+/* Returns sock's fd if the loop should give it a native transport (an
+ * AF_INET/AF_INET6 SOCK_STREAM socket, or AF_UNIX if unix_ok; native_tcp
+ * on), else -1; *domain is its family. Never raises: anything unusual
+ * takes asyncio's path. */
 static int
-native_fd(ApyLoopObject *loop, PyObject *sock)
+native_fd(ApyLoopObject *loop, PyObject *sock, int unix_ok, int *domain_out)
 {
     if (!loop->native_tcp || loop->uv == NULL) {
         return -1;
@@ -100,9 +103,11 @@ native_fd(ApyLoopObject *loop, PyObject *sock)
     if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
         return -1;
     }
-    if ((domain != AF_INET && domain != AF_INET6) || type != SOCK_STREAM) {
+    if ((domain != AF_INET && domain != AF_INET6
+         && !(unix_ok && domain == AF_UNIX)) || type != SOCK_STREAM) {
         return -1;
     }
+    *domain_out = domain;
     return (int)fd;
 }
 
@@ -203,10 +208,15 @@ apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
                    kwnames, names, 5, 3, 2, a) < 0) {
         return NULL;
     }
-    int fd = native_fd(loop, a[0]);
+    int domain;
+    int fd = native_fd(loop, a[0], 1, &domain);
     if (fd < 0) {
         return call_selector(loop->st->selector_make_socket_transport, self,
                              args, nargsf, kwnames);
+    }
+    if (domain == AF_UNIX) {
+        return apy_unix_transport_new(loop, a[0], fd, a[1], a[2], a[3],
+                                      a[4]);
     }
     return tcp_transport_new(loop, a[0], fd, a[1], a[2], a[3], a[4]);
 }
@@ -232,7 +242,8 @@ apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
                    kwnames, names, 10, 4, 3, a) < 0) {
         return NULL;
     }
-    int fd = native_fd(loop, a[0]);
+    int domain;
+    int fd = native_fd(loop, a[0], 1, &domain);
     if (fd < 0) {
         return call_selector(st->selector_make_ssl_transport, self, args,
                              nargsf, kwnames);
@@ -255,8 +266,11 @@ apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
     if (ssl_protocol == NULL) {
         return NULL;
     }
-    PyObject *tr = tcp_transport_new(loop, a[0], fd, ssl_protocol, NULL,
-                                     a[6], a[7]);
+    PyObject *tr = domain == AF_UNIX
+                       ? apy_unix_transport_new(loop, a[0], fd, ssl_protocol,
+                                                NULL, a[6], a[7])
+                       : tcp_transport_new(loop, a[0], fd, ssl_protocol,
+                                           NULL, a[6], a[7]);
     if (tr == NULL) {
         Py_DECREF(ssl_protocol);
         return NULL;
@@ -499,7 +513,8 @@ apy_loop_accept_connection(PyObject *self, PyObject *const *args,
     if (tls < 0) {
         return NULL;
     }
-    int lfd = tls ? -1 : native_fd(loop, a[1]);
+    int domain;
+    int lfd = tls ? -1 : native_fd(loop, a[1], 0, &domain);
     if (lfd < 0) {
         /* TLS servers keep asyncio's task per connection, which awaits
          * the handshake through _make_ssl_transport(). */
