@@ -605,9 +605,7 @@ apy_nbrun_capture_begin(apy_nbrun_t *run, int out, int err, int displays)
             || Py_IS_TYPE(cur, run->stream_type)) {
             continue;
         }
-        /* With fds 1 and 2 captured, the tee writes to the real fd. */
-        PyObject *target = rt->live[i] != NULL ? rt->live[i] : cur;
-        PyObject *tee = stream_new(run, i, target);
+        PyObject *tee = stream_new(run, i, cur);
         if (tee == NULL) {
             return -1;
         }
