@@ -137,15 +137,61 @@ int apy_nb_cell_has_tag(const apy_nb_cell_t *cell, const char *tag);
 int apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res,
                       char *err, size_t errlen);
 
-/* Writes the notebook, with the results set so far, to out_path:
- * atomically (a temporary file in the same directory, fsync, rename over
- * the target; the target's mode is kept; a symlink target is written
- * through), in nbformat's layout (indent 1, sorted keys, multi-line strings
- * as lists of lines, trailing newline). On failure the target is
- * untouched, no temporary file is left, and the result is -errno with
- * "cannot write OUT_PATH: reason" in err (also -EINVAL if nb was never
- * parsed). The directory must accept a new file, and a target with other
- * hard links becomes a new file, as with any atomic replace. */
+/* Where the executed notebook goes, decided once when the run starts. */
+typedef enum {
+    /* A regular file or a new one: replaced atomically at every save (a
+     * temporary file in the same directory born with the target's mode,
+     * and owner when root writes; fsync; rename over the target). */
+    APY_NB_TARGET_REPLACE = 0,
+    /* Anything else that exists (a device, a FIFO, a /proc link such as
+     * /dev/fd/3): opened and written into, never created or replaced.
+     * Write it once, at the end. */
+    APY_NB_TARGET_INTO,
+    /* "-" or the process's own stdout by any name: written to the real
+     * stdout, whose fd 1 then goes to stderr. Write it once, at the end. */
+    APY_NB_TARGET_STDOUT,
+} apy_nb_target_kind_t;
+
+typedef struct {
+    apy_nb_target_kind_t kind;
+    char *path;     /* REPLACE: the file renamed over (links followed);
+                     * INTO: the name as given; STDOUT: NULL */
+    char *shown;    /* the name as given, for messages */
+    int fd;         /* STDOUT: the real stdout; else -1 */
+    int truncate;   /* INTO: a regular file behind a /proc link */
+    int have_stat;  /* REPLACE over an existing file: its mode and owner */
+    unsigned mode;
+    unsigned uid, gid;
+} apy_nb_target_t;
+
+/* Decides how out_path is written ("-" is stdout). Symlinks in its last
+ * component are followed one by one only as the kernel does with
+ * fs.protected_symlinks=1: a link in a sticky world-writable directory
+ * owned by neither this user nor the directory's owner is refused
+ * (-EACCES). A directory gives -EISDIR. For REPLACE, temporary files that
+ * killed runs of this user left beside the target are removed. For
+ * STDOUT, fd 1 becomes a copy of fd 2. Returns 0 (close *t with
+ * apy_nb_target_close), or -errno with "cannot write OUT_PATH: reason" in
+ * err and *t needing no close. */
+int apy_nb_target_open(const char *out_path, apy_nb_target_t *t, char *err,
+                       size_t errlen);
+
+/* Writes the notebook, with the results set so far, to the target, in
+ * nbformat's layout (indent 1, sorted keys, multi-line strings as lists
+ * of lines, trailing newline). REPLACE: on failure the target is
+ * untouched and no temporary file is left; a target with other hard links
+ * becomes a new file, as with any atomic replace. Returns 0, or -errno
+ * with "cannot write OUT_PATH: reason" in err (also -EINVAL if nb was
+ * never parsed). */
+int apy_nb_target_save(const apy_notebook_t *nb, const apy_nb_target_t *t,
+                       char *err, size_t errlen);
+
+/* Releases the target (the stdout copy included). A zeroed or closed
+ * target with fd -1 is a no-op. */
+void apy_nb_target_close(apy_nb_target_t *t);
+
+/* apy_nb_target_open, apy_nb_target_save and apy_nb_target_close of
+ * out_path in one call. */
 int apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
                 size_t errlen);
 

@@ -4,6 +4,8 @@
  * turn the outcome into an exit code (DESIGN.md section 6). */
 #include <Python.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,6 +75,32 @@ exit_sigint(void)
     return 128 + SIGINT;
 }
 
+/* Opens /dev/null on each of fds 0, 1 and 2 that is closed, before
+ * anything else can take one of those numbers: libuv aborts when it is
+ * handed one of its own descriptors there (uv__close asserts fd > 2), and
+ * a notebook's outputs must still be recorded when stdout was closed.
+ * Returns 0, or -1 if /dev/null cannot be opened (nothing can be said
+ * then: stderr may be what is missing). */
+static int
+open_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) {
+            continue;
+        }
+        /* open() gives the lowest free number, which is fd: every lower
+         * one is open by now. */
+        int got = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (got != fd) {
+            if (got >= 0) {
+                close(got);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int
 apyrun_main(int argc, char **argv)
 {
@@ -82,6 +110,9 @@ apyrun_main(int argc, char **argv)
     int exitcode;
     int unhandled_sigint = 0;
 
+    if (open_std_fds() < 0) {
+        return 2;
+    }
     if (apy_cli_parse(argc, argv, &opts, err, sizeof(err)) < 0) {
         fprintf(stderr, "apyrun: %s\n", err);
         apy_cli_free(&opts);

@@ -287,9 +287,12 @@ def test_stale_outputs_are_cleared(apyrun, tmp_path):
     assert outputs(got, 1) == [] and outputs(got, 2) == []
 
 
-def test_saved_after_every_cell(apyrun, tmp_path):
+def test_saved_after_a_cell_a_second_after_the_last_save(apyrun, tmp_path):
+    # Saves are throttled to one a second (DESIGN 3): the second cell ends
+    # more than a second into the run, so the file holds both cells when
+    # the third is killed, where nothing can be saved.
     nb = write_nb(tmp_path / "k.ipynb", [
-        "print('first')", "print('second')",
+        "print('first')", "import time\ntime.sleep(1.2)\nprint('second')",
         "import time\nprint('third, partial', flush=True)\ntime.sleep(60)"])
     out = tmp_path / "out.ipynb"
     proc = spawn([apyrun, "-o", out, nb], cwd=tmp_path)

@@ -9,6 +9,7 @@
 
 #include <Python.h>
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include "apyrun/cli.h"
@@ -45,7 +46,7 @@ typedef struct {
     char input[APY_NB_TIMESTAMP_SIZE];
     char reply[APY_NB_TIMESTAMP_SIZE];
     char idle[APY_NB_TIMESTAMP_SIZE];
-    int dirty;            /* outputs changed since the cell was saved */
+    int dirty;            /* outputs changed since the cell was rendered */
 } apy_nbrun_cell_t;
 
 typedef struct apy_nbrun_fdcap apy_nbrun_fdcap_t;
@@ -58,6 +59,11 @@ typedef struct apy_nbrun {
     size_t ncode;          /* code cells that will run */
     size_t done_code;      /* code cells run so far */
     const char *out_path;  /* where the executed notebook goes, or NULL */
+    apy_nb_target_t target; /* how it goes there, once first_save ran */
+    double next_save;      /* monotonic time before which saves wait */
+    int save_failed;       /* a save failed (reported): no more saves */
+    pthread_mutex_t save_lock; /* the rendered notebook, against
+                                * apy_nbrun_last_save's thread */
     const char *shown_path; /* the notebook as given, for messages */
     PyObject *path;        /* str: the notebook's absolute path, the cells'
                             * code filename and __file__ */
@@ -83,6 +89,14 @@ typedef struct apy_nbrun {
     int sigterm;           /* a SIGTERM arrived */
     PyObject *sigterm_handler; /* ours, while installed */
 } apy_nbrun_t;
+
+/* ---- notebook.c ---- */
+
+/* From any thread, without the GIL, before the process gives up on a
+ * cell that will not stop (the watchdog): writes the executed notebook
+ * as rendered after the last cell that ended, unless the main thread is
+ * saving right now. Reports a failure on the real stderr. */
+void apy_nbrun_last_save(apy_nbrun_t *run);
 
 /* ---- outputs.c: the recorder, tee streams, %%capture ---- */
 

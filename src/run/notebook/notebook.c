@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,34 +227,73 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
     return rc < 0 ? -1 : 0;
 }
 
-/* Saves the executed notebook with cell `just_ran` (or none: SIZE_MAX)
- * and every cell an update_display changed. Returns 0, or -1 with the
- * message written. */
+/* Saves at most once a second, and never more than a tenth of the run:
+ * after a save that took d seconds the next waits max(1 s, 9 d). */
+#define SAVE_INTERVAL 1.0
+#define SAVE_SHARE 0.1
+
+/* Saves the executed notebook. The cells run or changed (update_display)
+ * since the last call are rendered now, whatever the throttle says, so
+ * that the pieces are always current (apy_nbrun_last_save writes them
+ * from another thread). The file is written only when `force` (the end
+ * of the run, an error, a timeout, a signal) or once the throttle allows;
+ * a target written once (a device, a FIFO, stdout) waits for the end: so
+ * a run of many short cells costs about what it costs without -o.
+ * Returns 0, or -1 with the message written. */
 static int
-save(apy_nbrun_t *run, size_t just_ran)
+save(apy_nbrun_t *run, int force)
 {
-    if (run->out_path == NULL) {
-        return 0;
+    if (run->out_path == NULL || run->save_failed) {
+        return 0; /* a failure is reported once */
     }
     char err[1024];
-    for (size_t i = 0; i < run->nb.ncells; i++) {
-        if ((i == just_ran || run->cells[i].dirty)
-            && set_result(run, i, err, sizeof(err)) < 0) {
-            goto fail;
+    int rc = 0;
+    pthread_mutex_lock(&run->save_lock);
+    for (size_t i = 0; i < run->nb.ncells && rc == 0; i++) {
+        if (run->cells[i].dirty) {
+            rc = set_result(run, i, err, sizeof(err));
         }
     }
-    if (apy_nb_save(&run->nb, run->out_path, err, sizeof(err)) < 0) {
-        goto fail;
+    int now = force || (run->target.kind == APY_NB_TARGET_REPLACE
+                        && apy_nbrun_now() >= run->next_save);
+    if (rc == 0 && now) {
+        double t0 = apy_nbrun_now();
+        rc = apy_nb_target_save(&run->nb, &run->target, err, sizeof(err));
+        double t1 = apy_nbrun_now();
+        double wait = (1.0 - SAVE_SHARE) / SAVE_SHARE * (t1 - t0);
+        run->next_save = t1 + (wait > SAVE_INTERVAL ? wait : SAVE_INTERVAL);
+    }
+    pthread_mutex_unlock(&run->save_lock);
+    if (rc < 0) {
+        fprintf(stderr, "apyrun: %s\n", err);
+        run->save_failed = 1;
+        return -1;
     }
     return 0;
-fail:
-    fprintf(stderr, "apyrun: %s\n", err);
-    return -1;
 }
 
-/* Clears the outputs and counts of every code cell that will run, so the
- * output never shows stale results, and checks the output is writable.
- * Returns 0, or 2 (reported). */
+void
+apy_nbrun_last_save(apy_nbrun_t *run)
+{
+    char err[1024];
+    if (run->out_path == NULL || run->save_failed
+        || pthread_mutex_trylock(&run->save_lock) != 0) {
+        return;
+    }
+    if (apy_nb_target_save(&run->nb, &run->target, err, sizeof(err)) < 0) {
+        int fd = apy_nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
+        ssize_t r = write(fd, "apyrun: ", 8);
+        r = write(fd, err, strlen(err));
+        r = write(fd, "\n", 1);
+        (void)r;
+    }
+    pthread_mutex_unlock(&run->save_lock);
+}
+
+/* Decides how the output is written (apy_nb_target_open), clears the
+ * outputs and counts of every code cell that will run, so the output
+ * never shows stale results, and checks a new output is writable by
+ * saving it once. Returns 0, or 2 (reported). */
 static int
 first_save(apy_nbrun_t *run)
 {
@@ -261,6 +301,11 @@ first_save(apy_nbrun_t *run)
         return 0;
     }
     char err[1024];
+    if (apy_nb_target_open(run->out_path, &run->target, err, sizeof(err))
+        < 0) {
+        fprintf(stderr, "apyrun: %s\n", err);
+        return 2;
+    }
     for (size_t i = 0; i < run->nb.ncells; i++) {
         if (run->nb.cells[i].kind == APY_NB_CODE
             && !(run->cells[i].tags & APY_NBRUN_TAG_SKIP)
@@ -269,10 +314,10 @@ first_save(apy_nbrun_t *run)
             return 2;
         }
     }
-    if (run->opts->inplace) {
+    if (run->opts->inplace || run->target.kind != APY_NB_TARGET_REPLACE) {
         return 0;
     }
-    return save(run, SIZE_MAX) < 0 ? 2 : 0;
+    return save(run, 1) < 0 ? 2 : 0;
 }
 
 /* SystemExit's exit code, as python computes it (a non-integer code is
@@ -443,6 +488,7 @@ run_one(apy_nbrun_t *run, int *exitcode)
         how = how == CELL_OK ? CELL_ERROR : how;
     }
     apy_nb_timestamp(c->idle);
+    c->dirty = 1;
     run->done_code++;
     return how;
 }
@@ -458,7 +504,7 @@ run_cells(apy_nbrun_t *run, int *unhandled_sigint)
             continue;
         }
         int how = run_one(run, &exitcode);
-        if (save(run, run->cur) < 0) {
+        if (save(run, how != CELL_OK && how != CELL_EXPECTED) < 0) {
             return 1;
         }
         switch (how) {
@@ -594,7 +640,7 @@ load(apy_nbrun_t *run, char **abs_path, PyObject **fsname)
     const char *out = run->opts->inplace ? run->shown_path
                                          : run->opts->output;
     if (out != NULL) {
-        run->out_path = absolute(out);
+        run->out_path = strcmp(out, "-") == 0 ? strdup(out) : absolute(out);
         if (run->out_path == NULL) {
             fprintf(stderr, "apyrun: %s: %s\n", out, strerror(errno));
             return 2;
@@ -619,6 +665,7 @@ cleanup(apy_nbrun_t *run)
         }
     }
     free(run->cells);
+    apy_nb_target_close(&run->target);
     free((char *)run->out_path);
     Py_CLEAR(run->path);
     apy_nb_free(&run->nb);
@@ -631,9 +678,12 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
 {
     apy_nbrun_t run;
     memset(&run, 0, sizeof(run));
+    run.target.fd = -1;
+    pthread_mutex_init(&run.save_lock, NULL);
     run.config = config;
     run.opts = opts;
     run.t0 = apy_nbrun_now();
+    run.next_save = run.t0 + SAVE_INTERVAL;
     apy_nbrun_progress_init(&run);
 
     char *abs_path = NULL;
@@ -648,6 +698,10 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
     }
     if (exitcode == 0) {
         exitcode = run_cells(&run, unhandled_sigint);
+        /* Always saved at the end, whatever the throttle held back. */
+        if (save(&run, 1) < 0 && exitcode == 0) {
+            exitcode = 1;
+        }
         int closed = close_loop(&run);
         if (exitcode == 0) {
             exitcode = closed;
@@ -656,6 +710,7 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
     }
     int sigterm = run.sigterm;
     cleanup(&run);
+    pthread_mutex_destroy(&run.save_lock);
     free(abs_path);
     Py_XDECREF(fsname);
     if (sigterm) {

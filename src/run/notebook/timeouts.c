@@ -35,6 +35,7 @@ struct apy_nbrun_watch {
     int stop;
     int err_fd;        /* the real stderr (fd 2 may be captured) */
     volatile int *timed_out;
+    apy_nbrun_t *run;  /* for apy_nbrun_last_save only */
 };
 
 static void *
@@ -62,9 +63,13 @@ watch_main(void *arg)
         if (w->interrupts >= MAX_INTERRUPTS) {
             static const char msg[] =
                 "apyrun: the cell did not stop after its timeout; giving up "
-                "(the notebook was saved after the previous cell)\n";
+                "(the notebook is saved as it was after the previous "
+                "cell)\n";
             ssize_t r = write(w->err_fd, msg, sizeof(msg) - 1);
             (void)r;
+            /* Saves are throttled, so the cells before may not be in the
+             * file yet; they are rendered, and written now. */
+            apy_nbrun_last_save(w->run);
             _exit(124);
         }
         w->interrupts++;
@@ -152,6 +157,7 @@ apy_nbrun_timeouts_start(apy_nbrun_t *run)
     pthread_condattr_destroy(&attr);
     w->main = pthread_self();
     w->timed_out = &run->timed_out;
+    w->run = run;
     /* The watchdog must never take a signal meant for Python's main
      * thread: it starts with every signal blocked. */
     sigset_t all, old;
