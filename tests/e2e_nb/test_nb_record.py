@@ -330,3 +330,25 @@ def test_output_relative_to_invocation_dir(apyrun, tmp_path):
     assert r.returncode == 0, r.stderr
     read_valid(tmp_path / "result.ipynb")
     assert not (tmp_path / "sub" / "result.ipynb").exists()
+
+
+def test_which_cells_have_a_result(apyrun, tmp_path):
+    # Recorded cells skip the AST pass when their code cannot end with an
+    # expression (cells.c may_end_with_expr); constant expressions, which
+    # the compiler drops, and docstrings must still give results.
+    cases = [("1 + 1", "2"), ("x = 1\n'abc'", "'abc'"), ("x = 1", None),
+             ("x = 1; 'abc'", "'abc'"), ("def f():\n    return 3\nf()", "3"),
+             ("import os", None), ("for i in range(2):\n    i", None),
+             ("x = (1,\n 2)\n# c\n", None), ("None", None),
+             ("...", "Ellipsis"), ("if True:\n    5", None),
+             ("x = 2\nx", "2"), ("'''doc'''", "'doc'"),
+             ("async def g():\n    return 7\nawait g()", "7"),
+             ("y = [\n1,\n2]\ny\n\n# end", "[1, 2]"), ("x = 3;", None)]
+    nb = write_nb(tmp_path / "e.ipynb", [src for src, _ in cases])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-o", out, nb], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = read_valid(out)
+    results = [[o["data"]["text/plain"] for o in outputs(got, i)]
+               for i in range(len(cases))]
+    assert results == [[want] if want else [] for _, want in cases]

@@ -71,15 +71,22 @@ def test_fifo_target_gets_the_notebook_once(apyrun, tmp_path):
     assert temp_files(tmp_path) == []
 
 
-@pytest.mark.parametrize("target", ["-", "/dev/stdout"])
+@pytest.mark.parametrize("target", ["-", "stdout-link", "/dev/fd/1"])
 def test_stdout_target_holds_the_notebook_alone(apyrun, tmp_path, target):
     # As nbconvert --stdout: the cells' own output (Python's and what fd 1
-    # gets from a child) goes to stderr.
-    r = run([apyrun, "-o", target, simple_nb(tmp_path)], cwd=tmp_path)
+    # gets from a child) goes to stderr. "stdout-link" is what /dev/stdout
+    # is (a link to /proc/self/fd/1), made in tmp_path: a regression must
+    # not replace the machine's /dev/stdout (an earlier apyrun did).
+    nb = simple_nb(tmp_path)
+    if target == "stdout-link":
+        os.symlink("/proc/self/fd/1", tmp_path / target)
+    r = run([apyrun, "-o", target, nb], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     check_simple(nbformat.reads(r.stdout, as_version=4))
     assert "one\n" in r.stderr and "two\n" in r.stderr
-    assert os.listdir(tmp_path) == ["nb.ipynb"]
+    if target == "stdout-link":
+        assert os.readlink(tmp_path / target) == "/proc/self/fd/1"
+    assert temp_files(tmp_path) == []
 
 
 def test_stdout_redirected_to_the_target_itself(apyrun, tmp_path):

@@ -8,6 +8,7 @@
  * and reporting are other files' business. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <opcode.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,120 @@ fix_syntax_error_text(const char *source, long base)
     PyErr_Restore(type, value, tb);
 }
 
+/* Returns a new reference to code with every line number (its own and
+ * those of the code objects it holds: functions, classes, comprehensions)
+ * `by` lines later, or NULL with an exception set. A code object's line
+ * table is relative to co_firstlineno, so moving that moves them all.
+ * Prepending `by` blank lines to the text would do the same, but costs
+ * the tokenizer a pass over them: quadratic in the cells of a notebook. */
+static PyObject *
+shift_code(PyObject *code, long by)
+{
+    PyCodeObject *co = (PyCodeObject *)code;
+    PyObject *consts = PyTuple_New(PyTuple_GET_SIZE(co->co_consts));
+    if (consts == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(co->co_consts); i++) {
+        PyObject *c = PyTuple_GET_ITEM(co->co_consts, i); /* borrowed */
+        c = PyCode_Check(c) ? shift_code(c, by) : Py_NewRef(c);
+        if (c == NULL) {
+            Py_DECREF(consts);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(consts, i, c);
+    }
+    PyObject *replace = PyObject_GetAttrString(code, "replace");
+    PyObject *args = replace ? PyTuple_New(0) : NULL;
+    PyObject *kw = args ? Py_BuildValue("{sNsO}", "co_firstlineno",
+                                        PyLong_FromLong(co->co_firstlineno
+                                                        + by),
+                                        "co_consts", consts)
+                        : NULL;
+    PyObject *r = kw ? PyObject_Call(replace, args, kw) : NULL;
+    Py_XDECREF(kw);
+    Py_XDECREF(args);
+    Py_XDECREF(replace);
+    Py_DECREF(consts);
+    return r;
+}
+
+/* Returns the 1-based number of the last line of text holding code (not
+ * blank, not only a comment), and sets *semicolon if that line holds a
+ * ';'. 0 when there is none. */
+static long
+last_code_line(const char *text, int *semicolon)
+{
+    long line = 1, last = 0;
+    const char *p = text;
+    *semicolon = 0;
+    while (*p != '\0') {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        size_t lead = strspn(p, " \t\f\r");
+        if (lead < n && p[lead] != '#') {
+            last = line;
+            *semicolon = memchr(p, ';', n) != NULL;
+        }
+        if (end == NULL) {
+            break;
+        }
+        p = end + 1;
+        line++;
+    }
+    return last;
+}
+
+/* Returns 1 if module code compiled from text may end with an expression
+ * statement, whose value a recorded cell shows; 0 when it surely does
+ * not, so the cell needs no AST pass. CPython 3.11 ends a module with
+ * LOAD_CONST None, RETURN_VALUE; an expression statement before that
+ * ends with POP_TOP (its value dropped), except a constant one, which
+ * the compiler drops entirely (or makes a docstring): so the last
+ * instruction must also reach the last line of code, with no ';' on it
+ * and no __doc__ stored. Never fails. */
+static int
+may_end_with_expr(PyObject *code, const char *text)
+{
+    PyObject *bytes = PyCode_GetCode((PyCodeObject *)code);
+    PyObject *pos = bytes ? PyObject_CallMethod(code, "co_positions", NULL)
+                          : NULL;
+    PyObject *list = pos ? PySequence_List(pos) : NULL;
+    Py_XDECREF(pos);
+    if (list == NULL) {
+        Py_XDECREF(bytes);
+        PyErr_Clear();
+        return 1;
+    }
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
+    Py_ssize_t n = PyBytes_GET_SIZE(bytes);
+    int r = n < 6 || b[n - 2] != RETURN_VALUE || b[n - 4] != LOAD_CONST
+            || b[n - 6] == POP_TOP || b[n - 6] == RESUME;
+    if (!r) {
+        /* co_positions has one entry per code unit. */
+        PyObject *last = PyList_GET_SIZE(list) == n / 2
+                             ? PyList_GET_ITEM(list, n / 2 - 3) : NULL;
+        PyObject *endline = last && PyTuple_Check(last)
+                                    && PyTuple_GET_SIZE(last) >= 2
+                                ? PyTuple_GET_ITEM(last, 1) : NULL;
+        long reach = endline && PyLong_Check(endline)
+                         ? PyLong_AsLong(endline) : -1;
+        int semicolon;
+        long code_line = last_code_line(text, &semicolon);
+        /* A cell that is one string compiles to a docstring store. */
+        PyObject *doc = PyUnicode_FromString("__doc__");
+        int has_doc = doc ? PySequence_Contains(
+                                ((PyCodeObject *)code)->co_names, doc)
+                          : 1;
+        Py_XDECREF(doc);
+        r = reach < code_line || semicolon || has_doc != 0;
+    }
+    Py_DECREF(list);
+    Py_DECREF(bytes);
+    PyErr_Clear();
+    return r;
+}
+
 /* builtins.compile(node, filename, mode, flags, dont_inherit=True):
  * a new code object, or NULL with an exception set. */
 static PyObject *
@@ -304,30 +419,40 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
     *body = NULL;
     *has_result = 0;
 
-    size_t len = strlen(source);
-    size_t pad = base > 0 ? (size_t)base : 0;
-    char *text = malloc(pad + len + 1);
-    if (text == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memset(text, '\n', pad);
-    memcpy(text + pad, source, len + 1);
+    const char *text = source;
     PyObject *filename = cell_filename(run);
     if (filename == NULL) {
-        free(text);
         return -1;
     }
     int flags = run->cf_flags | PyCF_ALLOW_TOP_LEVEL_AWAIT;
     PyCompilerFlags cf = _PyCompilerFlags_INIT;
     int rc = -1;
-    if (!split && base >= 0) {
-        /* The common case needs no AST: the padded text compiles to the
-         * right line numbers as it is. */
+    if (split && base >= 0) {
+        /* Most cells end with a statement, not an expression: one plain
+         * compile tells, and spares them the AST pass below. */
         cf.cf_flags = flags;
         *body = Py_CompileStringObject(text, filename, Py_file_input, &cf,
                                        -1);
+        if (*body == NULL) {
+            PyErr_Clear(); /* the AST pass reports it */
+        }
+        split = *body == NULL || may_end_with_expr(*body, text);
+        if (split) {
+            Py_CLEAR(*body);
+        }
+    }
+    if (!split && base >= 0) {
+        /* The common case needs no AST: the text compiles to the right
+         * line numbers once shifted by base (done below). */
+        cf.cf_flags = flags;
+        if (*body == NULL) {
+            *body = Py_CompileStringObject(text, filename, Py_file_input,
+                                           &cf, -1);
+        }
         rc = *body != NULL ? 0 : -1;
+        if (rc < 0 && base > 0) {
+            renumber_syntax_error(cell, first_line);
+        }
         if (rc < 0) {
             fix_syntax_error_text(source, base);
         }
@@ -352,10 +477,10 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
     PyObject *mod = Py_CompileStringObject(text, filename, Py_file_input,
                                            &cf, -1);
     if (mod == NULL) {
-        fix_syntax_error_text(source, base > 0 ? base : 0);
-        if (base < 0) {
+        if (base != 0) {
             renumber_syntax_error(cell, first_line);
         }
+        fix_syntax_error_text(source, base > 0 ? base : 0);
         goto done;
     }
     if (base < 0 && renumber_ast(mod, cell, first_line) < 0) {
@@ -367,6 +492,9 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
         *has_result = last;
         *body = compile_node(mod, filename, "exec", flags);
         rc = *body != NULL ? 0 : -1;
+        if (rc < 0 && base > 0) {
+            renumber_syntax_error(cell, first_line);
+        }
         if (rc < 0 && base >= 0) {
             fix_syntax_error_text(source, base);
         }
@@ -384,7 +512,10 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
     Py_DECREF(mod);
 done:
     Py_DECREF(filename);
-    free(text);
+    if (rc == 0 && base > 0) {
+        Py_SETREF(*body, shift_code(*body, base));
+        rc = *body != NULL ? 0 : -1;
+    }
     if (rc < 0) {
         Py_CLEAR(*body);
         return -1;

@@ -428,8 +428,10 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
             Py_DECREF(bundle);
             return NULL;
         }
-        if (cell >= 0 && (size_t)cell < self->run->nb.ncells) {
-            self->run->cells[cell].dirty = 1;
+        if (cell >= 0 && (size_t)cell < self->run->nb.ncells
+            && apy_nbrun_mark_dirty(self->run, (size_t)cell) < 0) {
+            Py_DECREF(bundle);
+            return NULL;
         }
     }
     Py_DECREF(bundle);

@@ -62,6 +62,8 @@ typedef struct apy_nbrun {
     apy_nb_target_t target; /* how it goes there, once first_save ran */
     double next_save;      /* monotonic time before which saves wait */
     int save_failed;       /* a save failed (reported): no more saves */
+    size_t *dirty;         /* cells to render at the next save, once each */
+    size_t ndirty, dirty_cap;
     pthread_mutex_t save_lock; /* the rendered notebook, against
                                 * apy_nbrun_last_save's thread */
     const char *shown_path; /* the notebook as given, for messages */
@@ -91,6 +93,10 @@ typedef struct apy_nbrun {
 } apy_nbrun_t;
 
 /* ---- notebook.c ---- */
+
+/* Marks cell i's outputs as changed (it ran, or update_display changed
+ * one): they are rendered at the next save. 0, or -1 with MemoryError. */
+int apy_nbrun_mark_dirty(apy_nbrun_t *run, size_t i);
 
 /* From any thread, without the GIL, before the process gives up on a
  * cell that will not stop (the watchdog): writes the executed notebook

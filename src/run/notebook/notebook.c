@@ -201,14 +201,23 @@ static int
 set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
 {
     apy_nbrun_cell_t *c = &run->cells[i];
-    PyObject *json = c->outputs ? apy_nbrun_outputs_json(c->outputs) : NULL;
+    /* No outputs (most cells) need no JSON: NULL is "[]". */
+    PyObject *json = c->outputs && PyList_GET_SIZE(c->outputs) > 0
+                         ? apy_nbrun_outputs_json(c->outputs) : NULL;
     Py_ssize_t len = 0;
     const char *text = json ? PyUnicode_AsUTF8AndSize(json, &len) : NULL;
-    if (c->outputs != NULL && text == NULL) {
+    if (json != NULL && text == NULL) {
         PyErr_Clear();
         snprintf(err, errlen, "cannot record the outputs of cell %zu",
                  i + 1);
         Py_XDECREF(json);
+        return -1;
+    }
+    if (c->outputs != NULL && PyList_GET_SIZE(c->outputs) > 0
+        && json == NULL) {
+        PyErr_Clear();
+        snprintf(err, errlen, "cannot record the outputs of cell %zu",
+                 i + 1);
         return -1;
     }
     apy_nb_result_t res = {
@@ -249,11 +258,10 @@ save(apy_nbrun_t *run, int force)
     char err[1024];
     int rc = 0;
     pthread_mutex_lock(&run->save_lock);
-    for (size_t i = 0; i < run->nb.ncells && rc == 0; i++) {
-        if (run->cells[i].dirty) {
-            rc = set_result(run, i, err, sizeof(err));
-        }
+    for (size_t k = 0; k < run->ndirty && rc == 0; k++) {
+        rc = set_result(run, run->dirty[k], err, sizeof(err));
     }
+    run->ndirty = 0;
     int now = force || (run->target.kind == APY_NB_TARGET_REPLACE
                         && apy_nbrun_now() >= run->next_save);
     if (rc == 0 && now) {
@@ -269,6 +277,27 @@ save(apy_nbrun_t *run, int force)
         run->save_failed = 1;
         return -1;
     }
+    return 0;
+}
+
+int
+apy_nbrun_mark_dirty(apy_nbrun_t *run, size_t i)
+{
+    if (run->cells[i].dirty) {
+        return 0;
+    }
+    if (run->ndirty == run->dirty_cap) {
+        size_t cap = run->dirty_cap ? 2 * run->dirty_cap : 16;
+        size_t *grown = realloc(run->dirty, cap * sizeof(*grown));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        run->dirty = grown;
+        run->dirty_cap = cap;
+    }
+    run->dirty[run->ndirty++] = i;
+    run->cells[i].dirty = 1;
     return 0;
 }
 
@@ -488,7 +517,10 @@ run_one(apy_nbrun_t *run, int *exitcode)
         how = how == CELL_OK ? CELL_ERROR : how;
     }
     apy_nb_timestamp(c->idle);
-    c->dirty = 1;
+    if (apy_nbrun_mark_dirty(run, run->cur) < 0) {
+        PyErr_Print();
+        how = how == CELL_OK ? CELL_ERROR : how;
+    }
     run->done_code++;
     return how;
 }
@@ -665,6 +697,7 @@ cleanup(apy_nbrun_t *run)
         }
     }
     free(run->cells);
+    free(run->dirty);
     apy_nb_target_close(&run->target);
     free((char *)run->out_path);
     Py_CLEAR(run->path);
