@@ -19,4 +19,13 @@
  * exception. Needs the GIL. */
 int apy_loop_set_stall_check(PyObject *loop, int on);
 
+/* Tells whether loop is running its ready callbacks (task steps,
+ * call_soon and I/O callbacks: user code, which may block) rather than
+ * waiting for events or doing its own work between callbacks. A SIGINT
+ * handler uses it to choose between interrupting the code that runs and
+ * cancelling the main task that awaits. Returns 1 if loop is an apyrun
+ * Loop (*in_callback set to 1 or 0), 0 if it is not one (*in_callback
+ * untouched); never sets an exception. Needs the GIL. */
+int apy_loop_in_callback(PyObject *loop, int *in_callback);
+
 #endif

@@ -207,6 +207,7 @@ struct ApyLoopObject {
     char stopping;
     char running;
     char sleeping; /* blocked in uv_run with the GIL released */
+    char in_callback; /* running ready handles: user code may block */
     char stall_check;
     char origin_tracking;
     char wakeup_installed;

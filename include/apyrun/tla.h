@@ -20,7 +20,8 @@ int apy_tla_is_coroutine_code(PyObject *code);
 
 /* Runs the TLA code object `code` in `globals` as the main task of a new
  * event loop (asyncio's default: apyrun's unless --loop asyncio), with
- * asyncio.run semantics: Ctrl-C cancels the main task (the second one
+ * asyncio.run semantics: Ctrl-C cancels the main task while it awaits
+ * (but interrupts user code that runs, and any Ctrl-C after the cancel
  * interrupts), leftover tasks are cancelled, async generators and the
  * default executor are shut down, the loop is closed.
  * Returns 0 on success. Returns -1 with the program's exception set, its
@@ -37,7 +38,7 @@ int apy_tla_run_main(PyObject *code, PyObject *globals);
 PyObject *apy_tla_open_loop(void);
 
 /* Runs coro as a main task on loop (opened by apy_tla_open_loop) until it
- * is done, with asyncio.run's Ctrl-C semantics. Returns 0 and, if result
+ * is done, with apy_tla_run_main's Ctrl-C semantics. Returns 0 and, if result
  * is not NULL, a new reference to the coroutine's value in *result;
  * -1 with the exception set (leading asyncio/apyrun frames stripped;
  * KeyboardInterrupt after a Ctrl-C); -2 with no exception when it can

@@ -345,17 +345,26 @@ run_once(ApyLoopObject *self)
         return -1;
     }
     /* Only what is ready now: callbacks scheduled by these callbacks wait
-     * for the next iteration (asyncio's ntodo). */
+     * for the next iteration (asyncio's ntodo). in_callback tells a SIGINT
+     * handler that user code runs (apy_loop_in_callback): only here does
+     * it; a signal that came while the loop slept is handled above, by
+     * PyErr_CheckSignals, outside this window. Saved, not just cleared:
+     * loop._run_once() may be called from a callback. */
+    char outer = self->in_callback;
+    int rc = 0;
+    self->in_callback = 1;
     for (size_t ntodo = self->ready.len; ntodo > 0; ntodo--) {
         PyObject *h = apy_ring_pop(&self->ready);
         if (h == NULL) {
             break; /* only pops happen here, but never trust a count */
         }
         if (run_handle(self, h) < 0) {
-            return -1;
+            rc = -1;
+            break;
         }
     }
-    return 0;
+    self->in_callback = outer;
+    return rc;
 }
 
 /* loop._run_once(): None, or NULL with what stopped the iteration. */
@@ -612,5 +621,16 @@ apy_loop_set_stall_check(PyObject *loop, int on)
         return 0;
     }
     LOOP(loop)->stall_check = (char)(on != 0);
+    return 1;
+}
+
+/* 1 for an apyrun loop (*in_callback set), 0 otherwise; never fails. */
+int
+apy_loop_in_callback(PyObject *loop, int *in_callback)
+{
+    if (!apy_loop_is_core(loop)) {
+        return 0;
+    }
+    *in_callback = LOOP(loop)->in_callback;
     return 1;
 }

@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* Driving a TLA module coroutine as the program's main task, with
  * asyncio.run's semantics (asyncio.Runner in 3.11: context copy, SIGINT
- * cancels the main task first, leftover tasks cancelled, async generators
- * and the default executor shut down), written in C so that no runner
+ * cancels the main task while it awaits, leftover tasks cancelled, async
+ * generators and the default executor shut down; but a SIGINT while user
+ * code runs interrupts it, as in python3), written in C so that no runner
  * frame ever shows in the user's traceback. Must not know how the loop is
- * built: it only uses the AbstractEventLoop API (and the stall flag). */
+ * built: it only uses the AbstractEventLoop API (and the loop.h flags). */
 #include <Python.h>
+#include <frameobject.h>
 
 #include <signal.h>
+#include <string.h>
 
 #include "apyrun/loop.h"
 #include "apyrun/tla.h"
@@ -19,7 +22,7 @@
 typedef struct {
     PyObject *loop;
     PyObject *task;
-    int interrupts;
+    int cancels; /* Ctrl-Cs that cancelled the task: 0 or 1 */
 } sigint_state_t;
 
 static void
@@ -33,10 +36,56 @@ sigint_capsule_free(PyObject *capsule)
     }
 }
 
-/* signal.signal(SIGINT) handler while the main task runs: the first
- * Ctrl-C cancels the main task, a second one interrupts (Runner._on_sigint
- * in asyncio/runners.py has the same contract). Returns None, or NULL with
- * KeyboardInterrupt set. */
+/* Returns 1 if frame (a frame object or None) runs the code of a loop
+ * written in Python (asyncio, selectors), else 0; never fails. */
+static int
+is_loop_frame(PyObject *frame)
+{
+    if (!PyFrame_Check(frame)) {
+        return 1; /* no Python code runs: the loop's own C code does */
+    }
+    PyObject *globals = PyFrame_GetGlobals((PyFrameObject *)frame);
+    PyObject *name = PyDict_GetItemString(globals, "__name__"); /* borrowed */
+    const char *s = NULL;
+    if (name != NULL && PyUnicode_Check(name)) {
+        s = PyUnicode_AsUTF8(name);
+        if (s == NULL) {
+            PyErr_Clear(); /* not UTF-8: not a loop module's name either */
+        }
+    }
+    int loop = s != NULL && (strcmp(s, "selectors") == 0
+                             || strcmp(s, "asyncio") == 0
+                             || strncmp(s, "asyncio.", 8) == 0);
+    Py_DECREF(globals);
+    return loop;
+}
+
+/* Returns 1 if the main task awaits (the loop waits for events or does
+ * its own work between callbacks), 0 if code runs that a Ctrl-C must
+ * interrupt where it is (a task step or a callback that blocks, as
+ * time.sleep in a cell); never fails. frame is the signal handler's. */
+static int
+main_task_awaits(PyObject *loop, PyObject *frame)
+{
+    int in_callback;
+    if (apy_loop_in_callback(loop, &in_callback)) {
+        return !in_callback;
+    }
+    /* Another loop (--loop asyncio) does not say what it does, but a
+     * Python signal handler runs in the innermost Python frame: the
+     * stdlib loop waits in selectors' select() and works between
+     * callbacks in asyncio's own modules; user code is anywhere else
+     * (time.sleep has the caller's frame, Event.wait threading's). */
+    return is_loop_frame(frame);
+}
+
+/* signal.signal(SIGINT) handler while the main task runs. A Ctrl-C while
+ * the main task awaits cancels it, as Runner._on_sigint does in
+ * asyncio/runners.py; one while user code runs (blocking in a call, or
+ * computing) raises KeyboardInterrupt there at once, as python3 and
+ * ipykernel do: returning would resume the blocking call (PEP 475). A
+ * Ctrl-C after the task was cancelled interrupts, whatever runs. Returns
+ * None, or NULL with KeyboardInterrupt set. */
 static PyObject *
 on_sigint(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -44,8 +93,8 @@ on_sigint(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs)
     if (st == NULL) {
         return NULL;
     }
-    st->interrupts++;
-    if (st->interrupts == 1) {
+    PyObject *frame = nargs >= 2 ? args[1] : Py_None;
+    if (st->cancels == 0 && main_task_awaits(st->loop, frame)) {
         PyObject *done = PyObject_CallMethod(st->task, "done", NULL);
         if (done == NULL) {
             return NULL;
@@ -61,6 +110,7 @@ on_sigint(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs)
                 return NULL;
             }
             Py_DECREF(r);
+            st->cancels++;
             /* A loop blocked in select() with a long timeout (the stdlib
              * loop with --loop asyncio) must wake up to see the cancel:
              * any cheap callable does; task.done has no side effect. */
@@ -84,12 +134,14 @@ on_sigint(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef sigint_def = {
     "apyrun_sigint", (PyCFunction)(void (*)(void))on_sigint, METH_FASTCALL,
-    "Cancels apyrun's main task on the first Ctrl-C.",
+    "Cancels apyrun's main task on Ctrl-C while it awaits, else "
+    "interrupts.",
 };
 
 /* Installs on_sigint if SIGINT still has python's default handler (as
- * Runner does; the launcher runs the main task in the main thread). Returns a new reference to the handler installed, Py_None
- * if none was, NULL with an exception set. */
+ * Runner does; the launcher runs the main task in the main thread).
+ * Returns a new reference to the handler installed, Py_None if none was,
+ * NULL with an exception set. */
 static PyObject *
 install_sigint(PyObject *signal_mod, PyObject *loop, PyObject *task)
 {
@@ -160,15 +212,17 @@ restore_sigint(PyObject *signal_mod, PyObject *handler)
     PyErr_Restore(type, value, tb);
 }
 
+/* Returns 1 if handler (from install_sigint) cancelled the main task,
+ * else 0. */
 static int
-sigint_count(PyObject *handler)
+sigint_cancelled(PyObject *handler)
 {
     if (handler == Py_None) {
         return 0;
     }
     PyObject *capsule = PyCFunction_GET_SELF(handler);
     sigint_state_t *st = PyCapsule_GetPointer(capsule, SIGINT_CAPSULE);
-    return st != NULL ? st->interrupts : 0;
+    return st != NULL && st->cancels > 0;
 }
 
 /* After a Ctrl-C cancelled the main task: if the task did not swallow the
@@ -423,7 +477,7 @@ apy_tla_run_coro(PyObject *loop, PyObject *coro, PyObject **result)
             PyErr_Print();
         }
         rc = -2;
-    } else if (sigint_count(handler) > 0 && is_cancelled_error(asyncio)) {
+    } else if (sigint_cancelled(handler) && is_cancelled_error(asyncio)) {
         cancelled_to_keyboard_interrupt(task);
     }
     restore_sigint(signal_mod, handler);

@@ -3,7 +3,8 @@
 
 Each suite's conftest.py puts this directory on sys.path and imports from
 here: the --apyrun option (default: $APYRUN) and the `apyrun` fixture, the
-reference python, and the way children are started.  A child gets our
+reference python, the way children are started, and how a test waits for
+a child's line and for it to block before signalling it.  A child gets our
 environment scrubbed of PYTHON* and APYRUN* variables (and whatever else
 the suite drops) so the developer's shell (pyenv, PYTHONUNBUFFERED, ...)
 cannot change the outcome, and runs in its own session with a timeout, so
@@ -11,9 +12,11 @@ a hang becomes a failure and never a stuck CI job.
 """
 import dataclasses
 import os
+import select
 import signal
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -142,6 +145,53 @@ class Children:
         proc = self.spawn(argv, cwd=cwd, env=env, stdin=stdin)
         return self.finish(proc, timeout=timeout, input=input,
                            what=" ".join(map(str, argv)))
+
+
+# Seconds read_line and wait_until_blocked wait by default.
+WAIT = 20
+
+
+def read_line(proc, timeout=WAIT):
+    """One line of proc's stdout (a bytes pipe), or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([proc.stdout], [], [], max(left, 0))
+        if not ready:
+            kill_group(proc)
+            pytest.fail(f"no line from the child within {timeout}s; "
+                        f"got {line!r}")
+        byte = os.read(proc.stdout.fileno(), 1)
+        if not byte:
+            err = proc.stderr.read().decode(errors="replace")
+            pytest.fail(f"child closed stdout after {line!r}; stderr:\n{err}")
+        line += byte
+    return line.decode()
+
+
+def wait_until_blocked(proc, timeout=WAIT):
+    """Wait until proc sleeps in the kernel (time.sleep, epoll_wait, ...).
+
+    A case script prints a line and then blocks; a signal sent between the
+    two would interrupt the print instead, so tests that signal a blocked
+    script call this after reading the line.  Only the main thread (the
+    one that handles signals) is looked at.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+            with open(f"/proc/{proc.pid}/wchan") as f:
+                wchan = f.read().strip()
+        except FileNotFoundError:
+            break
+        if state == "S" and wchan not in ("", "0"):
+            return
+        time.sleep(0.01)
+    kill_group(proc)
+    pytest.fail(f"the child never blocked within {timeout}s")
 
 
 def write(path, text, mode=None):

@@ -14,10 +14,8 @@ differential test compare python with itself; they must all pass then.
 """
 import os
 import re
-import select
 import shutil
 import sys
-import time
 
 import pytest
 
@@ -26,7 +24,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "common"))
 from apytest import (REF_PYTHON, Children, Result, apyrun, kill_group,
-                     pytest_addoption, pytest_configure, write)
+                     pytest_addoption, pytest_configure, read_line,
+                     wait_until_blocked, write)
 
 # Seconds a child may run before the test fails as a hang.  Generous because
 # ctest runs the test files in parallel on a 2-core machine.
@@ -74,48 +73,6 @@ def is_validation_run(apyrun):
 _children = Children(TIMEOUT)
 child_env, spawn, finish, run = (_children.child_env, _children.spawn,
                                  _children.finish, _children.run)
-
-
-def read_line(proc, timeout=TIMEOUT):
-    """One line of proc's stdout (a bytes pipe), or fail after timeout."""
-    deadline = time.monotonic() + timeout
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([proc.stdout], [], [], max(left, 0))
-        if not ready:
-            kill_group(proc)
-            pytest.fail(f"no line from the child within {timeout}s; "
-                        f"got {line!r}")
-        byte = os.read(proc.stdout.fileno(), 1)
-        if not byte:
-            err = proc.stderr.read().decode(errors="replace")
-            pytest.fail(f"child closed stdout after {line!r}; stderr:\n{err}")
-        line += byte
-    return line.decode()
-
-
-def wait_until_blocked(proc, timeout=TIMEOUT):
-    """Wait until proc sleeps in the kernel (time.sleep, epoll_wait, ...).
-
-    A case script prints a line and then blocks; a signal sent between the
-    two would interrupt the print instead, so tests that signal a blocked
-    script call this after reading the line.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{proc.pid}/stat") as f:
-                state = f.read().rpartition(")")[2].split()[0]
-            with open(f"/proc/{proc.pid}/wchan") as f:
-                wchan = f.read().strip()
-        except FileNotFoundError:
-            break
-        if state == "S" and wchan not in ("", "0"):
-            return
-        time.sleep(0.01)
-    kill_group(proc)
-    pytest.fail(f"the child never blocked within {timeout}s")
 
 
 def assert_like_python(apyrun, args, *, cwd, env=None, input=None,

@@ -412,15 +412,31 @@ print("after the try")
 """
 
 CTRL_C_TWICE = """\
-import asyncio
+import asyncio, time
 print("ready", flush=True)
 try:
     await asyncio.sleep(30)
 finally:
     print("cleaning up", flush=True)
-    await asyncio.sleep(30)
+    CLEANUP
     print("cleanup finished")
 """
+
+# Put before CTRL_C: a Ctrl-C that interrupts blocking code, caught.
+CAUGHT_BEFORE = {
+    "first": "",
+    "after a caught interrupt": """\
+import time
+print("blocking", flush=True)
+try:
+    time.sleep(30)
+except KeyboardInterrupt:
+    pass
+""",
+}
+
+# The cleanup awaits, or blocks: the second Ctrl-C interrupts either.
+CLEANUPS = ["await asyncio.sleep(30)", "time.sleep(30)"]
 
 
 def start(exe, script, cwd, loop="apyrun loop"):
@@ -435,15 +451,21 @@ def ctrl_c(proc, expect_line):
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_ctrl_c_cancels_main_then_dies_by_sigint(apyrun, tmp_path, loop):
-    # As under asyncio.run: the finally runs, then death by SIGINT.
+@pytest.mark.parametrize("before", CAUGHT_BEFORE)
+def test_ctrl_c_cancels_main_then_dies_by_sigint(apyrun, tmp_path, loop,
+                                                 before):
+    # As under asyncio.run: the finally runs, then death by SIGINT. An
+    # interrupt of blocking code (not asyncio.run's rule: test_ctrl_c.py)
+    # cancelled nothing, so a later Ctrl-C still cancels the main task.
     ref = start(REF_PYTHON, write(tmp_path / "ref" / "wrapped.py",
                                   wrap_in_asyncio_run(CTRL_C)), tmp_path)
     ctrl_c(ref, "ready\n")
     r = finish(ref, timeout=PROMPT, what="asyncio.run after Ctrl-C")
     assert (r.returncode, r.stdout) == (-signal.SIGINT, "finally ran\n")
-    script = write(tmp_path / "main.py", CTRL_C)
+    script = write(tmp_path / "main.py", CAUGHT_BEFORE[before] + CTRL_C)
     proc = start(apyrun, script, tmp_path, loop)
+    if CAUGHT_BEFORE[before]:
+        ctrl_c(proc, "blocking\n")
     ctrl_c(proc, "ready\n")
     r = finish(proc, timeout=PROMPT, what="apyrun after Ctrl-C")
     assert (r.returncode, r.stdout) == (-signal.SIGINT, "finally ran\n")
@@ -452,14 +474,17 @@ def test_ctrl_c_cancels_main_then_dies_by_sigint(apyrun, tmp_path, loop):
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_second_ctrl_c_interrupts_the_cleanup(apyrun, tmp_path, loop):
+@pytest.mark.parametrize("cleanup", CLEANUPS)
+def test_second_ctrl_c_interrupts_the_cleanup(apyrun, tmp_path, loop,
+                                              cleanup):
+    source = CTRL_C_TWICE.replace("CLEANUP", cleanup)
     ref = start(REF_PYTHON, write(tmp_path / "ref" / "wrapped.py",
-                                  wrap_in_asyncio_run(CTRL_C_TWICE)), tmp_path)
+                                  wrap_in_asyncio_run(source)), tmp_path)
     ctrl_c(ref, "ready\n")
     ctrl_c(ref, "cleaning up\n")
     r = finish(ref, timeout=PROMPT, what="asyncio.run after Ctrl-C twice")
     assert (r.returncode, r.stdout) == (-signal.SIGINT, "")
-    proc = start(apyrun, write(tmp_path / "main.py", CTRL_C_TWICE), tmp_path,
+    proc = start(apyrun, write(tmp_path / "main.py", source), tmp_path,
                  loop)
     ctrl_c(proc, "ready\n")
     ctrl_c(proc, "cleaning up\n")

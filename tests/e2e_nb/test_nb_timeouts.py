@@ -41,6 +41,26 @@ def test_timeout_interrupts_the_cell(apyrun, tmp_path, loop, body):
     assert outputs(got, 2) == []
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+def test_first_timeout_interrupt_stops_blocking_code(apyrun, tmp_path, loop):
+    # The watchdog's first SIGINT raises KeyboardInterrupt in the blocking
+    # call and cancels nothing: the cell can catch it and await on, and
+    # only the next interrupt ends it.
+    nb = write_nb(tmp_path / "t.ipynb", [
+        "import asyncio, time\n"
+        "try:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "await asyncio.sleep(0)\n"
+        "print('not cancelled', flush=True)\n"
+        "time.sleep(30)",
+        "print('never')"])
+    r = run([apyrun, "--loop", loop, "--timeout", "1", nb], cwd=tmp_path,
+            timeout=30)
+    assert (r.returncode, r.stdout) == (124, "interrupted\nnot cancelled\n")
+    assert r.stderr.splitlines()[-1] == (
+        f"apyrun: --timeout (1s) expired in cell 1, In [1] of {nb}")
+
+
 def test_total_timeout(apyrun, tmp_path):
     nb = write_nb(tmp_path / "t.ipynb", [
         "import time\ntime.sleep(0.7)", "time.sleep(0.7)",

@@ -2,10 +2,11 @@
 /* --timeout and --total-timeout, and SIGTERM. A watchdog thread (no
  * Python, no GIL) waits for the running cell's deadline and then sends
  * SIGINT to the main thread, as Jupyter interrupts a kernel: blocking code
- * gets KeyboardInterrupt, a running main task is cancelled (src/tla's
- * handler), and the driver reports a timeout because `timed_out` is set.
- * Code that ignores the interrupt gets it again, and after that the
- * process ends with 124: the cells before were saved already. A SIGTERM
+ * gets KeyboardInterrupt, even in a main task, and an awaiting main task
+ * is cancelled (src/tla's handler); the driver reports a timeout because
+ * `timed_out` is set. Code that ignores the interrupt gets it again, and
+ * after that the process ends with 124: the cells before were saved
+ * already. A SIGTERM
  * interrupts the cell the same way so that its partial output is saved
  * before the process dies by SIGTERM. */
 #define PY_SSIZE_T_CLEAN
