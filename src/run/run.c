@@ -391,7 +391,7 @@ apy_run_target(const PyConfig *config, const apy_options_t *opts,
     int exitcode = -3;
     /* Notebooks (src/run/notebook); notebook options need one. */
     if (opts->target_kind == APY_TARGET_FILE
-        && apy_run_is_notebook_path(opts->target)) {
+        && apy_cli_is_notebook_path(opts->target)) {
         return apy_run_notebook(config, opts, unhandled_sigint);
     }
     if (apy_run_notebook_option_given(opts) != NULL) {

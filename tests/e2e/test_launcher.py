@@ -55,6 +55,31 @@ def test_target_sees_what_python_shows(apyrun, tree, target):
     assert f"{ARGS}"[1:] + "\n" in got.stdout
 
 
+# apyrun's notebook options and "--" after a script, -c, -m or - are the
+# program's, as python3 has it: only a notebook takes apyrun's options
+# after itself (DESIGN 1, 3).
+NB_ARGS = ["-o", "x", "-p", "a", "b", "--inplace", "--timeout", "3",
+           "--bogus", "--", "-oout.ipynb", "--"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_notebook_options_after_any_other_target_are_its(apyrun, tree,
+                                                          target):
+    argv, cwd, stdin = TARGETS[target]
+    argv = [a.replace("{tmp}", str(tree)) for a in argv]
+    got = assert_like_python(apyrun, [*argv, *NB_ARGS], cwd=tree / cwd,
+                             input=stdin)
+    assert got.returncode == 0
+    assert f"{NB_ARGS}"[1:] + "\n" in got.stdout
+
+
+def test_script_gets_dash_o_as_python_gives_it(apyrun, tmp_path):
+    write(tmp_path / "s.py", "import sys\nprint(sys.argv)\n")
+    assert_like_python(apyrun, ["s.py", "-o", "x"], cwd=tmp_path,
+                       expected=Result(0, "['s.py', '-o', 'x']\n", ""))
+    assert not os.path.exists(tmp_path / "x")
+
+
 def test_apyrun_options_then_python_options(apyrun, tmp_path):
     # apyrun's options go first and never reach the program or CPython.
     code = ("import sys; print(sys.flags.isolated, sys.stdout.write_through,"
