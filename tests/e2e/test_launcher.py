@@ -43,34 +43,25 @@ TARGETS = {
 }
 
 
-@pytest.mark.parametrize("target", TARGETS)
-def test_target_sees_what_python_shows(apyrun, tree, target):
-    argv, cwd, stdin = TARGETS[target]
-    argv = [a.replace("{tmp}", str(tree)) for a in argv]
-    got = assert_like_python(apyrun, [*argv, *ARGS], cwd=tree / cwd,
-                             input=stdin)
-    assert got.returncode == 0
-    # Everything after the target belongs to the program, even apyrun's own
-    # option names.
-    assert f"{ARGS}"[1:] + "\n" in got.stdout
-
-
 # apyrun's notebook options and "--" after a script, -c, -m or - are the
-# program's, as python3 has it: only a notebook takes apyrun's options
+# program's too, as python3 has it: only a notebook takes apyrun's options
 # after itself (DESIGN 1, 3).
 NB_ARGS = ["-o", "x", "-p", "a", "b", "--inplace", "--timeout", "3",
            "--bogus", "--", "-oout.ipynb", "--"]
 
 
+@pytest.mark.parametrize("args", [ARGS, NB_ARGS],
+                         ids=["args", "notebook options"])
 @pytest.mark.parametrize("target", TARGETS)
-def test_notebook_options_after_any_other_target_are_its(apyrun, tree,
-                                                          target):
+def test_target_sees_what_python_shows(apyrun, tree, target, args):
     argv, cwd, stdin = TARGETS[target]
     argv = [a.replace("{tmp}", str(tree)) for a in argv]
-    got = assert_like_python(apyrun, [*argv, *NB_ARGS], cwd=tree / cwd,
+    got = assert_like_python(apyrun, [*argv, *args], cwd=tree / cwd,
                              input=stdin)
     assert got.returncode == 0
-    assert f"{NB_ARGS}"[1:] + "\n" in got.stdout
+    # Everything after the target belongs to the program, even apyrun's own
+    # option names.
+    assert f"{args}"[1:] + "\n" in got.stdout
 
 
 def test_script_gets_dash_o_as_python_gives_it(apyrun, tmp_path):
