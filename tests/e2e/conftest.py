@@ -74,6 +74,7 @@ def is_validation_run(apyrun):
 _children = Children(TIMEOUT)
 child_env, spawn, finish, run = (_children.child_env, _children.spawn,
                                  _children.finish, _children.run)
+run_measured = _children.run_measured
 
 
 def read_line(proc, timeout=TIMEOUT):
