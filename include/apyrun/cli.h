@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The command line: apyrun's own options are taken out of argv, the rest
- * (python options, the target and the program's arguments) is left for
- * CPython's own parser. Plain C: no Python.h here. */
+/* The command line: apyrun's own options are taken out of argv (before
+ * the target, and after a notebook up to "--"), the rest (python options,
+ * the target and the program's arguments) is left for CPython's own
+ * parser. Plain C: no Python.h here. */
 #ifndef APYRUN_CLI_H
 #define APYRUN_CLI_H
 
@@ -47,17 +48,26 @@ typedef struct {
     apy_param_t *params;     /* -p NAME VALUE, in order */
     size_t nparams;
 
-    /* argv for CPython: argv[0], python options, target, program args. */
+    /* argv for CPython: argv[0], python options, target, program args
+     * (for a notebook: its words and what follows "--", nothing of
+     * apyrun's), so that CPython's sys.argv is the program's. */
     int py_argc;
     char **py_argv;
 } apy_options_t;
 
-/* Parses argv into opts (argv strings are borrowed, not copied).
- * Returns 0, or -1 with a one-line message in err (usage error: exit 2),
- * or UV_ENOMEM-like -12 when out of memory. opts must be freed with
- * apy_cli_free() whatever the result. */
+/* Parses argv into opts (argv strings are borrowed, not copied). After
+ * a script, -c, -m or -: python's rule, every argument is the program's.
+ * After a notebook: apyrun's run options are taken up to "--", other
+ * words and all after "--" are the notebook's, an unknown option is a
+ * usage error. Returns 0, or -1 with a one-line message in err (usage
+ * error: exit 2), or UV_ENOMEM-like -12 when out of memory. opts must be
+ * freed with apy_cli_free() whatever the result. */
 int apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
                   size_t errlen);
+
+/* Returns 1 if `path` names a notebook (ends in ".ipynb"), else 0: the
+ * targets that run as notebooks and take apyrun's options after them. */
+int apy_cli_is_notebook_path(const char *path);
 
 /* Frees what apy_cli_parse allocated (not the borrowed strings). */
 void apy_cli_free(apy_options_t *opts);

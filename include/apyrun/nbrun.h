@@ -25,9 +25,6 @@ int apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
  * Returns 0, or -1 with an exception set. */
 int apy_nbrun_magics_install(void);
 
-/* Returns 1 if `path` names a notebook (ends in ".ipynb"), else 0. */
-int apy_run_is_notebook_path(const char *path);
-
 /* Returns the name of the first notebook-only option given in opts
  * ("-o/--output", "--inplace", ...), or NULL if none was: the launcher
  * rejects them with a non-notebook target (usage error, exit 2). */

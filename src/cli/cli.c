@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* argv -> apy_options_t. Owns the split between apyrun's own options
- * (long options, plus -p and -o, before the target) and everything else,
- * which is passed on untouched for CPython's PyConfig to parse: this file
- * must not re-implement python's option parser beyond finding the target. */
+ * (long options, plus -p and -o, before the target, and after a notebook
+ * up to "--") and everything else, which is passed on untouched for
+ * CPython's PyConfig to parse: this file must not re-implement python's
+ * option parser beyond finding the target. */
 #include "apyrun/cli.h"
 
 #include <errno.h>
@@ -149,8 +150,10 @@ option_value(const char *name, const char *inline_value, int argc,
     return argv[++*i];
 }
 
-/* Handles one apyrun long option at argv[*i]. Returns 1 if it was one
- * (consumed), 0 if not, -1 on a usage error (message in err). */
+/* Handles one apyrun option about the run (--loop and the notebook
+ * options) at argv[*i], with its value. Returns 1 if it was one
+ * (consumed), 0 if not, -1 on a usage error (message in err). --help and
+ * --version are not here: they are taken before the target only. */
 static int
 take_apyrun_option(int argc, char **argv, int *i, apy_options_t *opts,
                    char *err, size_t errlen)
@@ -159,14 +162,6 @@ take_apyrun_option(int argc, char **argv, int *i, apy_options_t *opts,
     const char *iv = NULL;
     const char *v;
 
-    if (match_long(arg, "--help", &iv) && iv == NULL) {
-        opts->show_help = 1;
-        return 1;
-    }
-    if (match_long(arg, "--version", &iv) && iv == NULL) {
-        opts->show_version = 1;
-        return 1;
-    }
     if (match_long(arg, "--inplace", &iv) && iv == NULL) {
         opts->inplace = 1;
         return 1;
@@ -247,6 +242,65 @@ take_apyrun_option(int argc, char **argv, int *i, apy_options_t *opts,
     return 0;
 }
 
+/* Returns 1 if arg reads as a number ("-1", "-2.5e3"): a word, such as
+ * a negative value for the notebook, not an option. */
+static int
+is_number(const char *arg)
+{
+    char *end;
+    (void)strtod(arg, &end);
+    return end != arg && *end == '\0';
+}
+
+/* The arguments after a notebook target, argv[i..]. apyrun's options
+ * about the run (take_apyrun_option) are taken here too, because that is
+ * where papermill and nbconvert users type them (`apyrun nb.ipynb -o
+ * out.ipynb`); "--" ends them, and everything after it is the notebook's
+ * sys.argv[1:] unchanged. Other words stay the notebook's arguments, as
+ * they always were, wherever they are. An unknown option before "--" is a
+ * usage error, not an argument: passing it on silently is how `-o` was
+ * lost before, and how a misspelt `--timout 5` would be; rejected: taking
+ * every option-looking argument as the notebook's (the old behaviour),
+ * which cannot tell a typo from an argument. Returns 0, or -1 (message in
+ * err). */
+static int
+scan_after_notebook(int argc, char **argv, int i, apy_options_t *opts,
+                    char *err, size_t errlen)
+{
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--") == 0) {
+            for (i++; i < argc; i++) {
+                opts->py_argv[opts->py_argc++] = argv[i];
+            }
+            return 0;
+        }
+        if (arg[0] != '-' || arg[1] == '\0' || is_number(arg)) {
+            opts->py_argv[opts->py_argc++] = argv[i];
+            continue;
+        }
+        int rc = take_apyrun_option(argc, argv, &i, opts, err, errlen);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 0) {
+            snprintf(err, errlen, "unknown option '%s' after the notebook "
+                     "(apyrun --help lists apyrun's options); the "
+                     "notebook's own arguments go after '--': "
+                     "apyrun %s -- %s ...", arg, opts->target, arg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
+apy_cli_is_notebook_path(const char *path)
+{
+    size_t n = path != NULL ? strlen(path) : 0;
+    return n > 6 && strcmp(path + n - 6, ".ipynb") == 0;
+}
+
 int
 apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
               size_t errlen)
@@ -293,15 +347,21 @@ apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
             }
             break;
         }
+        if (strcmp(arg, "--help") == 0) {
+            opts->show_help = 1;
+            /* After apyrun's own help, CPython lists its options. */
+            opts->py_argv[opts->py_argc++] = "-h";
+            continue;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            opts->show_version = 1;
+            continue;
+        }
         int rc = take_apyrun_option(argc, argv, &i, opts, err, errlen);
         if (rc < 0) {
             return rc;
         }
         if (rc > 0) {
-            if (strcmp(arg, "--help") == 0) {
-                /* After apyrun's own help, CPython lists its options. */
-                opts->py_argv[opts->py_argc++] = "-h";
-            }
             continue;
         }
         if (arg[1] == '-') {
@@ -342,8 +402,18 @@ apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
             opts->py_argv[opts->py_argc++] = argv[++i];
         }
     }
-    for (; i < argc; i++) {
-        opts->py_argv[opts->py_argc++] = argv[i];
+    if (opts->target_kind == APY_TARGET_FILE
+        && apy_cli_is_notebook_path(opts->target)) {
+        opts->py_argv[opts->py_argc++] = argv[i++];
+        int rc = scan_after_notebook(argc, argv, i, opts, err, errlen);
+        if (rc < 0) {
+            return rc;
+        }
+    } else {
+        /* python's rule: everything after the target is the program's. */
+        for (; i < argc; i++) {
+            opts->py_argv[opts->py_argc++] = argv[i];
+        }
     }
     opts->py_argv[opts->py_argc] = NULL;
 
@@ -372,17 +442,18 @@ apy_cli_print_help(void *out, const char *prog)
     fprintf(f,
 "usage: %s [apyrun options] [python options] "
 "(FILE | -m MOD | -c CODE | -) [args]\n"
+"       %s [options] NB.ipynb [notebook options] [args] [-- args]\n"
 "\n"
 "Runs Python scripts, modules and Jupyter notebooks (FILE.ipynb), with\n"
 "top-level await, on an asyncio event loop written in C on libuv. Code\n"
 "without top-level await runs exactly as under python3.\n"
 "\n"
-"apyrun options (before the target):\n"
+"apyrun options (before the target; --loop also after a notebook):\n"
 "  --loop apyrun|asyncio  asyncio's default loop: apyrun's (default) or the\n"
 "                         stdlib's; also APYRUN_LOOP=apyrun|asyncio\n"
 "  -h, --help             this help, then python's options\n"
 "  -V, --version          versions of apyrun, Python, libuv and cJSON\n"
-"notebook options:\n"
+"notebook options (before the notebook, or after it up to '--'):\n"
 "  -o, --output OUT.ipynb write the executed notebook to OUT.ipynb\n"
 "  --inplace              write the executed notebook over the input\n"
 "  --cwd DIR              working directory (default: the notebook's)\n"
@@ -392,6 +463,12 @@ apy_cli_print_help(void *out, const char *prog)
 "  -p NAME VALUE          set a parameter, as papermill\n"
 "  --params-file F.json   parameters from a JSON object\n"
 "\n"
+"After a script, -c, -m or -, every argument is the program's, as in\n"
+"python3. After a notebook, apyrun's options are taken up to '--'; other\n"
+"words and everything after '--' are the notebook's sys.argv[1:], and an\n"
+"unknown option before '--' is a usage error:\n"
+"  apyrun nb.ipynb -o out.ipynb -p alpha 0.5 data.csv -- --verbose\n"
+"\n"
 "environment: APYRUN_LOOP (as --loop); APYRUN_NATIVE_TCP=0 (asyncio's own\n"
 "TCP transports); APYRUN_HUGEPAGES=0 (pymalloc on 4 KiB pages, not on\n"
 "transparent huge pages).\n"
@@ -400,5 +477,5 @@ apy_cli_print_help(void *out, const char *prog)
 "error or unreadable input; 124 timeout; 120 stdout not flushed;\n"
 "128+N (negative in Python's subprocess) killed by signal N.\n"
 "\n"
-"python options (all of python3's, parsed by CPython):\n", prog);
+"python options (all of python3's, parsed by CPython):\n", prog, prog);
 }

@@ -493,6 +493,13 @@ value:
                 return scan_error(sc, start, "unexpected character '%s'",
                                   detail);
             }
+            if (c < 0x20 || c == 0x7F) {
+                /* Named, so that a NUL (a device such as /dev/zero, a
+                 * binary file) says what it is. */
+                snprintf(detail, sizeof(detail), "U+%04X", (unsigned)c);
+                return scan_error(sc, start, "unexpected character %s",
+                                  detail);
+            }
             return scan_error(sc, start, "%sunexpected character", "");
         }
         rc = scan_number(sc, &flag);

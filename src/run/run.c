@@ -99,7 +99,10 @@ may_be_tla(const char *source, size_t len)
 }
 
 /* Reads all of fp. Returns a malloc'ed NUL-terminated buffer and its
- * length, or NULL (errno set) on a read error or embedded NUL byte. */
+ * length, or NULL (errno set) on a read error or embedded NUL byte. It
+ * stops at the first read that brings a NUL: such source is never run by
+ * apyrun (python reports it), and reading on would make a script linked
+ * to /dev/zero cost all of memory where python refuses it at once. */
 static char *
 read_all(FILE *fp, size_t *len)
 {
@@ -119,8 +122,9 @@ read_all(FILE *fp, size_t *len)
             cap *= 2;
         }
         size_t got = fread(buf + n, 1, cap - n - 1, fp);
+        int nul = memchr(buf + n, '\0', got) != NULL;
         n += got;
-        if (got == 0) {
+        if (got == 0 || nul) {
             break;
         }
     }
@@ -391,7 +395,7 @@ apy_run_target(const PyConfig *config, const apy_options_t *opts,
     int exitcode = -3;
     /* Notebooks (src/run/notebook); notebook options need one. */
     if (opts->target_kind == APY_TARGET_FILE
-        && apy_run_is_notebook_path(opts->target)) {
+        && apy_cli_is_notebook_path(opts->target)) {
         return apy_run_notebook(config, opts, unhandled_sigint);
     }
     if (apy_run_notebook_option_given(opts) != NULL) {

@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import subprocess
+import tempfile
 import textwrap
 import time
 
@@ -86,7 +87,8 @@ class Children:
     hang; `drop` the prefixes of the variables scrubbed from its
     environment (KEEP stays); LC_ALL is C.UTF-8 unless set, or always with
     force_lc_all.  A conftest.py makes one and exports its methods
-    (child_env, spawn, finish, run) as the functions its tests import.
+    (child_env, spawn, finish, run, run_measured) as the functions its
+    tests import.
     A timeout of None means the suite's.
     """
 
@@ -138,6 +140,38 @@ class Children:
         kill_group(proc)
         return Result(proc.returncode, (out or b"").decode(errors="replace"),
                       (err or b"").decode(errors="replace"))
+
+    def run_measured(self, argv, *, cwd, env=None, timeout=None):
+        """Run argv to completion (stdin /dev/null) and measure it.
+
+        Returns (Result, rusage): the child's own resource usage from
+        wait4 (ru_maxrss in KiB, ru_utime/ru_stime), so that earlier
+        children of this process cannot change it, as they would change
+        getrusage(RUSAGE_CHILDREN)'s maximum.
+        """
+        if timeout is None:
+            timeout = self.timeout
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = self.spawn(argv, cwd=cwd, env=env, stdout=out, stderr=err)
+            deadline = time.monotonic() + timeout
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    kill_group(proc)
+                    proc.wait()
+                    pytest.fail(f"{' '.join(map(str, argv))} did not finish "
+                                f"within {timeout}s (hang)")
+                time.sleep(0.01)
+            # Reaped here: Popen must not wait for it again.
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            kill_group(proc)
+            out.seek(0)
+            err.seek(0)
+            return Result(proc.returncode,
+                          out.read().decode(errors="replace"),
+                          err.read().decode(errors="replace")), usage
 
     def run(self, argv, *, cwd, env=None, input=None, timeout=None):
         """Run argv to completion; stdin is `input` or /dev/null."""

@@ -73,6 +73,7 @@ def is_validation_run(apyrun):
 _children = Children(TIMEOUT)
 child_env, spawn, finish, run = (_children.child_env, _children.spawn,
                                  _children.finish, _children.run)
+run_measured = _children.run_measured
 
 
 def assert_like_python(apyrun, args, *, cwd, env=None, input=None,

@@ -6,11 +6,13 @@ stderr naming the problem, exit code 2, no traceback, no crash.  Where
 python3.11 already has an answer (a missing file, a bad python option, a
 source file it cannot decode) apyrun gives the same answer.
 """
+import os
 import zipfile
 
 import pytest
 
-from conftest import Result, assert_like_python, run, stderr_lines, write
+from conftest import (Result, assert_like_python, run, run_measured,
+                      stderr_lines, write)
 
 
 def assert_usage_error(result, *names):
@@ -78,6 +80,18 @@ USAGE = ("usage: <python> [option] ... [-c cmd | -m mod | file | -] "
         "-c syntax error"])
 def test_python_usage_errors_like_python(apyrun, tmp_path, argv, expected):
     assert_like_python(apyrun, argv, cwd=tmp_path, expected=expected)
+
+
+def test_script_linked_to_dev_zero_like_python(apyrun, tmp_path):
+    # python refuses it after one read; apyrun's own look at the source
+    # (is it TLA?) used to read on until memory ran out. The short timeout
+    # bounds what a regression costs the machine.
+    os.symlink("/dev/zero", tmp_path / "z.py")
+    got = assert_like_python(apyrun, ["z.py"], cwd=tmp_path, timeout=5)
+    assert got.returncode == 1
+    assert got.stderr.endswith("SyntaxError: unknown parsing error\n")
+    r, usage = run_measured([apyrun, "z.py"], cwd=tmp_path, timeout=5)
+    assert usage.ru_maxrss < 200 * 1024, f"peak RSS {usage.ru_maxrss} KiB"
 
 
 def test_undecodable_source_like_python(apyrun, tmp_path):

@@ -43,16 +43,32 @@ TARGETS = {
 }
 
 
+# apyrun's notebook options and "--" after a script, -c, -m or - are the
+# program's too, as python3 has it: only a notebook takes apyrun's options
+# after itself (DESIGN 1, 3).
+NB_ARGS = ["-o", "x", "-p", "a", "b", "--inplace", "--timeout", "3",
+           "--bogus", "--", "-oout.ipynb", "--"]
+
+
+@pytest.mark.parametrize("args", [ARGS, NB_ARGS],
+                         ids=["args", "notebook options"])
 @pytest.mark.parametrize("target", TARGETS)
-def test_target_sees_what_python_shows(apyrun, tree, target):
+def test_target_sees_what_python_shows(apyrun, tree, target, args):
     argv, cwd, stdin = TARGETS[target]
     argv = [a.replace("{tmp}", str(tree)) for a in argv]
-    got = assert_like_python(apyrun, [*argv, *ARGS], cwd=tree / cwd,
+    got = assert_like_python(apyrun, [*argv, *args], cwd=tree / cwd,
                              input=stdin)
     assert got.returncode == 0
     # Everything after the target belongs to the program, even apyrun's own
     # option names.
-    assert f"{ARGS}"[1:] + "\n" in got.stdout
+    assert f"{args}"[1:] + "\n" in got.stdout
+
+
+def test_script_gets_dash_o_as_python_gives_it(apyrun, tmp_path):
+    write(tmp_path / "s.py", "import sys\nprint(sys.argv)\n")
+    assert_like_python(apyrun, ["s.py", "-o", "x"], cwd=tmp_path,
+                       expected=Result(0, "['s.py', '-o', 'x']\n", ""))
+    assert not os.path.exists(tmp_path / "x")
 
 
 def test_apyrun_options_then_python_options(apyrun, tmp_path):

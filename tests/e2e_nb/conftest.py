@@ -45,6 +45,7 @@ DROP = ("PYTHON", "APYRUN", "MPLBACKEND", "NO_COLOR", "JUPYTER", "PYTEST_")
 _children = Children(TIMEOUT, drop=DROP)
 child_env, spawn, finish, run = (_children.child_env, _children.spawn,
                                  _children.finish, _children.run)
+run_measured = _children.run_measured
 
 
 def cell(source, *, tags=None, kind="code"):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import cell, json_line, run, write_nb
+from conftest import cell, json_line, run, run_measured, write_nb
 
 LOOPS = ["apyrun", "asyncio"]
 
@@ -235,6 +235,40 @@ def test_bad_input_is_one_line_exit_2(apyrun, tmp_path, content, word):
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
     assert str(nb) in lines[0] and word in lines[0]
+
+
+# A notebook that is not a regular file: sized before it is read, read in
+# bounded chunks, never waited for (issue 9 item 6).
+MAX_RSS_KIB = 200 * 1024
+
+
+def test_notebook_linked_to_dev_zero_is_refused_at_once(apyrun, tmp_path):
+    os.symlink("/dev/zero", tmp_path / "nb.ipynb")
+    r, usage = run_measured([apyrun, "nb.ipynb"], cwd=tmp_path, timeout=20)
+    # It used to read 2 GiB (the 1 GiB limit, doubled) in 4-7 s. CPU time,
+    # not wall time, so that a loaded machine cannot fail the test.
+    assert usage.ru_maxrss < MAX_RSS_KIB, f"peak RSS {usage.ru_maxrss} KiB"
+    cpu = usage.ru_utime + usage.ru_stime
+    assert cpu < 2, f"{cpu:.2f} s of CPU"
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert r.stderr == ("apyrun: nb.ipynb: not valid JSON: unexpected "
+                        "character U+0000 (line 1, column 1)\n")
+
+
+def test_fifo_without_a_writer_is_refused_not_waited_for(apyrun, tmp_path):
+    os.mkfifo(tmp_path / "nb.ipynb")
+    r = run([apyrun, "nb.ipynb"], cwd=tmp_path, timeout=20)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == ("apyrun: nb.ipynb: the notebook is empty (nothing "
+                        "was written to the FIFO)\n")
+
+
+def test_notebook_read_from_a_pipe(apyrun, tmp_path):
+    nb = write_nb(tmp_path / "real.ipynb",
+                  ["print('piped ' + 'x' * 100000 and 'ok')"])
+    os.symlink("/dev/stdin", tmp_path / "nb.ipynb")
+    r = run([apyrun, "nb.ipynb"], cwd=tmp_path, input=nb.read_text())
+    assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", "")
 
 
 def test_missing_notebook_exit_2(apyrun, tmp_path):

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "apyrun/notebook.h"
@@ -1068,6 +1069,69 @@ TEST_CASE(bad_shape)
                "cell 1: 'id' must be a string");
 }
 
+/* Bytes this process has read(2) so far (/proc/self/io's rchar), or -1
+ * where the kernel does not say: the cases that must not read check it. */
+static long long
+bytes_read(void)
+{
+    char buf[512];
+    long long n = -1;
+    int fd = open("/proc/self/io", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t got = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (got > 0) {
+        buf[got] = '\0';
+        const char *p = strstr(buf, "rchar:");
+        if (p != NULL) {
+            n = strtoll(p + 6, NULL, 10);
+        }
+    }
+    return n;
+}
+
+/* Fails unless at most `n` bytes were read since `before` (bytes_read()),
+ * not counting the read of /proc/self/io itself. */
+#define CHECK_READ_AT_MOST(before, n)                                         \
+    do {                                                                      \
+        long long now_ = bytes_read();                                        \
+        if ((before) >= 0 && now_ - (before) > (long long)(n) + 512) {        \
+            fprintf(stderr, "%s:%d: %lld bytes read, want at most %lld\n",    \
+                    __FILE__, __LINE__, now_ - (before), (long long)(n));     \
+            exit(1);                                                          \
+        }                                                                     \
+    } while (0)
+
+/* Starts a child that writes len bytes of data into a new pipe and exits
+ * (killed by SIGPIPE if the reader stops early); returns the read end. */
+static int
+pipe_from_child(const char *data, size_t len, pid_t *pid)
+{
+    int fds[2];
+
+    CHECK(pipe(fds) == 0);
+    *pid = fork();
+    CHECK(*pid >= 0);
+    if (*pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        close(fds[0]);
+        while (len > 0) {
+            ssize_t got = write(fds[1], data, len);
+            if (got < 0) {
+                _exit(errno == EPIPE ? 0 : 1);
+            }
+            data += got;
+            len -= (size_t)got;
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    return fds[0];
+}
+
 TEST_CASE(load_errors)
 {
     apy_notebook_t nb;
@@ -1094,8 +1158,10 @@ TEST_CASE(load_errors)
     CHECK(fd >= 0);
     CHECK(ftruncate(fd, APY_NB_MAX_FILE_SIZE + 1) == 0);
     close(fd);
+    long long before = bytes_read();
     CHECK_INT(apy_nb_load(path, &nb, err, sizeof(err)), -EFBIG);
     CHECK_STR(err, "too large (1073741825 bytes; the limit is 1 GiB)");
+    CHECK_READ_AT_MOST(before, 0);
 
     if (geteuid() != 0) {
         snprintf(path, sizeof(path), "%s/secret.ipynb", dir);
@@ -1107,6 +1173,86 @@ TEST_CASE(load_errors)
     /* A pipe: read to EOF whatever st_size says. */
     CHECK_INT(apy_nb_load("/dev/null", &nb, err, sizeof(err)), -EINVAL);
     CHECK_STR(err, "the notebook is empty (no JSON at all)");
+    remove_dir(dir);
+}
+
+/* Devices, pipes and FIFOs: read in growing chunks, refused as soon as
+ * what was read cannot be a notebook, never waiting for a writer. */
+TEST_CASE(load_streams)
+{
+    apy_notebook_t nb;
+    const char *dir = temp_dir();
+    char path[256];
+    long long before;
+    pid_t pid;
+    int fd, status;
+
+    /* A case that waits for a writer or reads the limit fails here
+     * instead of hanging the suite. */
+    alarm(30);
+
+    /* /dev/zero: one chunk, not the 1 GiB limit (which took 2 GiB of
+     * memory and seconds). */
+    before = bytes_read();
+    CHECK_INT(apy_nb_load("/dev/zero", &nb, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "not valid JSON: unexpected character U+0000 (line 1, "
+                   "column 1)");
+    CHECK_READ_AT_MOST(before, 64 * 1024);
+    CHECK(nb.cells == NULL);
+
+    /* A notebook of many chunks through a pipe (as /dev/stdin is). */
+    size_t n = 300 * 1000;
+    char *cells = malloc(n + 64);
+    CHECK(cells != NULL);
+    strcpy(cells, "[{\"cell_type\": \"code\", \"source\": \"");
+    memset(cells + strlen(cells), 'x', n);
+    strcpy(cells + strlen("[{\"cell_type\": \"code\", \"source\": \"") + n,
+           "\"}]");
+    char *json = notebook(cells);
+    fd = pipe_from_child(json, strlen(json), &pid);
+    snprintf(path, sizeof(path), "/dev/fd/%d", fd);
+    load_ok(path, &nb);
+    CHECK_INT(nb.ncells, 1);
+    CHECK_INT(strlen(nb.cells[0].source), n);
+    apy_nb_free(&nb);
+    close(fd);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status)
+          && WEXITSTATUS(status) == 0);
+    free(json);
+
+    /* A control byte after 200 kB: reading stops in its chunk (the 4 MB
+     * after it are never read) and the message is the whole text's. */
+    size_t head = 200 * 1000, tail = 4 * 1000 * 1000;
+    json = malloc(head + tail);
+    CHECK(json != NULL);
+    memcpy(json, "{\"a\": \"", 7);
+    memset(json + 7, 'x', head - 7);
+    json[head - 2] = '"';
+    json[head - 1] = '\001';
+    memset(json + head, ' ', tail);
+    CHECK_INT(apy_nb_parse(json, head + tail, "t.ipynb", &nb, err,
+                           sizeof(err)), -EINVAL);
+    char whole[sizeof(err)];
+    strcpy(whole, err);
+    CHECK_STR(whole, "not valid JSON: expected ',' or '}' (line 1, column "
+                     "200000)");
+    fd = pipe_from_child(json, head + tail, &pid);
+    snprintf(path, sizeof(path), "/dev/fd/%d", fd);
+    before = bytes_read();
+    CHECK_INT(apy_nb_load(path, &nb, err, sizeof(err)), -EINVAL);
+    CHECK_READ_AT_MOST(before, head + 64 * 1024);
+    CHECK_STR(err, whole);
+    close(fd);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    free(json);
+    free(cells);
+
+    /* A FIFO no one writes to: empty at once, no wait in open(). */
+    snprintf(path, sizeof(path), "%s/fifo.ipynb", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK_INT(apy_nb_load(path, &nb, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "the notebook is empty (nothing was written to the FIFO)");
+    alarm(0);
     remove_dir(dir);
 }
 

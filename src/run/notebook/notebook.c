@@ -31,13 +31,6 @@ enum {
     CELL_SIGTERM,
 };
 
-int
-apy_run_is_notebook_path(const char *path)
-{
-    size_t n = path != NULL ? strlen(path) : 0;
-    return n > 6 && strcmp(path + n - 6, ".ipynb") == 0;
-}
-
 const char *
 apy_run_notebook_option_given(const apy_options_t *opts)
 {
