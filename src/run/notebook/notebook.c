@@ -2,8 +2,8 @@
 /* apy_run_notebook: the notebook as __main__ (DESIGN 3). Loads it (src/
  * notebook), injects parameters, sets up __main__, the working directory
  * and the recorder, runs the code cells in order, reports a failing cell
- * by name, and saves the executed notebook after every cell. Each phase
- * is one function below; how a cell compiles and runs is cells.c's. */
+ * by name, and saves the executed notebook (throttled: see save). Each
+ * phase is one function below; how a cell compiles and runs is cells.c's. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 

@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: MIT
+"""Saving the executed notebook (issue 9), each figure beside its anchor in
+the same run:
+
+  cells    100k one-line cells with -o, beside the same run without -o
+           (goal: within 1.5x), medians of --reps interleaved runs;
+  memory   a cell printing --big-mb MB, peak RSS with -o beside the output's
+           size (goal: at most 2x) and beside the run without -o;
+  sigterm  SIGTERM while a cell sleeps after --term-mb MB of output: seconds
+           from the signal to the exit (goal: under 1 s), the notebook saved
+           and valid.
+
+Run: /usr/bin/python3 tests/bench/save_bench.py --apyrun build/apyrun
+(or `cmake --build build --target bench-save`).  --smoke: tiny sizes, one
+run each, no goal judged.
+"""
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+
+def write_nb(path, sources):
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    nbformat.write(nb, path)
+    return path
+
+
+def env():
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTHON", "APYRUN", "MPLBACKEND"))}
+
+
+def timed(argv, cwd):
+    """Seconds of one run, which must succeed."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env(),
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, err = proc.communicate()
+    took = time.monotonic() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(map(str, argv))}: exit {proc.returncode}\n"
+                 f"{err.decode(errors='replace')}")
+    return took
+
+
+def peak_rss_mib(argv, cwd):
+    """Peak RSS (MiB) of one run, measured by wait4 for that child only."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env(),
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(map(str, argv))}: exit {proc.returncode}")
+    return ru.ru_maxrss / 1024
+
+
+def bench_cells(apyrun, tmp, ncells, reps):
+    nb = write_nb(os.path.join(tmp, "cells.ipynb"),
+                  [f"x = {i}" for i in range(ncells)])
+    out = os.path.join(tmp, "cells_out.ipynb")
+    plain, rec = [], []
+    for _ in range(reps):
+        plain.append(timed([apyrun, nb], tmp))
+        rec.append(timed([apyrun, "-o", out, nb], tmp))
+    nbformat.validate(nbformat.read(out, 4))
+    a, b = statistics.median(plain), statistics.median(rec)
+    return a, b, b / a
+
+
+def bench_memory(apyrun, tmp, mb):
+    # Lines of 1000 characters: what a chatty cell prints.
+    lines = mb * 1024 * 1024 // 1000
+    nb = write_nb(os.path.join(tmp, "big.ipynb"), [
+        "import sys\nw = sys.stdout.write\n"
+        f"for i in range({lines}):\n    w('x' * 999 + '\\n')"])
+    out = os.path.join(tmp, "big_out.ipynb")
+    without = peak_rss_mib([apyrun, nb], tmp)
+    with_o = peak_rss_mib([apyrun, "-o", out, nb], tmp)
+    size = lines * 1000 / (1024 * 1024)
+    os.unlink(out)
+    return size, without, with_o, with_o / size
+
+
+def bench_sigterm(apyrun, tmp, mb):
+    lines = mb * 1024 * 1024 // 1000
+    nb = write_nb(os.path.join(tmp, "term.ipynb"), [
+        "import sys\nw = sys.stdout.write\n"
+        f"for i in range({lines}):\n    w('x' * 999 + '\\n')",
+        "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"])
+    out = os.path.join(tmp, "term_out.ipynb")
+    proc = subprocess.Popen([apyrun, "-o", out, nb], cwd=tmp, env=env(),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    seen = b""
+    while b"sleeping" not in seen:
+        chunk = os.read(proc.stdout.fileno(), 1 << 20)
+        if not chunk:
+            sys.exit("sigterm: the run ended before its last cell")
+        seen = seen[-64:] + chunk
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.stdout.close()
+    proc.wait()
+    took = time.monotonic() - t0
+    got = nbformat.read(out, 4)
+    nbformat.validate(got)
+    saved = sum(len(o.get("text", "")) for o in got.cells[0].outputs)
+    os.unlink(out)
+    return took, proc.returncode, saved / (1024 * 1024)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--apyrun", required=True)
+    ap.add_argument("--cells", type=int, default=100_000)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--big-mb", type=int, default=1024)
+    ap.add_argument("--term-mb", type=int, default=74)
+    ap.add_argument("--only", choices=("cells", "memory", "sigterm"))
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    if args.smoke:
+        args.cells, args.reps, args.big_mb, args.term_mb = 200, 1, 2, 2
+    apyrun = os.path.abspath(args.apyrun)
+    with tempfile.TemporaryDirectory(prefix="apyrun-save-bench-") as tmp:
+        if args.only in (None, "cells"):
+            a, b, ratio = bench_cells(apyrun, tmp, args.cells, args.reps)
+            print(f"cells:   {args.cells} one-line cells, median of "
+                  f"{args.reps}: without -o {a:.2f} s, with -o {b:.2f} s, "
+                  f"ratio {ratio:.2f} (goal <= 1.5)")
+        if args.only in (None, "memory"):
+            size, without, with_o, ratio = bench_memory(apyrun, tmp,
+                                                        args.big_mb)
+            print(f"memory:  {size:.0f} MiB of output: peak RSS without -o "
+                  f"{without:.0f} MiB, with -o {with_o:.0f} MiB, "
+                  f"{ratio:.2f}x the output (goal <= 2)")
+        if args.only in (None, "sigterm"):
+            took, rc, saved = bench_sigterm(apyrun, tmp, args.term_mb)
+            print(f"sigterm: {args.term_mb} MiB of output: exit {rc} "
+                  f"{took:.3f} s after SIGTERM (goal < 1 s), "
+                  f"{saved:.0f} MiB saved")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
