@@ -28,7 +28,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 
 def write_nb(path, sources):
-    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    # Ids of our own: nbformat's random 8-hex ones collide in 100k cells.
+    nb = new_notebook(cells=[new_code_cell(s, id=f"c{i}")
+                             for i, s in enumerate(sources)])
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
                                  "display_name": "Python 3"}
     nbformat.write(nb, path)
