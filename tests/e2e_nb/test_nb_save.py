@@ -17,8 +17,9 @@ import time
 import nbformat
 import pytest
 
-from conftest import (child_env, outputs, read_valid, run, spawn,
-                      stream_text, write_nb, kill_group, finish)
+from apytest import read_line, wait_until_blocked
+from conftest import (outputs, read_valid, run, spawn, stream_text, write_nb,
+                      kill_group, finish)
 
 ROOT = os.geteuid() == 0
 NOBODY = 65534  # Debian's nobody/nogroup
@@ -329,8 +330,10 @@ def test_sigterm_saves_the_cells_the_throttle_held_back(apyrun, tmp_path):
     out = tmp_path / "out.ipynb"
     proc = spawn([apyrun, "-o", out, nb], cwd=tmp_path)
     try:
-        while not proc.stdout.readline().startswith(b"waiting"):
-            pass
+        assert read_line(proc) == "a\n"
+        assert read_line(proc) == "b\n"
+        assert read_line(proc) == "waiting\n"
+        wait_until_blocked(proc)
         t0 = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(30)
