@@ -72,6 +72,29 @@ typedef struct {
     apy_nb_wdoc_t *w; /* private */
 } apy_notebook_t;
 
+/* A big stream output's text, rendered into nbformat's lines as it arrives
+ * and kept, past a few MB, in an unlinked temporary file (src/notebook/
+ * stream.c): so a cell's gigabyte of output costs the run a few MB, and
+ * saving copies it in the kernel. Reference counted; not thread-safe. */
+typedef struct apy_nb_stream apy_nb_stream_t;
+
+/* Returns a new stream (one reference) whose spill file goes in spill_dir
+ * (NULL: $TMPDIR, else /tmp), or NULL when out of memory. */
+apy_nb_stream_t *apy_nb_stream_new(const char *spill_dir);
+/* Returns s with one more reference. */
+apy_nb_stream_t *apy_nb_stream_ref(apy_nb_stream_t *s);
+/* Drops a reference; the last one frees s (NULL is a no-op). */
+void apy_nb_stream_unref(apy_nb_stream_t *s);
+/* Appends len bytes of UTF-8 text (a character may be split across
+ * calls). Returns 0, -ENOMEM, or -EINVAL after apy_nb_stream_finish. A
+ * full disk is no error: the text then stays in memory. */
+int apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len);
+/* Ends the text (its last line need not end with a newline). Returns 0 or
+ * -ENOMEM. Idempotent. */
+int apy_nb_stream_finish(apy_nb_stream_t *s);
+/* Returns the number of lines rendered so far. */
+size_t apy_nb_stream_lines(const apy_nb_stream_t *s);
+
 /* The result of running one code cell, as the run layer hands it over. */
 typedef struct {
     size_t cell;          /* index into nb->cells */
@@ -82,6 +105,11 @@ typedef struct {
      * nbformat does. NULL means []. Need not be NUL-terminated. */
     const char *outputs;
     size_t outputs_len;
+    /* Finished big streams: a stream output whose "text" is null in
+     * `outputs` takes the next one of these, in order. The cell keeps a
+     * reference to each. */
+    apy_nb_stream_t *const *streams;
+    size_t nstreams;
     /* nbclient's metadata.execution timestamps (ISO 8601 strings, see
      * apy_nb_timestamp); a NULL one is left out. When all four are NULL
      * the cell's metadata is written as read; otherwise its "execution"

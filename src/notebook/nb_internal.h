@@ -152,12 +152,29 @@ typedef struct {
     size_t cap;
 } apy_nb_pieces_t;
 
+/* A big stream output's lines inside a rendered "outputs" member: they
+ * go in at byte `off` of its text (stream.c). */
+typedef struct {
+    size_t off;
+    apy_nb_stream_t *stream; /* a reference */
+} apy_nb_hole_t;
+
 struct apy_nb_wcell {
     apy_nb_pieces_t members;
     /* A code cell's metadata members, so that metadata.execution can be
      * replaced without re-reading anything. */
     apy_nb_pieces_t meta;
+    /* The streams of the "outputs" member, in order of their offsets. */
+    apy_nb_hole_t *holes;
+    size_t nholes;
 };
+
+/* Writes all of data to fd, again after EINTR. 0 or -errno. */
+int apy_nb_write_all(int fd, const void *data, size_t len);
+
+/* Appends the stream's rendered lines to fd (mem == NULL; copy_file_range
+ * where possible) or to mem. 0 or -errno. */
+int apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem);
 
 struct apy_nb_wdoc {
     char *head; /* "{", members before "cells", "\"cells\": [" */

@@ -38,18 +38,10 @@ typedef struct {
 static void
 sink_flush(sink_t *s)
 {
-    size_t off = 0;
-    ssize_t got;
+    int rc;
 
-    while (off < s->n && s->error == 0) {
-        got = write(s->fd, s->buf + off, s->n - off);
-        if (got < 0) {
-            if (errno != EINTR) {
-                s->error = errno;
-            }
-            continue;
-        }
-        off += (size_t)got;
+    if (s->error == 0 && (rc = apy_nb_write_all(s->fd, s->buf, s->n)) < 0) {
+        s->error = -rc;
     }
     s->n = 0;
 }
@@ -78,20 +70,53 @@ sink_put(sink_t *s, const char *data, size_t len)
     }
 }
 
+/* Puts a big stream's lines: from its file straight into the target
+ * where the sink is one (flushed first, so the order holds). */
+static void
+sink_stream(sink_t *s, const apy_nb_stream_t *stream)
+{
+    int rc;
+
+    if (s->mem != NULL) {
+        (void)apy_nb_stream_copy(stream, -1, s->mem);
+        return;
+    }
+    sink_flush(s);
+    if (s->error == 0 && (rc = apy_nb_stream_copy(stream, s->fd, NULL)) < 0) {
+        s->error = -rc;
+    }
+}
+
+/* Puts a cell member, filling the holes its big streams left. */
+static void
+sink_member(sink_t *s, const apy_nb_wcell_t *w, const apy_nb_piece_t *p)
+{
+    size_t at = 0, h;
+
+    if (w->nholes > 0 && strcmp(p->key, "outputs") == 0) {
+        for (h = 0; h < w->nholes; h++) {
+            sink_put(s, p->text + at, w->holes[h].off - at);
+            sink_stream(s, w->holes[h].stream);
+            at = w->holes[h].off;
+        }
+    }
+    sink_put(s, p->text + at, p->len - at);
+}
+
 static void
 assemble(const apy_notebook_t *nb, sink_t *s)
 {
     const apy_nb_wdoc_t *d = nb->w;
-    const apy_nb_pieces_t *m;
+    const apy_nb_wcell_t *w;
     size_t i, k;
 
     sink_put(s, d->head, d->headlen);
     for (i = 0; i < nb->ncells; i++) {
-        m = &nb->cells[i].w->members;
+        w = nb->cells[i].w;
         sink_put(s, i ? ",\n  {" : "\n  {", i ? 5 : 4);
-        for (k = 0; k < m->n; k++) {
+        for (k = 0; k < w->members.n; k++) {
             sink_put(s, k ? ",\n" : "\n", k ? 2 : 1);
-            sink_put(s, m->v[k].text, m->v[k].len);
+            sink_member(s, w, &w->members.v[k]);
         }
         sink_put(s, "\n  }", 4);
     }

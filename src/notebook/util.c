@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nb_internal.h"
 
@@ -174,4 +175,24 @@ apy_nb_plain_prefix(const char *s, size_t len, int ascii_only)
         i++;
     }
     return i;
+}
+
+int
+apy_nb_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    ssize_t got;
+
+    while (len > 0) {
+        got = write(fd, p, len);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        p += got;
+        len -= (size_t)got;
+    }
+    return 0;
 }

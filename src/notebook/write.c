@@ -112,6 +112,15 @@ pieces_free(apy_nb_pieces_t *p)
 }
 
 static void
+holes_free(apy_nb_hole_t *holes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        apy_nb_stream_unref(holes[i].stream);
+    }
+    free(holes);
+}
+
+static void
 put_key(apy_nb_buf_t *b, int level, const char *key)
 {
     apy_nb_buf_indent(b, level);
@@ -350,6 +359,7 @@ apy_nb_wcell_free(apy_nb_wcell_t *w)
     }
     pieces_free(&w->members);
     pieces_free(&w->meta);
+    holes_free(w->holes, w->nholes);
     free(w);
 }
 
@@ -495,16 +505,102 @@ apy_nb_assign_ids(apy_notebook_t *nb)
 static const char *const output_types[] = {"stream", "display_data",
                                            "execute_result", "error"};
 
-/* Parses, checks and renders the run layer's outputs as the "outputs"
- * member. */
+/* Returns 1 if output o is a stream whose text is a big stream's place
+ * (null), else 0. */
 static int
-render_outputs(const apy_nb_result_t *res, char **text, size_t *len, char *err,
+is_hole(const cJSON *o)
+{
+    const cJSON *t = apy_nb_get(o, "output_type");
+    return strcmp(t->valuestring, "stream") == 0
+           && cJSON_IsNull(apy_nb_get(o, "text"));
+}
+
+/* Renders the checked outputs list as the "outputs" member, as
+ * render_member would, except that each big stream's lines are a hole in
+ * the text (the layout is the one nbformat gives a stream output with
+ * exactly "name", "output_type" and "text"). */
+static int
+render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
+                  char **text, size_t *len, apy_nb_hole_t **holes,
+                  size_t *nholes, char *err, size_t errlen)
+{
+    apy_nb_buf_t b = {0};
+    const cJSON *o, *name;
+    size_t k = 0;
+
+    *holes = NULL;
+    *nholes = 0;
+    if (res->nstreams > 0
+        && (*holes = calloc(res->nstreams, sizeof(**holes))) == NULL) {
+        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    }
+    put_key(&b, APY_NB_MEMBER_LEVEL, "outputs");
+    apy_nb_buf_put(&b, tree->child ? "[" : "[]", tree->child ? 1 : 2);
+    for (o = tree->child; o != NULL; o = o->next) {
+        apy_nb_buf_puts(&b, o == tree->child ? "\n" : ",\n");
+        apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
+        if (!is_hole(o)) {
+            apy_nb_render_value(&b, o, APY_NB_MEMBER_LEVEL + 1);
+            continue;
+        }
+        name = apy_nb_get(o, "name");
+        if (k == res->nstreams || !cJSON_IsString(name)) {
+            apy_nb_buf_free(&b);
+            holes_free(*holes, k);
+            *holes = NULL;
+            return apy_nb_fail(-EINVAL, err, errlen,
+                               "outputs: a stream with no text or name");
+        }
+        apy_nb_buf_puts(&b, "{\n");
+        put_key(&b, APY_NB_MEMBER_LEVEL + 2, "name");
+        apy_nb_render_string(&b, name->valuestring, apy_nb_strlen(name));
+        apy_nb_buf_puts(&b, ",\n");
+        put_key(&b, APY_NB_MEMBER_LEVEL + 2, "output_type");
+        apy_nb_buf_puts(&b, "\"stream\",\n");
+        put_key(&b, APY_NB_MEMBER_LEVEL + 2, "text");
+        if (apy_nb_stream_lines(res->streams[k]) == 0) {
+            apy_nb_buf_puts(&b, "[]\n");
+        } else {
+            apy_nb_buf_puts(&b, "[\n");
+            (*holes)[k].off = b.len;
+            apy_nb_buf_putc(&b, '\n');
+            apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL + 2);
+            apy_nb_buf_puts(&b, "]\n");
+        }
+        (*holes)[k].stream = apy_nb_stream_ref(res->streams[k]);
+        k++;
+        apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
+        apy_nb_buf_putc(&b, '}');
+    }
+    if (tree->child) {
+        apy_nb_buf_putc(&b, '\n');
+        apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL);
+        apy_nb_buf_putc(&b, ']');
+    }
+    *nholes = k;
+    *text = apy_nb_buf_take(&b, len);
+    if (*text == NULL) {
+        holes_free(*holes, k);
+        *holes = NULL;
+        *nholes = 0;
+        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    }
+    return 0;
+}
+
+/* Parses, checks and renders the run layer's outputs as the "outputs"
+ * member, with its big streams' places in holes. */
+static int
+render_outputs(const apy_nb_result_t *res, char **text, size_t *len,
+               apy_nb_hole_t **holes, size_t *nholes, char *err,
                size_t errlen)
 {
     cJSON *tree = NULL, *o, *t;
     size_t k = 0, i;
     int rc;
 
+    *holes = NULL;
+    *nholes = 0;
     if (res->outputs == NULL) {
         *text = render_literal(APY_NB_MEMBER_LEVEL, "outputs", "[]", len);
         return *text ? 0 : apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
@@ -543,13 +639,11 @@ render_outputs(const apy_nb_result_t *res, char **text, size_t *len, char *err,
             goto done;
         }
     }
-    if (apy_nb_fix_outputs(tree) < 0 ||
-        (*text = render_member(APY_NB_MEMBER_LEVEL, "outputs", tree, len)) ==
-            NULL) {
+    if (apy_nb_fix_outputs(tree) < 0) {
         rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
         goto done;
     }
-    rc = 0;
+    rc = render_with_holes(tree, res, text, len, holes, nholes, err, errlen);
 done:
     cJSON_Delete(tree);
     return rc;
@@ -606,6 +700,8 @@ apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res, char *err,
     char *meta_text = NULL, *keys[4] = {NULL, NULL, NULL, NULL}, num[32];
     size_t out_len, count_len, exec_len = 0, meta_len = 0, i;
     apy_nb_pieces_t meta = {0};
+    apy_nb_hole_t *holes = NULL;
+    size_t nholes = 0;
     int rc;
 
     if (res->cell >= nb->ncells) {
@@ -624,7 +720,8 @@ apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res, char *err,
                            res->cell + 1, res->execution_count);
     }
     /* Prepare everything that can fail; the commit below cannot. */
-    if ((rc = render_outputs(res, &out_text, &out_len, err, errlen)) < 0 ||
+    if ((rc = render_outputs(res, &out_text, &out_len, &holes, &nholes, err,
+                             errlen)) < 0 ||
         (rc = render_timing(res, &exec_text, &exec_len, err, errlen)) < 0) {
         goto fail;
     }
@@ -677,6 +774,9 @@ apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res, char *err,
     }
     /* Commit. */
     pieces_put(&w->members, keys[0], out_text, out_len);
+    holes_free(w->holes, w->nholes);
+    w->holes = holes;
+    w->nholes = nholes;
     pieces_put(&w->members, keys[1], count_text, count_len);
     if (exec_text != NULL) {
         pieces_put(&w->meta, keys[3], exec_text, exec_len);
@@ -690,6 +790,7 @@ apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res, char *err,
 nomem:
     rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
 fail:
+    holes_free(holes, nholes);
     free(out_text);
     free(count_text);
     free(exec_text);

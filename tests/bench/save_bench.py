@@ -57,15 +57,20 @@ def timed(argv, cwd):
 
 
 def peak_rss_mib(argv, cwd):
-    """Peak RSS (MiB) of one run, measured by wait4 for that child only."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=env(),
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    _, status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """Peak RSS (MiB) of one run, which must succeed: the VmHWM its last
+    cell wrote to hwm.txt. (wait4's ru_maxrss would include this process's
+    own RSS, which a forked child keeps as its high-water mark across
+    exec; VmHWM starts again at exec.)"""
+    hwm = os.path.join(cwd, "hwm.txt")
+    proc = subprocess.run(argv, cwd=cwd, env=env(),
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(map(str, argv))}: exit {proc.returncode}")
-    return ru.ru_maxrss / 1024
+    with open(hwm) as f:
+        kib = int(f.read().split()[0])
+    os.unlink(hwm)
+    return kib / 1024
 
 
 def bench_cells(apyrun, tmp, ncells, reps):
@@ -86,7 +91,11 @@ def bench_memory(apyrun, tmp, mb):
     lines = mb * 1024 * 1024 // 1000
     nb = write_nb(os.path.join(tmp, "big.ipynb"), [
         "import sys\nw = sys.stdout.write\n"
-        f"for i in range({lines}):\n    w('x' * 999 + '\\n')"])
+        f"for i in range({lines}):\n    w('x' * 999 + '\\n')",
+        # The first cell's outputs are rendered before this one runs.
+        "status = open('/proc/self/status').read()\n"
+        "hwm = status.split('VmHWM:')[1].split()[0]\n"
+        "open('hwm.txt', 'w').write(hwm)"])
     out = os.path.join(tmp, "big_out.ipynb")
     without = peak_rss_mib([apyrun, nb], tmp)
     with_o = peak_rss_mib([apyrun, "-o", out, nb], tmp)

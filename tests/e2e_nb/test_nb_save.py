@@ -18,7 +18,8 @@ import nbformat
 import pytest
 
 from apytest import read_line, wait_until_blocked
-from conftest import (outputs, read_valid, run, spawn, stream_text, write_nb,
+from conftest import (child_env, outputs, read_valid, run, spawn, stream_text,
+                      write_nb,
                       kill_group, finish)
 
 ROOT = os.geteuid() == 0
@@ -345,3 +346,89 @@ def test_sigterm_saves_the_cells_the_throttle_held_back(apyrun, tmp_path):
     got = read_valid(out)
     assert [stream_text(outputs(got, i)) for i in range(2)] == ["a\n", "b\n"]
     assert stream_text(outputs(got, 2)) == "waiting\n"
+
+
+# ---- big outputs ----------------------------------------------------------
+
+TRICKY = ["plain line\n", "tab\there\n", 'quote " and \\ backslash\n',
+          "crlf\r\n", "cr only\r", "vt\x0bff\x0cfs\x1cgs\x1drs\x1e",
+          "nel\x85ls\u2028ps\u2029", "ctrl \x00\x01\x1f\x7f\n",
+          "é ü 漢字 🐍\n", "no newline yet", " ... continued\n", "\r",
+          "\n", "\r", "x\n"]
+
+
+def tricky_cell(total):
+    # Pieces written in an order that puts '\r' at the end of one write and
+    # '\n' at the start of the next; `total` characters in all.
+    return (f"import sys\nT = {TRICKY!r}\nn = 0\ni = 0\n"
+            f"while n < {total}:\n"
+            "    s = T[i % len(T)] * (1 + i % 7)\n"
+            "    sys.stdout.write(s)\n    n += len(s)\n    i += 1\n"
+            "print('tail', file=sys.stderr)\nprint('again')")
+
+
+def expected_text(total):
+    out, n, i = [], 0, 0
+    while n < total:
+        s = TRICKY[i % len(TRICKY)] * (1 + i % 7)
+        out.append(s)
+        n += len(s)
+        i += 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize("total", [50_000, 3_000_000])
+def test_big_stream_is_recorded_as_nbformat_writes_it(apyrun, tmp_path,
+                                                      total):
+    # 50k characters take the small path (one str, json.dumps), 3M the big
+    # one (lines rendered as they come, spilled to a file, copied in):
+    # both must give what nbformat itself would write, byte for byte.
+    nb = write_nb(tmp_path / "nb.ipynb", [tricky_cell(total), "print(1)"])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-o", out, nb], cwd=tmp_path,
+            env=child_env({"TMPDIR": str(tmp_path)}))
+    assert r.returncode == 0, r.stderr
+    got = read_valid(out)
+    outs = outputs(got, 0)
+    assert [(o["output_type"], o["name"]) for o in outs] == [
+        ("stream", "stdout"), ("stream", "stderr"), ("stream", "stdout")]
+    assert outs[0]["text"] == expected_text(total)
+    assert outs[1]["text"] == "tail\n" and outs[2]["text"] == "again\n"
+    raw = out.read_text(encoding="utf-8")
+    assert raw == nbformat.writes(got) + "\n"
+    assert sorted(os.listdir(tmp_path)) == ["nb.ipynb", "out.ipynb"]
+
+
+def test_big_output_costs_little_memory(apyrun, tmp_path):
+    # 64 MiB printed in one cell: with -o the run holds a few MB of it, not
+    # the 4-5 copies it held before (330 MB). The second cell reads the
+    # process's own high-water mark (VmHWM starts again at exec, unlike
+    # wait4's ru_maxrss, which a forked child inherits from pytest); the
+    # first cell's outputs are rendered before it runs.
+    lines = 64 * 1024 * 1024 // 1000
+    nb = write_nb(tmp_path / "nb.ipynb", [
+        f"import sys\nfor i in range({lines}):\n"
+        "    sys.stdout.write('x' * 999 + '\\n')",
+        "print(open('/proc/self/status').read())"])
+    out = tmp_path / "out.ipynb"
+    proc = spawn([apyrun, "-o", out, nb], cwd=tmp_path,
+                 stdout=subprocess.DEVNULL)
+    r = finish(proc)
+    assert r.returncode == 0, r.stderr
+    got = read_valid(out)
+    assert len(outputs(got, 0)[0]["text"]) == lines * 1000
+    status = dict(line.split(":", 1) for line in
+                  stream_text(outputs(got, 1)).splitlines() if ":" in line)
+    hwm_kib = int(status["VmHWM"].split()[0])
+    assert hwm_kib < 100 * 1024, status["VmHWM"]
+
+
+def test_clear_output_drops_a_big_stream(apyrun, tmp_path):
+    nb = write_nb(tmp_path / "nb.ipynb", [
+        "from IPython.display import clear_output\n"
+        "print('y' * 3_000_000)\nclear_output()\nprint('after')"])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-o", out, nb], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert outputs(read_valid(out), 0) == [
+        {"output_type": "stream", "name": "stdout", "text": "after\n"}]

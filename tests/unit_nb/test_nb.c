@@ -1350,6 +1350,145 @@ static const char small_nb[] =
 static const char small_nb_cell2_head[] = "  {\n"
                                           "   \"cell_type\": \"code\",\n";
 
+/* Appends s[0..n) to b as a JSON string (the test's own escaper). */
+static void
+json_quote(apy_nb_buf_t *b, const char *s, size_t n)
+{
+    char esc[8];
+
+    apy_nb_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            apy_nb_buf_putc(b, '\\');
+            apy_nb_buf_putc(b, (char)c);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            apy_nb_buf_puts(b, esc);
+        } else {
+            apy_nb_buf_putc(b, (char)c);
+        }
+    }
+    apy_nb_buf_putc(b, '"');
+}
+
+TEST_CASE(stream_renders_as_text)
+{
+    /* Every line end str.splitlines knows, near misses of the multi-byte
+     * ones, and what JSON escapes; fed to a stream in chunks cut at any
+     * byte (inside a character too), the notebook must come out exactly
+     * as with the same text given whole in the outputs' JSON. */
+    static const char *const bits[] = {
+        "a", "bc", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d",
+        "\x1e", "\xc2\x85", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xa7",
+        "\xc2\xa0", "\"", "\\", "\t", "\x01", "\xc3\xa9",
+        "\xf0\x9f\x90\x8d",
+    };
+    const size_t nbits = sizeof(bits) / sizeof(bits[0]);
+    apy_notebook_t nb;
+    apy_nb_result_t res;
+    apy_nb_buf_t text = {0}, json = {0};
+    char *whole, *streamed;
+    size_t len, at, cut;
+
+    srand(9);
+    parse_ok(small_nb, &nb);
+    for (int round = 0; round < 300; round++) {
+        text.len = 0;
+        json.len = 0;
+        size_t n = (size_t)(rand() % (round < 10 ? 3 : 200));
+        for (size_t i = 0; i < n; i++) {
+            apy_nb_buf_puts(&text, bits[rand() % (int)nbits]);
+        }
+        apy_nb_buf_puts(&json, "[{\"output_type\": \"stream\", "
+                               "\"name\": \"stdout\", \"text\": ");
+        json_quote(&json, text.data ? text.data : "", text.len);
+        apy_nb_buf_puts(&json, "}]");
+        memset(&res, 0, sizeof(res));
+        res.cell = 1;
+        res.execution_count = 1;
+        res.outputs = json.data;
+        res.outputs_len = json.len;
+        CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
+        CHECK_INT(apy_nb_render(&nb, &whole, &len, err, sizeof(err)), 0);
+
+        apy_nb_stream_t *st = apy_nb_stream_new(NULL);
+        CHECK(st != NULL);
+        for (at = 0; at < text.len; at += cut) {
+            cut = 1 + (size_t)(rand() % 5);
+            if (cut > text.len - at) {
+                cut = text.len - at;
+            }
+            CHECK_INT(apy_nb_stream_put(st, text.data + at, cut), 0);
+        }
+        CHECK_INT(apy_nb_stream_finish(st), 0);
+        static const char hole[] = "[{\"output_type\": \"stream\", "
+                                   "\"name\": \"stdout\", \"text\": null}]";
+        res.outputs = hole;
+        res.outputs_len = sizeof(hole) - 1;
+        res.streams = &st;
+        res.nstreams = 1;
+        CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
+        apy_nb_stream_unref(st); /* the cell keeps its own reference */
+        CHECK_INT(apy_nb_render(&nb, &streamed, &len, err, sizeof(err)), 0);
+        CHECK_STR(streamed, whole);
+        free(whole);
+        free(streamed);
+    }
+    apy_nb_buf_free(&text);
+    apy_nb_buf_free(&json);
+    apy_nb_free(&nb);
+}
+
+TEST_CASE(stream_spills_and_saves)
+{
+    /* 30 MB through a stream: most of it in the spill file, which a save
+     * copies into the target; the file matches the rendering in memory. */
+    apy_notebook_t nb;
+    apy_nb_result_t res;
+    const char *dir = temp_dir();
+    char path[256], line[128], *out, *saved;
+    size_t len, got;
+    static const char hole[] = "[{\"output_type\": \"stream\", "
+                               "\"name\": \"stderr\", \"text\": null}]";
+
+    parse_ok(small_nb, &nb);
+    apy_nb_stream_t *st = apy_nb_stream_new(dir);
+    CHECK(st != NULL);
+    for (int i = 0; i < 300000; i++) {
+        snprintf(line, sizeof(line), "line %d %s\n", i,
+                 "................................................"
+                 "..................................................");
+        CHECK_INT(apy_nb_stream_put(st, line, strlen(line)), 0);
+    }
+    CHECK_INT(apy_nb_stream_finish(st), 0);
+    CHECK_INT(apy_nb_stream_lines(st), 300000);
+    memset(&res, 0, sizeof(res));
+    res.cell = 1;
+    res.outputs = hole;
+    res.outputs_len = sizeof(hole) - 1;
+    res.streams = &st;
+    res.nstreams = 1;
+    CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
+    apy_nb_stream_unref(st);
+    snprintf(path, sizeof(path), "%s/out.ipynb", dir);
+    CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), 0);
+    CHECK_INT(apy_nb_render(&nb, &out, &len, err, sizeof(err)), 0);
+    saved = read_file(path, &got);
+    CHECK_INT(got, len);
+    CHECK(memcmp(saved, out, len) == 0);
+    CHECK(strstr(out, "     \"name\": \"stderr\",\n"
+                      "     \"output_type\": \"stream\",\n"
+                      "     \"text\": [\n"
+                      "      \"line 0 ...") != NULL);
+    /* The spill file is unlinked: only the output is in the directory. */
+    CHECK_INT(count_entries(dir), 1);
+    free(out);
+    free(saved);
+    apy_nb_free(&nb);
+    remove_dir(dir);
+}
+
 TEST_CASE(write_result)
 {
     apy_notebook_t nb;

@@ -62,6 +62,9 @@ typedef struct apy_nbrun {
     apy_nb_target_t target; /* how it goes there, once first_save ran */
     double next_save;      /* monotonic time before which saves wait */
     int save_failed;       /* a save failed (reported): no more saves */
+    int unsaved;           /* rendered changes not yet written */
+    char *spill_dir;       /* where big outputs wait (the target's
+                            * directory), or NULL for $TMPDIR */
     size_t *dirty;         /* cells to render at the next save, once each */
     size_t ndirty, dirty_cap;
     pthread_mutex_t save_lock; /* the rendered notebook, against
@@ -178,8 +181,15 @@ void apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text);
 
 /* Returns a new reference to the JSON text (str) of a cell's output list
  * as nbformat writes it (multi-line strings as lists of lines), or NULL
- * with an exception set. */
-PyObject *apy_nbrun_outputs_json(PyObject *outputs);
+ * with an exception set. A big stream output (its text a stream capsule,
+ * see apy_nbrun_big_stream) is written with "text": null, and *streams is
+ * set to a new list of those capsules in order (NULL when there are
+ * none). */
+PyObject *apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams);
+
+/* Returns the apy_nb_stream_t of a big stream output's text, or NULL
+ * (no exception) if obj is not one. */
+apy_nb_stream_t *apy_nbrun_big_stream(PyObject *obj);
 
 /* ---- display.c: display(), mime bundles, figures ---- */
 
@@ -215,6 +225,10 @@ typedef struct {
     apy_nbrun_t *run;      /* NULL once the run is over */
     PyObject *outputs;     /* the current cell's output list, or NULL */
     PyObject *parts;       /* pending stream text (list of str) */
+    Py_ssize_t parts_len;  /* characters in parts */
+    PyObject *big;         /* once the pending text passed a few MB: a
+                            * capsule of its apy_nb_stream_t, which gets
+                            * the text instead of parts; else NULL */
     int part_name;         /* stream of the pending text, -1 for none */
     int clear_pending;     /* clear_output(wait=True) awaits output */
     PyObject *capture;     /* the innermost active captured object */

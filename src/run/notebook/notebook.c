@@ -194,39 +194,45 @@ static int
 set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
 {
     apy_nbrun_cell_t *c = &run->cells[i];
+    int has_outputs = c->outputs != NULL && PyList_GET_SIZE(c->outputs) > 0;
+    PyObject *streams = NULL;
     /* No outputs (most cells) need no JSON: NULL is "[]". */
-    PyObject *json = c->outputs && PyList_GET_SIZE(c->outputs) > 0
-                         ? apy_nbrun_outputs_json(c->outputs) : NULL;
-    Py_ssize_t len = 0;
+    PyObject *json = has_outputs ? apy_nbrun_outputs_json(c->outputs,
+                                                          &streams)
+                                 : NULL;
+    Py_ssize_t len = 0, n = streams ? PyList_GET_SIZE(streams) : 0;
     const char *text = json ? PyUnicode_AsUTF8AndSize(json, &len) : NULL;
-    if (json != NULL && text == NULL) {
+    apy_nb_stream_t **big = n > 0 ? PyMem_Calloc((size_t)n, sizeof(*big))
+                                  : NULL;
+    int rc = -1;
+    if ((has_outputs && text == NULL) || (n > 0 && big == NULL)) {
         PyErr_Clear();
         snprintf(err, errlen, "cannot record the outputs of cell %zu",
                  i + 1);
-        Py_XDECREF(json);
-        return -1;
+        goto done;
     }
-    if (c->outputs != NULL && PyList_GET_SIZE(c->outputs) > 0
-        && json == NULL) {
-        PyErr_Clear();
-        snprintf(err, errlen, "cannot record the outputs of cell %zu",
-                 i + 1);
-        return -1;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        big[k] = apy_nbrun_big_stream(PyList_GET_ITEM(streams, k));
     }
     apy_nb_result_t res = {
         .cell = i,
         .execution_count = c->count > 0 ? c->count : APY_NB_NO_COUNT,
         .outputs = text,
         .outputs_len = (size_t)len,
+        .streams = big,
+        .nstreams = (size_t)n,
         .busy = c->busy[0] ? c->busy : NULL,
         .execute_input = c->input[0] ? c->input : NULL,
         .execute_reply = c->reply[0] ? c->reply : NULL,
         .idle = c->idle[0] ? c->idle : NULL,
     };
-    int rc = apy_nb_set_result(&run->nb, &res, err, errlen);
-    Py_XDECREF(json);
+    rc = apy_nb_set_result(&run->nb, &res, err, errlen) < 0 ? -1 : 0;
     c->dirty = 0;
-    return rc < 0 ? -1 : 0;
+done:
+    PyMem_Free(big);
+    Py_XDECREF(streams);
+    Py_XDECREF(json);
+    return rc;
 }
 
 /* Saves at most once a second, and never more than a tenth of the run:
@@ -253,11 +259,15 @@ save(apy_nbrun_t *run, int force)
     pthread_mutex_lock(&run->save_lock);
     for (size_t k = 0; k < run->ndirty && rc == 0; k++) {
         rc = set_result(run, run->dirty[k], err, sizeof(err));
+        run->unsaved = 1;
     }
     run->ndirty = 0;
     int now = force || (run->target.kind == APY_NB_TARGET_REPLACE
                         && apy_nbrun_now() >= run->next_save);
-    if (rc == 0 && now) {
+    /* Nothing new since the last write (the end right after an error's
+     * save): a gigabyte of output is not copied twice. */
+    if (rc == 0 && now && run->unsaved) {
+        run->unsaved = 0;
         double t0 = apy_nbrun_now();
         rc = apy_nb_target_save(&run->nb, &run->target, err, sizeof(err));
         double t1 = apy_nbrun_now();
@@ -328,6 +338,18 @@ first_save(apy_nbrun_t *run)
         fprintf(stderr, "apyrun: %s\n", err);
         return 2;
     }
+    if (run->target.kind == APY_NB_TARGET_REPLACE) {
+        /* Big outputs wait beside the target: a file system we may write
+         * to, and where the save can copy them without reading them. */
+        run->spill_dir = strdup(run->target.path);
+        char *slash = run->spill_dir ? strrchr(run->spill_dir, '/') : NULL;
+        if (slash != NULL) {
+            slash[slash == run->spill_dir ? 1 : 0] = '\0';
+        } else {
+            free(run->spill_dir);
+            run->spill_dir = NULL;
+        }
+    }
     for (size_t i = 0; i < run->nb.ncells; i++) {
         if (run->nb.cells[i].kind == APY_NB_CODE
             && !(run->cells[i].tags & APY_NBRUN_TAG_SKIP)
@@ -336,6 +358,8 @@ first_save(apy_nbrun_t *run)
             return 2;
         }
     }
+    /* The cleared cells are to be written, now or at the end. */
+    run->unsaved = 1;
     if (run->opts->inplace || run->target.kind != APY_NB_TARGET_REPLACE) {
         return 0;
     }
@@ -691,6 +715,7 @@ cleanup(apy_nbrun_t *run)
     }
     free(run->cells);
     free(run->dirty);
+    free(run->spill_dir);
     apy_nb_target_close(&run->target);
     free((char *)run->out_path);
     Py_CLEAR(run->path);

@@ -36,19 +36,108 @@ static const char *const stream_names[2] = {"stdout", "stderr"};
 
 /* ---- recording ---- */
 
+/* Stream text past this many characters in one output goes to an
+ * apy_nb_stream_t (rendered as it comes, spilled to a file) instead of
+ * being joined, split and dumped as JSON: DESIGN 3's "an output larger
+ * than a few MB is streamed into the file". */
+#define BIG_TEXT (1 << 20)
+#define BIG_CAPSULE "apyrun.nbrun.stream"
+
+static void
+big_capsule_free(PyObject *capsule)
+{
+    apy_nb_stream_unref(PyCapsule_GetPointer(capsule, BIG_CAPSULE));
+}
+
+apy_nb_stream_t *
+apy_nbrun_big_stream(PyObject *obj)
+{
+    if (!PyCapsule_IsValid(obj, BIG_CAPSULE)) {
+        return NULL;
+    }
+    return PyCapsule_GetPointer(obj, BIG_CAPSULE);
+}
+
+/* Appends text to the big stream. 0 or -1 with an exception set. */
+static int
+big_put(ApyNbRuntimeObject *rt, PyObject *text)
+{
+    /* Lone surrogates cannot be UTF-8; nbformat's JSON could not hold
+     * them either. */
+    PyObject *bytes = PyUnicode_AsEncodedString(text, "utf-8", "replace");
+    if (bytes == NULL) {
+        return -1;
+    }
+    int rc = apy_nb_stream_put(apy_nbrun_big_stream(rt->big),
+                               PyBytes_AS_STRING(bytes),
+                               (size_t)PyBytes_GET_SIZE(bytes));
+    Py_DECREF(bytes);
+    if (rc < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* The pending text grew past BIG_TEXT: moves it into a new big stream,
+ * which gets the rest of this output's text. 0 or -1. */
+static int
+start_big(ApyNbRuntimeObject *rt)
+{
+    apy_nb_stream_t *st = apy_nb_stream_new(rt->run ? rt->run->spill_dir
+                                                    : NULL);
+    if (st == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    rt->big = PyCapsule_New(st, BIG_CAPSULE, big_capsule_free);
+    if (rt->big == NULL) {
+        apy_nb_stream_unref(st);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rt->parts); i++) {
+        if (big_put(rt, PyList_GET_ITEM(rt->parts, i)) < 0) {
+            return -1;
+        }
+    }
+    rt->parts_len = 0;
+    return PyList_SetSlice(rt->parts, 0, PyList_GET_SIZE(rt->parts), NULL);
+}
+
+/* Forgets the pending text. */
+static void
+drop_parts(ApyNbRuntimeObject *rt)
+{
+    if (rt->parts != NULL) {
+        PyList_SetSlice(rt->parts, 0, PyList_GET_SIZE(rt->parts), NULL);
+    }
+    rt->parts_len = 0;
+    Py_CLEAR(rt->big);
+}
+
 /* Turns pending stream text into one stream output. 0 or -1. */
 static int
 flush_parts(ApyNbRuntimeObject *rt)
 {
     Py_ssize_t n = rt->parts != NULL ? PyList_GET_SIZE(rt->parts) : 0;
-    if (n == 0 || rt->part_name < 0) {
+    if ((n == 0 && rt->big == NULL) || rt->part_name < 0) {
         return 0;
     }
-    PyObject *empty = PyUnicode_FromString("");
-    PyObject *text = empty ? PyUnicode_Join(empty, rt->parts) : NULL;
-    Py_XDECREF(empty);
-    if (text == NULL) {
-        return -1;
+    PyObject *text;
+    if (rt->big != NULL) {
+        if (apy_nb_stream_finish(apy_nbrun_big_stream(rt->big)) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        text = rt->big;
+        rt->big = NULL;
+    } else {
+        PyObject *empty = PyUnicode_FromString("");
+        text = empty ? PyUnicode_Join(empty, rt->parts) : NULL;
+        Py_XDECREF(empty);
+        if (text == NULL) {
+            return -1;
+        }
     }
     PyObject *out = Py_BuildValue("{sssssN}", "output_type", "stream",
                                   "name", stream_names[rt->part_name],
@@ -58,6 +147,7 @@ flush_parts(ApyNbRuntimeObject *rt)
     }
     int rc = -1;
     if (PyList_SetSlice(rt->parts, 0, n, NULL) == 0) {
+        rt->parts_len = 0;
         rc = rt->outputs != NULL ? PyList_Append(rt->outputs, out) : 0;
     }
     Py_DECREF(out);
@@ -72,9 +162,7 @@ apy_nbrun_clear_output(ApyNbRuntimeObject *rt, int wait)
         return;
     }
     rt->clear_pending = 0;
-    if (rt->parts != NULL) {
-        PyList_SetSlice(rt->parts, 0, PyList_GET_SIZE(rt->parts), NULL);
-    }
+    drop_parts(rt);
     rt->part_name = -1;
     if (rt->outputs != NULL) {
         PyList_SetSlice(rt->outputs, 0, PyList_GET_SIZE(rt->outputs), NULL);
@@ -121,7 +209,14 @@ record_stream(ApyNbRuntimeObject *rt, int which, PyObject *text)
         }
         rt->part_name = which;
     }
-    return PyList_Append(rt->parts, text);
+    if (rt->big != NULL) {
+        return big_put(rt, text);
+    }
+    if (PyList_Append(rt->parts, text) < 0) {
+        return -1;
+    }
+    rt->parts_len += PyUnicode_GET_LENGTH(text);
+    return rt->parts_len > BIG_TEXT ? start_big(rt) : 0;
 }
 
 int
@@ -137,7 +232,7 @@ apy_nbrun_record_begin(apy_nbrun_t *run)
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     rt->clear_pending = 0;
     rt->part_name = -1;
-    PyList_SetSlice(rt->parts, 0, PyList_GET_SIZE(rt->parts), NULL);
+    drop_parts(rt);
     Py_XSETREF(rt->outputs, run->recording ? PyList_New(0) : NULL);
     if (run->recording && rt->outputs == NULL) {
         return -1;
@@ -667,6 +762,7 @@ runtime_traverse(ApyNbRuntimeObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->outputs);
     Py_VISIT(self->parts);
+    Py_VISIT(self->big);
     Py_VISIT(self->capture);
     Py_VISIT(self->real[0]);
     Py_VISIT(self->real[1]);
@@ -682,6 +778,7 @@ runtime_clear(ApyNbRuntimeObject *self)
 {
     Py_CLEAR(self->outputs);
     Py_CLEAR(self->parts);
+    Py_CLEAR(self->big);
     Py_CLEAR(self->capture);
     Py_CLEAR(self->real[0]);
     Py_CLEAR(self->real[1]);
@@ -735,6 +832,8 @@ apy_nbrun_outputs_init(apy_nbrun_t *run)
     rt->run = run;
     rt->outputs = NULL;
     rt->parts = PyList_New(0);
+    rt->parts_len = 0;
+    rt->big = NULL;
     rt->part_name = -1;
     rt->clear_pending = 0;
     rt->capture = NULL;
@@ -793,16 +892,24 @@ split_text(PyObject *text)
     return PyUnicode_Splitlines(text, 1);
 }
 
-/* Returns a new reference to output as nbformat writes it. */
+/* Returns a new reference to output as nbformat writes it; a big
+ * stream's text becomes null and its capsule goes to *streams. */
 static PyObject *
-output_for_json(PyObject *output)
+output_for_json(PyObject *output, PyObject **streams)
 {
     PyObject *copy = PyDict_Copy(output);
     if (copy == NULL) {
         return NULL;
     }
     PyObject *text = PyDict_GetItemString(copy, "text"); /* borrowed */
-    if (text != NULL) {
+    if (text != NULL && apy_nbrun_big_stream(text) != NULL) {
+        if ((*streams == NULL && (*streams = PyList_New(0)) == NULL)
+            || PyList_Append(*streams, text) < 0
+            || PyDict_SetItemString(copy, "text", Py_None) < 0) {
+            Py_DECREF(copy);
+            return NULL;
+        }
+    } else if (text != NULL) {
         PyObject *lines = split_text(text);
         if (lines == NULL || PyDict_SetItemString(copy, "text", lines) < 0) {
             Py_XDECREF(lines);
@@ -842,17 +949,19 @@ output_for_json(PyObject *output)
 }
 
 PyObject *
-apy_nbrun_outputs_json(PyObject *outputs)
+apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams)
 {
     Py_ssize_t n = PyList_GET_SIZE(outputs);
+    *streams = NULL;
     PyObject *list = PyList_New(n);
     if (list == NULL) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = output_for_json(PyList_GET_ITEM(outputs, i));
+        PyObject *o = output_for_json(PyList_GET_ITEM(outputs, i), streams);
         if (o == NULL) {
             Py_DECREF(list);
+            Py_CLEAR(*streams);
             return NULL;
         }
         PyList_SET_ITEM(list, i, o);
@@ -874,5 +983,8 @@ apy_nbrun_outputs_json(PyObject *outputs)
         Py_DECREF(json);
     }
     Py_DECREF(list);
+    if (text == NULL) {
+        Py_CLEAR(*streams);
+    }
     return text;
 }
