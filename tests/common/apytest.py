@@ -111,7 +111,8 @@ class Children:
               stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         """Start a child in its own session (so a hang can be killed whole)."""
         return subprocess.Popen(
-            [str(a) for a in argv], cwd=str(cwd),
+            [a if isinstance(a, bytes) else str(a) for a in argv],
+            cwd=str(cwd),
             env=env if env is not None else self.child_env(),
             stdin=stdin, stdout=stdout, stderr=stderr,
             start_new_session=True, preexec_fn=_reset_signals)
