@@ -229,7 +229,7 @@ static int
 begin_wait(ApyAwaiterObject *self, apy_importer_state_t *st,
            ApyExecObject *rec)
 {
-    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    PyObject *loop = apy_importer_running_loop();
     PyObject *fut = loop && loop != Py_None
                         ? PyObject_CallMethod(loop, "create_future", NULL)
                         : NULL;

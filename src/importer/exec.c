@@ -697,7 +697,7 @@ apy_importer_exec_code(apy_importer_state_t *st, PyObject *module,
     if (apy_importer_need_asyncio(st) < 0) {
         goto done;
     }
-    PyObject *running = PyObject_CallNoArgs(st->get_running_loop);
+    PyObject *running = apy_importer_running_loop();
     if (running == NULL) {
         goto done;
     }

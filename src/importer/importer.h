@@ -33,8 +33,7 @@ typedef struct {
     PyObject *builtin_exec;
     PyObject *orig_lock_unlock; /* importlib's _lock_unlock_module */
     /* asyncio, fetched on first use by TLA code (never at startup) */
-    PyObject *get_running_loop; /* _asyncio._get_running_loop */
-    PyObject *current_task;     /* _asyncio._current_tasks: loop -> task */
+    PyObject *current_task; /* _asyncio._current_tasks: loop -> task */
     /* The loop apyrun created for imports from code with no running loop,
      * kept so that what those imports started stays alive; NULL until a
      * TLA module is first imported that way. */
@@ -72,8 +71,13 @@ apy_importer_state_t *apy_importer_state_of(PyTypeObject *tp);
 /* The state of the imported `_apyrun_importer` module. Borrowed, or NULL
  * with an exception set. */
 apy_importer_state_t *apy_importer_find_state(void);
-/* Fetches _asyncio's functions into st on first use. 0 or -1. */
+/* Imports asyncio and fetches _asyncio's task registry into st on first
+ * use. 0 or -1. */
 int apy_importer_need_asyncio(apy_importer_state_t *st);
+/* The running loop (asyncio._get_running_loop()): a new reference,
+ * Py_None when no loop runs, NULL with an exception set. Call it after
+ * apy_importer_need_asyncio. */
+PyObject *apy_importer_running_loop(void);
 
 /* --- cache.c --- */
 /* The stat fields a cache entry is keyed on (as pyc headers: mtime in

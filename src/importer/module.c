@@ -35,7 +35,7 @@ apy_importer_find_state(void)
 int
 apy_importer_need_asyncio(apy_importer_state_t *st)
 {
-    if (st->get_running_loop != NULL) {
+    if (st->current_task != NULL) {
         return 0;
     }
     /* asyncio first: _asyncio imported on its own, before the package,
@@ -46,17 +46,28 @@ apy_importer_need_asyncio(apy_importer_state_t *st)
     if (mod == NULL) {
         return -1;
     }
-    PyObject *grl = PyObject_GetAttrString(mod, "_get_running_loop");
-    PyObject *ct = grl ? PyObject_GetAttrString(mod, "_current_tasks")
-                       : NULL;
+    st->current_task = PyObject_GetAttrString(mod, "_current_tasks");
     Py_DECREF(mod);
-    if (ct == NULL) {
-        Py_XDECREF(grl);
-        return -1;
+    return st->current_task != NULL ? 0 : -1;
+}
+
+PyObject *
+apy_importer_running_loop(void)
+{
+    /* Looked up at each call, never kept in the state: the function's
+     * self is the _asyncio module, whose C globals hold asyncio, whose
+     * modules hold our loaders, whose types hold this module. Kept, that
+     * cycle would run through C statics that no GC sees, and the
+     * importer (module, state, types) and asyncio with it would outlive
+     * Py_Finalize (LSan showed the importer's types alive at exit after
+     * any awaited import). The _current_tasks dict holds no module. */
+    PyObject *mod = PyImport_ImportModule("_asyncio");
+    if (mod == NULL) {
+        return NULL;
     }
-    st->get_running_loop = grl;
-    st->current_task = ct;
-    return 0;
+    PyObject *loop = PyObject_CallMethod(mod, "_get_running_loop", NULL);
+    Py_DECREF(mod);
+    return loop;
 }
 
 /* _cell_magic(text, globals): a %% cell of an imported notebook, run by
@@ -119,7 +130,6 @@ static PyMethodDef module_methods[] = {
     X(fix_co_filename)                                                     \
     X(builtin_exec)                                                        \
     X(orig_lock_unlock)                                                    \
-    X(get_running_loop)                                                    \
     X(current_task)                                                        \
     X(loop)                                                                \
     X(records)                                                             \

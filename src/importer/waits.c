@@ -60,7 +60,7 @@ apy_importer_current_task(apy_importer_state_t *st)
 {
     /* asyncio.current_task(), without its Python frame: the task the
      * running loop is stepping. */
-    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    PyObject *loop = apy_importer_running_loop();
     if (loop == NULL || loop == Py_None) {
         return loop;
     }
@@ -155,9 +155,9 @@ apy_importer_lock_unlock(PyObject *module, PyObject *name)
     if (rec == NULL && PyErr_Occurred()) {
         return NULL;
     }
-    if (rec != NULL && st->get_running_loop != NULL) {
+    if (rec != NULL && st->current_task != NULL) {
         Py_INCREF(rec);
-        PyObject *running = PyObject_CallNoArgs(st->get_running_loop);
+        PyObject *running = apy_importer_running_loop();
         int in_loop = running != NULL && running != Py_None;
         int cycle = in_loop ? apy_importer_would_cycle(st, rec) : 0;
         PyObject *r = Py_None;

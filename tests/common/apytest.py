@@ -27,6 +27,21 @@ REF_PYTHON = os.environ.get("APYRUN_REF_PYTHON", "/usr/bin/python3.11")
 # sanitizer CI build needs it (CPython's allocator hides heap errors).
 KEEP = {"PYTHONMALLOC"}
 
+# What a sanitizer build prints when it finds an error or a leak in a
+# child (whose ASAN_OPTIONS/LSAN_OPTIONS it inherits). Found in the
+# child's stderr, it fails the test whatever the test checks: some compare
+# outputs only, others expect a non-zero exit.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer:", "ERROR: LeakSanitizer:")
+
+
+def no_leak_check():
+    """Extra environment for a child LeakSanitizer cannot check: one run
+    under ptrace (strace: LSan stops with a fatal error), or one that
+    imports numpy (its Cython modules leak at import; neither apyrun's
+    nor CPython's).  Empty outside the sanitizer build."""
+    opts = os.environ.get("ASAN_OPTIONS")
+    return {"ASAN_OPTIONS": opts + ":detect_leaks=0"} if opts else {}
+
 
 def pytest_addoption(parser):
     parser.addoption(
@@ -116,7 +131,8 @@ class Children:
               stdout=subprocess.PIPE, stderr=subprocess.PIPE):
         """Start a child in its own session (so a hang can be killed whole)."""
         return subprocess.Popen(
-            [str(a) for a in argv], cwd=str(cwd),
+            [a if isinstance(a, bytes) else str(a) for a in argv],
+            cwd=str(cwd),
             env=env if env is not None else self.child_env(),
             stdin=stdin, stdout=stdout, stderr=stderr,
             start_new_session=True, preexec_fn=_reset_signals)
@@ -138,8 +154,13 @@ class Children:
         # Whatever the child left running (multiprocessing workers, a thread
         # that outlived a crash) must not outlive the test.
         kill_group(proc)
-        return Result(proc.returncode, (out or b"").decode(errors="replace"),
-                      (err or b"").decode(errors="replace"))
+        result = Result(proc.returncode,
+                        (out or b"").decode(errors="replace"),
+                        (err or b"").decode(errors="replace"))
+        if any(r in result.stderr for r in SANITIZER_REPORTS):
+            pytest.fail(f"{what}: the sanitizer reported a problem\n"
+                        f"--- stderr ---\n{result.stderr}")
+        return result
 
     def run_measured(self, argv, *, cwd, env=None, timeout=None):
         """Run argv to completion (stdin /dev/null) and measure it.

@@ -20,8 +20,8 @@ import uuid
 # the apyrun fixture imported from it here by name.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "common"))
-from apytest import (REF_PYTHON, Children, apyrun, pytest_addoption,
-                     pytest_configure, write)
+from apytest import (REF_PYTHON, Children, apyrun, no_leak_check,
+                     pytest_addoption, pytest_configure, write)
 
 TIMEOUT = 30
 # How this suite starts children: its timeout, PYTHON*/APYRUN* scrubbed,

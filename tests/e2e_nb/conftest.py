@@ -22,8 +22,8 @@ from nbformat.v4 import new_raw_cell
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "common"))
 from apytest import (REF_PYTHON, Children, apyrun, kill_group,
-                     pytest_addoption, pytest_configure, read_line,
-                     wait_until_blocked)
+                     no_leak_check, pytest_addoption, pytest_configure,
+                     read_line, wait_until_blocked)
 
 # nbclient's notebooks: shared/ beside the repository (as CI lays it
 # out), else the workplace's /work/shared; $APYRUN_NBCLIENT_NOTEBOOKS wins.

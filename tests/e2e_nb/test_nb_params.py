@@ -43,6 +43,30 @@ def test_params_file_and_precedence(apyrun, tmp_path):
         "d bool True"]
 
 
+def test_nan_and_infinities_anywhere_in_values(apyrun, tmp_path):
+    # Found by tests/fuzz/fuzz_params.c: NaN and the infinities have no
+    # literal; nested in a list or an object, repr() gave `[nan]`, a
+    # NameError when the injected cell ran.
+    (tmp_path / "params.json").write_text(
+        '{"a": [1.5, NaN, Infinity], "b": {"k": [-Infinity]}, "c": NaN}')
+    nb = write_nb(tmp_path / "p.ipynb", [
+        "import math\n"
+        "print(a[0], math.isnan(a[1]), a[2], b['k'][0], math.isnan(c))"])
+    r = run([apyrun, "--params-file", "params.json", nb], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "1.5 True inf -inf True\n"), \
+        r.stderr
+
+
+def test_values_decode_as_argv_does(apyrun, tmp_path):
+    # Bytes that are not UTF-8 used to be "out of memory"; they decode as
+    # sys.argv does (surrogateescape), and as a name they are refused.
+    nb = write_nb(tmp_path / "p.ipynb", ["print(ascii(v))"])
+    r = run([apyrun, "-p", "v", b"caf\xe9", nb], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "'caf\\udce9'\n"), r.stderr
+    r = run([apyrun, "-p", b"n\xe9", "1", nb], cwd=tmp_path)
+    assert r.returncode == 2 and "identifier" in r.stderr
+
+
 def test_injected_cell_placement_and_recording(apyrun, tmp_path):
     nb = write_nb(tmp_path / "p.ipynb", [
         "print('first', a)",
@@ -95,10 +119,19 @@ def test_no_parameters_cell_injects_first(apyrun, tmp_path):
     (["--params-file", "missing.json"], "missing.json"),
     (["--params-file", "list.json"], "object"),
     (["--params-file", "broken.json"], "broken.json"),
+    # Found by tests/fuzz/fuzz_params.c: each made a cell that does not
+    # compile, or one that assigns another name.
+    (["-p", "__debug__", "1"], "__debug__"),
+    (["-p", "\ufb01", "1"], "'fi'"),  # the ligature: python reads `fi`
+    (["--params-file", "deep.json"], "nests deeper than 100 levels"),
+    (["--params-file", "newline.json"], "'a\\nb'"),
 ])
 def test_bad_parameters_are_usage_errors(apyrun, tmp_path, args, word):
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.json").write_text("{oops")
+    (tmp_path / "deep.json").write_text('{"a": ' + "[" * 101 + "]" * 101
+                                        + "}")
+    (tmp_path / "newline.json").write_text('{"a\\nb": 1}')
     nb = write_nb(tmp_path / "p.ipynb", ["print('ran')"])
     r = run([apyrun, *args, nb], cwd=tmp_path)
     assert r.returncode == 2

@@ -13,15 +13,7 @@
 #include <string.h>
 
 #include "apyrun/notebook.h"
-
-#define REQUIRE(cond)                                                         \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "fuzz_nb: %s:%d: %s\n", __FILE__, __LINE__,       \
-                    #cond);                                                   \
-            abort();                                                          \
-        }                                                                     \
-    } while (0)
+#include "fuzz.h"
 
 static const char base_nb[] =
     "{\"cells\": [{\"cell_type\": \"code\", \"source\": \"x = 1\"}], "

@@ -3,7 +3,8 @@
  * %env, %time (with translate.c), %pip, %matplotlib, and the cell magics
  * %%time, %%capture, %%bash, %%sh, %%writefile. Anything else goes to
  * IPython when it is importable, else fails with a message naming the
- * magic (the driver names the cell). The helpers live on one object,
+ * magic (the driver names the cell); their arguments are parsed in
+ * magic_args.c. The helpers live on one object,
  * builtins.__apyrun_nb__, that translated cells call: a run installs its
  * own; an imported notebook with no run gets a process-wide one
  * (apy_nbrun_magics_install), whose expansions and %%capture use the
@@ -197,49 +198,22 @@ magic_env(PyObject *arg)
     if (environ == NULL) {
         return NULL;
     }
-    PyObject *result = NULL;
-    PyObject *stripped = PyObject_CallMethod(arg, "strip", NULL);
-    if (stripped == NULL) {
-        goto done;
-    }
-    if (PyUnicode_GET_LENGTH(stripped) == 0) {
+    PyObject *name, *value, *result = NULL;
+    int kind = apy_nbrun_env_args(arg, &name, &value);
+    if (kind == 0) {
         result = PyDict_New();
         if (result != NULL && PyDict_Update(result, environ) < 0) {
             Py_CLEAR(result);
         }
-        goto done;
-    }
-    /* NAME=VALUE (a '=' anywhere wins, as in IPython), NAME VALUE, or
-     * NAME to read one. */
-    PyObject *name = NULL, *value = NULL;
-    PyObject *eq = PyUnicode_FromString("=");
-    PyObject *parts = eq == NULL ? NULL
-                      : PyUnicode_Contains(stripped, eq) == 1
-                          ? PyUnicode_Split(stripped, eq, 1)
-                          : PyUnicode_Split(stripped, NULL, 1);
-    Py_XDECREF(eq);
-    if (parts == NULL) {
-        goto done;
-    }
-    if (PyList_GET_SIZE(parts) == 2) {
-        name = PyObject_CallMethod(PyList_GET_ITEM(parts, 0), "strip", NULL);
-        value = PyObject_CallMethod(PyList_GET_ITEM(parts, 1), "strip",
-                                    NULL);
-    } else {
-        result = PyObject_GetItem(environ, stripped);
+    } else if (kind == 1) {
+        result = PyObject_GetItem(environ, name);
         if (result == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
             PyErr_Format(PyExc_KeyError,
-                         "%%env: environment variable %R is not set",
-                         stripped);
+                         "%%env: environment variable %R is not set", name);
         }
-    }
-    Py_DECREF(parts);
-    if (PyErr_Occurred()) {
-        Py_CLEAR(name);
-        Py_CLEAR(value);
-    }
-    if (name != NULL) {
+        Py_DECREF(name);
+    } else if (kind == 2) {
         if (PyObject_SetItem(environ, name, value) == 0) {
             PyObject *line = PyUnicode_FromFormat("env: %U=%U\n", name,
                                                   value);
@@ -253,8 +227,6 @@ magic_env(PyObject *arg)
         Py_DECREF(name);
         Py_DECREF(value);
     }
-done:
-    Py_XDECREF(stripped);
     Py_DECREF(environ);
     return result;
 }
@@ -438,68 +410,18 @@ magics_line_magic(ApyNbMagicsObject *self, PyObject *const *args,
 
 /* ---- cell magics ---- */
 
-/* Splits a %%magic cell: name, the rest of the first line, the body, and
- * the cell line the body starts after. New references in *name and *arg;
- * body points into source. 0 or -1. */
-static int
-split_cell_magic(const char *source, PyObject **name, PyObject **arg,
-                 const char **body, size_t *first_line)
-{
-    const char *p = source;
-    size_t line = 1;
-    while (*p == '\n' || *p == ' ' || *p == '\t' || *p == '\r') {
-        line += *p == '\n';
-        p++;
-    }
-    p += 2; /* "%%" */
-    const char *q = p;
-    while (*q != '\0' && *q != '\n' && *q != ' ' && *q != '\t') {
-        q++;
-    }
-    const char *eol = strchr(q, '\n');
-    const char *end = eol ? eol : q + strlen(q);
-    *name = PyUnicode_DecodeUTF8(p, q - p, "replace");
-    PyObject *raw = *name ? PyUnicode_DecodeUTF8(q, end - q, "replace")
-                          : NULL;
-    *arg = raw ? PyObject_CallMethod(raw, "strip", NULL) : NULL;
-    Py_XDECREF(raw);
-    *body = eol ? eol + 1 : end;
-    *first_line = line;
-    if (*arg == NULL) {
-        Py_CLEAR(*name);
-        return -1;
-    }
-    return 0;
-}
-
 /* %%writefile [-a|--append] FILE: the body into FILE, its name expanded
  * in globals (may be NULL). */
 static int
 cell_writefile(PyObject *globals, PyObject *arg, const char *body)
 {
     PyObject *expanded = apy_nbrun_expand(globals, arg);
-    PyObject *words = expanded ? PyUnicode_Split(expanded, NULL, -1) : NULL;
+    int append;
+    PyObject *file;
+    int rc = expanded ? apy_nbrun_writefile_args(expanded, &append, &file)
+                      : -1;
     Py_XDECREF(expanded);
-    if (words == NULL) {
-        return -1;
-    }
-    int append = 0;
-    PyObject *file = NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(words); i++) {
-        PyObject *w = PyList_GET_ITEM(words, i);
-        if (PyUnicode_CompareWithASCIIString(w, "-a") == 0
-            || PyUnicode_CompareWithASCIIString(w, "--append") == 0) {
-            append = 1;
-        } else if (file == NULL) {
-            file = PyObject_CallMethod(w, "strip", "s", "'\"");
-        }
-    }
-    Py_DECREF(words);
-    if (file == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_ValueError,
-                            "%%writefile needs a file name");
-        }
+    if (rc < 0) {
         return -1;
     }
     PyObject *os = PyImport_ImportModule("os");
@@ -508,7 +430,7 @@ cell_writefile(PyObject *globals, PyObject *arg, const char *body)
                             : NULL;
     Py_XDECREF(path);
     Py_XDECREF(os);
-    int rc = -1;
+    rc = -1;
     if (exists != NULL) {
         const char *verb = append ? "Appending to"
                            : exists == Py_True ? "Overwriting" : "Writing";
@@ -540,40 +462,6 @@ cell_writefile(PyObject *globals, PyObject *arg, const char *body)
     return rc;
 }
 
-/* Parses %%capture's options: [--no-stdout] [--no-stderr] [--no-display]
- * [VAR]. Sets take[3] (stdout, stderr, displays) and *var (a new
- * reference, or NULL without VAR). 0 or -1. */
-static int
-capture_options(PyObject *arg, int take[3], PyObject **var_out)
-{
-    PyObject *words = PyUnicode_Split(arg, NULL, -1);
-    if (words == NULL) {
-        return -1;
-    }
-    int out = 1, err = 1, displays = 1;
-    PyObject *var = NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(words); i++) {
-        PyObject *w = PyList_GET_ITEM(words, i);
-        if (PyUnicode_CompareWithASCIIString(w, "--no-stdout") == 0) {
-            out = 0;
-        } else if (PyUnicode_CompareWithASCIIString(w, "--no-stderr") == 0) {
-            err = 0;
-        } else if (PyUnicode_CompareWithASCIIString(w, "--no-display")
-                   == 0) {
-            displays = 0;
-        } else {
-            var = w;
-        }
-    }
-    Py_XINCREF(var);
-    Py_DECREF(words);
-    take[0] = out;
-    take[1] = err;
-    take[2] = displays;
-    *var_out = var;
-    return 0;
-}
-
 /* %%capture [--no-stdout] [--no-stderr] [--no-display] [VAR]. */
 static int
 cell_capture(apy_nbrun_t *run, PyObject *arg, const char *body,
@@ -581,7 +469,7 @@ cell_capture(apy_nbrun_t *run, PyObject *arg, const char *body,
 {
     int take[3];
     PyObject *var;
-    if (capture_options(arg, take, &var) < 0) {
+    if (apy_nbrun_capture_options(arg, take, &var) < 0) {
         return -1;
     }
     if (apy_nbrun_capture_begin(run, take[0], take[1], take[2]) < 0) {
@@ -612,7 +500,8 @@ apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
     PyObject *name, *arg;
     const char *body;
     size_t first_line;
-    if (split_cell_magic(source, &name, &arg, &body, &first_line) < 0) {
+    if (apy_nbrun_split_cell_magic(source, &name, &arg, &body, &first_line)
+        < 0) {
         return -1;
     }
     const char *n = PyUnicode_AsUTF8(name);
@@ -721,7 +610,7 @@ exec_capture(ApyNbMagicsObject *self, PyObject *globals, PyObject *arg,
     static const char *const names[2] = {"stdout", "stderr"};
     int take[3];
     PyObject *var, *saved[2] = {NULL, NULL}, *buf[2] = {NULL, NULL};
-    if (capture_options(arg, take, &var) < 0) {
+    if (apy_nbrun_capture_options(arg, take, &var) < 0) {
         return -1;
     }
     PyObject *io = PyImport_ImportModule("io");
@@ -801,7 +690,8 @@ magics_run_cell_magic(ApyNbMagicsObject *self, PyObject *const *args,
     const char *body;
     size_t first_line;
     if (source == NULL
-        || split_cell_magic(source, &name, &arg, &body, &first_line) < 0) {
+        || apy_nbrun_split_cell_magic(source, &name, &arg, &body,
+                                      &first_line) < 0) {
         return NULL;
     }
     const char *n = PyUnicode_AsUTF8(name);

@@ -286,6 +286,34 @@ char *apy_nbrun_translate(const char *source, int *cell_magic);
 /* Runs a %%magic cell. Same results as apy_nbrun_run_cell. */
 int apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
 
+/* ---- magic_args.c: the magics' arguments (pure parsing) ---- */
+
+/* Splits a %%magic cell (source starts with blank space, then "%%"):
+ * the magic's name, the rest of its first line stripped, the body (the
+ * lines after the first; points into source) and the cell line the body
+ * starts after. New references in *name and *arg. 0, or -1 with an
+ * exception set (then neither is set). */
+int apy_nbrun_split_cell_magic(const char *source, PyObject **name,
+                               PyObject **arg, const char **body,
+                               size_t *first_line);
+
+/* Parses %%capture's arguments: [--no-stdout] [--no-stderr]
+ * [--no-display] [VAR] (the last other word is VAR). Sets take[3]
+ * (stdout, stderr, displays) and *var (a new reference, or NULL without
+ * VAR). 0, or -1 with an exception set. */
+int apy_nbrun_capture_options(PyObject *arg, int take[3], PyObject **var);
+
+/* Parses %%writefile's arguments (already expanded): [-a|--append] FILE
+ * (the first other word, quotes stripped; later ones are ignored). Sets
+ * *append and *file (a new reference). 0, or -1 with an exception set
+ * (ValueError without a FILE). */
+int apy_nbrun_writefile_args(PyObject *arg, int *append, PyObject **file);
+
+/* Parses %env's argument: returns 0 for none (list them all), 1 for NAME
+ * (read one: *name set), 2 for NAME=VALUE or NAME VALUE (set one: *name
+ * and *value set, stripped), new references; -1 with an exception set. */
+int apy_nbrun_env_args(PyObject *arg, PyObject **name, PyObject **value);
+
 /* ---- shell.c: commands of the magics ---- */
 
 /* Returns a new reference to cmd with IPython's expansions done in

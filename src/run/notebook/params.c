@@ -12,7 +12,12 @@
 
 #include "nbrun.h"
 
-/* Returns a new reference to value typed as papermill types -p values. */
+/* How deep lists and objects of a --params-file value may nest: python's
+ * parser takes 200 levels of brackets, no more. */
+#define MAX_NESTING 100
+
+/* Returns a new reference to value typed as papermill types -p values.
+ * The text is decoded as python decodes argv (sys.argv has the same). */
 static PyObject *
 typed_value(const char *value)
 {
@@ -25,7 +30,7 @@ typed_value(const char *value)
     if (strcmp(value, "None") == 0) {
         Py_RETURN_NONE;
     }
-    PyObject *text = PyUnicode_FromString(value);
+    PyObject *text = PyUnicode_DecodeFSDefault(value);
     if (text == NULL) {
         return NULL;
     }
@@ -42,9 +47,13 @@ typed_value(const char *value)
     return v;
 }
 
-/* Returns a new reference to the Python source of value. */
+/* Returns a new reference to the Python source of value (a JSON value,
+ * or a typed -p value) at nesting level `depth`: its repr, but for NaN
+ * and the infinities, which have no literal, also inside lists and
+ * objects (as papermill's translator writes them). NULL with an
+ * exception set: ValueError when it nests deeper than MAX_NESTING. */
 static PyObject *
-render(PyObject *value)
+render(PyObject *value, int depth)
 {
     if (PyFloat_Check(value)) {
         double d = PyFloat_AS_DOUBLE(value);
@@ -56,7 +65,63 @@ render(PyObject *value)
                                               : "float('-inf')");
         }
     }
-    return PyObject_Repr(value);
+    int is_list = PyList_Check(value);
+    if (!is_list && !PyDict_Check(value)) {
+        return PyObject_Repr(value);
+    }
+    if (depth >= MAX_NESTING) {
+        PyErr_Format(PyExc_ValueError, "nests deeper than %d levels",
+                     MAX_NESTING);
+        return NULL;
+    }
+    PyObject *parts = PyList_New(0);
+    PyObject *key, *item;
+    Py_ssize_t pos = 0, i = 0;
+    while (parts != NULL
+           && (is_list ? i < PyList_GET_SIZE(value)
+                       : PyDict_Next(value, &pos, &key, &item))) {
+        PyObject *part;
+        if (is_list) {
+            part = render(PyList_GET_ITEM(value, i++), depth + 1);
+        } else {
+            PyObject *k = PyObject_Repr(key);
+            PyObject *v = k ? render(item, depth + 1) : NULL;
+            part = v ? PyUnicode_FromFormat("%U: %U", k, v) : NULL;
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+        }
+        if (part == NULL || PyList_Append(parts, part) < 0) {
+            Py_CLEAR(parts);
+        }
+        Py_XDECREF(part);
+    }
+    PyObject *sep = parts ? PyUnicode_FromString(", ") : NULL;
+    PyObject *inner = sep ? PyUnicode_Join(sep, parts) : NULL;
+    PyObject *text = inner ? PyUnicode_FromFormat(is_list ? "[%U]" : "{%U}",
+                                                  inner)
+                           : NULL;
+    Py_XDECREF(inner);
+    Py_XDECREF(sep);
+    Py_XDECREF(parts);
+    return text;
+}
+
+/* Copies the message of the exception set (then cleared) into err, after
+ * `what`; `fallback` when it has none to give. */
+static void
+error_message(const char *what, const char *fallback, char *err,
+              size_t errlen)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *msg = value ? PyObject_Str(value) : NULL;
+    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    snprintf(err, errlen, "%s%s", what, m ? m : fallback);
+    Py_XDECREF(msg);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();
 }
 
 /* Loads --params-file into dict params. 0, or -1 with a message. */
@@ -75,25 +140,22 @@ load_params_file(const char *path, PyObject *params, char *err,
     Py_XDECREF(open);
     PyObject *obj = f ? PyObject_CallMethod(json, "load", "O", f) : NULL;
     if (f != NULL) {
+        /* Closed whatever json.load did, its exception kept. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
         PyObject *r = PyObject_CallMethod(f, "close", NULL);
         Py_XDECREF(r);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
     }
     Py_XDECREF(f);
     Py_XDECREF(json);
     Py_XDECREF(io);
     int rc = -1;
     if (obj == NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyObject *msg = value ? PyObject_Str(value) : NULL;
-        const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
-        snprintf(err, errlen, "--params-file %s: %s", path,
-                 m ? m : "cannot be read");
-        Py_XDECREF(msg);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        PyErr_Clear();
+        char what[320];
+        snprintf(what, sizeof(what), "--params-file %s: ", path);
+        error_message(what, "cannot be read", err, errlen);
         return -1;
     }
     if (!PyDict_Check(obj)) {
@@ -109,34 +171,50 @@ load_params_file(const char *path, PyObject *params, char *err,
     return rc;
 }
 
-/* Checks that every key of params is a Python identifier. */
+/* Returns 1 if key is a name the injected cell can assign as it is
+ * written: an identifier, not a keyword nor __debug__, and in NFKC form
+ * (python reads `ﬁ = 1` as `fi = 1`). 0 if not (ValueError set), -1 on
+ * error. */
 static int
-check_names(PyObject *params, char *err, size_t errlen)
+check_name(PyObject *key)
 {
-    PyObject *keyword = PyImport_ImportModule("keyword");
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    int rc = 0;
-    while (rc == 0 && PyDict_Next(params, &pos, &key, &value)) {
-        int ok = PyUnicode_Check(key) && PyUnicode_IsIdentifier(key);
-        if (ok && keyword != NULL) {
-            PyObject *r = PyObject_CallMethod(keyword, "iskeyword", "O",
-                                              key);
-            ok = r == Py_False;
-            Py_XDECREF(r);
+    int ok = PyUnicode_Check(key) && PyUnicode_IsIdentifier(key);
+    if (ok) {
+        PyObject *keyword = PyImport_ImportModule("keyword");
+        PyObject *r = keyword ? PyObject_CallMethod(keyword, "iskeyword",
+                                                    "O", key)
+                              : NULL;
+        Py_XDECREF(keyword);
+        if (r == NULL) {
+            return -1;
         }
-        if (!ok) {
-            PyObject *s = PyObject_Str(key);
-            const char *name = s ? PyUnicode_AsUTF8(s) : NULL;
-            snprintf(err, errlen, "parameter name '%s' is not a Python "
-                     "identifier", name ? name : "?");
-            Py_XDECREF(s);
-            rc = -1;
-        }
+        ok = r == Py_False;
+        Py_DECREF(r);
     }
-    Py_XDECREF(keyword);
-    PyErr_Clear();
-    return rc;
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "%R is not a Python identifier",
+                     key);
+        return 0;
+    }
+    if (PyUnicode_CompareWithASCIIString(key, "__debug__") == 0) {
+        PyErr_Format(PyExc_ValueError, "%R cannot be assigned to", key);
+        return 0;
+    }
+    PyObject *ud = PyImport_ImportModule("unicodedata");
+    PyObject *nfkc = ud ? PyObject_CallMethod(ud, "normalize", "sO", "NFKC",
+                                              key)
+                        : NULL;
+    Py_XDECREF(ud);
+    if (nfkc == NULL) {
+        return -1;
+    }
+    int same = PyUnicode_Compare(nfkc, key) == 0;
+    if (!same) {
+        PyErr_Format(PyExc_ValueError, "%R is not a Python identifier as "
+                     "written (python reads it as %R)", key, nfkc);
+    }
+    Py_DECREF(nfkc);
+    return same;
 }
 
 char *
@@ -156,24 +234,39 @@ apy_nbrun_params_source(const apy_options_t *opts, char *err, size_t errlen)
         return NULL;
     }
     for (size_t i = 0; i < opts->nparams; i++) {
-        PyObject *v = typed_value(opts->params[i].value);
-        if (v == NULL || PyDict_SetItemString(params, opts->params[i].name,
-                                              v) < 0) {
-            Py_XDECREF(v);
+        /* Names decoded as python decodes argv: bytes that are not UTF-8
+         * make a name that is no identifier, reported as such. */
+        PyObject *k = PyUnicode_DecodeFSDefault(opts->params[i].name);
+        PyObject *v = k ? typed_value(opts->params[i].value) : NULL;
+        int rc = v ? PyDict_SetItem(params, k, v) : -1;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (rc < 0) {
             Py_DECREF(params);
             goto nomem;
         }
-        Py_DECREF(v);
-    }
-    if (check_names(params, err, errlen) < 0) {
-        Py_DECREF(params);
-        return NULL;
     }
     PyObject *text = PyUnicode_FromString("# Parameters\n");
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (text != NULL && PyDict_Next(params, &pos, &key, &value)) {
-        PyObject *src = render(value);
+        int ok = check_name(key);
+        if (ok <= 0) {
+            error_message(ok == 0 ? "parameter name " : "", "out of memory",
+                          err, errlen);
+            Py_CLEAR(text);
+            break;
+        }
+        PyObject *src = render(value, 0);
+        if (src == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyObject *what = PyUnicode_FromFormat("parameter %R ", key);
+            const char *w = what ? PyUnicode_AsUTF8(what) : NULL;
+            error_message(w ? w : "parameter ", "out of memory", err,
+                          errlen);
+            Py_XDECREF(what);
+            Py_CLEAR(text);
+            break;
+        }
         PyObject *line = src ? PyUnicode_FromFormat("%U = %U\n", key, src)
                              : NULL;
         Py_XDECREF(src);
@@ -187,7 +280,7 @@ apy_nbrun_params_source(const apy_options_t *opts, char *err, size_t errlen)
     const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
     char *out = utf8 ? strdup(utf8) : NULL;
     Py_XDECREF(text);
-    if (out != NULL) {
+    if (out != NULL || err[0] != '\0') {
         return out;
     }
 nomem:

@@ -17,6 +17,36 @@
 
 /* ---- $name and {expr} in commands ---- */
 
+/* Returns a new reference to the value of expression text s[0..n) in
+ * globals, evaluated as IPython evaluates it, with eval() on a str:
+ * leading spaces and tabs skipped, the text UTF-8 whatever coding cookie
+ * it holds, a NUL refused. NULL with an exception set. */
+static PyObject *
+eval_text(PyObject *globals, const char *s, Py_ssize_t n)
+{
+    while (n > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    if (memchr(s, '\0', n) != NULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "source code string cannot contain null bytes");
+        return NULL;
+    }
+    char *code = PyMem_Malloc(n + 1);
+    if (code == NULL) {
+        return PyErr_NoMemory();
+    }
+    memcpy(code, s, n);
+    code[n] = '\0';
+    PyCompilerFlags cf = _PyCompilerFlags_INIT;
+    cf.cf_flags = PyCF_IGNORE_COOKIE;
+    PyObject *v = PyRun_StringFlags(code, Py_eval_input, globals, globals,
+                                    &cf);
+    PyMem_Free(code);
+    return v;
+}
+
 PyObject *
 apy_nbrun_expand(PyObject *globals, PyObject *cmd)
 {
@@ -83,14 +113,7 @@ apy_nbrun_expand(PyObject *globals, PyObject *cmd)
             i = j;
             continue;
         }
-        char *code = PyMem_Malloc(elen + 1);
-        if (code == NULL) {
-            goto fail;
-        }
-        memcpy(code, expr, elen);
-        code[elen] = '\0';
-        PyObject *v = PyRun_String(code, Py_eval_input, globals, globals);
-        PyMem_Free(code);
+        PyObject *v = eval_text(globals, expr, elen);
         PyObject *str = v ? PyObject_Str(v) : NULL;
         Py_XDECREF(v);
         if (str == NULL) {

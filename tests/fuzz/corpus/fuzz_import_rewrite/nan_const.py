@@ -1,0 +1,2 @@
+x = 1e999 - 1e999
+import os

@@ -1,0 +1,5 @@
+try:
+    import a
+except ImportError as e:
+    import b
+await b.c()

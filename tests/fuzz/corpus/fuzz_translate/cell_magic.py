@@ -1,0 +1,3 @@
+
+  %%bash --out x
+echo $x

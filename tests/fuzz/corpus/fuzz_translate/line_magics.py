@@ -1,0 +1,5 @@
+%cd /tmp
+%env A=B
+x = %env A
+  %matplotlib inline
+%pip install -q x

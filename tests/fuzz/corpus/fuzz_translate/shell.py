@@ -1,0 +1,3 @@
+!ls -l $HOME {x}
+files = !ls
+out, = !echo hi

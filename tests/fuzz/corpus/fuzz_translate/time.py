@@ -1,0 +1,4 @@
+%time y = 1
+v = %time 1 + 1
+%time await f()
+%time
