@@ -195,6 +195,9 @@ line_end(const unsigned char *p, const unsigned char *end, int final)
 static void
 take_lines(apy_nb_stream_t *s, int final)
 {
+    if (s->line.len == 0) {
+        return; /* also: no buffer yet (data NULL) */
+    }
     const unsigned char *base = (const unsigned char *)s->line.data;
     const unsigned char *end = base + s->line.len;
     const unsigned char *start = base, *p = base + s->scan;

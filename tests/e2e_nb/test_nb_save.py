@@ -18,8 +18,8 @@ import nbformat
 import pytest
 
 from apytest import read_line, wait_until_blocked
-from conftest import (child_env, outputs, read_valid, run, spawn, stream_text,
-                      write_nb,
+from conftest import (child_env, no_leak_check, outputs, read_valid, run,
+                      spawn, stream_text, write_nb,
                       kill_group, finish)
 
 ROOT = os.geteuid() == 0
@@ -178,8 +178,10 @@ def test_temporary_file_is_born_with_the_notebooks_mode(apyrun, tmp_path):
     nb = simple_nb(tmp_path)
     nb.chmod(0o600)
     log = tmp_path / "strace.log"
+    # LeakSanitizer cannot run under ptrace (sanitizer builds).
     r = run(["strace", "-f", "-qq", "-e", "trace=openat,open", "-o", log,
-             apyrun, "--inplace", nb], cwd=tmp_path)
+             apyrun, "--inplace", nb], cwd=tmp_path,
+            env=child_env(no_leak_check()))
     assert r.returncode == 0, r.stderr
     creates = [line for line in log.read_text().splitlines()
                if ".apyrun-" in line and "O_CREAT" in line]
@@ -302,7 +304,8 @@ def test_saves_are_throttled_to_one_a_second(apyrun, tmp_path):
     out = tmp_path / "out.ipynb"
     log = tmp_path / "strace.log"
     r = run(["strace", "-f", "-qq", "-e", "trace=rename", "-o", log,
-             apyrun, "-o", out, nb], cwd=tmp_path)
+             apyrun, "-o", out, nb], cwd=tmp_path,
+            env=child_env(no_leak_check()))
     assert r.returncode == 0, r.stderr
     renames = [line for line in log.read_text().splitlines()
                if "rename(" in line and "out.ipynb" in line]

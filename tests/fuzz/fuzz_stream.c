@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/* libFuzzer target for big stream outputs (src/notebook/stream.c). The
+ * first byte of an input picks how its text is cut into chunks (anywhere,
+ * inside a UTF-8 character too); the text, fed to an apy_nb_stream_t and
+ * saved as a stream output's text, must render exactly as the same text
+ * given whole in the outputs' JSON (the path small outputs take), which
+ * splits lines as Python's str.splitlines. Text that is not UTF-8 never
+ * reaches a stream (the run layer encodes str) and is skipped. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apyrun/notebook.h"
+#include "fuzz.h"
+#include "nb_internal.h"
+
+static const char base_nb[] =
+    "{\"cells\": [{\"cell_type\": \"code\", \"source\": \"x = 1\"}], "
+    "\"metadata\": {}, \"nbformat\": 4, \"nbformat_minor\": 5}";
+static const char hole[] = "[{\"output_type\": \"stream\", "
+                           "\"name\": \"stdout\", \"text\": null}]";
+
+static char *
+render_with(apy_notebook_t *nb, const char *outputs, size_t len,
+            apy_nb_stream_t *st)
+{
+    apy_nb_result_t res;
+    char err[512], *out;
+    size_t outlen;
+
+    memset(&res, 0, sizeof(res));
+    res.cell = 0;
+    res.execution_count = 1;
+    res.outputs = outputs;
+    res.outputs_len = len;
+    res.streams = &st;
+    res.nstreams = st != NULL;
+    REQUIRE(apy_nb_set_result(nb, &res, err, sizeof(err)) == 0);
+    REQUIRE(apy_nb_render(nb, &out, &outlen, err, sizeof(err)) == 0);
+    return out;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    apy_notebook_t nb;
+    apy_nb_buf_t json = {0};
+    char err[512], *whole, *streamed;
+    size_t at, cut, step;
+
+    if (size < 1 || !apy_nb_utf8_valid((const char *)data + 1, size - 1)) {
+        return 0;
+    }
+    step = (size_t)(data[0] % 16) + 1;
+    const char *text = (const char *)data + 1;
+    size_t len = size - 1;
+
+    REQUIRE(apy_nb_parse(base_nb, sizeof(base_nb) - 1, NULL, &nb, err,
+                         sizeof(err)) == 0);
+    apy_nb_buf_puts(&json, "[{\"output_type\": \"stream\", "
+                           "\"name\": \"stdout\", \"text\": ");
+    apy_nb_render_string(&json, text, len);
+    apy_nb_buf_puts(&json, "}]");
+    REQUIRE(!json.failed);
+    whole = render_with(&nb, json.data, json.len, NULL);
+
+    apy_nb_stream_t *st = apy_nb_stream_new(NULL);
+    REQUIRE(st != NULL);
+    for (at = 0; at < len; at += cut) {
+        /* Cuts of 1..step bytes, varied by the text itself. */
+        cut = 1 + ((unsigned char)text[at] + at) % step;
+        if (cut > len - at) {
+            cut = len - at;
+        }
+        REQUIRE(apy_nb_stream_put(st, text + at, cut) == 0);
+    }
+    REQUIRE(apy_nb_stream_finish(st) == 0);
+    streamed = render_with(&nb, hole, sizeof(hole) - 1, st);
+    apy_nb_stream_unref(st);
+    if (strcmp(whole, streamed) != 0) {
+        fprintf(stderr, "fuzz: streamed:\n%s\nwhole:\n%s\n", streamed,
+                whole);
+        REQUIRE(strcmp(whole, streamed) == 0);
+    }
+    free(whole);
+    free(streamed);
+    apy_nb_buf_free(&json);
+    apy_nb_free(&nb);
+    return 0;
+}
