@@ -57,6 +57,18 @@ def test_nan_and_infinities_anywhere_in_values(apyrun, tmp_path):
         r.stderr
 
 
+def test_a_parameter_named_float_does_not_break_nan(apyrun, tmp_path):
+    # Found by tests/fuzz/fuzz_params.c in CI: with papermill's spelling,
+    # float('nan'), a parameter named float made a later NaN a TypeError.
+    (tmp_path / "params.json").write_text(
+        '{"float": {"k": null}, "z": [NaN, Infinity, -Infinity]}')
+    nb = write_nb(tmp_path / "p.ipynb", [
+        "import math\nprint(float, math.isnan(z[0]), z[1], z[2])"])
+    r = run([apyrun, "--params-file", "params.json", nb], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "{'k': None} True inf -inf\n"), \
+        r.stderr
+
+
 def test_values_decode_as_argv_does(apyrun, tmp_path):
     # Bytes that are not UTF-8 used to be "out of memory"; they decode as
     # sys.argv does (surrogateescape), and as a name they are refused.
