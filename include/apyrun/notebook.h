@@ -7,6 +7,7 @@
 #ifndef APYRUN_NOTEBOOK_H
 #define APYRUN_NOTEBOOK_H
 
+#include <signal.h> /* sig_atomic_t */
 #include <stddef.h>
 
 /* Limits, documented because users can hit them. */
@@ -190,6 +191,12 @@ typedef struct {
     int have_stat;  /* REPLACE over an existing file: its mode and owner */
     unsigned mode;
     unsigned uid, gid;
+    struct apy_nb_prefix *prefix; /* REPLACE: the next save's first part,
+                                   * written already (private to save.c) */
+    struct apy_nb_prefix *saved;  /* REPLACE: the file saved last, open */
+    /* Set by the caller, or NULL: once *stop is nonzero (a signal came),
+     * a save does not prepare the next one, which can take seconds. */
+    const volatile sig_atomic_t *stop;
 } apy_nb_target_t;
 
 /* Decides how out_path is written ("-" is stdout). Symlinks in its last
@@ -208,14 +215,20 @@ int apy_nb_target_open(const char *out_path, apy_nb_target_t *t, char *err,
  * nbformat's layout (indent 1, sorted keys, multi-line strings as lists
  * of lines, trailing newline). REPLACE: on failure the target is
  * untouched and no temporary file is left; a target with other hard links
- * becomes a new file, as with any atomic replace. Returns 0, or -errno
- * with "cannot write OUT_PATH: reason" in err (also -EINVAL if nb was
- * never parsed). */
-int apy_nb_target_save(const apy_notebook_t *nb, const apy_nb_target_t *t,
-                       char *err, size_t errlen);
+ * becomes a new file, as with any atomic replace. `stable` says that
+ * cells [0, stable) will not get another result (one that changes them
+ * anyway is noticed): a REPLACE save of a notebook over 4 MiB then also
+ * copies them into the next save's temporary file, so that the next save
+ * (a signal's), however big the notebook, writes only the rest. 0 asks
+ * for nothing. Returns 0, or
+ * -errno with "cannot write OUT_PATH: reason" in err (also -EINVAL if nb
+ * was never parsed). One caller at a time. */
+int apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
+                       size_t stable, char *err, size_t errlen);
 
-/* Releases the target (the stdout copy included). A zeroed or closed
- * target with fd -1 is a no-op. */
+/* Releases the target (the stdout copy included; an unused prefix is
+ * removed). A zeroed or closed target with fd -1 is a
+ * no-op. */
 void apy_nb_target_close(apy_nb_target_t *t);
 
 /* apy_nb_target_open, apy_nb_target_save and apy_nb_target_close of

@@ -117,6 +117,9 @@ apy_nb_insert_code_cell(apy_notebook_t *nb, size_t pos, const char *source,
         goto fail;
     }
     cJSON_Delete(obj);
+    if (nb->w != NULL) {
+        nb->w->layout++; /* cells moved: a saved prefix no longer fits */
+    }
     return 0;
 fail:
     cJSON_Delete(obj);
@@ -134,5 +137,8 @@ apy_nb_remove_cell(apy_notebook_t *nb, size_t pos)
     memmove(nb->cells + pos, nb->cells + pos + 1,
             (nb->ncells - pos - 1) * sizeof(*nb->cells));
     nb->ncells--;
+    if (nb->w != NULL) {
+        nb->w->layout++; /* cells moved: a saved prefix no longer fits */
+    }
     return 0;
 }

@@ -167,6 +167,9 @@ struct apy_nb_wcell {
     /* The streams of the "outputs" member, in order of their offsets. */
     apy_nb_hole_t *holes;
     size_t nholes;
+    /* The notebook's generation when a result last changed this cell: a
+     * saved prefix holding it stays valid while this does not grow. */
+    unsigned long gen;
 };
 
 /* Writes all of data to fd, again after EINTR. 0 or -errno. */
@@ -177,6 +180,8 @@ int apy_nb_write_all(int fd, const void *data, size_t len);
 int apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem);
 
 struct apy_nb_wdoc {
+    unsigned long gen;    /* bumped by every apy_nb_set_result */
+    unsigned long layout; /* bumped when cells are inserted or removed */
     char *head; /* "{", members before "cells", "\"cells\": [" */
     size_t headlen;
     char *tail; /* members after "cells", "}", newline */

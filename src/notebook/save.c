@@ -6,12 +6,14 @@
  * replaced (a device, a FIFO, stdout). Decides which once, when the run
  * starts, following symlinks only as the kernel would. Never writes the
  * input unless asked to, and never replaces anything but a regular file. */
+#define _GNU_SOURCE /* copy_file_range */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,9 @@
 #include <unistd.h>
 
 #include "nb_internal.h"
+
+struct apy_nb_prefix;
+static void prefix_free(struct apy_nb_prefix *p);
 
 /* Temporary files are named .NAME.apyrun-PID-RANDOM beside NAME. */
 #define TEMP_TAG ".apyrun-"
@@ -103,15 +108,29 @@ sink_member(sink_t *s, const apy_nb_wcell_t *w, const apy_nb_piece_t *p)
     sink_put(s, p->text + at, p->len - at);
 }
 
+/* Puts the notebook from cell `from` on (the head too when from is 0).
+ * For a file sink, sets *marked to the file offset where cell `mark`
+ * starts (its separator; at `ncells`, the end of the cells), or leaves it
+ * alone when the sink passes no such point. */
 static void
-assemble(const apy_notebook_t *nb, sink_t *s)
+assemble_from(const apy_notebook_t *nb, sink_t *s, size_t from, size_t mark,
+              off_t *marked)
 {
     const apy_nb_wdoc_t *d = nb->w;
     const apy_nb_wcell_t *w;
     size_t i, k;
 
-    sink_put(s, d->head, d->headlen);
-    for (i = 0; i < nb->ncells; i++) {
+    if (from == 0) {
+        sink_put(s, d->head, d->headlen);
+    }
+    for (i = from; i <= nb->ncells; i++) {
+        if (i == mark && marked != NULL && s->mem == NULL) {
+            sink_flush(s);
+            *marked = lseek(s->fd, 0, SEEK_CUR);
+        }
+        if (i == nb->ncells) {
+            break;
+        }
         w = nb->cells[i].w;
         sink_put(s, i ? ",\n  {" : "\n  {", i ? 5 : 4);
         for (k = 0; k < w->members.n; k++) {
@@ -122,6 +141,12 @@ assemble(const apy_notebook_t *nb, sink_t *s)
     }
     sink_put(s, nb->ncells ? "\n ]" : "]", nb->ncells ? 3 : 1);
     sink_put(s, d->tail, d->taillen);
+}
+
+static void
+assemble(const apy_notebook_t *nb, sink_t *s)
+{
+    assemble_from(nb, s, 0, SIZE_MAX, NULL);
 }
 
 int
@@ -194,7 +219,8 @@ open_temp(const char *target, mode_t mode, char *tmp, size_t tmplen)
             >= tmplen) {
             return -ENAMETOOLONG;
         }
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+        /* Read too: the file, once saved, is the next save's prefix. */
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
                   mode);
         if (fd >= 0) {
             return fd;
@@ -445,6 +471,8 @@ apy_nb_target_open(const char *out_path, apy_nb_target_t *t, char *err,
 void
 apy_nb_target_close(apy_nb_target_t *t)
 {
+    prefix_free(t->prefix);
+    prefix_free(t->saved); /* the target itself: no name, kept */
     if (t->kind == APY_NB_TARGET_STDOUT && t->fd >= 0) {
         close(t->fd);
     }
@@ -454,9 +482,11 @@ apy_nb_target_close(apy_nb_target_t *t)
     t->fd = -1;
 }
 
-/* Writes the whole notebook to fd. Returns 0 or -errno. */
+/* Writes the notebook from cell `from` on to fd (at its offset), setting
+ * *marked as assemble_from does. Returns 0 or -errno. */
 static int
-write_all(const apy_notebook_t *nb, int fd)
+write_from(const apy_notebook_t *nb, int fd, size_t from, size_t mark,
+           off_t *marked)
 {
     sink_t *s = malloc(sizeof(*s));
     int rc;
@@ -468,27 +498,29 @@ write_all(const apy_notebook_t *nb, int fd)
     s->fd = fd;
     s->error = 0;
     s->n = 0;
-    assemble(nb, s);
+    assemble_from(nb, s, from, mark, marked);
     sink_flush(s);
     rc = -s->error;
     free(s);
     return rc;
 }
 
-/* The atomic replace: a temporary file born with the target's mode (and,
- * for root, its owner), fsync, rename. Returns 0 or -errno. */
+/* Writes the whole notebook to fd. Returns 0 or -errno. */
 static int
-save_replace(const apy_notebook_t *nb, const apy_nb_target_t *t)
+write_all(const apy_notebook_t *nb, int fd)
 {
-    char tmp[PATH_MAX + 64];
-    mode_t mode = t->have_stat ? t->mode : 0666;
-    int fd, rc;
+    return write_from(nb, fd, 0, SIZE_MAX, NULL);
+}
 
-    fd = open_temp(t->path, mode & 0777, tmp, sizeof(tmp));
-    if (fd < 0) {
-        return fd;
-    }
-    if (t->have_stat) {
+/* A new temporary file for target t, born with its mode and, for root,
+ * its owner. Returns the fd (path in tmp) or -errno. */
+static int
+temp_for(const apy_nb_target_t *t, char *tmp, size_t tmplen)
+{
+    mode_t mode = t->have_stat ? t->mode : 0666;
+    int fd = open_temp(t->path, mode & 0777, tmp, tmplen);
+
+    if (fd >= 0 && t->have_stat) {
         /* Root rewriting a user's notebook leaves it the user's; anyone
          * else keeps the group where allowed. Owner first: chown clears
          * the set-id bits that fchmod then puts back. */
@@ -497,21 +529,276 @@ save_replace(const apy_notebook_t *nb, const apy_nb_target_t *t)
         }
         (void)fchmod(fd, t->mode);
     }
-    rc = write_all(nb, fd);
+    return fd;
+}
+
+/* ---- the next save's prefix ----
+ * With a big output in it, every save of a notebook copies that output
+ * again, and the save a signal asks for could take seconds. So a save
+ * also copies the cells that can no longer change (those that ran:
+ * `stable`) from the file it just wrote into the next save's temporary
+ * file, fsync'ed; the next save then writes only the rest into it,
+ * unless a result changed one of those cells since (update_display). The
+ * copy is part of the save, so the throttle counts it (saves stay under a
+ * tenth of the run). A signal's save is never the one that pays: it is
+ * the last (stable 0: no copy), and a signal that comes during a copy
+ * stops it (t->stop) with the file just saved current. (A thread doing
+ * the copy while the next cell ran was tried: a signal right after a big
+ * save then waited for it, 5 s for 1 GiB.) */
+
+/* Below this, a whole save is about as quick as the rest of one. */
+#define PREFIX_MIN ((off_t)4 << 20)
+
+struct apy_nb_prefix {
+    int fd;              /* the next temporary file */
+    char tmp[PATH_MAX + 64];
+    off_t len;           /* bytes of it written and synced */
+    size_t cells;        /* cells [0, cells) are in those bytes */
+    unsigned long gen;   /* the notebook's generation when saved */
+    unsigned long layout;
+};
+
+/* Bytes copied between two looks at the stop flag. */
+#define PREFIX_STEP ((size_t)16 << 20)
+
+/* Copies src[lo..len) into fd at the same offsets, in the kernel where it
+ * can, and syncs fd. Stops early, with -EINTR, once *stop is set. 0 or
+ * -errno. */
+static int
+copy_prefix(int src, int fd, off_t lo, off_t len,
+            const volatile sig_atomic_t *stop)
+{
+    char buf[1 << 16];
+    off_t in = lo, out = lo;
+    ssize_t got, put;
+    size_t want;
+
+    while (in < len) {
+        if (stop != NULL && *stop) {
+            return -EINTR;
+        }
+        want = len - in < (off_t)PREFIX_STEP ? (size_t)(len - in)
+                                              : PREFIX_STEP;
+        got = copy_file_range(src, &in, fd, &out, want, 0);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            break; /* EXDEV, EINVAL...: the loop below */
+        }
+    }
+    while (in < len) {
+        if (stop != NULL && *stop) {
+            return -EINTR;
+        }
+        want = (off_t)sizeof(buf) < len - in ? sizeof(buf)
+                                             : (size_t)(len - in);
+        got = pread(src, buf, want, in);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return got < 0 ? -errno : -EIO;
+        }
+        put = pwrite(fd, buf, (size_t)got, out);
+        if (put != got) {
+            return put < 0 ? -errno : -EIO;
+        }
+        in += got;
+        out += got;
+    }
+    return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* Frees the prefix; its file is removed unless the caller took the fd
+ * (p->fd == -1) or it has no name here (tmp empty: the target). */
+static void
+prefix_free(struct apy_nb_prefix *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    if (p->fd >= 0) {
+        close(p->fd);
+        if (p->tmp[0] != '\0') {
+            unlink(p->tmp);
+        }
+    }
+    free(p);
+}
+
+/* Returns 1 if prefix p still holds what the cells it covers render to
+ * now, else 0. */
+static int
+prefix_fits(const struct apy_nb_prefix *p, const apy_notebook_t *nb)
+{
+    if (p->layout != nb->w->layout || p->cells > nb->ncells) {
+        return 0;
+    }
+    for (size_t i = 0; i < p->cells; i++) {
+        if (nb->cells[i].w->gen > p->gen) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Returns 1 if fd is the only open file of its inode, else 0: a reader
+ * that opened the target before it was replaced must keep reading what
+ * it opened, so that file is not rewritten. A write lease is granted
+ * only to the only opener (fcntl(2)); it is let go at once. Were the file
+ * opened meanwhile (by the temporary name alone), the lease break would
+ * send SIGURG, ignored by default, not SIGIO, which kills. */
+static int
+open_only_here(int fd)
+{
+    if (fcntl(fd, F_SETSIG, SIGURG) < 0
+        || fcntl(fd, F_SETLEASE, F_WRLCK) < 0) {
+        return 0;
+    }
+    (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+    return 1;
+}
+
+/* After a save renamed our file A over the one we saved before (B, the
+ * target's old file: t->saved), this makes the next save's prefix: the
+ * first `len` bytes of A (cells [0, cells)) in a temporary file. That
+ * file is B where the rename exchanged the two (B then sits at tmp): B
+ * holds its own prefix already, so only the bytes since are copied,
+ * about what the save wrote; else a new file, copied whole. Best effort:
+ * without it the next save is a whole one. Takes fd_a as the new
+ * t->saved (or closes it). */
+static void
+prefix_make(apy_nb_target_t *t, const apy_notebook_t *nb, int fd_a,
+            off_t len, size_t cells, const char *tmp, int exchanged)
+{
+    struct apy_nb_prefix *b = t->saved, *p = NULL, *a = NULL;
+    struct stat st, bst;
+    off_t lo = 0;
+
+    t->saved = NULL;
+    if (exchanged) {
+        /* The old target is at tmp now: ours, unless something took its
+         * place before the exchange, and only ours (one link). */
+        if (b == NULL || lstat(tmp, &st) < 0 || fstat(b->fd, &bst) < 0
+            || st.st_ino != bst.st_ino || st.st_dev != bst.st_dev
+            || st.st_nlink != 1 || !open_only_here(b->fd)) {
+            unlink(tmp);
+            prefix_free(b);
+            b = NULL;
+        } else {
+            strcpy(b->tmp, tmp);
+        }
+    } else {
+        prefix_free(b); /* its file was replaced: only the fd is left */
+        b = NULL;
+    }
+    if (len < PREFIX_MIN || cells == 0 || (t->stop != NULL && *t->stop)
+        || (a = calloc(1, sizeof(*a))) == NULL) {
+        goto done;
+    }
+    a->fd = fd_a;
+    fd_a = -1;
+    a->len = len;
+    a->cells = cells;
+    a->gen = nb->w->gen;
+    a->layout = nb->w->layout;
+    a->tmp[0] = '\0';
+    if (b != NULL) {
+        /* B's bytes up to the cells both cover are A's too. */
+        if (prefix_fits(b, nb)) {
+            lo = b->len < len ? b->len : len;
+        }
+        p = b;
+        b = NULL;
+        if (ftruncate(p->fd, lo) < 0) {
+            goto done;
+        }
+    } else if ((p = calloc(1, sizeof(*p))) == NULL
+               || (p->fd = temp_for(t, p->tmp, sizeof(p->tmp))) < 0) {
+        goto done;
+    }
+    if (copy_prefix(a->fd, p->fd, lo, len, t->stop) < 0) {
+        goto done;
+    }
+    p->len = len;
+    p->cells = cells;
+    p->gen = a->gen;
+    p->layout = a->layout;
+    t->prefix = p;
+    p = NULL;
+    t->saved = a;
+    a = NULL;
+done:
+    prefix_free(p);
+    prefix_free(b);
+    prefix_free(a); /* the target: a->tmp is empty, nothing removed */
+    if (fd_a >= 0) {
+        close(fd_a);
+    }
+}
+
+/* The atomic replace: a temporary file born with the target's mode (and,
+ * for root, its owner), fsync, rename; the cells of a fitting prefix are
+ * in that file already. Then makes the next save's prefix from cells
+ * [0, stable). Returns 0 or -errno. */
+static int
+save_replace(const apy_notebook_t *nb, apy_nb_target_t *t, size_t stable)
+{
+    char tmp[PATH_MAX + 64];
+    struct apy_nb_prefix *p = t->prefix;
+    size_t from = 0;
+    off_t at = 0, marked = -1, end;
+    int fd = -1, rc, exchanged = 0;
+
+    t->prefix = NULL;
+    if (p != NULL) {
+        if (prefix_fits(p, nb)) {
+            fd = p->fd;
+            p->fd = -1;
+            strcpy(tmp, p->tmp);
+            from = p->cells;
+            at = p->len;
+        }
+        prefix_free(p);
+    }
+    if (fd < 0 && (fd = temp_for(t, tmp, sizeof(tmp))) < 0) {
+        return fd;
+    }
+    rc = lseek(fd, at, SEEK_SET) < 0 ? -errno : 0;
+    if (rc == 0) {
+        rc = write_from(nb, fd, from, stable >= from ? stable : SIZE_MAX,
+                        &marked);
+    }
+    /* A reused file may have held more. */
+    if (rc == 0 && ((end = lseek(fd, 0, SEEK_CUR)) < 0
+                    || ftruncate(fd, end) < 0)) {
+        rc = -errno;
+    }
     if (rc == 0 && fsync(fd) < 0) {
         rc = -errno;
     }
-    if (close(fd) < 0 && rc == 0) {
-        rc = -errno;
+    if (rc == 0 && t->saved != NULL) {
+        /* Over our own last save: exchanged, so that its file can be the
+         * next save's prefix without copying all of it. */
+        exchanged = renameat2(AT_FDCWD, tmp, AT_FDCWD, t->path,
+                              RENAME_EXCHANGE)
+                    == 0;
     }
-    if (rc == 0 && rename(tmp, t->path) < 0) {
+    if (rc == 0 && !exchanged && rename(tmp, t->path) < 0) {
         rc = -errno;
     }
     if (rc < 0) {
+        close(fd);
         unlink(tmp);
         return rc;
     }
     sync_dir(t->path);
+    if (marked < 0 && from > 0 && stable < from) {
+        marked = at; /* the prefix used still holds */
+        stable = from;
+    }
+    prefix_make(t, nb, fd, marked, stable, tmp, exchanged);
     return 0;
 }
 
@@ -535,8 +822,8 @@ save_into(const apy_notebook_t *nb, const apy_nb_target_t *t)
 }
 
 int
-apy_nb_target_save(const apy_notebook_t *nb, const apy_nb_target_t *t,
-                   char *err, size_t errlen)
+apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
+                   size_t stable, char *err, size_t errlen)
 {
     int rc;
 
@@ -546,7 +833,7 @@ apy_nb_target_save(const apy_notebook_t *nb, const apy_nb_target_t *t,
     }
     switch (t->kind) {
     case APY_NB_TARGET_REPLACE:
-        rc = save_replace(nb, t);
+        rc = save_replace(nb, t, stable);
         break;
     case APY_NB_TARGET_INTO:
         rc = save_into(nb, t);
@@ -575,7 +862,7 @@ apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
     }
     rc = apy_nb_target_open(out_path, &t, err, errlen);
     if (rc == 0) {
-        rc = apy_nb_target_save(nb, &t, err, errlen);
+        rc = apy_nb_target_save(nb, &t, 0, err, errlen);
         apy_nb_target_close(&t);
     }
     return rc;

@@ -777,6 +777,7 @@ apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res, char *err,
     holes_free(w->holes, w->nholes);
     w->holes = holes;
     w->nholes = nholes;
+    w->gen = ++nb->w->gen;
     pieces_put(&w->members, keys[1], count_text, count_len);
     if (exec_text != NULL) {
         pieces_put(&w->meta, keys[3], exec_text, exec_len);

@@ -68,11 +68,16 @@ NOTEBOOKS = {
         "import os\n%env DIFF_VAR=1\nprint(os.environ['DIFF_VAR'])",
     ],
     # Written to fds 1 and 2 by child processes, not through sys.stdout:
-    # ipykernel (6.0 and later) records it, so apyrun does.
+    # ipykernel (6.0 and later) records it, so apyrun does. ipykernel
+    # forwards fd output from a thread, so whether it comes before or
+    # after the cell's result, or in the cell at all on a loaded machine,
+    # depends on timing there: no result here, and time for that thread.
     "fd_output": [
-        "import os, subprocess\nos.system('echo from os.system')",
-        "subprocess.run(['sh', '-c', 'echo from a child']);",
-        "subprocess.run(['sh', '-c', 'echo to fd 2 >&2']);",
+        "import os, subprocess, time\n"
+        "rc = os.system('echo from os.system')\ntime.sleep(0.3)",
+        "rc",
+        "subprocess.run(['sh', '-c', 'echo from a child'])\ntime.sleep(0.3)",
+        "subprocess.run(['sh', '-c', 'echo to fd 2 >&2'])\ntime.sleep(0.3)",
     ],
     "matplotlib": [
         "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\n"

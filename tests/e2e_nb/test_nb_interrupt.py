@@ -106,3 +106,26 @@ def test_ctrl_c_cancels_an_awaiting_cell(apyrun, tmp_path, loop):
         "    await asyncio.sleep(60)"], r.stderr
     assert lines[-2:] == ["KeyboardInterrupt",
                           f"apyrun: interrupted in cell 2, In [2] of {nb}"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_interrupt_before_a_cell_begins(apyrun, tmp_path, loop):
+    # A KeyboardInterrupt that stops the loop before the next cell's code
+    # began (a callback left queued raises it; a signal landing in
+    # asyncio's own code between cells does the same): that cell is
+    # interrupted and the run ends as after Ctrl-C. Its callback, still
+    # queued, must never run it later (it crashed apyrun: state freed).
+    from conftest import run
+    nb = write_nb(tmp_path / "nb.ipynb", [
+        "import asyncio\nloop = asyncio.get_running_loop()\n"
+        "def boom():\n    raise KeyboardInterrupt\n"
+        "loop.call_soon(lambda: loop.call_soon(boom));",
+        "print('second')", "print('third')"])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "--loop", loop, "-o", out, nb], cwd=tmp_path)
+    assert r.returncode == -signal.SIGINT, r.stderr
+    assert "interrupted in cell 2" in r.stderr
+    assert "second" not in r.stdout and "third" not in r.stdout
+    got = read_valid(out)
+    assert [o["ename"] for o in outputs(got, 1)] == ["KeyboardInterrupt"]
+    assert outputs(got, 2) == []

@@ -351,6 +351,49 @@ def test_sigterm_saves_the_cells_the_throttle_held_back(apyrun, tmp_path):
     assert stream_text(outputs(got, 2)) == "waiting\n"
 
 
+def test_saves_after_a_big_output_write_only_the_rest(apyrun, tmp_path):
+    # 6 MB in the first cell, then cells a second apart: each save after
+    # the first big one writes into a file that holds the cells before
+    # already (the file saved before last, exchanged with the target and
+    # brought up to date). update_display changes the first cell halfway,
+    # which such a file no longer fits. Every save a cell reads back, and
+    # the last file, must be what nbformat writes, byte for byte.
+    check = ("import json\nsaved = json.load(open('out.ipynb'))\n"
+             "outs = saved['cells'][0]['outputs']\n"
+             "print(len(''.join(outs[1]['text'])) if outs else 'not yet')")
+    cells = ["h = display('first', display_id=True)\nimport sys, time\n"
+             "for i in range(6000):\n    sys.stdout.write('x' * 999 + '\\n')"]
+    for i in range(1, 9):
+        cells.append(f"time.sleep(0.5)\nprint({i})")
+        if i == 4:
+            cells.append("h.update('changed')")
+        cells.append(check)
+    nb = write_nb(tmp_path / "nb.ipynb", cells)
+    out = tmp_path / "out.ipynb"
+    cmd = [apyrun, "-o", out, nb]
+    log = tmp_path / "strace.log"
+    if shutil.which("strace"):
+        cmd = ["strace", "-f", "-qq", "-e", "trace=renameat2", "-o", log,
+               *cmd]
+    r = run(cmd, cwd=tmp_path, env=child_env(no_leak_check()))
+    assert r.returncode == 0, r.stderr
+    got = read_valid(out)
+    assert out.read_text(encoding="utf-8") == nbformat.writes(got) + "\n"
+    assert outputs(got, 0)[0]["data"]["text/plain"] == "'changed'"
+    assert stream_text(outputs(got, 0)[1:]) == ("x" * 999 + "\n") * 6000
+    code = [c for c in got.cells if c.cell_type == "code"]
+    # Each check saw the big output whole in the file saved before it,
+    # once the throttle let the first save after it through.
+    seen = [stream_text(c.outputs) for c in code if "json.load" in c.source]
+    assert set(seen) <= {"6000000\n", "not yet\n"}, seen
+    assert seen.count("6000000\n") >= 5, seen
+    assert temp_files(tmp_path) == []
+    if shutil.which("strace"):
+        swaps = [line for line in log.read_text().splitlines()
+                 if "RENAME_EXCHANGE" in line and "= 0" in line]
+        assert len(swaps) >= 2, log.read_text()
+
+
 # ---- big outputs ----------------------------------------------------------
 
 TRICKY = ["plain line\n", "tab\there\n", 'quote " and \\ backslash\n',

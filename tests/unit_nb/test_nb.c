@@ -1489,6 +1489,185 @@ TEST_CASE(stream_spills_and_saves)
     remove_dir(dir);
 }
 
+/* The inode of the one temporary file of ours in dir, or 0. */
+static ino_t
+temp_inode(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    struct stat st;
+    char path[512];
+    ino_t ino = 0;
+
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        if (strstr(e->d_name, ".apyrun-") != NULL) {
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            CHECK(ino == 0 && lstat(path, &st) == 0);
+            ino = st.st_ino;
+        }
+    }
+    closedir(d);
+    return ino;
+}
+
+/* Sets cell i's result: a big stream of `lines` lines of `width` bytes
+ * tagged with `round`, or (lines 0) a small stream. */
+static void
+set_stream(apy_notebook_t *nb, size_t i, int round, int lines, int width,
+           const char *dir)
+{
+    static const char hole[] = "[{\"output_type\": \"stream\", "
+                               "\"name\": \"stdout\", \"text\": null}]";
+    char small[128], line[1100];
+    apy_nb_result_t res;
+    apy_nb_stream_t *st = NULL;
+
+    memset(&res, 0, sizeof(res));
+    res.cell = i;
+    res.execution_count = round;
+    if (lines == 0) {
+        snprintf(small, sizeof(small),
+                 "[{\"output_type\": \"stream\", \"name\": \"stdout\", "
+                 "\"text\": \"round %d\\n\"}]", round);
+        res.outputs = small;
+        res.outputs_len = strlen(small);
+    } else {
+        st = apy_nb_stream_new(dir);
+        CHECK(st != NULL);
+        memset(line, 'a' + round % 26, (size_t)width);
+        line[width] = '\n';
+        for (int k = 0; k < lines; k++) {
+            CHECK_INT(apy_nb_stream_put(st, line, (size_t)width + 1), 0);
+        }
+        CHECK_INT(apy_nb_stream_finish(st), 0);
+        res.outputs = hole;
+        res.outputs_len = sizeof(hole) - 1;
+        res.streams = &st;
+        res.nstreams = 1;
+    }
+    CHECK_INT(apy_nb_set_result(nb, &res, err, sizeof(err)), 0);
+    apy_nb_stream_unref(st);
+}
+
+TEST_CASE(target_saves_reuse_a_prefix)
+{
+    /* Random results, cells inserted and removed, saves with random
+     * `stable` counts (results then set inside them anyway, as
+     * update_display does): every saved file must be the rendering in
+     * memory byte for byte, and many saves must have been written into
+     * the prefix file that the save before prepared (its inode becomes
+     * the target's), many of them the file saved before that (exchanged
+     * with the target, then brought up to date), but never one that a
+     * reader still has open. A set stop flag prepares nothing. */
+    apy_notebook_t nb;
+    apy_nb_target_t t;
+    const char *dir = temp_dir();
+    char path[256], *out, *saved;
+    size_t len, got, i;
+    struct stat st;
+    int used = 0, made = 0, swapped = 0, held;
+    char *held_data, *again;
+    size_t held_len;
+    volatile sig_atomic_t stop = 0;
+    apy_nb_buf_t json = {0};
+
+    apy_nb_buf_puts(&json, "{\"cells\": [");
+    for (i = 0; i < 8; i++) {
+        char c[160];
+        snprintf(c, sizeof(c),
+                 "%s{\"cell_type\": \"code\", \"execution_count\": null, "
+                 "\"id\": \"c%zu\", \"metadata\": {}, \"outputs\": [], "
+                 "\"source\": \"print(%zu)\"}", i ? ", " : "", i, i);
+        apy_nb_buf_puts(&json, c);
+    }
+    apy_nb_buf_puts(&json, "], \"metadata\": {}, \"nbformat\": 4, "
+                           "\"nbformat_minor\": 5}");
+    parse_ok(json.data, &nb);
+    apy_nb_buf_free(&json);
+    snprintf(path, sizeof(path), "%s/out.ipynb", dir);
+    CHECK_INT(apy_nb_target_open(path, &t, err, sizeof(err)), 0);
+    t.stop = &stop;
+    /* Over the 4 MiB below which no prefix is made. */
+    set_stream(&nb, 0, 1, 3000, 1000, dir);
+    set_stream(&nb, 2, 1, 2000, 1000, dir);
+    srand(11);
+    for (int round = 2; round < 160; round++) {
+        int op = rand() % 10;
+        i = (size_t)rand() % nb.ncells;
+        if (op < 5) {
+            set_stream(&nb, i, round, 0, 0, dir);
+        } else if (op < 7) {
+            set_stream(&nb, i, round, 2000 + rand() % 2000,
+                       1 + rand() % 1000, dir);
+        } else if (op == 7 && nb.ncells < 12) {
+            CHECK_INT(apy_nb_insert_code_cell(&nb, i, "x = 1", 5, NULL, 0,
+                                              err, sizeof(err)),
+                      0);
+        } else if (op == 8 && nb.ncells > 4) {
+            CHECK_INT(apy_nb_remove_cell(&nb, i), 0);
+        }
+        ino_t before = temp_inode(dir);
+        ino_t target = stat(path, &st) == 0 ? st.st_ino : 0;
+        /* Mostly all but the last few, as in a run. */
+        size_t back = (size_t)rand() % 5;
+        size_t stable = back < nb.ncells ? nb.ncells - back : 0;
+        CHECK_INT(apy_nb_target_save(&nb, &t, stable, err, sizeof(err)), 0);
+        CHECK(stat(path, &st) == 0);
+        used += before != 0 && st.st_ino == before;
+        made += t.prefix != NULL;
+        /* The old target became the next prefix (only the bytes new in
+         * this save were copied into it). */
+        swapped += t.prefix != NULL && temp_inode(dir) == target;
+        CHECK_INT(apy_nb_render(&nb, &out, &len, err, sizeof(err)), 0);
+        saved = read_file(path, &got);
+        CHECK_INT(got, len);
+        CHECK(memcmp(saved, out, len) == 0);
+        free(out);
+        free(saved);
+    }
+    CHECK(used >= 12);
+    CHECK(made >= 15);
+    CHECK(swapped >= 8);
+    /* A reader holds the target open across two saves: what it reads
+     * must not change, so that file is not made the next prefix. */
+    set_stream(&nb, 0, 90, 6000, 1000, dir);
+    CHECK_INT(apy_nb_target_save(&nb, &t, nb.ncells, err, sizeof(err)), 0);
+    CHECK(stat(path, &st) == 0);
+    ino_t target = st.st_ino;
+    held = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(held >= 0);
+    held_data = read_file(path, &held_len);
+    for (int round = 91; round < 93; round++) {
+        set_stream(&nb, nb.ncells - 1, round, 0, 0, dir);
+        CHECK_INT(apy_nb_target_save(&nb, &t, nb.ncells, err, sizeof(err)),
+                  0);
+        CHECK(t.prefix != NULL && temp_inode(dir) != target);
+    }
+    again = malloc(held_len);
+    CHECK(again != NULL);
+    CHECK(fstat(held, &st) == 0 && (size_t)st.st_size == held_len);
+    CHECK(pread(held, again, held_len, 0) == (ssize_t)held_len);
+    CHECK(memcmp(again, held_data, held_len) == 0);
+    free(again);
+    free(held_data);
+    close(held);
+    /* A signal came: the save is written, and no next one prepared. */
+    stop = 1;
+    set_stream(&nb, nb.ncells - 1, 99, 0, 0, dir);
+    CHECK_INT(apy_nb_target_save(&nb, &t, nb.ncells, err, sizeof(err)), 0);
+    CHECK(t.prefix == NULL);
+    CHECK(temp_inode(dir) == 0);
+    /* Closing removes an unused prefix: the target alone is left. */
+    stop = 0;
+    CHECK_INT(apy_nb_target_save(&nb, &t, nb.ncells, err, sizeof(err)), 0);
+    CHECK(temp_inode(dir) != 0 || t.prefix == NULL);
+    apy_nb_target_close(&t);
+    CHECK_INT(count_entries(dir), 1);
+    apy_nb_free(&nb);
+    remove_dir(dir);
+}
+
 TEST_CASE(write_result)
 {
     apy_notebook_t nb;

@@ -534,16 +534,38 @@ apy_nbrun_ensure_loop(apy_nbrun_t *run)
     return run->loop != NULL ? 0 : -1;
 }
 
-/* A plain (non-coroutine) cell evaluated from a loop callback. */
+/* A plain (non-coroutine) cell evaluated from a loop callback. It lives
+ * on the heap, owned by the capsule that the callback holds: an interrupt
+ * can stop run_until_complete before the callback ran (a signal landing
+ * in asyncio's own Python code), and the callback, still in the loop's
+ * queue, must then find its state alive and do nothing. */
 typedef struct {
-    PyObject *code;    /* borrowed: the caller keeps it alive */
-    PyObject *globals; /* borrowed */
+    PyObject *code;    /* borrowed while `abandoned` is 0 */
+    PyObject *globals; /* borrowed while `abandoned` is 0 */
     PyObject *future;  /* strong: completed when the cell has run */
     PyObject *value;   /* strong: the cell's value, or NULL */
     PyObject *exc[3];  /* strong: the cell's exception, or NULLs */
+    int ran;
+    int abandoned;     /* the caller gave up: run nothing */
 } plain_cell_t;
 
 #define PLAIN_CELL_CAPSULE "apyrun.nbrun.plain_cell"
+
+static void
+plain_cell_free(PyObject *capsule)
+{
+    plain_cell_t *pc = PyCapsule_GetPointer(capsule, PLAIN_CELL_CAPSULE);
+    if (pc == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    Py_XDECREF(pc->future);
+    Py_XDECREF(pc->value);
+    Py_XDECREF(pc->exc[0]);
+    Py_XDECREF(pc->exc[1]);
+    Py_XDECREF(pc->exc[2]);
+    PyMem_Free(pc);
+}
 
 /* loop.call_soon target: evaluates the cell while the loop runs, as a
  * Jupyter kernel does, so plain cells see a running loop. The outcome is
@@ -557,6 +579,10 @@ plain_cell_step(PyObject *capsule, PyObject *unused)
     if (pc == NULL) {
         return NULL;
     }
+    if (pc->abandoned) {
+        Py_RETURN_NONE;
+    }
+    pc->ran = 1;
     pc->value = PyEval_EvalCode(pc->code, pc->globals, pc->globals);
     if (pc->value == NULL) {
         PyErr_Fetch(&pc->exc[0], &pc->exc[1], &pc->exc[2]);
@@ -572,45 +598,62 @@ static PyMethodDef plain_cell_def = {
 static int
 run_plain_in_loop(apy_nbrun_t *run, PyObject *code, PyObject **result)
 {
-    plain_cell_t pc = {code, run->globals, NULL, NULL, {NULL, NULL, NULL}};
+    plain_cell_t *pc = PyMem_Calloc(1, sizeof(*pc));
     int rc = -1;
-    PyObject *capsule = NULL, *step = NULL, *r = NULL;
+    PyObject *capsule = NULL, *step = NULL, *handle = NULL, *r = NULL;
 
-    pc.future = PyObject_CallMethod(run->loop, "create_future", NULL);
-    capsule = pc.future ? PyCapsule_New(&pc, PLAIN_CELL_CAPSULE, NULL)
-                        : NULL;
-    step = capsule ? PyCFunction_New(&plain_cell_def, capsule) : NULL;
-    r = step ? PyObject_CallMethod(run->loop, "call_soon", "O", step) : NULL;
-    if (r == NULL) {
+    if (pc == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pc->code = code;
+    pc->globals = run->globals;
+    capsule = PyCapsule_New(pc, PLAIN_CELL_CAPSULE, plain_cell_free);
+    if (capsule == NULL) {
+        PyMem_Free(pc);
+        return -1;
+    }
+    pc->future = PyObject_CallMethod(run->loop, "create_future", NULL);
+    step = pc->future ? PyCFunction_New(&plain_cell_def, capsule) : NULL;
+    handle = step ? PyObject_CallMethod(run->loop, "call_soon", "O", step)
+                  : NULL;
+    if (handle == NULL) {
         goto done;
     }
-    Py_CLEAR(r);
     r = PyObject_CallMethod(run->loop, "run_until_complete", "O",
-                            pc.future);
+                            pc->future);
     if (r == NULL) {
         /* The loop itself stopped (a signal handler's KeyboardInterrupt
-         * while the cell ran): that is the cell's outcome. */
+         * while the cell ran, or before it began): that is the cell's
+         * outcome, reported from the user's code on. */
+        apy_tla_strip_internal_frames();
         goto done;
     }
-    if (pc.exc[0] != NULL) {
-        PyErr_Restore(pc.exc[0], pc.exc[1], pc.exc[2]);
-        pc.exc[0] = pc.exc[1] = pc.exc[2] = NULL;
+    if (pc->exc[0] != NULL) {
+        PyErr_Restore(pc->exc[0], pc->exc[1], pc->exc[2]);
+        pc->exc[0] = pc->exc[1] = pc->exc[2] = NULL;
         goto done;
     }
     rc = 0;
     if (result != NULL) {
-        *result = pc.value;
-        pc.value = NULL;
+        *result = pc->value;
+        pc->value = NULL;
     }
 done:
+    if (handle != NULL && !pc->ran) {
+        /* Interrupted before the cell began: it never will. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *c = PyObject_CallMethod(handle, "cancel", NULL);
+        Py_XDECREF(c);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    pc->abandoned = 1;
     Py_XDECREF(r);
+    Py_XDECREF(handle);
     Py_XDECREF(step);
-    Py_XDECREF(capsule);
-    Py_XDECREF(pc.future);
-    Py_XDECREF(pc.value);
-    Py_XDECREF(pc.exc[0]);
-    Py_XDECREF(pc.exc[1]);
-    Py_XDECREF(pc.exc[2]);
+    Py_DECREF(capsule);
     return rc;
 }
 
@@ -626,6 +669,12 @@ run_code(apy_nbrun_t *run, PyObject *code, PyObject **result)
         *result = NULL;
     }
     if (apy_nbrun_ensure_loop(run) < 0) {
+        return -1;
+    }
+    /* A signal that came while C code ran (a SIGTERM during a long save)
+     * interrupts the cell here, before any code: not in asyncio's frames,
+     * which the traceback would show. */
+    if (PyErr_CheckSignals() < 0) {
         return -1;
     }
     /* The loop must be the current one for every cell. */

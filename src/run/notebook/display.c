@@ -317,8 +317,8 @@ apy_nbrun_display_obj(PyObject *runtime, PyObject *obj, PyObject *metadata,
 
 /* display(*objs, include=None, exclude=None, metadata=None,
  *         transient=None, display_id=None, raw=False, clear=False)
- * as IPython's: returns None, or a DisplayHandle for a display_id when
- * IPython provides the class. */
+ * as IPython's: returns None, or a DisplayHandle for a display_id
+ * (IPython's class, imported then; None where IPython is missing). */
 static PyObject *
 runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -368,6 +368,16 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
             Py_XDECREF(id);
             return NULL;
         }
+    }
+    if (id != NULL && self->ipy_handle == NULL) {
+        /* As in Jupyter, the handle comes back even when the notebook
+         * never imported IPython: importing it now (our hook patches
+         * it) costs only the cells that ask for an id. */
+        PyObject *m = PyImport_ImportModule("IPython.core.display_functions");
+        if (m == NULL) {
+            PyErr_Clear(); /* no IPython: None, as documented */
+        }
+        Py_XDECREF(m);
     }
     if (id != NULL && self->ipy_handle != NULL) {
         PyObject *h = PyObject_CallOneArg(self->ipy_handle, id);

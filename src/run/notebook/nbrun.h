@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 
 #include "apyrun/cli.h"
@@ -365,6 +366,10 @@ char *apy_nbrun_params_source(const apy_options_t *opts, char *err,
 /* Starts the watchdog thread (only if a timeout was given) and installs
  * the SIGTERM handler. 0 or -1 with an exception set. */
 int apy_nbrun_timeouts_start(apy_nbrun_t *run);
+
+/* Set (never cleared) once a SIGTERM arrived while our handler was in
+ * place: a save's long copy stops for it (apy_nb_target_t.stop). */
+const volatile sig_atomic_t *apy_nbrun_sigterm_seen(void);
 
 /* Arms the watchdog for the cell starting now. */
 void apy_nbrun_timeouts_arm(apy_nbrun_t *run);

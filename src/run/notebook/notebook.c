@@ -247,9 +247,10 @@ done:
  * of the run, an error, a timeout, a signal) or once the throttle allows;
  * a target written once (a device, a FIFO, stdout) waits for the end: so
  * a run of many short cells costs about what it costs without -o.
+ * `last`: no save follows (the run ends), so none is prepared for.
  * Returns 0, or -1 with the message written. */
 static int
-save(apy_nbrun_t *run, int force)
+save(apy_nbrun_t *run, int force, int last)
 {
     if (run->out_path == NULL || run->save_failed) {
         return 0; /* a failure is reported once */
@@ -269,7 +270,15 @@ save(apy_nbrun_t *run, int force)
     if (rc == 0 && now && run->unsaved) {
         run->unsaved = 0;
         double t0 = apy_nbrun_now();
-        rc = apy_nb_target_save(&run->nb, &run->target, err, sizeof(err));
+        /* The cells up to the one that ran will not get another result
+         * (update_display aside, which the writer notices). The last
+         * save asks for no prefix: copying a gigabyte for a save that
+         * never comes would delay a signal's exit by seconds. */
+        size_t stable = last                     ? 0
+                        : run->cur < run->nb.ncells ? run->cur + 1
+                                                    : run->nb.ncells;
+        rc = apy_nb_target_save(&run->nb, &run->target, stable, err,
+                                sizeof(err));
         double t1 = apy_nbrun_now();
         double wait = (1.0 - SAVE_SHARE) / SAVE_SHARE * (t1 - t0);
         run->next_save = t1 + (wait > SAVE_INTERVAL ? wait : SAVE_INTERVAL);
@@ -312,7 +321,8 @@ apy_nbrun_last_save(apy_nbrun_t *run)
         || pthread_mutex_trylock(&run->save_lock) != 0) {
         return;
     }
-    if (apy_nb_target_save(&run->nb, &run->target, err, sizeof(err)) < 0) {
+    if (apy_nb_target_save(&run->nb, &run->target, 0, err, sizeof(err))
+        < 0) {
         int fd = apy_nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
         ssize_t r = write(fd, "apyrun: ", 8);
         r = write(fd, err, strlen(err));
@@ -338,6 +348,7 @@ first_save(apy_nbrun_t *run)
         fprintf(stderr, "apyrun: %s\n", err);
         return 2;
     }
+    run->target.stop = apy_nbrun_sigterm_seen();
     if (run->target.kind == APY_NB_TARGET_REPLACE) {
         /* Big outputs wait beside the target: a file system we may write
          * to, and where the save can copy them without reading them. */
@@ -363,7 +374,7 @@ first_save(apy_nbrun_t *run)
     if (run->opts->inplace || run->target.kind != APY_NB_TARGET_REPLACE) {
         return 0;
     }
-    return save(run, 1) < 0 ? 2 : 0;
+    return save(run, 1, 0) < 0 ? 2 : 0;
 }
 
 /* SystemExit's exit code, as python computes it (a non-integer code is
@@ -553,7 +564,11 @@ run_cells(apy_nbrun_t *run, int *unhandled_sigint)
             continue;
         }
         int how = run_one(run, &exitcode);
-        if (save(run, how != CELL_OK && how != CELL_EXPECTED) < 0) {
+        int fine = how == CELL_OK || how == CELL_EXPECTED
+                   || (how == CELL_ERROR && run->opts->allow_errors);
+        if (save(run, how != CELL_OK && how != CELL_EXPECTED,
+                 !fine || run->cur + 1 == run->nb.ncells)
+            < 0) {
             return 1;
         }
         switch (how) {
@@ -750,7 +765,7 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
     if (exitcode == 0) {
         exitcode = run_cells(&run, unhandled_sigint);
         /* Always saved at the end, whatever the throttle held back. */
-        if (save(&run, 1) < 0 && exitcode == 0) {
+        if (save(&run, 1, 1) < 0 && exitcode == 0) {
             exitcode = 1;
         }
         int closed = close_loop(&run);

@@ -100,6 +100,45 @@ static PyMethodDef sigterm_def = {
     METH_FASTCALL, "Interrupts the running cell so that it is saved.",
 };
 
+/* Python's own C handler for SIGTERM, which ours calls after noting the
+ * signal where C code that runs long without Python (a save copying a
+ * gigabyte) can see it. */
+static struct sigaction python_term;
+static volatile sig_atomic_t term_seen;
+
+static void
+note_sigterm(int sig)
+{
+    term_seen = 1;
+    if (python_term.sa_handler != SIG_DFL
+        && python_term.sa_handler != SIG_IGN) {
+        python_term.sa_handler(sig);
+    }
+}
+
+/* Puts note_sigterm before the handler Python just installed. Python
+ * installs without SA_SIGINFO; if it ever did, ours stays out. A program
+ * that sets its own SIGTERM handler replaces both. */
+static void
+chain_sigterm(void)
+{
+    struct sigaction ours;
+
+    if (sigaction(SIGTERM, NULL, &python_term) < 0
+        || (python_term.sa_flags & SA_SIGINFO)) {
+        return;
+    }
+    ours = python_term;
+    ours.sa_handler = note_sigterm;
+    (void)sigaction(SIGTERM, &ours, NULL);
+}
+
+const volatile sig_atomic_t *
+apy_nbrun_sigterm_seen(void)
+{
+    return &term_seen;
+}
+
 /* Installs on_sigterm if SIGTERM has its default disposition. */
 static int
 install_sigterm(apy_nbrun_t *run)
@@ -125,6 +164,7 @@ install_sigterm(apy_nbrun_t *run)
         Py_XDECREF(r);
         if (rc == 0) {
             run->sigterm_handler = handler;
+            chain_sigterm();
         } else {
             Py_XDECREF(handler);
         }
