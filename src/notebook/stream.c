@@ -19,6 +19,8 @@
 
 #include "nb_internal.h"
 
+/* Bytes copied into a target between two starts of writeback. */
+#define COPY_STEP ((size_t)16 << 20)
 /* Rendered text moves to the file in chunks of this size. */
 #define SPILL_CHUNK (1u << 20)
 /* A stream output's lines, in nbformat's layout (indent 1): the outputs
@@ -271,15 +273,23 @@ apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem)
     off_t off = 0;
     ssize_t got;
 
-    /* In the kernel where both ends allow it (no copy through here). */
+    /* In the kernel where both ends allow it (no copy through here), in
+     * steps whose writeback starts at once: the fsync after a gigabyte
+     * then waits for little more than the last step. */
     while (fd >= 0 && s->fd >= 0 && off < s->spilled) {
-        got = copy_file_range(s->fd, &off, fd, NULL,
-                              (size_t)(s->spilled - off), 0);
+        size_t want = s->spilled - off < (off_t)COPY_STEP
+                          ? (size_t)(s->spilled - off)
+                          : COPY_STEP;
+        off_t at = lseek(fd, 0, SEEK_CUR);
+        got = copy_file_range(s->fd, &off, fd, NULL, want, 0);
         if (got < 0 && errno == EINTR) {
             continue;
         }
         if (got <= 0) {
             break; /* EXDEV, EINVAL (a pipe): the loop below */
+        }
+        if (at >= 0) {
+            (void)sync_file_range(fd, at, got, SYNC_FILE_RANGE_WRITE);
         }
     }
     while (s->fd >= 0 && off < s->spilled) {

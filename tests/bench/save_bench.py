@@ -6,9 +6,10 @@ the same run:
            (goal: within 1.5x), medians of --reps interleaved runs;
   memory   a cell printing --big-mb MB, peak RSS with -o beside the output's
            size (goal: at most 2x) and beside the run without -o;
-  sigterm  SIGTERM while a cell sleeps after --term-mb MB of output: seconds
-           from the signal to the exit (goal: under 1 s), the notebook saved
-           and valid.
+  sigterm  SIGTERM while a cell sleeps after --term-mb MB of output, and
+           while a cell prints once it printed that much: seconds from the
+           signal to the exit (goal: under 1 s), the notebook saved and
+           valid.
 
 Run: /usr/bin/python3 tests/bench/save_bench.py --apyrun build/apyrun
 (or `cmake --build build --target bench-save`).  --smoke: tiny sizes, one
@@ -104,22 +105,26 @@ def bench_memory(apyrun, tmp, mb):
     return size, without, with_o, with_o / size
 
 
-def bench_sigterm(apyrun, tmp, mb):
+def bench_sigterm(apyrun, tmp, mb, mid=False):
+    # After: the cell printing mb MiB ended, the next one sleeps. Mid: the
+    # signal comes once mb MiB were printed by a cell printing twice that.
     lines = mb * 1024 * 1024 // 1000
     nb = write_nb(os.path.join(tmp, "term.ipynb"), [
         "import sys\nw = sys.stdout.write\n"
-        f"for i in range({lines}):\n    w('x' * 999 + '\\n')",
+        f"for i in range({2 * lines if mid else lines}):\n"
+        "    w('x' * 999 + '\\n')",
         "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"])
     out = os.path.join(tmp, "term_out.ipynb")
     proc = subprocess.Popen([apyrun, "-o", out, nb], cwd=tmp, env=env(),
                             stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
-    seen = b""
-    while b"sleeping" not in seen:
+    seen, total = b"", 0
+    while (total < lines * 1000) if mid else (b"sleeping" not in seen):
         chunk = os.read(proc.stdout.fileno(), 1 << 20)
         if not chunk:
-            sys.exit("sigterm: the run ended before its last cell")
+            sys.exit("sigterm: the run ended before the signal")
         seen = seen[-64:] + chunk
+        total += len(chunk)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     proc.stdout.close()
@@ -138,7 +143,7 @@ def main():
     ap.add_argument("--cells", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--big-mb", type=int, default=1024)
-    ap.add_argument("--term-mb", type=int, default=74)
+    ap.add_argument("--term-mb", type=int, default=1024)
     ap.add_argument("--only", choices=("cells", "memory", "sigterm"))
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
@@ -158,10 +163,14 @@ def main():
                   f"{without:.0f} MiB, with -o {with_o:.0f} MiB, "
                   f"{ratio:.2f}x the output (goal <= 2)")
         if args.only in (None, "sigterm"):
-            took, rc, saved = bench_sigterm(apyrun, tmp, args.term_mb)
-            print(f"sigterm: {args.term_mb} MiB of output: exit {rc} "
-                  f"{took:.3f} s after SIGTERM (goal < 1 s), "
-                  f"{saved:.0f} MiB saved")
+            for mid in (False, True):
+                took, rc, saved = bench_sigterm(apyrun, tmp, args.term_mb,
+                                                mid)
+                where = ("while the cell prints" if mid
+                         else "in the cell after it")
+                print(f"sigterm: {args.term_mb} MiB of output, {where}: "
+                      f"exit {rc} {took:.3f} s after SIGTERM "
+                      f"(goal < 1 s), {saved:.0f} MiB saved")
     return 0
 
 
