@@ -7,6 +7,7 @@
 #define APYRUN_NB_INTERNAL_H
 
 #include <stdarg.h>
+#include <sys/types.h> /* off_t */
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -178,6 +179,17 @@ int apy_nb_write_all(int fd, const void *data, size_t len);
 /* Appends the stream's rendered lines to fd (mem == NULL; copy_file_range
  * where possible) or to mem. 0 or -errno. */
 int apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem);
+
+/* The stream's spill file and the bytes of rendered lines in it, from
+ * offset 0; -1 (and 0) when it has none or they were moved. */
+int apy_nb_stream_spill_fd(const apy_nb_stream_t *s, off_t *spilled);
+
+/* Says the spilled lines now start at `base` of the spill file (the file
+ * became a saved notebook: nothing more goes into it); 0 undoes it. */
+void apy_nb_stream_moved(apy_nb_stream_t *s, off_t base);
+
+/* Writes the rendered lines not spilled to fd. 0 or -errno. */
+int apy_nb_stream_copy_tail(const apy_nb_stream_t *s, int fd);
 
 struct apy_nb_wdoc {
     unsigned long gen;    /* bumped by every apy_nb_set_result */

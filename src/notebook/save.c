@@ -32,13 +32,27 @@ static void prefix_free(struct apy_nb_prefix *p);
 
 /* Where rendered text goes: a memory buffer or a file descriptor (through
  * a buffer, since a notebook is many small pieces). */
+/* A save that makes a big stream's spill file the notebook (see
+ * save_adopting): the stream, its file, where its lines went. */
+struct adopt {
+    apy_nb_stream_t *stream;
+    int sfd;         /* the stream's spill file */
+    off_t spilled;   /* its lines' bytes, from 0 until moved */
+    off_t ins;       /* bytes put before them (a multiple of the block) */
+    int head_fd;     /* where the bytes before them were written */
+    int moved;       /* the lines were moved up by ins */
+};
+
 typedef struct {
     apy_nb_buf_t *mem;
     int fd;
     int error; /* errno of the first failed write */
     size_t n;
+    struct adopt *adopt; /* or NULL: see save_adopting */
     char buf[1 << 16];
 } sink_t;
+
+static void adopt_switch(sink_t *s);
 
 static void
 sink_flush(sink_t *s)
@@ -87,6 +101,10 @@ sink_stream(sink_t *s, const apy_nb_stream_t *stream)
         return;
     }
     sink_flush(s);
+    if (s->adopt != NULL && s->adopt->stream == stream) {
+        adopt_switch(s);
+        return;
+    }
     if (s->error == 0 && (rc = apy_nb_stream_copy(stream, s->fd, NULL)) < 0) {
         s->error = -rc;
     }
@@ -498,6 +516,7 @@ write_from(const apy_notebook_t *nb, int fd, size_t from, size_t mark,
     s->fd = fd;
     s->error = 0;
     s->n = 0;
+    s->adopt = NULL;
     assemble_from(nb, s, from, mark, marked);
     sink_flush(s);
     rc = -s->error;
@@ -802,6 +821,179 @@ save_replace(const apy_notebook_t *nb, apy_nb_target_t *t, size_t stable)
     return 0;
 }
 
+/* ---- a signal's save that moves no big output ----
+ * The save a SIGTERM asks for while a cell is printing a gigabyte would
+ * copy that cell's output into the new file: about a second here. So
+ * that save makes the biggest stream's spill file (beside the target, an
+ * O_TMPFILE) the notebook itself: the bytes before the stream's lines go
+ * in front of them with fallocate(FALLOC_FL_INSERT_RANGE), which moves
+ * extents, not data, but only by whole blocks, so spaces (JSON
+ * whitespace) pad the front of the file up to one; the rest follows the
+ * lines; the file is linked in and renamed over the target. Only then,
+ * with the run ending, is a save not byte for byte nbformat's. Where the
+ * file system cannot (no INSERT_RANGE, no O_TMPFILE), the save is a
+ * whole one; where a prepared save (the prefix) holds the stream, that
+ * is used. */
+
+/* Streams smaller than this are copied: the copy is quick enough. */
+#define ADOPT_MIN ((off_t)64 << 20)
+
+/* Called by the sink at the stream being adopted, the bytes before it
+ * written to head_fd: puts them in front of its lines, then points the
+ * sink after them. */
+static void
+adopt_switch(sink_t *s)
+{
+    struct adopt *a = s->adopt;
+    char pad[512];
+    struct stat st;
+    off_t len, blk, in = 0, out, at;
+    ssize_t got;
+
+    if (s->error != 0) {
+        return;
+    }
+    s->adopt = NULL; /* once */
+    len = lseek(a->head_fd, 0, SEEK_CUR);
+    blk = fstat(a->sfd, &st) == 0 && st.st_blksize > 0 ? st.st_blksize
+                                                       : 4096;
+    if (len <= 0) {
+        s->error = EIO;
+        return;
+    }
+    a->ins = (len + blk - 1) / blk * blk;
+    if (fallocate(a->sfd, FALLOC_FL_INSERT_RANGE, 0, a->ins) < 0) {
+        s->error = errno;
+        return;
+    }
+    a->moved = 1;
+    apy_nb_stream_moved(a->stream, a->ins);
+    memset(pad, ' ', sizeof(pad));
+    for (at = 0; at < a->ins - len; at += got) {
+        size_t want = a->ins - len - at < (off_t)sizeof(pad)
+                          ? (size_t)(a->ins - len - at)
+                          : sizeof(pad);
+        got = pwrite(a->sfd, pad, want, at);
+        if (got <= 0) {
+            s->error = got < 0 ? errno : EIO;
+            return;
+        }
+    }
+    out = a->ins - len;
+    while (in < len) {
+        got = copy_file_range(a->head_fd, &in, a->sfd, &out,
+                              (size_t)(len - in), 0);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            s->error = got < 0 ? errno : EIO;
+            return;
+        }
+    }
+    if (lseek(a->sfd, a->ins + a->spilled, SEEK_SET) < 0) {
+        s->error = errno;
+        return;
+    }
+    s->fd = a->sfd;
+    int rc = apy_nb_stream_copy_tail(a->stream, a->sfd);
+    if (rc < 0) {
+        s->error = -rc;
+    }
+}
+
+/* The SIGTERM save described above. Returns 0 (saved), 1 (not for this
+ * save: the caller saves as usual), -ENOTRECOVERABLE (the stream's file
+ * could not be put back: no save would be right), or another -errno (the
+ * stream is as it was; the caller may save as usual). */
+static int
+save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
+{
+    struct adopt a = {NULL, -1, 0, 0, -1, 0};
+    char tmp[PATH_MAX + 64], proc[64];
+    sink_t *s;
+    off_t sp, end;
+    int rc = 0;
+
+    if (t->stop == NULL || !*t->stop) {
+        return 1;
+    }
+    for (size_t i = 0; i < nb->ncells; i++) {
+        const apy_nb_wcell_t *w = nb->cells[i].w;
+        for (size_t h = 0; h < w->nholes; h++) {
+            int fd = apy_nb_stream_spill_fd(w->holes[h].stream, &sp);
+            if (fd >= 0 && sp > a.spilled) {
+                a.stream = w->holes[h].stream;
+                a.sfd = fd;
+                a.spilled = sp;
+            }
+        }
+    }
+    /* A prepared save that holds the stream already writes only the rest:
+     * quicker still (no gigabyte freed twice). */
+    if (a.spilled < ADOPT_MIN
+        || (t->prefix != NULL && t->prefix->len >= a.spilled
+            && prefix_fits(t->prefix, nb))
+        || (s = malloc(sizeof(*s))) == NULL) {
+        return 1;
+    }
+    a.head_fd = temp_for(t, tmp, sizeof(tmp));
+    if (a.head_fd < 0) {
+        free(s);
+        return a.head_fd;
+    }
+    s->mem = NULL;
+    s->fd = a.head_fd;
+    s->error = 0;
+    s->n = 0;
+    s->adopt = &a;
+    assemble(nb, s);
+    sink_flush(s);
+    rc = s->error ? -s->error : s->fd != a.sfd ? -EIO : 0;
+    free(s);
+    if (rc == 0 && ((end = lseek(a.sfd, 0, SEEK_CUR)) < 0
+                    || ftruncate(a.sfd, end) < 0)) {
+        rc = -errno;
+    }
+    if (rc == 0) {
+        /* The mode and owner a temporary file would have had. */
+        struct stat st;
+        if (fstat(a.head_fd, &st) < 0
+            || (st.st_uid != geteuid() && fchown(a.sfd, st.st_uid, st.st_gid)
+                                              < 0)
+            || fchmod(a.sfd, st.st_mode & 07777) < 0 || fsync(a.sfd) < 0) {
+            rc = -errno;
+        }
+    }
+    /* The head's name, freed, names the adopted file. */
+    unlink(tmp);
+    close(a.head_fd);
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", a.sfd);
+    if (rc == 0 && linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW)
+                       < 0) {
+        rc = -errno;
+    }
+    if (rc == 0 && rename(tmp, t->path) < 0) {
+        rc = -errno;
+        unlink(tmp);
+    }
+    if (rc == 0) {
+        sync_dir(t->path);
+        prefix_free(t->prefix); /* the last save: none follows */
+        t->prefix = NULL;
+        return 0;
+    }
+    if (a.moved) {
+        /* Back as it was, so that a whole save can still copy it. */
+        if (ftruncate(a.sfd, a.ins + a.spilled) < 0
+            || fallocate(a.sfd, FALLOC_FL_COLLAPSE_RANGE, 0, a.ins) < 0) {
+            return -ENOTRECOVERABLE;
+        }
+        apy_nb_stream_moved(a.stream, 0);
+    }
+    return rc;
+}
+
 /* Writes into what the target names (a device, a FIFO, a /proc link):
  * opened now, never created, never replaced. Returns 0 or -errno. */
 static int
@@ -833,7 +1025,10 @@ apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
     }
     switch (t->kind) {
     case APY_NB_TARGET_REPLACE:
-        rc = save_replace(nb, t, stable);
+        rc = stable == 0 ? save_adopting(nb, t) : 1;
+        if (rc != 0 && rc != -ENOTRECOVERABLE) {
+            rc = save_replace(nb, t, stable);
+        }
         break;
     case APY_NB_TARGET_INTO:
         rc = save_into(nb, t);

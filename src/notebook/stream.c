@@ -32,6 +32,7 @@ struct apy_nb_stream {
     char *dir;          /* where the spill file goes; NULL: $TMPDIR */
     int fd;             /* the spill file, or -1 */
     off_t spilled;      /* bytes of rendered text in it */
+    off_t base;         /* where in it they start (apy_nb_stream_moved) */
     apy_nb_buf_t out;   /* rendered text after what was spilled */
     apy_nb_buf_t line;  /* the line being received, raw UTF-8 */
     size_t scan;        /* bytes of `line` known to hold no line end */
@@ -127,7 +128,7 @@ spill(apy_nb_stream_t *s)
     }
     while (off < s->out.len) {
         got = pwrite(s->fd, s->out.data + off, s->out.len - off,
-                     s->spilled + (off_t)off);
+                     s->base + s->spilled + (off_t)off);
         if (got < 0 && errno == EINTR) {
             continue;
         }
@@ -138,6 +139,13 @@ spill(apy_nb_stream_t *s)
             break;
         }
         off += (size_t)got;
+    }
+    /* Beside a target, written back from now on, not all at a save's
+     * fsync, should the file itself become the saved notebook
+     * (apy_nb_stream_moved). */
+    if (off > 0 && s->dir != NULL) {
+        (void)sync_file_range(s->fd, s->base + s->spilled, (off_t)off,
+                              SYNC_FILE_RANGE_WRITE);
     }
     memmove(s->out.data, s->out.data + off, s->out.len - off);
     s->out.len -= off;
@@ -267,19 +275,41 @@ apy_nb_stream_lines(const apy_nb_stream_t *s)
 }
 
 int
+apy_nb_stream_spill_fd(const apy_nb_stream_t *s, off_t *spilled)
+{
+    *spilled = s->fd >= 0 && s->base == 0 ? s->spilled : 0;
+    return *spilled > 0 ? s->fd : -1;
+}
+
+void
+apy_nb_stream_moved(apy_nb_stream_t *s, off_t base)
+{
+    s->base = base;
+    if (base != 0) {
+        s->no_spill = 1; /* the notebook's file now: nothing more in it */
+    }
+}
+
+int
+apy_nb_stream_copy_tail(const apy_nb_stream_t *s, int fd)
+{
+    return apy_nb_write_all(fd, s->out.data, s->out.len);
+}
+
+int
 apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem)
 {
     char buf[1 << 16];
-    off_t off = 0;
+    off_t off = s->base;
     ssize_t got;
 
     /* In the kernel where both ends allow it (no copy through here), in
      * steps whose writeback starts at once: the fsync after a gigabyte
      * then waits for little more than the last step. */
-    while (fd >= 0 && s->fd >= 0 && off < s->spilled) {
-        size_t want = s->spilled - off < (off_t)COPY_STEP
-                          ? (size_t)(s->spilled - off)
-                          : COPY_STEP;
+    const off_t end = s->base + s->spilled;
+    while (fd >= 0 && s->fd >= 0 && off < end) {
+        size_t want = end - off < (off_t)COPY_STEP ? (size_t)(end - off)
+                                                    : COPY_STEP;
         off_t at = lseek(fd, 0, SEEK_CUR);
         got = copy_file_range(s->fd, &off, fd, NULL, want, 0);
         if (got < 0 && errno == EINTR) {
@@ -292,10 +322,10 @@ apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem)
             (void)sync_file_range(fd, at, got, SYNC_FILE_RANGE_WRITE);
         }
     }
-    while (s->fd >= 0 && off < s->spilled) {
+    while (s->fd >= 0 && off < end) {
         size_t want = sizeof(buf);
-        if ((off_t)want > s->spilled - off) {
-            want = (size_t)(s->spilled - off);
+        if ((off_t)want > end - off) {
+            want = (size_t)(end - off);
         }
         got = pread(s->fd, buf, want, off);
         if (got < 0 && errno == EINTR) {

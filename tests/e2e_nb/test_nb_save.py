@@ -394,6 +394,52 @@ def test_saves_after_a_big_output_write_only_the_rest(apyrun, tmp_path):
         assert len(swaps) >= 2, log.read_text()
 
 
+def test_sigterm_while_a_cell_prints_a_lot_moves_no_output(apyrun,
+                                                          tmp_path):
+    # 100 MB printed, then SIGTERM while the cell goes on printing: the
+    # save makes the output's own file the notebook (its lines are not
+    # copied), so the file starts with the spaces that pad the cells
+    # before them to a block; it must be a valid notebook holding every
+    # line printed up to the signal, with the cells after it.
+    nb = write_nb(tmp_path / "nb.ipynb", [
+        "print('first')",
+        "import sys\nw = sys.stdout.write\nfor i in range(10 ** 7):\n"
+        "    w(f'{i:09}' + 'x' * 990 + '\\n')",
+        "print('never')"])
+    out = tmp_path / "out.ipynb"
+    proc = spawn([apyrun, "-o", out, nb], cwd=tmp_path)
+    try:
+        got = 0
+        while got < 100 << 20:
+            chunk = os.read(proc.stdout.fileno(), 1 << 20)
+            assert chunk, "the run ended early"
+            got += len(chunk)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.stdout.close()
+        proc.wait(60)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == -signal.SIGTERM
+    raw = out.read_bytes()
+    assert raw[:1] == b" " and raw.lstrip(b" ")[:1] == b"{"
+    saved = read_valid(out)
+    assert stream_text(outputs(saved, 0)) == "first\n"
+    lines = stream_text(outputs(saved, 1)).splitlines()
+    assert len(lines) * 1000 > got - 1000  # echoed, the last one in part
+    assert all(line == f"{i:09}" + "x" * 990 for i, line in
+               enumerate(lines))
+    assert outputs(saved, 1)[-1]["ename"] == "KeyboardInterrupt"
+    assert outputs(saved, 2) == []
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~current_umask()
+    assert temp_files(tmp_path) == []
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # ---- big outputs ----------------------------------------------------------
 
 TRICKY = ["plain line\n", "tab\there\n", 'quote " and \\ backslash\n',
