@@ -95,6 +95,12 @@ int apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len);
 int apy_nb_stream_finish(apy_nb_stream_t *s);
 /* Returns the number of lines rendered so far. */
 size_t apy_nb_stream_lines(const apy_nb_stream_t *s);
+/* A stream for one big value of a display_data's or execute_result's data
+ * (an image's base64, a page of HTML): rendered as nbformat writes it,
+ * split into lines (split: text/ types, SVG, JavaScript) or one JSON string. */
+apy_nb_stream_t *apy_nb_value_new(const char *spill_dir, int split);
+/* Returns 1 for lines, 0 for one string. */
+int apy_nb_stream_split(const apy_nb_stream_t *s);
 
 /* The result of running one code cell, as the run layer hands it over. */
 typedef struct {
@@ -107,10 +113,13 @@ typedef struct {
     const char *outputs;
     size_t outputs_len;
     /* Finished big streams: a stream output whose "text" is null in
-     * `outputs` takes the next one of these, in order. The cell keeps a
+     * `outputs`, and each data value that is the string value_tag
+     * followed by its index here, takes the next one of these, in the
+     * order they are written (data keys sorted). The cell keeps a
      * reference to each. */
     apy_nb_stream_t *const *streams;
     size_t nstreams;
+    const char *value_tag; /* NULL: no value is a stream */
     /* nbclient's metadata.execution timestamps (ISO 8601 strings, see
      * apy_nb_timestamp); a NULL one is left out. When all four are NULL
      * the cell's metadata is written as read; otherwise its "execution"

@@ -75,6 +75,9 @@ void apy_nb_quote(char *out, size_t outlen, const char *s, size_t len);
 
 /* Appends string s[0..len) as a JSON string literal. */
 void apy_nb_render_string(apy_nb_buf_t *b, const char *s, size_t len);
+/* The same without the quotes; s may be cut anywhere (bytes are escaped
+ * one by one). */
+void apy_nb_render_string_body(apy_nb_buf_t *b, const char *s, size_t len);
 
 /* Appends annotated value v; `level` is its nesting level (the indent of
  * its closing bracket). Duplicate keys: the last one is written. */

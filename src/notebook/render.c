@@ -172,11 +172,18 @@ render_number(apy_nb_buf_t *b, const cJSON *v)
 void
 apy_nb_render_string(apy_nb_buf_t *b, const char *s, size_t len)
 {
+    apy_nb_buf_putc(b, '"');
+    apy_nb_render_string_body(b, s, len);
+    apy_nb_buf_putc(b, '"');
+}
+
+void
+apy_nb_render_string_body(apy_nb_buf_t *b, const char *s, size_t len)
+{
     static const char hex[] = "0123456789abcdef";
     size_t i = 0, run;
     char esc[8];
 
-    apy_nb_buf_putc(b, '"');
     while (i < len) {
         run = i + apy_nb_plain_prefix(s + i, len - i, 0);
         apy_nb_buf_put(b, s + i, run - i);
@@ -216,7 +223,6 @@ apy_nb_render_string(apy_nb_buf_t *b, const char *s, size_t len)
         }
         i = run + 1;
     }
-    apy_nb_buf_putc(b, '"');
 }
 
 typedef struct {

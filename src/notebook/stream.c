@@ -26,6 +26,9 @@
 /* A stream output's lines, in nbformat's layout (indent 1): the outputs
  * list at 4, an output's members at 5, the list of lines at 6. */
 #define LINE_LEVEL 6
+/* A display_data's or execute_result's value, split into lines: the data
+ * object's members at 6, the list of lines at 7. */
+#define VALUE_LINE_LEVEL 7
 
 struct apy_nb_stream {
     int refs;
@@ -39,6 +42,7 @@ struct apy_nb_stream {
     size_t nlines;      /* lines rendered */
     int finished;
     int no_spill;       /* the file failed: memory from now on */
+    int level;          /* lines: their indent; 0: one JSON string */
 };
 
 apy_nb_stream_t *
@@ -50,11 +54,28 @@ apy_nb_stream_new(const char *spill_dir)
     }
     s->refs = 1;
     s->fd = -1;
+    s->level = LINE_LEVEL;
     if (spill_dir != NULL && (s->dir = strdup(spill_dir)) == NULL) {
         free(s);
         return NULL;
     }
     return s;
+}
+
+apy_nb_stream_t *
+apy_nb_value_new(const char *spill_dir, int split)
+{
+    apy_nb_stream_t *s = apy_nb_stream_new(spill_dir);
+    if (s != NULL) {
+        s->level = split ? VALUE_LINE_LEVEL : 0;
+    }
+    return s;
+}
+
+int
+apy_nb_stream_split(const apy_nb_stream_t *s)
+{
+    return s->level != 0;
 }
 
 apy_nb_stream_t *
@@ -159,7 +180,7 @@ put_line(apy_nb_stream_t *s, const char *line, size_t n)
     if (s->nlines++ > 0) {
         apy_nb_buf_put(&s->out, ",\n", 2);
     }
-    apy_nb_buf_indent(&s->out, LINE_LEVEL);
+    apy_nb_buf_indent(&s->out, s->level);
     apy_nb_render_string(&s->out, line, n);
     if (s->out.len >= SPILL_CHUNK) {
         spill(s);
@@ -249,6 +270,17 @@ apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len)
     if (s->finished) {
         return -EINVAL;
     }
+    if (s->level == 0) {
+        /* One string: escaped as it comes, bytes cut anywhere. */
+        if (s->nlines++ == 0) {
+            apy_nb_buf_putc(&s->out, '"');
+        }
+        apy_nb_render_string_body(&s->out, utf8, len);
+        if (s->out.len >= SPILL_CHUNK) {
+            spill(s);
+        }
+        return s->out.failed ? -ENOMEM : 0;
+    }
     apy_nb_buf_put(&s->line, utf8, len);
     if (s->line.failed) {
         return -ENOMEM;
@@ -260,6 +292,9 @@ apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len)
 int
 apy_nb_stream_finish(apy_nb_stream_t *s)
 {
+    if (!s->finished && s->level == 0) {
+        apy_nb_buf_puts(&s->out, s->nlines++ == 0 ? "\"\"" : "\"");
+    }
     if (!s->finished) {
         take_lines(s, 1);
         s->finished = 1;

@@ -4,6 +4,7 @@
  * replace only execution_count, outputs and metadata.execution. No cJSON
  * tree outlives a call: the run layer's outputs are parsed, checked,
  * rendered and deleted inside apy_nb_set_result. */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -515,6 +516,66 @@ is_hole(const cJSON *o)
            && cJSON_IsNull(apy_nb_get(o, "text"));
 }
 
+/* Cuts the places of big data values out of the output rendered at
+ * b[start..]: each value that is the string res->value_tag + "N" (N the
+ * index of its stream, which must be the next one, *k) becomes a hole,
+ * the value rendered there as the stream renders it (a list of lines
+ * loses its one item's indent too: the stream puts each line's). 0, or
+ * -1 when a tag is out of order or malformed. */
+static int
+cut_values(apy_nb_buf_t *b, size_t start, const apy_nb_result_t *res,
+           apy_nb_hole_t *holes, size_t *k)
+{
+    apy_nb_buf_t tag = {0};
+    char *at, *end;
+    size_t from = start, cut, stop;
+    unsigned long idx;
+    int rc = 0;
+
+    /* The tag as rendered: a quote, then its escaped text. */
+    apy_nb_render_string(&tag, res->value_tag, strlen(res->value_tag));
+    if (tag.failed || tag.len < 2) {
+        apy_nb_buf_free(&tag);
+        return -1;
+    }
+    tag.len--; /* without the closing quote: the index follows */
+    while (rc == 0 && b->len > from
+           && (at = memmem(b->data + from, b->len - from, tag.data, tag.len))
+                  != NULL) {
+        idx = strtoul(at + tag.len, &end, 10);
+        if (end == at + tag.len || *end != '"' || idx != *k
+            || *k >= res->nstreams) {
+            rc = -1;
+            break;
+        }
+        cut = (size_t)(at - b->data);
+        stop = (size_t)(end + 1 - b->data);
+        if (apy_nb_stream_split(res->streams[*k])) {
+            /* "[\n" INDENT "tag" "\n" INDENT "]": the stream writes the
+             * lines with their indent; no lines at all are "[]". */
+            while (cut > start && b->data[cut - 1] == ' ') {
+                cut--;
+            }
+            if (apy_nb_stream_lines(res->streams[*k]) == 0) {
+                while (cut > start && b->data[cut - 1] != '[') {
+                    cut--;
+                }
+                while (stop < b->len && b->data[stop] != ']') {
+                    stop++;
+                }
+            }
+        }
+        memmove(b->data + cut, b->data + stop, b->len - stop);
+        b->len -= stop - cut;
+        holes[*k].off = cut;
+        holes[*k].stream = apy_nb_stream_ref(res->streams[*k]);
+        (*k)++;
+        from = cut;
+    }
+    apy_nb_buf_free(&tag);
+    return rc;
+}
+
 /* Renders the checked outputs list as the "outputs" member, as
  * render_member would, except that each big stream's lines are a hole in
  * the text (the layout is the one nbformat gives a stream output with
@@ -540,7 +601,16 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
         apy_nb_buf_puts(&b, o == tree->child ? "\n" : ",\n");
         apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
         if (!is_hole(o)) {
+            size_t start = b.len;
             apy_nb_render_value(&b, o, APY_NB_MEMBER_LEVEL + 1);
+            if (res->value_tag != NULL
+                && cut_values(&b, start, res, *holes, &k) < 0) {
+                apy_nb_buf_free(&b);
+                holes_free(*holes, k);
+                *holes = NULL;
+                return apy_nb_fail(-EINVAL, err, errlen,
+                                   "outputs: a big value out of order");
+            }
             continue;
         }
         name = apy_nb_get(o, "name");

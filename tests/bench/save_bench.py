@@ -6,6 +6,7 @@ the same run:
            (goal: within 1.5x), medians of --reps interleaved runs;
   memory   a cell printing --big-mb MB, peak RSS with -o beside the output's
            size (goal: at most 2x) and beside the run without -o;
+  image    the same for one display_data value of --big-mb MB;
   sigterm  SIGTERM while a cell sleeps after --term-mb MB of output, and
            while a cell prints once it printed that much: seconds from the
            signal to the exit (goal: under 1 s), the notebook saved and
@@ -87,6 +88,12 @@ def bench_cells(apyrun, tmp, ncells, reps):
     return a, b, b / a
 
 
+# A last cell that writes the process's high-water mark to hwm.txt.
+HWM_CELL = ("status = open('/proc/self/status').read()\n"
+            "hwm = status.split('VmHWM:')[1].split()[0]\n"
+            "open('hwm.txt', 'w').write(hwm)")
+
+
 def bench_memory(apyrun, tmp, mb):
     # Lines of 1000 characters: what a chatty cell prints.
     lines = mb * 1024 * 1024 // 1000
@@ -94,15 +101,27 @@ def bench_memory(apyrun, tmp, mb):
         "import sys\nw = sys.stdout.write\n"
         f"for i in range({lines}):\n    w('x' * 999 + '\\n')",
         # The first cell's outputs are rendered before this one runs.
-        "status = open('/proc/self/status').read()\n"
-        "hwm = status.split('VmHWM:')[1].split()[0]\n"
-        "open('hwm.txt', 'w').write(hwm)"])
+        HWM_CELL])
     out = os.path.join(tmp, "big_out.ipynb")
     without = peak_rss_mib([apyrun, nb], tmp)
     with_o = peak_rss_mib([apyrun, "-o", out, nb], tmp)
     size = lines * 1000 / (1024 * 1024)
     os.unlink(out)
     return size, without, with_o, with_o / size
+
+
+def bench_image(apyrun, tmp, mb):
+    # One display_data value of mb MiB (an image's base64): the program
+    # holds it once itself; the recording should add no copy.
+    nb = write_nb(os.path.join(tmp, "image.ipynb"), [
+        "from IPython.display import display\n"
+        f"display({{'image/png': 'QUJD' * ({mb} << 18)}}, raw=True)",
+        HWM_CELL])
+    out = os.path.join(tmp, "image_out.ipynb")
+    without = peak_rss_mib([apyrun, nb], tmp)
+    with_o = peak_rss_mib([apyrun, "-o", out, nb], tmp)
+    os.unlink(out)
+    return without, with_o
 
 
 def bench_sigterm(apyrun, tmp, mb, mid=False):
@@ -144,7 +163,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--big-mb", type=int, default=1024)
     ap.add_argument("--term-mb", type=int, default=1024)
-    ap.add_argument("--only", choices=("cells", "memory", "sigterm"))
+    ap.add_argument("--only", choices=("cells", "memory", "image", "sigterm"))
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.smoke:
@@ -162,6 +181,12 @@ def main():
             print(f"memory:  {size:.0f} MiB of output: peak RSS without -o "
                   f"{without:.0f} MiB, with -o {with_o:.0f} MiB, "
                   f"{ratio:.2f}x the output (goal <= 2)")
+        if args.only in (None, "image"):
+            without, with_o = bench_image(apyrun, tmp, args.big_mb)
+            print(f"image:   one {args.big_mb} MiB display_data value: peak "
+                  f"RSS without -o {without:.0f} MiB, with -o "
+                  f"{with_o:.0f} MiB, {with_o / args.big_mb:.2f}x the "
+                  f"output (goal <= 2; the program holds it once)")
         if args.only in (None, "sigterm"):
             for mid in (False, True):
                 took, rc, saved = bench_sigterm(apyrun, tmp, args.term_mb,

@@ -498,6 +498,23 @@ def vm_hwm_kib(text):
     return int(status["VmHWM"].split()[0])
 
 
+def hwm_without_and_with(apyrun, tmp_path, nb, out):
+    """VmHWM (KiB) of the run of nb without -o and with -o out, which the
+    notebook's last cell writes on stderr."""
+    # In the sanitizer build, ASan keeps freed memory in quarantine (256
+    # MB): it would count every buffer the -o path freed as held.
+    env = child_env()
+    if env.get("ASAN_OPTIONS"):
+        env["ASAN_OPTIONS"] += ":quarantine_size_mb=1"
+    hwm = []
+    for argv in ([apyrun, nb], [apyrun, "-o", out, nb]):
+        proc = spawn(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
+        r = finish(proc)
+        assert r.returncode == 0, r.stderr
+        hwm.append(vm_hwm_kib(r.stderr))
+    return hwm
+
+
 def test_big_output_costs_little_memory(apyrun, tmp_path):
     # 64 MiB printed in one cell: with -o the run holds a few MB of it, not
     # the 4-5 copies it held before (330 MB more than without -o). Measured
@@ -513,20 +530,68 @@ def test_big_output_costs_little_memory(apyrun, tmp_path):
         "import sys\n"
         "sys.stderr.write(open('/proc/self/status').read())"])
     out = tmp_path / "out.ipynb"
-    # In the sanitizer build, ASan keeps freed memory in quarantine (256
-    # MB): it would count every buffer the -o path freed as held.
-    env = child_env()
-    if env.get("ASAN_OPTIONS"):
-        env["ASAN_OPTIONS"] += ":quarantine_size_mb=1"
-    hwm = {}
-    for argv in ([apyrun, nb], [apyrun, "-o", out, nb]):
-        proc = spawn(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
-        r = finish(proc)
-        assert r.returncode == 0, r.stderr
-        hwm[len(argv)] = vm_hwm_kib(r.stderr)
+    without, with_o = hwm_without_and_with(apyrun, tmp_path, nb, out)
     got = read_valid(out)
     assert len(outputs(got, 0)[0]["text"]) == lines * 1000
-    assert hwm[4] - hwm[2] < 16 * 1024, hwm
+    assert with_o - without < 16 * 1024, (without, with_o)
+
+
+BIG_VALUES = r"""
+import base64
+from IPython.display import display
+png = base64.b64encode(bytes(range(256)) * 6000).decode()
+html = ''.join(f'<p>{i} é "q" \\ \t\x01 ☃ \u2028</p>\n' if i % 3
+               else f'<b>{i}</b>\r\n' for i in range(40000)) + 'no end'
+svg = '<svg>' + 'x\n' * 600000 + '</svg>'
+display({'image/png': png, 'text/html': html, 'image/svg+xml': svg,
+         'text/plain': 'small'}, raw=True)
+print('between')
+html
+"""
+
+
+def test_big_display_values_are_recorded_as_nbformat_writes_them(
+        apyrun, tmp_path):
+    # Values past a million characters (an image's base64 as one string;
+    # HTML and SVG as lines; an execute_result's text/plain) take the
+    # streamed path: the file must be what nbformat writes, byte for byte,
+    # and hold the values whole.
+    nb = write_nb(tmp_path / "nb.ipynb", [BIG_VALUES, "print(len(png))"])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-o", out, nb], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    raw = out.read_text(encoding="utf-8")
+    got = nbformat.reads(raw, 4)
+    assert raw == nbformat.writes(got) + "\n"
+    want = {}
+    exec(BIG_VALUES.replace("display(", "dict(").replace("\nhtml\n", "\n"),
+         {}, want)
+    outs = outputs(got, 0)
+    assert [o["output_type"] for o in outs] == [
+        "display_data", "stream", "execute_result"]
+    data = outs[0]["data"]
+    assert data["image/png"] == want["png"]
+    assert data["text/html"] == want["html"]
+    assert data["image/svg+xml"] == want["svg"]
+    assert data["text/plain"] == "small"
+    assert outs[2]["data"]["text/plain"] == repr(want["html"])
+    assert stream_text(outputs(got, 1)) == f"{len(want['png'])}\n"
+    assert sorted(os.listdir(tmp_path)) == ["nb.ipynb", "out.ipynb"]
+
+
+def test_big_image_costs_little_memory(apyrun, tmp_path):
+    # A 64 MB image: with -o the run holds no copy of it beyond the
+    # program's own (it held two more: 410 MB more for a 200 MB one).
+    nb = write_nb(tmp_path / "nb.ipynb", [
+        "from IPython.display import display\n"
+        "display({'image/png': 'QUJD' * (16 << 20)}, raw=True)",
+        "import sys\n"
+        "sys.stderr.write(open('/proc/self/status').read())"])
+    out = tmp_path / "out.ipynb"
+    without, with_o = hwm_without_and_with(apyrun, tmp_path, nb, out)
+    got = read_valid(out)
+    assert outputs(got, 0)[0]["data"]["image/png"] == "QUJD" * (16 << 20)
+    assert with_o - without < 16 * 1024, (without, with_o)
 
 
 def test_clear_output_drops_a_big_stream(apyrun, tmp_path):

@@ -186,7 +186,12 @@ void apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text);
  * see apy_nbrun_big_stream) is written with "text": null, and *streams is
  * set to a new list of those capsules in order (NULL when there are
  * none). */
-PyObject *apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams);
+PyObject *apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams,
+                                 const char *spill_dir);
+
+/* The tag that marks a big data value's place in that JSON (see
+ * apy_nb_result_t.value_tag). */
+const char *apy_nbrun_value_tag(void);
 
 /* Returns the apy_nb_stream_t of a big stream output's text, or NULL
  * (no exception) if obj is not one. */

@@ -198,7 +198,8 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
     PyObject *streams = NULL;
     /* No outputs (most cells) need no JSON: NULL is "[]". */
     PyObject *json = has_outputs ? apy_nbrun_outputs_json(c->outputs,
-                                                          &streams)
+                                                          &streams,
+                                                          run->spill_dir)
                                  : NULL;
     Py_ssize_t len = 0, n = streams ? PyList_GET_SIZE(streams) : 0;
     const char *text = json ? PyUnicode_AsUTF8AndSize(json, &len) : NULL;
@@ -221,6 +222,7 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
         .outputs_len = (size_t)len,
         .streams = big,
         .nstreams = (size_t)n,
+        .value_tag = n > 0 ? apy_nbrun_value_tag() : NULL,
         .busy = c->busy[0] ? c->busy : NULL,
         .execute_input = c->input[0] ? c->input : NULL,
         .execute_reply = c->reply[0] ? c->reply : NULL,

@@ -892,10 +892,90 @@ split_text(PyObject *text)
     return PyUnicode_Splitlines(text, 1);
 }
 
-/* Returns a new reference to output as nbformat writes it; a big
- * stream's text becomes null and its capsule goes to *streams. */
+/* The tag a big data value's place holds in the outputs' JSON, followed
+ * by its stream's index: random, so that no value of the program's is
+ * taken for one. */
+static char value_tag[48];
+
+const char *
+apy_nbrun_value_tag(void)
+{
+    if (value_tag[0] == '\0') {
+        unsigned char r[8];
+        if (_PyOS_URandomNonblock(r, sizeof(r)) < 0) {
+            PyErr_Clear();
+            memset(r, 0x5a, sizeof(r));
+        }
+        snprintf(value_tag, sizeof(value_tag),
+                 "\x01apyrun-value-%02x%02x%02x%02x%02x%02x%02x%02x-", r[0],
+                 r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+    }
+    return value_tag;
+}
+
+/* A data value past BIG_TEXT characters (an image's base64, a page of
+ * HTML) goes into a value stream, as nbformat writes it for this mime
+ * type, a piece at a time, never whole into the outputs' JSON. Returns
+ * a new reference to the tag that takes its place (its capsule appended
+ * to *streams), or NULL with an exception set. */
 static PyObject *
-output_for_json(PyObject *output, PyObject **streams)
+big_value(const char *spill_dir, const char *mime, PyObject *val,
+          PyObject **streams)
+{
+    /* nbformat's split_lines: text/ types, SVG and JavaScript. */
+    int split = strncmp(mime, "text/", 5) == 0
+                || strcmp(mime, "image/svg+xml") == 0
+                || strcmp(mime, "application/javascript") == 0;
+    apy_nb_stream_t *st = apy_nb_value_new(spill_dir, split);
+    if (st == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *capsule = PyCapsule_New(st, BIG_CAPSULE, big_capsule_free);
+    if (capsule == NULL) {
+        apy_nb_stream_unref(st);
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(val);
+    int rc = 0;
+    for (Py_ssize_t at = 0; at < n && rc == 0; at += BIG_TEXT) {
+        PyObject *piece = PyUnicode_Substring(val, at, at + BIG_TEXT);
+        /* Lone surrogates cannot be UTF-8 (as in big_put). */
+        PyObject *bytes = piece ? PyUnicode_AsEncodedString(piece, "utf-8",
+                                                            "replace")
+                                : NULL;
+        rc = bytes == NULL ? -1
+             : apy_nb_stream_put(st, PyBytes_AS_STRING(bytes),
+                                 (size_t)PyBytes_GET_SIZE(bytes))
+                     < 0
+                 ? (PyErr_NoMemory(), -1)
+                 : 0;
+        Py_XDECREF(bytes);
+        Py_XDECREF(piece);
+    }
+    if (rc == 0 && apy_nb_stream_finish(st) < 0) {
+        PyErr_NoMemory();
+        rc = -1;
+    }
+    if (rc == 0 && *streams == NULL && (*streams = PyList_New(0)) == NULL) {
+        rc = -1;
+    }
+    PyObject *tag = rc == 0 ? PyUnicode_FromFormat(
+                                  "%s%zd", apy_nbrun_value_tag(),
+                                  PyList_GET_SIZE(*streams))
+                            : NULL;
+    if (tag != NULL && PyList_Append(*streams, capsule) < 0) {
+        Py_CLEAR(tag);
+    }
+    Py_DECREF(capsule);
+    return tag;
+}
+
+/* Returns a new reference to output as nbformat writes it; a big
+ * stream's text becomes null and its capsule goes to *streams, as does a
+ * big data value's (big_value). */
+static PyObject *
+output_for_json(PyObject *output, PyObject **streams,
+                const char *rt_spill_dir)
 {
     PyObject *copy = PyDict_Copy(output);
     if (copy == NULL) {
@@ -921,16 +1001,36 @@ output_for_json(PyObject *output, PyObject **streams)
     PyObject *data = PyDict_GetItemString(copy, "data"); /* borrowed */
     if (data != NULL && PyDict_Check(data)) {
         PyObject *dcopy = PyDict_New();
-        PyObject *key, *val;
-        Py_ssize_t pos = 0;
-        while (dcopy != NULL && PyDict_Next(data, &pos, &key, &val)) {
+        /* In the order they are written, so that big values' streams
+         * are listed in that order too. */
+        PyObject *keys = dcopy ? PyDict_Keys(data) : NULL;
+        if (keys == NULL || PyList_Sort(keys) < 0) {
+            PyErr_Clear(); /* keys that do not sort: json.dumps says so */
+            Py_XDECREF(keys);
+            keys = dcopy ? PyDict_Keys(data) : NULL;
+            if (keys == NULL) {
+                Py_CLEAR(dcopy);
+            }
+        }
+        for (Py_ssize_t j = 0; dcopy != NULL && j < PyList_GET_SIZE(keys);
+             j++) {
+            PyObject *key = PyList_GET_ITEM(keys, j);
+            PyObject *val = PyDict_GetItemWithError(data, key);
+            if (val == NULL) {
+                Py_CLEAR(dcopy);
+                break;
+            }
             /* JSON mime types hold structures, not text. */
             const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key)
                                                  : NULL;
             size_t klen = k != NULL ? strlen(k) : 0;
             int is_json = klen >= 4 && strcmp(k + klen - 4, "json") == 0;
             PyErr_Clear();
-            PyObject *v = is_json ? Py_NewRef(val) : split_text(val);
+            PyObject *v = is_json ? Py_NewRef(val)
+                          : k != NULL && PyUnicode_Check(val)
+                                  && PyUnicode_GET_LENGTH(val) > BIG_TEXT
+                              ? big_value(rt_spill_dir, k, val, streams)
+                              : split_text(val);
             if (v == NULL || PyDict_SetItem(dcopy, key, v) < 0) {
                 Py_XDECREF(v);
                 Py_CLEAR(dcopy);
@@ -938,6 +1038,7 @@ output_for_json(PyObject *output, PyObject **streams)
             }
             Py_DECREF(v);
         }
+        Py_XDECREF(keys);
         if (dcopy == NULL || PyDict_SetItemString(copy, "data", dcopy) < 0) {
             Py_XDECREF(dcopy);
             Py_DECREF(copy);
@@ -949,7 +1050,8 @@ output_for_json(PyObject *output, PyObject **streams)
 }
 
 PyObject *
-apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams)
+apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams,
+                       const char *spill_dir)
 {
     Py_ssize_t n = PyList_GET_SIZE(outputs);
     *streams = NULL;
@@ -958,7 +1060,8 @@ apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = output_for_json(PyList_GET_ITEM(outputs, i), streams);
+        PyObject *o = output_for_json(PyList_GET_ITEM(outputs, i), streams,
+                                      spill_dir);
         if (o == NULL) {
             Py_DECREF(list);
             Py_CLEAR(*streams);
