@@ -506,17 +506,13 @@ static int
 write_from(const apy_notebook_t *nb, int fd, size_t from, size_t mark,
            off_t *marked)
 {
-    sink_t *s = malloc(sizeof(*s));
+    sink_t *s = calloc(1, sizeof(*s));
     int rc;
 
     if (s == NULL) {
         return -ENOMEM;
     }
-    s->mem = NULL;
     s->fd = fd;
-    s->error = 0;
-    s->n = 0;
-    s->adopt = NULL;
     assemble_from(nb, s, from, mark, marked);
     sink_flush(s);
     rc = -s->error;
@@ -934,7 +930,7 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
     if (a.spilled < ADOPT_MIN
         || (t->prefix != NULL && t->prefix->len >= a.spilled
             && prefix_fits(t->prefix, nb))
-        || (s = malloc(sizeof(*s))) == NULL) {
+        || (s = calloc(1, sizeof(*s))) == NULL) {
         return 1;
     }
     a.head_fd = temp_for(t, tmp, sizeof(tmp));
@@ -942,10 +938,7 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
         free(s);
         return a.head_fd;
     }
-    s->mem = NULL;
     s->fd = a.head_fd;
-    s->error = 0;
-    s->n = 0;
     s->adopt = &a;
     assemble(nb, s);
     sink_flush(s);
