@@ -10,6 +10,8 @@
 #include <signal.h> /* sig_atomic_t */
 #include <stddef.h>
 
+#include "apyrun/buf.h"
+
 /* Limits, documented because users can hit them. */
 #define APY_NB_MAX_FILE_SIZE (1024L * 1024L * 1024L) /* 1 GiB */
 #define APY_NB_MAX_DEPTH 512 /* nested arrays/objects in the JSON */
@@ -277,27 +279,5 @@ int apy_nb_remove_cell(apy_notebook_t *nb, size_t pos);
 /* Writes the current UTC time as nbclient records it
  * ("2024-01-31T12:34:56.123456Z") into buf (APY_NB_TIMESTAMP_SIZE bytes). */
 void apy_nb_timestamp(char buf[APY_NB_TIMESTAMP_SIZE]);
-
-/* ---- Byte buffer (src/notebook/util.c) ----
- * A growable byte buffer, also used by the layers above to build text.
- * `failed` latches the first allocation failure, so a sequence of appends
- * is checked once at the end; the contents are kept NUL-terminated. Start
- * from {0}. */
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed;
-} apy_nb_buf_t;
-
-void apy_nb_buf_put(apy_nb_buf_t *b, const char *s, size_t n);
-void apy_nb_buf_puts(apy_nb_buf_t *b, const char *s);
-void apy_nb_buf_putc(apy_nb_buf_t *b, char c);
-void apy_nb_buf_indent(apy_nb_buf_t *b, int level);
-/* Moves the contents out as a NUL-terminated malloc()ed string (never
- * NULL unless the buffer failed, in which case it is freed) and resets
- * the buffer. */
-char *apy_nb_buf_take(apy_nb_buf_t *b, size_t *len);
-void apy_nb_buf_free(apy_nb_buf_t *b);
 
 #endif

@@ -26,29 +26,29 @@ char *apy_nbrun_translate(const char *source, int *cell_magic);
  * apy_importer_cell_magic), on the cell's first line, the rest of the
  * cell kept as blank lines so numbering goes on. */
 static void
-put_cell_magic(apy_nb_buf_t *b, const char *cell)
+put_cell_magic(apy_buf_t *b, const char *cell)
 {
-    apy_nb_buf_puts(b, "__import__('" APY_IMPORTER_MODULE_NAME "')._cell_magic(");
+    apy_buf_puts(b, "__import__('" APY_IMPORTER_MODULE_NAME "')._cell_magic(");
     /* The cell as a Python string literal: hex escapes for anything but
      * plain printable ASCII. */
-    apy_nb_buf_put(b, "'", 1);
+    apy_buf_put(b, "'", 1);
     for (const unsigned char *p = (const unsigned char *)cell; *p; p++) {
         char esc[8];
         if (*p >= 0x20 && *p < 0x7f && *p != '\'' && *p != '\\') {
-            apy_nb_buf_put(b, (const char *)p, 1);
+            apy_buf_put(b, (const char *)p, 1);
         } else {
             snprintf(esc, sizeof(esc), "\\x%02x", *p);
-            apy_nb_buf_put(b, esc, 4);
+            apy_buf_put(b, esc, 4);
         }
     }
-    apy_nb_buf_puts(b, "'.encode('latin-1').decode('utf-8'), globals())");
+    apy_buf_puts(b, "'.encode('latin-1').decode('utf-8'), globals())");
 }
 
 /* Appends the code cells of nb, each line at its JSON line, to py (the
  * Python text: IPython syntax translated) and to shown (the cells as
  * written, what tracebacks and inspect show). 0 or -1 with an error. */
 static int
-build_source(const apy_notebook_t *nb, apy_nb_buf_t *py, apy_nb_buf_t *shown)
+build_source(const apy_notebook_t *nb, apy_buf_t *py, apy_buf_t *shown)
 {
     long last = 0; /* the JSON line the text so far ends on */
     for (size_t i = 0; i < nb->ncells; i++) {
@@ -68,8 +68,8 @@ build_source(const apy_notebook_t *nb, apy_nb_buf_t *py, apy_nb_buf_t *shown)
             long at = cell->line_map[k] > last ? cell->line_map[k]
                                                : last + 1;
             for (; last + 1 < at; last++) {
-                apy_nb_buf_put(py, "\n", 1);
-                apy_nb_buf_put(shown, "\n", 1);
+                apy_buf_put(py, "\n", 1);
+                apy_buf_put(shown, "\n", 1);
             }
             last = at;
             /* translate.c keeps lines where they are: line k of text is
@@ -81,11 +81,11 @@ build_source(const apy_notebook_t *nb, apy_nb_buf_t *py, apy_nb_buf_t *shown)
             if (magic && k == 0) {
                 put_cell_magic(py, cell->source);
             } else if (!magic) {
-                apy_nb_buf_put(py, p, n);
+                apy_buf_put(py, p, n);
             }
-            apy_nb_buf_put(py, "\n", 1);
-            apy_nb_buf_put(shown, q, qn);
-            apy_nb_buf_put(shown, "\n", 1);
+            apy_buf_put(py, "\n", 1);
+            apy_buf_put(shown, q, qn);
+            apy_buf_put(shown, "\n", 1);
             p += n + (nl ? 1 : 0);
             q += qn + (qnl ? 1 : 0);
         }
@@ -95,8 +95,8 @@ build_source(const apy_notebook_t *nb, apy_nb_buf_t *py, apy_nb_buf_t *shown)
         PyErr_NoMemory();
         return -1;
     }
-    apy_nb_buf_put(py, "", 0);
-    apy_nb_buf_put(shown, "", 0);
+    apy_buf_put(py, "", 0);
+    apy_buf_put(shown, "", 0);
     return 0;
 }
 
@@ -127,7 +127,7 @@ notebook_source(PyObject *path, PyObject **py, PyObject **shown)
         }
         return -1;
     }
-    apy_nb_buf_t b = {0}, t = {0};
+    apy_buf_t b = {0}, t = {0};
     if (build_source(&nb, &b, &t) == 0) {
         *py = PyUnicode_DecodeUTF8(b.data, (Py_ssize_t)b.len, "strict");
         /* An empty notebook leaves both buffers unallocated. */

@@ -74,14 +74,14 @@ void apy_nb_quote(char *out, size_t outlen, const char *s, size_t len);
  * ensure_ascii=False) does (render.c) ---- */
 
 /* Appends string s[0..len) as a JSON string literal. */
-void apy_nb_render_string(apy_nb_buf_t *b, const char *s, size_t len);
+void apy_nb_render_string(apy_buf_t *b, const char *s, size_t len);
 /* The same without the quotes; s may be cut anywhere (bytes are escaped
  * one by one). */
-void apy_nb_render_string_body(apy_nb_buf_t *b, const char *s, size_t len);
+void apy_nb_render_string_body(apy_buf_t *b, const char *s, size_t len);
 
 /* Appends annotated value v; `level` is its nesting level (the indent of
  * its closing bracket). Duplicate keys: the last one is written. */
-void apy_nb_render_value(apy_nb_buf_t *b, const cJSON *v, int level);
+void apy_nb_render_value(apy_buf_t *b, const cJSON *v, int level);
 
 /* Sets *out to a new array (free() it; NULL when empty) of the members of
  * object `obj` in Python's sort_keys order, the last of duplicate keys
@@ -90,7 +90,7 @@ int apy_nb_sorted_members(const cJSON *obj, const cJSON ***out, size_t *n);
 
 /* Appends a multi-line text as nbformat writes it: a list of lines split
  * as Python's str.splitlines(True) splits ("[]" when empty). */
-void apy_nb_render_lines(apy_nb_buf_t *b, const char *s, size_t len,
+void apy_nb_render_lines(apy_buf_t *b, const char *s, size_t len,
                          int level);
 
 /* Returns the end (exclusive, terminator included) of the line of s that
@@ -181,7 +181,7 @@ int apy_nb_write_all(int fd, const void *data, size_t len);
 
 /* Appends the stream's rendered lines to fd (mem == NULL; copy_file_range
  * where possible) or to mem. 0 or -errno. */
-int apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem);
+int apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem);
 
 /* The stream's spill file and the bytes of rendered lines in it, from
  * offset 0; -1 (and 0) when it has none or they were moved. */

@@ -141,7 +141,7 @@ format_float(double d, char *out)
 }
 
 static void
-render_number(apy_nb_buf_t *b, const cJSON *v)
+render_number(apy_buf_t *b, const cJSON *v)
 {
     const char *text = v->valuestring;
     char out[40];
@@ -152,33 +152,33 @@ render_number(apy_nb_buf_t *b, const cJSON *v)
         double d = v->valuedouble;
         if (d == floor(d) && fabs(d) < 9007199254740992.0) {
             snprintf(out, sizeof(out), "%.0f", d);
-            apy_nb_buf_puts(b, strcmp(out, "-0") == 0 ? "0" : out);
+            apy_buf_puts(b, strcmp(out, "-0") == 0 ? "0" : out);
         } else {
             format_float(d, out);
-            apy_nb_buf_puts(b, out);
+            apy_buf_puts(b, out);
         }
         return;
     }
     if (strpbrk(text, ".eEIN") == NULL) {
         /* Python's json makes it an int and prints it back unchanged
          * (any length), except that -0 becomes 0. */
-        apy_nb_buf_puts(b, strcmp(text, "-0") == 0 ? "0" : text);
+        apy_buf_puts(b, strcmp(text, "-0") == 0 ? "0" : text);
         return;
     }
     format_float(apy_nb_strtod(text, strlen(text)), out);
-    apy_nb_buf_puts(b, out);
+    apy_buf_puts(b, out);
 }
 
 void
-apy_nb_render_string(apy_nb_buf_t *b, const char *s, size_t len)
+apy_nb_render_string(apy_buf_t *b, const char *s, size_t len)
 {
-    apy_nb_buf_putc(b, '"');
+    apy_buf_putc(b, '"');
     apy_nb_render_string_body(b, s, len);
-    apy_nb_buf_putc(b, '"');
+    apy_buf_putc(b, '"');
 }
 
 void
-apy_nb_render_string_body(apy_nb_buf_t *b, const char *s, size_t len)
+apy_nb_render_string_body(apy_buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i = 0, run;
@@ -186,7 +186,7 @@ apy_nb_render_string_body(apy_nb_buf_t *b, const char *s, size_t len)
 
     while (i < len) {
         run = i + apy_nb_plain_prefix(s + i, len - i, 0);
-        apy_nb_buf_put(b, s + i, run - i);
+        apy_buf_put(b, s + i, run - i);
         if (run == len) {
             break;
         }
@@ -194,31 +194,31 @@ apy_nb_render_string_body(apy_nb_buf_t *b, const char *s, size_t len)
          * '"', '\\', the short escapes, and other controls as \u00xx. */
         switch (s[run]) {
         case '"':
-            apy_nb_buf_put(b, "\\\"", 2);
+            apy_buf_put(b, "\\\"", 2);
             break;
         case '\\':
-            apy_nb_buf_put(b, "\\\\", 2);
+            apy_buf_put(b, "\\\\", 2);
             break;
         case '\n':
-            apy_nb_buf_put(b, "\\n", 2);
+            apy_buf_put(b, "\\n", 2);
             break;
         case '\r':
-            apy_nb_buf_put(b, "\\r", 2);
+            apy_buf_put(b, "\\r", 2);
             break;
         case '\t':
-            apy_nb_buf_put(b, "\\t", 2);
+            apy_buf_put(b, "\\t", 2);
             break;
         case '\b':
-            apy_nb_buf_put(b, "\\b", 2);
+            apy_buf_put(b, "\\b", 2);
             break;
         case '\f':
-            apy_nb_buf_put(b, "\\f", 2);
+            apy_buf_put(b, "\\f", 2);
             break;
         default:
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[((unsigned char)s[run] >> 4) & 0xF];
             esc[5] = hex[(unsigned char)s[run] & 0xF];
-            apy_nb_buf_put(b, esc, 6);
+            apy_buf_put(b, esc, 6);
             break;
         }
         i = run + 1;
@@ -287,7 +287,7 @@ apy_nb_sorted_members(const cJSON *obj, const cJSON ***out, size_t *n)
 }
 
 static void
-render_object(apy_nb_buf_t *b, const cJSON *v, int level)
+render_object(apy_buf_t *b, const cJSON *v, int level)
 {
     const cJSON **items;
     size_t n, i;
@@ -297,25 +297,25 @@ render_object(apy_nb_buf_t *b, const cJSON *v, int level)
         return;
     }
     if (n == 0) {
-        apy_nb_buf_put(b, "{}", 2);
+        apy_buf_put(b, "{}", 2);
         return;
     }
-    apy_nb_buf_putc(b, '{');
+    apy_buf_putc(b, '{');
     for (i = 0; i < n; i++) {
-        apy_nb_buf_puts(b, i ? ",\n" : "\n");
-        apy_nb_buf_indent(b, level + 1);
+        apy_buf_puts(b, i ? ",\n" : "\n");
+        apy_buf_indent(b, level + 1);
         apy_nb_render_string(b, items[i]->string, strlen(items[i]->string));
-        apy_nb_buf_put(b, ": ", 2);
+        apy_buf_put(b, ": ", 2);
         apy_nb_render_value(b, items[i], level + 1);
     }
-    apy_nb_buf_putc(b, '\n');
-    apy_nb_buf_indent(b, level);
-    apy_nb_buf_putc(b, '}');
+    apy_buf_putc(b, '\n');
+    apy_buf_indent(b, level);
+    apy_buf_putc(b, '}');
     free(items);
 }
 
 void
-apy_nb_render_value(apy_nb_buf_t *b, const cJSON *v, int level)
+apy_nb_render_value(apy_buf_t *b, const cJSON *v, int level)
 {
     const cJSON *c;
 
@@ -323,13 +323,13 @@ apy_nb_render_value(apy_nb_buf_t *b, const cJSON *v, int level)
      * here went through the scanner. */
     switch (v->type & 0xFF) {
     case cJSON_NULL:
-        apy_nb_buf_put(b, "null", 4);
+        apy_buf_put(b, "null", 4);
         break;
     case cJSON_True:
-        apy_nb_buf_put(b, "true", 4);
+        apy_buf_put(b, "true", 4);
         break;
     case cJSON_False:
-        apy_nb_buf_put(b, "false", 5);
+        apy_buf_put(b, "false", 5);
         break;
     case cJSON_Number:
         render_number(b, v);
@@ -339,24 +339,24 @@ apy_nb_render_value(apy_nb_buf_t *b, const cJSON *v, int level)
         break;
     case cJSON_Array:
         if (v->child == NULL) {
-            apy_nb_buf_put(b, "[]", 2);
+            apy_buf_put(b, "[]", 2);
             break;
         }
-        apy_nb_buf_putc(b, '[');
+        apy_buf_putc(b, '[');
         for (c = v->child; c != NULL; c = c->next) {
-            apy_nb_buf_puts(b, c == v->child ? "\n" : ",\n");
-            apy_nb_buf_indent(b, level + 1);
+            apy_buf_puts(b, c == v->child ? "\n" : ",\n");
+            apy_buf_indent(b, level + 1);
             apy_nb_render_value(b, c, level + 1);
         }
-        apy_nb_buf_putc(b, '\n');
-        apy_nb_buf_indent(b, level);
-        apy_nb_buf_putc(b, ']');
+        apy_buf_putc(b, '\n');
+        apy_buf_indent(b, level);
+        apy_buf_putc(b, ']');
         break;
     case cJSON_Object:
         render_object(b, v, level);
         break;
     default: /* cJSON_Raw and cJSON_Invalid: never made by this layer */
-        apy_nb_buf_put(b, "null", 4);
+        apy_buf_put(b, "null", 4);
         break;
     }
 }
@@ -400,25 +400,25 @@ apy_nb_splitline(const char *s, size_t len, size_t start)
 }
 
 void
-apy_nb_render_lines(apy_nb_buf_t *b, const char *s, size_t len, int level)
+apy_nb_render_lines(apy_buf_t *b, const char *s, size_t len, int level)
 {
     size_t start = 0, end;
 
     if (len == 0) {
-        apy_nb_buf_put(b, "[]", 2);
+        apy_buf_put(b, "[]", 2);
         return;
     }
-    apy_nb_buf_putc(b, '[');
+    apy_buf_putc(b, '[');
     while (start < len) {
         end = apy_nb_splitline(s, len, start);
-        apy_nb_buf_puts(b, start == 0 ? "\n" : ",\n");
-        apy_nb_buf_indent(b, level + 1);
+        apy_buf_puts(b, start == 0 ? "\n" : ",\n");
+        apy_buf_indent(b, level + 1);
         apy_nb_render_string(b, s + start, end - start);
         start = end;
     }
-    apy_nb_buf_putc(b, '\n');
-    apy_nb_buf_indent(b, level);
-    apy_nb_buf_putc(b, ']');
+    apy_buf_putc(b, '\n');
+    apy_buf_indent(b, level);
+    apy_buf_putc(b, ']');
 }
 
 cJSON *

@@ -44,7 +44,7 @@ struct adopt {
 };
 
 typedef struct {
-    apy_nb_buf_t *mem;
+    apy_buf_t *mem;
     int fd;
     int error; /* errno of the first failed write */
     size_t n;
@@ -71,7 +71,7 @@ sink_put(sink_t *s, const char *data, size_t len)
     size_t room;
 
     if (s->mem != NULL) {
-        apy_nb_buf_put(s->mem, data, len);
+        apy_buf_put(s->mem, data, len);
         return;
     }
     while (len > 0 && s->error == 0) {
@@ -171,7 +171,7 @@ int
 apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
               size_t errlen)
 {
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
     sink_t *s;
 
     *out = NULL;
@@ -186,7 +186,7 @@ apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
     s->mem = &b;
     assemble(nb, s);
     free(s);
-    *out = apy_nb_buf_take(&b, outlen);
+    *out = apy_buf_take(&b, outlen);
     if (*out == NULL) {
         return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
     }

@@ -36,8 +36,8 @@ struct apy_nb_stream {
     int fd;             /* the spill file, or -1 */
     off_t spilled;      /* bytes of rendered text in it */
     off_t base;         /* where in it they start (apy_nb_stream_moved) */
-    apy_nb_buf_t out;   /* rendered text after what was spilled */
-    apy_nb_buf_t line;  /* the line being received, raw UTF-8 */
+    apy_buf_t out;   /* rendered text after what was spilled */
+    apy_buf_t line;  /* the line being received, raw UTF-8 */
     size_t scan;        /* bytes of `line` known to hold no line end */
     size_t nlines;      /* lines rendered */
     int finished;
@@ -94,8 +94,8 @@ apy_nb_stream_unref(apy_nb_stream_t *s)
     if (s->fd >= 0) {
         close(s->fd);
     }
-    apy_nb_buf_free(&s->out);
-    apy_nb_buf_free(&s->line);
+    apy_buf_free(&s->out);
+    apy_buf_free(&s->line);
     free(s->dir);
     free(s);
 }
@@ -178,9 +178,9 @@ static void
 put_line(apy_nb_stream_t *s, const char *line, size_t n)
 {
     if (s->nlines++ > 0) {
-        apy_nb_buf_put(&s->out, ",\n", 2);
+        apy_buf_put(&s->out, ",\n", 2);
     }
-    apy_nb_buf_indent(&s->out, s->level);
+    apy_buf_indent(&s->out, s->level);
     apy_nb_render_string(&s->out, line, n);
     if (s->out.len >= SPILL_CHUNK) {
         spill(s);
@@ -273,7 +273,7 @@ apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len)
     if (s->level == 0) {
         /* One string: escaped as it comes, bytes cut anywhere. */
         if (s->nlines++ == 0) {
-            apy_nb_buf_putc(&s->out, '"');
+            apy_buf_putc(&s->out, '"');
         }
         apy_nb_render_string_body(&s->out, utf8, len);
         if (s->out.len >= SPILL_CHUNK) {
@@ -281,7 +281,7 @@ apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len)
         }
         return s->out.failed ? -ENOMEM : 0;
     }
-    apy_nb_buf_put(&s->line, utf8, len);
+    apy_buf_put(&s->line, utf8, len);
     if (s->line.failed) {
         return -ENOMEM;
     }
@@ -293,12 +293,12 @@ int
 apy_nb_stream_finish(apy_nb_stream_t *s)
 {
     if (!s->finished && s->level == 0) {
-        apy_nb_buf_puts(&s->out, s->nlines++ == 0 ? "\"\"" : "\"");
+        apy_buf_puts(&s->out, s->nlines++ == 0 ? "\"\"" : "\"");
     }
     if (!s->finished) {
         take_lines(s, 1);
         s->finished = 1;
-        apy_nb_buf_free(&s->line);
+        apy_buf_free(&s->line);
     }
     return s->out.failed ? -ENOMEM : 0;
 }
@@ -332,7 +332,7 @@ apy_nb_stream_copy_tail(const apy_nb_stream_t *s, int fd)
 }
 
 int
-apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem)
+apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem)
 {
     char buf[1 << 16];
     off_t off = s->base;
@@ -370,14 +370,14 @@ apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_nb_buf_t *mem)
             return got < 0 ? -errno : -EIO;
         }
         if (mem != NULL) {
-            apy_nb_buf_put(mem, buf, (size_t)got);
+            apy_buf_put(mem, buf, (size_t)got);
         } else if ((got = apy_nb_write_all(fd, buf, (size_t)got)) < 0) {
             return (int)got;
         }
         off += got;
     }
     if (mem != NULL) {
-        apy_nb_buf_put(mem, s->out.data, s->out.len);
+        apy_buf_put(mem, s->out.data, s->out.len);
         return mem->failed ? -ENOMEM : 0;
     }
     return apy_nb_write_all(fd, s->out.data, s->out.len);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Small pieces every file of the notebook layer uses: the one-line error
- * message into the caller's buffer, quoting for messages, and a growable
- * byte buffer. No global state: errors never go anywhere but `err`. */
+ * message into the caller's buffer, quoting for messages, and the number
+ * and string helpers of reading and rendering. No global state: errors never go anywhere but `err`. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,102 +48,6 @@ apy_nb_quote(char *out, size_t outlen, const char *s, size_t len)
     out[o < outlen ? o : outlen - 1] = '\0';
 }
 
-static int
-buf_reserve(apy_nb_buf_t *b, size_t n)
-{
-    size_t cap;
-    char *data;
-
-    if (b->failed) {
-        return -1;
-    }
-    if (n < b->cap - b->len) {
-        return 0; /* room for n bytes and the terminating NUL */
-    }
-    if (n > ((size_t)-1) / 2 - b->len) {
-        b->failed = 1;
-        return -1;
-    }
-    cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n + 1) {
-        cap *= 2;
-    }
-    data = realloc(b->data, cap);
-    if (data == NULL) {
-        b->failed = 1;
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-void
-apy_nb_buf_put(apy_nb_buf_t *b, const char *s, size_t n)
-{
-    if (n == 0 || buf_reserve(b, n) < 0) {
-        return;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void
-apy_nb_buf_puts(apy_nb_buf_t *b, const char *s)
-{
-    apy_nb_buf_put(b, s, strlen(s));
-}
-
-void
-apy_nb_buf_putc(apy_nb_buf_t *b, char c)
-{
-    if (buf_reserve(b, 1) < 0) {
-        return;
-    }
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
-}
-
-void
-apy_nb_buf_indent(apy_nb_buf_t *b, int level)
-{
-    /* nbformat indents by one space per level. */
-    if (level <= 0 || buf_reserve(b, (size_t)level) < 0) {
-        return;
-    }
-    memset(b->data + b->len, ' ', (size_t)level);
-    b->len += (size_t)level;
-    b->data[b->len] = '\0';
-}
-
-char *
-apy_nb_buf_take(apy_nb_buf_t *b, size_t *len)
-{
-    char *data;
-
-    if (buf_reserve(b, 1) < 0) {
-        apy_nb_buf_free(b);
-        return NULL;
-    }
-    b->data[b->len] = '\0';
-    data = b->data;
-    if (len != NULL) {
-        *len = b->len;
-    }
-    b->data = NULL;
-    b->len = b->cap = 0;
-    return data;
-}
-
-void
-apy_nb_buf_free(apy_nb_buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-    b->failed = 0;
-}
 
 size_t
 apy_nb_plain_prefix(const char *s, size_t len, int ascii_only)

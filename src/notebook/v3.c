@@ -205,7 +205,7 @@ upgrade_heading(cJSON *cell, size_t no, char *err, size_t errlen)
     double d = 1;
     long hashes;
     int line, rc;
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
 
     if (level != NULL) {
         if (!cJSON_IsNumber(level) ||
@@ -234,24 +234,24 @@ upgrade_heading(cJSON *cell, size_t no, char *err, size_t errlen)
                                                   : APY_NB_LINE(src);
     }
     for (i = 0; i < (size_t)hashes; i++) {
-        apy_nb_buf_putc(&b, '#');
+        apy_buf_putc(&b, '#');
     }
-    apy_nb_buf_putc(&b, ' ');
+    apy_buf_putc(&b, ' ');
     for (start = 0; start < len; start = end) {
         end = apy_nb_splitline(joined, len, start);
         if (start > 0) {
-            apy_nb_buf_putc(&b, ' ');
+            apy_buf_putc(&b, ' ');
         }
-        apy_nb_buf_put(&b, joined + start,
+        apy_buf_put(&b, joined + start,
                        strip_terminator(joined, start, end) - start);
     }
     free(joined);
     if (b.failed) {
-        apy_nb_buf_free(&b);
+        apy_buf_free(&b);
         return -ENOMEM;
     }
     node = apy_nb_new_string(b.data, b.len, line);
-    apy_nb_buf_free(&b);
+    apy_buf_free(&b);
     return put_member(cell, "source", node);
 }
 

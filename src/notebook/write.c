@@ -122,22 +122,22 @@ holes_free(apy_nb_hole_t *holes, size_t n)
 }
 
 static void
-put_key(apy_nb_buf_t *b, int level, const char *key)
+put_key(apy_buf_t *b, int level, const char *key)
 {
-    apy_nb_buf_indent(b, level);
+    apy_buf_indent(b, level);
     apy_nb_render_string(b, key, strlen(key));
-    apy_nb_buf_put(b, ": ", 2);
+    apy_buf_put(b, ": ", 2);
 }
 
 /* Renders member `key`: `value` (a tree) at `level`; NULL if no memory. */
 static char *
 render_member(int level, const char *key, const cJSON *value, size_t *len)
 {
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
 
     put_key(&b, level, key);
     apy_nb_render_value(&b, value, level);
-    return apy_nb_buf_take(&b, len);
+    return apy_buf_take(&b, len);
 }
 
 /* Renders every member of `obj` at `level` into p (members sorted, the
@@ -165,34 +165,34 @@ add_members(apy_nb_pieces_t *p, const cJSON *obj, int level)
 static char *
 render_literal(int level, const char *key, const char *literal, size_t *len)
 {
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
 
     put_key(&b, level, key);
-    apy_nb_buf_puts(&b, literal);
-    return apy_nb_buf_take(&b, len);
+    apy_buf_puts(&b, literal);
+    return apy_buf_take(&b, len);
 }
 
 /* Renders "metadata": {...} at APY_NB_MEMBER_LEVEL from its member pieces. */
 static char *
 render_meta(const apy_nb_pieces_t *meta, size_t *len)
 {
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
     size_t i;
 
     put_key(&b, APY_NB_MEMBER_LEVEL, "metadata");
     if (meta->n == 0) {
-        apy_nb_buf_put(&b, "{}", 2);
-        return apy_nb_buf_take(&b, len);
+        apy_buf_put(&b, "{}", 2);
+        return apy_buf_take(&b, len);
     }
-    apy_nb_buf_putc(&b, '{');
+    apy_buf_putc(&b, '{');
     for (i = 0; i < meta->n; i++) {
-        apy_nb_buf_puts(&b, i ? ",\n" : "\n");
-        apy_nb_buf_put(&b, meta->v[i].text, meta->v[i].len);
+        apy_buf_puts(&b, i ? ",\n" : "\n");
+        apy_buf_put(&b, meta->v[i].text, meta->v[i].len);
     }
-    apy_nb_buf_putc(&b, '\n');
-    apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL);
-    apy_nb_buf_putc(&b, '}');
-    return apy_nb_buf_take(&b, len);
+    apy_buf_putc(&b, '\n');
+    apy_buf_indent(&b, APY_NB_MEMBER_LEVEL);
+    apy_buf_putc(&b, '}');
+    return apy_buf_take(&b, len);
 }
 
 /* Renders "source": [lines] from the joined source as read (before the
@@ -200,7 +200,7 @@ render_meta(const apy_nb_pieces_t *meta, size_t *len)
 static char *
 render_source(const cJSON *src, size_t *len)
 {
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
     char *joined = NULL;
     size_t n = 0;
 
@@ -210,7 +210,7 @@ render_source(const cJSON *src, size_t *len)
     put_key(&b, APY_NB_MEMBER_LEVEL, "source");
     apy_nb_render_lines(&b, joined ? joined : "", n, APY_NB_MEMBER_LEVEL);
     free(joined);
-    return apy_nb_buf_take(&b, len);
+    return apy_buf_take(&b, len);
 }
 
 int
@@ -296,7 +296,7 @@ apy_nb_wdoc_build(apy_notebook_t *nb, cJSON *root)
 {
     apy_nb_wdoc_t *w;
     apy_nb_pieces_t top = {0};
-    apy_nb_buf_t head = {0}, tail = {0};
+    apy_buf_t head = {0}, tail = {0};
     cJSON *meta = apy_nb_get(root, "metadata");
     char *text, num[32];
     size_t len, i;
@@ -328,27 +328,27 @@ apy_nb_wdoc_build(apy_notebook_t *nb, cJSON *root)
             goto done;
         }
     }
-    apy_nb_buf_putc(&head, '{');
+    apy_buf_putc(&head, '{');
     for (i = 0; i < top.n; i++) {
         if (strcmp(top.v[i].key, "cells") < 0) {
-            apy_nb_buf_puts(&head, before ? ",\n" : "\n");
-            apy_nb_buf_put(&head, top.v[i].text, top.v[i].len);
+            apy_buf_puts(&head, before ? ",\n" : "\n");
+            apy_buf_put(&head, top.v[i].text, top.v[i].len);
             before = 1;
         } else {
-            apy_nb_buf_put(&tail, ",\n", 2);
-            apy_nb_buf_put(&tail, top.v[i].text, top.v[i].len);
+            apy_buf_put(&tail, ",\n", 2);
+            apy_buf_put(&tail, top.v[i].text, top.v[i].len);
         }
     }
-    apy_nb_buf_puts(&head, before ? ",\n \"cells\": [" : "\n \"cells\": [");
+    apy_buf_puts(&head, before ? ",\n \"cells\": [" : "\n \"cells\": [");
     /* nbformat.write ends the file with a newline. */
-    apy_nb_buf_put(&tail, "\n}\n", 3);
-    w->head = apy_nb_buf_take(&head, &w->headlen);
-    w->tail = apy_nb_buf_take(&tail, &w->taillen);
+    apy_buf_put(&tail, "\n}\n", 3);
+    w->head = apy_buf_take(&head, &w->headlen);
+    w->tail = apy_buf_take(&tail, &w->taillen);
     rc = (w->head && w->tail) ? 0 : -ENOMEM;
 done:
     pieces_free(&top);
-    apy_nb_buf_free(&head);
-    apy_nb_buf_free(&tail);
+    apy_buf_free(&head);
+    apy_buf_free(&tail);
     return rc;
 }
 
@@ -434,7 +434,7 @@ assign_id(apy_notebook_t *nb, size_t index, idset_t *set)
     uint32_t salt;
     size_t i, len;
     int taken;
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
 
     for (salt = 0;; salt++) {
         h = fnv1a(1469598103934665603ULL, &index, sizeof(index));
@@ -454,7 +454,7 @@ assign_id(apy_notebook_t *nb, size_t index, idset_t *set)
     }
     put_key(&b, APY_NB_MEMBER_LEVEL, "id");
     apy_nb_render_string(&b, id, strlen(id));
-    text = apy_nb_buf_take(&b, &len);
+    text = apy_buf_take(&b, &len);
     if (pieces_add(&cell->w->members, "id", text, len) < 0) {
         return -ENOMEM;
     }
@@ -523,10 +523,10 @@ is_hole(const cJSON *o)
  * loses its one item's indent too: the stream puts each line's). 0, or
  * -1 when a tag is out of order or malformed. */
 static int
-cut_values(apy_nb_buf_t *b, size_t start, const apy_nb_result_t *res,
+cut_values(apy_buf_t *b, size_t start, const apy_nb_result_t *res,
            apy_nb_hole_t *holes, size_t *k)
 {
-    apy_nb_buf_t tag = {0};
+    apy_buf_t tag = {0};
     char *at, *end;
     size_t from = start, cut, stop;
     unsigned long idx;
@@ -535,7 +535,7 @@ cut_values(apy_nb_buf_t *b, size_t start, const apy_nb_result_t *res,
     /* The tag as rendered: a quote, then its escaped text. */
     apy_nb_render_string(&tag, res->value_tag, strlen(res->value_tag));
     if (tag.failed || tag.len < 2) {
-        apy_nb_buf_free(&tag);
+        apy_buf_free(&tag);
         return -1;
     }
     tag.len--; /* without the closing quote: the index follows */
@@ -572,7 +572,7 @@ cut_values(apy_nb_buf_t *b, size_t start, const apy_nb_result_t *res,
         (*k)++;
         from = cut;
     }
-    apy_nb_buf_free(&tag);
+    apy_buf_free(&tag);
     return rc;
 }
 
@@ -585,7 +585,7 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
                   char **text, size_t *len, apy_nb_hole_t **holes,
                   size_t *nholes, char *err, size_t errlen)
 {
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
     const cJSON *o, *name;
     size_t k = 0;
 
@@ -596,16 +596,16 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
         return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     put_key(&b, APY_NB_MEMBER_LEVEL, "outputs");
-    apy_nb_buf_put(&b, tree->child ? "[" : "[]", tree->child ? 1 : 2);
+    apy_buf_put(&b, tree->child ? "[" : "[]", tree->child ? 1 : 2);
     for (o = tree->child; o != NULL; o = o->next) {
-        apy_nb_buf_puts(&b, o == tree->child ? "\n" : ",\n");
-        apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
+        apy_buf_puts(&b, o == tree->child ? "\n" : ",\n");
+        apy_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
         if (!is_hole(o)) {
             size_t start = b.len;
             apy_nb_render_value(&b, o, APY_NB_MEMBER_LEVEL + 1);
             if (res->value_tag != NULL
                 && cut_values(&b, start, res, *holes, &k) < 0) {
-                apy_nb_buf_free(&b);
+                apy_buf_free(&b);
                 holes_free(*holes, k);
                 *holes = NULL;
                 return apy_nb_fail(-EINVAL, err, errlen,
@@ -615,40 +615,40 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
         }
         name = apy_nb_get(o, "name");
         if (k == res->nstreams || !cJSON_IsString(name)) {
-            apy_nb_buf_free(&b);
+            apy_buf_free(&b);
             holes_free(*holes, k);
             *holes = NULL;
             return apy_nb_fail(-EINVAL, err, errlen,
                                "outputs: a stream with no text or name");
         }
-        apy_nb_buf_puts(&b, "{\n");
+        apy_buf_puts(&b, "{\n");
         put_key(&b, APY_NB_MEMBER_LEVEL + 2, "name");
         apy_nb_render_string(&b, name->valuestring, apy_nb_strlen(name));
-        apy_nb_buf_puts(&b, ",\n");
+        apy_buf_puts(&b, ",\n");
         put_key(&b, APY_NB_MEMBER_LEVEL + 2, "output_type");
-        apy_nb_buf_puts(&b, "\"stream\",\n");
+        apy_buf_puts(&b, "\"stream\",\n");
         put_key(&b, APY_NB_MEMBER_LEVEL + 2, "text");
         if (apy_nb_stream_lines(res->streams[k]) == 0) {
-            apy_nb_buf_puts(&b, "[]\n");
+            apy_buf_puts(&b, "[]\n");
         } else {
-            apy_nb_buf_puts(&b, "[\n");
+            apy_buf_puts(&b, "[\n");
             (*holes)[k].off = b.len;
-            apy_nb_buf_putc(&b, '\n');
-            apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL + 2);
-            apy_nb_buf_puts(&b, "]\n");
+            apy_buf_putc(&b, '\n');
+            apy_buf_indent(&b, APY_NB_MEMBER_LEVEL + 2);
+            apy_buf_puts(&b, "]\n");
         }
         (*holes)[k].stream = apy_nb_stream_ref(res->streams[k]);
         k++;
-        apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
-        apy_nb_buf_putc(&b, '}');
+        apy_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
+        apy_buf_putc(&b, '}');
     }
     if (tree->child) {
-        apy_nb_buf_putc(&b, '\n');
-        apy_nb_buf_indent(&b, APY_NB_MEMBER_LEVEL);
-        apy_nb_buf_putc(&b, ']');
+        apy_buf_putc(&b, '\n');
+        apy_buf_indent(&b, APY_NB_MEMBER_LEVEL);
+        apy_buf_putc(&b, ']');
     }
     *nholes = k;
-    *text = apy_nb_buf_take(&b, len);
+    *text = apy_buf_take(&b, len);
     if (*text == NULL) {
         holes_free(*holes, k);
         *holes = NULL;
@@ -730,7 +730,7 @@ render_timing(const apy_nb_result_t *res, char **text, size_t *len, char *err,
                            "iopub.status.idle", "shell.execute_reply"};
     const char *vals[4] = {res->execute_input, res->busy, res->idle,
                            res->execute_reply};
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
     int i, first = 1;
 
     *text = NULL;
@@ -738,25 +738,25 @@ render_timing(const apy_nb_result_t *res, char **text, size_t *len, char *err,
         return 0;
     }
     put_key(&b, APY_NB_META_LEVEL, "execution");
-    apy_nb_buf_putc(&b, '{');
+    apy_buf_putc(&b, '{');
     for (i = 0; i < 4; i++) {
         if (vals[i] == NULL) {
             continue;
         }
         if (!apy_nb_utf8_valid(vals[i], strlen(vals[i]))) {
-            apy_nb_buf_free(&b);
+            apy_buf_free(&b);
             return apy_nb_fail(-EINVAL, err, errlen,
                                "timestamp '%s' is not valid UTF-8", keys[i]);
         }
-        apy_nb_buf_puts(&b, first ? "\n" : ",\n");
+        apy_buf_puts(&b, first ? "\n" : ",\n");
         first = 0;
         put_key(&b, APY_NB_META_LEVEL + 1, keys[i]);
         apy_nb_render_string(&b, vals[i], strlen(vals[i]));
     }
-    apy_nb_buf_putc(&b, '\n');
-    apy_nb_buf_indent(&b, APY_NB_META_LEVEL);
-    apy_nb_buf_putc(&b, '}');
-    *text = apy_nb_buf_take(&b, len);
+    apy_buf_putc(&b, '\n');
+    apy_buf_indent(&b, APY_NB_META_LEVEL);
+    apy_buf_putc(&b, '}');
+    *text = apy_buf_take(&b, len);
     return *text ? 0 : apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
 }
 

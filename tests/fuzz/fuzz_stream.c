@@ -68,22 +68,22 @@ static void
 check_value(apy_notebook_t *nb, const char *mime, int split,
             const char *text, size_t len, size_t step)
 {
-    apy_nb_buf_t json = {0};
+    apy_buf_t json = {0};
     char *whole, *streamed;
 
     for (int tagged = 0; tagged < 2; tagged++) {
         json.len = 0;
-        apy_nb_buf_puts(&json, "[{\"output_type\": \"display_data\", "
+        apy_buf_puts(&json, "[{\"output_type\": \"display_data\", "
                                "\"metadata\": {}, \"data\": {"
                                "\"a/a\": \"before\", \"");
-        apy_nb_buf_puts(&json, mime);
-        apy_nb_buf_puts(&json, "\": ");
+        apy_buf_puts(&json, mime);
+        apy_buf_puts(&json, "\": ");
         if (tagged) {
             apy_nb_render_string(&json, TAG "0", strlen(TAG "0"));
         } else {
             apy_nb_render_string(&json, text, len);
         }
-        apy_nb_buf_puts(&json, ", \"z/z\": \"after\"}}]");
+        apy_buf_puts(&json, ", \"z/z\": \"after\"}}]");
         REQUIRE(!json.failed);
         if (!tagged) {
             whole = render_with(nb, json.data, json.len, NULL);
@@ -102,14 +102,14 @@ check_value(apy_notebook_t *nb, const char *mime, int split,
     }
     free(whole);
     free(streamed);
-    apy_nb_buf_free(&json);
+    apy_buf_free(&json);
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apy_notebook_t nb;
-    apy_nb_buf_t json = {0};
+    apy_buf_t json = {0};
     char err[512], *whole, *streamed;
     size_t step;
 
@@ -122,10 +122,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     REQUIRE(apy_nb_parse(base_nb, sizeof(base_nb) - 1, NULL, &nb, err,
                          sizeof(err)) == 0);
-    apy_nb_buf_puts(&json, "[{\"output_type\": \"stream\", "
+    apy_buf_puts(&json, "[{\"output_type\": \"stream\", "
                            "\"name\": \"stdout\", \"text\": ");
     apy_nb_render_string(&json, text, len);
-    apy_nb_buf_puts(&json, "}]");
+    apy_buf_puts(&json, "}]");
     REQUIRE(!json.failed);
     whole = render_with(&nb, json.data, json.len, NULL);
 
@@ -141,7 +141,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     free(whole);
     free(streamed);
-    apy_nb_buf_free(&json);
+    apy_buf_free(&json);
     check_value(&nb, "text/html", 1, text, len, step);
     check_value(&nb, "image/png", 0, text, len, step);
     apy_nb_free(&nb);

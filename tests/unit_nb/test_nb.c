@@ -1352,24 +1352,24 @@ static const char small_nb_cell2_head[] = "  {\n"
 
 /* Appends s[0..n) to b as a JSON string (the test's own escaper). */
 static void
-json_quote(apy_nb_buf_t *b, const char *s, size_t n)
+json_quote(apy_buf_t *b, const char *s, size_t n)
 {
     char esc[8];
 
-    apy_nb_buf_putc(b, '"');
+    apy_buf_putc(b, '"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
-            apy_nb_buf_putc(b, '\\');
-            apy_nb_buf_putc(b, (char)c);
+            apy_buf_putc(b, '\\');
+            apy_buf_putc(b, (char)c);
         } else if (c < 0x20) {
             snprintf(esc, sizeof(esc), "\\u%04x", c);
-            apy_nb_buf_puts(b, esc);
+            apy_buf_puts(b, esc);
         } else {
-            apy_nb_buf_putc(b, (char)c);
+            apy_buf_putc(b, (char)c);
         }
     }
-    apy_nb_buf_putc(b, '"');
+    apy_buf_putc(b, '"');
 }
 
 TEST_CASE(stream_renders_as_text)
@@ -1387,7 +1387,7 @@ TEST_CASE(stream_renders_as_text)
     const size_t nbits = sizeof(bits) / sizeof(bits[0]);
     apy_notebook_t nb;
     apy_nb_result_t res;
-    apy_nb_buf_t text = {0}, json = {0};
+    apy_buf_t text = {0}, json = {0};
     char *whole, *streamed;
     size_t len, at, cut;
 
@@ -1398,12 +1398,12 @@ TEST_CASE(stream_renders_as_text)
         json.len = 0;
         size_t n = (size_t)(rand() % (round < 10 ? 3 : 200));
         for (size_t i = 0; i < n; i++) {
-            apy_nb_buf_puts(&text, bits[rand() % (int)nbits]);
+            apy_buf_puts(&text, bits[rand() % (int)nbits]);
         }
-        apy_nb_buf_puts(&json, "[{\"output_type\": \"stream\", "
+        apy_buf_puts(&json, "[{\"output_type\": \"stream\", "
                                "\"name\": \"stdout\", \"text\": ");
         json_quote(&json, text.data ? text.data : "", text.len);
-        apy_nb_buf_puts(&json, "}]");
+        apy_buf_puts(&json, "}]");
         memset(&res, 0, sizeof(res));
         res.cell = 1;
         res.execution_count = 1;
@@ -1435,8 +1435,8 @@ TEST_CASE(stream_renders_as_text)
         free(whole);
         free(streamed);
     }
-    apy_nb_buf_free(&text);
-    apy_nb_buf_free(&json);
+    apy_buf_free(&text);
+    apy_buf_free(&json);
     apy_nb_free(&nb);
 }
 
@@ -1570,21 +1570,21 @@ TEST_CASE(target_saves_reuse_a_prefix)
     char *held_data, *again;
     size_t held_len;
     volatile sig_atomic_t stop = 0;
-    apy_nb_buf_t json = {0};
+    apy_buf_t json = {0};
 
-    apy_nb_buf_puts(&json, "{\"cells\": [");
+    apy_buf_puts(&json, "{\"cells\": [");
     for (i = 0; i < 8; i++) {
         char c[160];
         snprintf(c, sizeof(c),
                  "%s{\"cell_type\": \"code\", \"execution_count\": null, "
                  "\"id\": \"c%zu\", \"metadata\": {}, \"outputs\": [], "
                  "\"source\": \"print(%zu)\"}", i ? ", " : "", i, i);
-        apy_nb_buf_puts(&json, c);
+        apy_buf_puts(&json, c);
     }
-    apy_nb_buf_puts(&json, "], \"metadata\": {}, \"nbformat\": 4, "
+    apy_buf_puts(&json, "], \"metadata\": {}, \"nbformat\": 4, "
                            "\"nbformat_minor\": 5}");
     parse_ok(json.data, &nb);
-    apy_nb_buf_free(&json);
+    apy_buf_free(&json);
     snprintf(path, sizeof(path), "%s/out.ipynb", dir);
     CHECK_INT(apy_nb_target_open(path, &t, err, sizeof(err)), 0);
     t.stop = &stop;

@@ -19,28 +19,28 @@
 
 /* Appends s[0..n) as a single-quoted Python string literal. */
 static void
-put_literal(apy_nb_buf_t *b, const char *s, size_t n)
+put_literal(apy_buf_t *b, const char *s, size_t n)
 {
-    apy_nb_buf_put(b, "'", 1);
+    apy_buf_put(b, "'", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
         if (c == '\\' || c == '\'') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            apy_nb_buf_put(b, esc, 2);
+            apy_buf_put(b, esc, 2);
         } else if (c == '\n') {
-            apy_nb_buf_put(b, "\\n", 2);
+            apy_buf_put(b, "\\n", 2);
         } else if (c == '\t') {
-            apy_nb_buf_put(b, "\\t", 2);
+            apy_buf_put(b, "\\t", 2);
         } else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof(esc), "\\x%02x", c);
-            apy_nb_buf_put(b, esc, 4);
+            apy_buf_put(b, esc, 4);
         } else {
-            apy_nb_buf_put(b, (const char *)&c, 1);
+            apy_buf_put(b, (const char *)&c, 1);
         }
     }
-    apy_nb_buf_put(b, "'", 1);
+    apy_buf_put(b, "'", 1);
 }
 
 /* Scanner state carried from one physical line to the next. */
@@ -162,12 +162,12 @@ is_expression(const char *text, size_t n)
 /* Emits the Python for a magic expression starting at s ('!' or '%'),
  * n bytes to the end of the line. */
 static void
-emit_magic(apy_nb_buf_t *b, const char *s, size_t n)
+emit_magic(apy_buf_t *b, const char *s, size_t n)
 {
     if (s[0] == '!') {
-        apy_nb_buf_puts(b, HELPER ".system(");
+        apy_buf_puts(b, HELPER ".system(");
         put_literal(b, s + 1, n - 1);
-        apy_nb_buf_puts(b, ")");
+        apy_buf_puts(b, ")");
         return;
     }
     size_t i = 1;
@@ -178,25 +178,25 @@ emit_magic(apy_nb_buf_t *b, const char *s, size_t n)
     while (i < n && (s[i] == ' ' || s[i] == '\t')) {
         i++;
     }
-    apy_nb_buf_puts(b, HELPER ".line_magic(");
+    apy_buf_puts(b, HELPER ".line_magic(");
     put_literal(b, s + 1, name_end - 1);
-    apy_nb_buf_puts(b, ", ");
+    apy_buf_puts(b, ", ");
     put_literal(b, s + i, n - i);
-    apy_nb_buf_puts(b, ")");
+    apy_buf_puts(b, ")");
 }
 
 /* %time STMT, timed inline: an expression keeps its value. */
 static void
-emit_time(apy_nb_buf_t *b, const char *stmt, size_t n)
+emit_time(apy_buf_t *b, const char *stmt, size_t n)
 {
     if (is_expression(stmt, n)) {
-        apy_nb_buf_puts(b, HELPER ".toc(" HELPER ".tic(), (");
-        apy_nb_buf_put(b, stmt, n);
-        apy_nb_buf_puts(b, "))");
+        apy_buf_puts(b, HELPER ".toc(" HELPER ".tic(), (");
+        apy_buf_put(b, stmt, n);
+        apy_buf_puts(b, "))");
     } else {
-        apy_nb_buf_puts(b, HELPER ".tic(); ");
-        apy_nb_buf_put(b, stmt, n);
-        apy_nb_buf_puts(b, "; " HELPER ".toc()");
+        apy_buf_puts(b, HELPER ".tic(); ");
+        apy_buf_put(b, stmt, n);
+        apy_buf_puts(b, "; " HELPER ".toc()");
     }
 }
 
@@ -224,7 +224,7 @@ is_time_magic(const char *s, size_t n, const char **stmt, size_t *stmt_len)
 /* Translates one logical-line start s[0..n) (no newline) into b. Returns
  * 1 if it was IPython syntax (then the scanner must skip it), else 0. */
 static int
-translate_line(apy_nb_buf_t *b, const char *s, size_t n)
+translate_line(apy_buf_t *b, const char *s, size_t n)
 {
     size_t ind = 0;
     while (ind < n && (s[ind] == ' ' || s[ind] == '\t')) {
@@ -247,7 +247,7 @@ translate_line(apy_nb_buf_t *b, const char *s, size_t n)
             return 0;
         }
     }
-    apy_nb_buf_put(b, s, ind);
+    apy_buf_put(b, s, ind);
     const char *stmt;
     size_t stmt_len;
     if (rhs == NULL && is_time_magic(body, blen, &stmt, &stmt_len)) {
@@ -255,15 +255,15 @@ translate_line(apy_nb_buf_t *b, const char *s, size_t n)
         return 1;
     }
     if (rhs != NULL) {
-        apy_nb_buf_put(b, body, tlen);
-        apy_nb_buf_puts(b, " = ");
+        apy_buf_put(b, body, tlen);
+        apy_buf_puts(b, " = ");
         size_t rlen = blen - (size_t)(rhs - body);
         if (is_time_magic(rhs, rlen, &stmt, &stmt_len)) {
             emit_time(b, stmt, stmt_len);
         } else if (rhs[0] == '!') {
-            apy_nb_buf_puts(b, HELPER ".getoutput(");
+            apy_buf_puts(b, HELPER ".getoutput(");
             put_literal(b, rhs + 1, rlen - 1);
-            apy_nb_buf_puts(b, ")");
+            apy_buf_puts(b, ")");
         } else {
             emit_magic(b, rhs, rlen);
         }
@@ -276,7 +276,7 @@ translate_line(apy_nb_buf_t *b, const char *s, size_t n)
 char *
 apy_nbrun_translate(const char *source, int *cell_magic)
 {
-    apy_nb_buf_t b = {0};
+    apy_buf_t b = {0};
     scan_t st = {0, 0, 0, 0};
     *cell_magic = 0;
 
@@ -291,7 +291,7 @@ apy_nbrun_translate(const char *source, int *cell_magic)
     int fast = strchr(source, '!') == NULL && strchr(source, '%') == NULL;
     if (*cell_magic || fast) {
         /* Nothing to translate: the text as it is. */
-        apy_nb_buf_put(&b, source, strlen(source));
+        apy_buf_put(&b, source, strlen(source));
         goto done;
     }
     p = source;
@@ -300,7 +300,7 @@ apy_nbrun_translate(const char *source, int *cell_magic)
         size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
         int starts = !st.quote && st.depth == 0 && !st.backslash;
         if (!(starts && translate_line(&b, p, n))) {
-            apy_nb_buf_put(&b, p, n);
+            apy_buf_put(&b, p, n);
             scan_line(&st, p, n);
         } else {
             st.backslash = 0;
@@ -308,11 +308,11 @@ apy_nbrun_translate(const char *source, int *cell_magic)
         if (nl == NULL) {
             break;
         }
-        apy_nb_buf_put(&b, "\n", 1);
+        apy_buf_put(&b, "\n", 1);
         p = nl + 1;
     }
 done:;
-    char *text = apy_nb_buf_take(&b, NULL);
+    char *text = apy_buf_take(&b, NULL);
     if (text == NULL) {
         PyErr_NoMemory();
     }
