@@ -14,6 +14,10 @@ fails on
   - a quoted #include of another layer's private header, or a header in
     include/apyrun/ that only its own layer includes (a private header in
     the public place);
+  - a name's mark not matching its reach: apy__<layer>_* (two underscores)
+    names are shared between the files of one layer and never used outside
+    it; apy_* names defined in a layer are its interface, used by another
+    layer (or by main.c);
   - a source file over 1000 lines or a function over 160 lines.
 With --report it prints the graph and the sizes even when all is well.
 """
@@ -138,6 +142,8 @@ def main():
     ap.add_argument("src_dir")
     ap.add_argument("include_dir")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--main-object", help="main.c's object (its calls are "
+                    "the top of the graph)")
     args = ap.parse_args()
 
     layers = load_layers(args.layers_json)
@@ -154,6 +160,9 @@ def main():
             for name in d:
                 defs[name] = src
     problems = []
+    main_uses = set()
+    if args.main_object:
+        main_uses = symbols(args.main_object)[1]
 
     # Symbol graph.
     file_edges = collections.defaultdict(set)
@@ -164,6 +173,23 @@ def main():
             if to is not None and to != src:
                 file_edges[src].add(to)
                 edge_syms[(src, to)].add(name)
+
+    # 0. The mark of a name shows its reach.
+    used_from = collections.defaultdict(set)
+    for src, names in undefs.items():
+        for name in names:
+            if name in defs:
+                used_from[name].add(layer_of_src[src])
+    for name, src in sorted(defs.items()):
+        home = layer_of_src[src]
+        outside = used_from[name] - {home}
+        if name.startswith("apy__") and outside:
+            problems.append(f"{name} ({src}) is marked internal to {home} "
+                            f"but used by {' '.join(sorted(outside))}")
+        elif name.startswith("apy_") and not name.startswith("apy__") \
+                and not outside and name not in main_uses:
+            problems.append(f"{name} ({src}) is only used inside {home}: "
+                            f"name it apy__{name[4:]} (or make it static)")
 
     # 1. Layer order.
     for name, layer in by_name.items():
@@ -213,14 +239,15 @@ def main():
     for h in sorted(os.listdir(os.path.join(args.include_dir, "apyrun"))):
         if h.endswith(".h"):
             public["apyrun/" + h] = set()
-    for src in sorted(layer_of_src):
+    includers = sorted(layer_of_src) + ["main.c"]
+    for src in includers:
         path = os.path.join(args.src_dir, src)
         with open(path, encoding="utf-8") as f:
             text = f.read()
         here = os.path.dirname(path)
         for inc in INCLUDE.findall(text):
             if inc in public:
-                public[inc].add(layer_of_src[src])
+                public[inc].add(layer_of_src.get(src, "main"))
                 continue
             target = os.path.normpath(os.path.join(here, inc))
             rel = os.path.relpath(target, args.src_dir)
@@ -230,7 +257,7 @@ def main():
             for name, layer in by_name.items():
                 if os.path.dirname(rel) in layer["dirs"]:
                     owner = name
-            if owner is not None and owner != layer_of_src[src]:
+            if owner is not None and owner != layer_of_src.get(src):
                 problems.append(f"{src} includes {rel}, a private header "
                                 f"of layer {owner}")
     for h, users in sorted(public.items()):
