@@ -18,13 +18,6 @@
 int apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
                      int *unhandled_sigint);
 
-/* Makes sure builtins.__apyrun_nb__ exists: the helper object that
- * translated IPython syntax (`!cmd`, %magic, %%magic cells) calls. A
- * notebook run installs its own (kept as it is); otherwise one that works
- * with no run is installed, process-wide, for imported notebooks.
- * Returns 0, or -1 with an exception set. */
-int apy_nbrun_magics_install(void);
-
 /* Returns the name of the first notebook-only option given in opts
  * ("-o/--output", "--inplace", ...), or NULL if none was: the launcher
  * rejects them with a non-notebook target (usage error, exit 2). */

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "apyrun/importer.h"
-#include "apyrun/nbrun.h"
+#include "apyrun/ipython.h"
 #include "apyrun/tla_rewrite.h"
 #include "importer.h"
 
@@ -81,7 +81,7 @@ module_cell_magic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "_cell_magic(text, globals)");
         return NULL;
     }
-    if (apy_nbrun_magics_install() < 0) {
+    if (apy_ipy_magics_install() < 0) {
         return NULL;
     }
     PyObject *helper = PyDict_GetItemString(PyEval_GetBuiltins(),

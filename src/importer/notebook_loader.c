@@ -13,13 +13,9 @@
 #include <string.h>
 
 #include "apyrun/importer.h"
-#include "apyrun/nbrun.h"
+#include "apyrun/ipython.h"
 #include "apyrun/notebook.h"
 #include "importer.h"
-
-/* src/run/notebook/translate.c: IPython syntax to Python, line for line
- * (see its header nbrun.h). Declared here until it is public. */
-char *apy_nbrun_translate(const char *source, int *cell_magic);
 
 /* Python text of a %% cell magic in an imported notebook: a call that
  * runs it where the notebook runner's helper can (see
@@ -57,7 +53,7 @@ build_source(const apy_notebook_t *nb, apy_buf_t *py, apy_buf_t *shown)
             continue;
         }
         int magic = 0;
-        char *text = apy_nbrun_translate(cell->source, &magic);
+        char *text = apy_ipy_translate(cell->source, &magic);
         if (text == NULL) {
             return -1;
         }
@@ -341,7 +337,7 @@ nbloader_exec_module(PyObject *self, PyTypeObject *cls,
     /* The translated body calls builtins.__apyrun_nb__ for `!cmd` and the
      * magics: outside a notebook run there is none until this. */
     if (rc == 0) {
-        rc = apy_nbrun_magics_install();
+        rc = apy_ipy_magics_install();
     }
     if (rc == 0) {
         rc = apy_importer_exec_code(st, module, parts.code, alias);

@@ -21,7 +21,7 @@ TLA = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 HELPER = "__apyrun_nb__"
 
 
-# ---- the IPython-syntax translator (src/run/notebook/translate.c) ----
+# ---- the IPython-syntax translator (src/ipython/translate.c) ----
 
 def _parses(text, flags=TLA):
     try:
@@ -246,7 +246,7 @@ def rewrite_after(before, src, tree, inserted, module_code, is_tla):
         assert not is_tla and module_code is None
 
 
-# ---- the magics' arguments (src/run/notebook/magic_args.c, shell.c) ----
+# ---- the magics' arguments (src/ipython/magic_args.c, shell.c) ----
 
 def cell_magic(src, name, arg, body_at, first_line):
     """src (bytes) is a %%magic cell split into name, arg and the body at
@@ -324,7 +324,7 @@ def _ascii_name_char(c, first):
 
 
 def _reference_expand(cmd):
-    """IPython's expansion as apy_nbrun_expand documents it."""
+    """IPython's expansion as apy__ipy_expand documents it."""
     if "$" not in cmd and "{" not in cmd:
         return cmd
     # One namespace for the whole command: `{[y := x]}{y}` sees y.

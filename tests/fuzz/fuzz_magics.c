@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for the magics' arguments: how a %%magic cell splits
- * (apy_nbrun_split_cell_magic), what %%capture, %%writefile and %env make
- * of their arguments (src/run/notebook/magic_args.c), and IPython's $name
- * and {expr} expansion of commands (apy_nbrun_expand, shell.c). Every
+ * (apy__ipy_split_cell_magic), what %%capture, %%writefile and %env make
+ * of their arguments (src/ipython/magic_args.c), and IPython's $name
+ * and {expr} expansion of commands (apy__ipy_expand, shell.c). Every
  * input is tried as a cell (up to a NUL), as an argument and as a
  * command; the properties (checks.py), else abort():
  *   - a %%magic cell splits into its name, its first line's rest and the
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "nbrun.h"
+#include "internal.h" /* src/ipython */
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -31,7 +31,7 @@ fuzz_cell(PyObject *src)
 {
     const char *text = PyBytes_AS_STRING(src);
     int cell_magic;
-    char *out = apy_nbrun_translate(text, &cell_magic);
+    char *out = apy_ipy_translate(text, &cell_magic);
     REQUIRE(out != NULL);
     free(out);
     if (!cell_magic) {
@@ -40,7 +40,7 @@ fuzz_cell(PyObject *src)
     PyObject *name, *arg;
     const char *body;
     size_t first_line;
-    REQUIRE(apy_nbrun_split_cell_magic(text, &name, &arg, &body,
+    REQUIRE(apy__ipy_split_cell_magic(text, &name, &arg, &body,
                                        &first_line) == 0);
     PyObject *r = fuzz_check("cell_magic",
                              Py_BuildValue("(OOOnn)", src, name, arg,
@@ -56,13 +56,13 @@ fuzz_args(PyObject *arg)
 {
     int take[3], append;
     PyObject *var, *file, *name, *value;
-    REQUIRE(apy_nbrun_capture_options(arg, take, &var) == 0);
-    if (apy_nbrun_writefile_args(arg, &append, &file) < 0) {
+    REQUIRE(apy__ipy_capture_options(arg, take, &var) == 0);
+    if (apy__ipy_writefile_args(arg, &append, &file) < 0) {
         REQUIRE(PyErr_ExceptionMatches(PyExc_ValueError));
         PyErr_Clear();
         file = NULL;
     }
-    int kind = apy_nbrun_env_args(arg, &name, &value);
+    int kind = apy__ipy_env_args(arg, &name, &value);
     REQUIRE(kind >= 0 && kind <= 2);
     PyObject *none = Py_None;
     PyObject *r = fuzz_check(
@@ -88,7 +88,7 @@ fuzz_expand(PyObject *cmd)
     Py_DECREF(safe);
     PyObject *globals = fuzz_check("expand_globals", PyTuple_New(0));
     REQUIRE(globals != NULL && PyDict_Check(globals));
-    PyObject *out = apy_nbrun_expand(globals, cmd);
+    PyObject *out = apy__ipy_expand(globals, cmd);
     REQUIRE(out != NULL && PyUnicode_Check(out) && !PyErr_Occurred());
     PyObject *r = fuzz_check("expand", PyTuple_Pack(2, cmd, out));
     Py_XDECREF(r);

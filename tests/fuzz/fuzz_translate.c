@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target for the IPython-syntax translator (apy_nbrun_translate
- * in src/run/notebook/translate.c). Every input is a cell; its
+/* libFuzzer target for the IPython-syntax translator (apy_ipy_translate
+ * in src/ipython/translate.c). Every input is a cell; its
  * translation must hold these properties, else abort():
  *   - it never fails (but for MemoryError) and leaves no exception;
  *   - line numbers never move: as many lines out as in;
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "nbrun.h"
+#include "apyrun/ipython.h"
 
 static size_t
 count_lines(const char *s)
@@ -39,7 +39,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     PyObject *src = fuzz_bytes(data, size);
     const char *text = PyBytes_AS_STRING(src);
     int cell_magic = -1;
-    char *out = apy_nbrun_translate(text, &cell_magic);
+    char *out = apy_ipy_translate(text, &cell_magic);
     REQUIRE(out != NULL);
     REQUIRE(!PyErr_Occurred());
     REQUIRE(cell_magic == 0 || cell_magic == 1);

@@ -241,25 +241,36 @@ def main():
             public["apyrun/" + h] = set()
     includers = sorted(layer_of_src) + ["main.c"]
     for src in includers:
-        path = os.path.join(args.src_dir, src)
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        here = os.path.dirname(path)
-        for inc in INCLUDE.findall(text):
-            if inc in public:
-                public[inc].add(layer_of_src.get(src, "main"))
+        user = layer_of_src.get(src, "main")
+        # A source and the local headers it includes, followed through.
+        todo, seen = [os.path.join(args.src_dir, src)], set()
+        while todo:
+            path = todo.pop()
+            if path in seen:
                 continue
-            target = os.path.normpath(os.path.join(here, inc))
-            rel = os.path.relpath(target, args.src_dir)
-            if rel.startswith(".."):
-                continue
-            owner = None
-            for name, layer in by_name.items():
-                if os.path.dirname(rel) in layer["dirs"]:
-                    owner = name
-            if owner is not None and owner != layer_of_src.get(src):
-                problems.append(f"{src} includes {rel}, a private header "
-                                f"of layer {owner}")
+            seen.add(path)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            here = os.path.dirname(path)
+            for inc in INCLUDE.findall(text):
+                if inc in public:
+                    public[inc].add(user)
+                    todo.append(os.path.join(args.include_dir, inc))
+                    continue
+                target = os.path.normpath(os.path.join(here, inc))
+                if not os.path.exists(target):
+                    continue
+                todo.append(target)
+                rel = os.path.relpath(target, args.src_dir)
+                if rel.startswith(".."):
+                    continue
+                owner = None
+                for name, layer in by_name.items():
+                    if os.path.dirname(rel) in layer["dirs"]:
+                        owner = name
+                if owner is not None and owner != layer_of_src.get(src):
+                    problems.append(f"{src} includes {rel}, a private "
+                                    f"header of layer {owner}")
     for h, users in sorted(public.items()):
         if len(users) <= 1:
             problems.append(f"include/{h} is public but only layer "

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apyrun/ipython.h"
 #include "apyrun/tla.h"
 #include "apyrun/tla_rewrite.h"
 #include "nbrun.h"
@@ -735,7 +736,7 @@ apy_nbrun_run_cell(apy_nbrun_t *run)
 {
     const apy_nb_cell_t *cell = &run->nb.cells[run->cur];
     int cell_magic = 0;
-    char *text = apy_nbrun_translate(cell->source, &cell_magic);
+    char *text = apy_ipy_translate(cell->source, &cell_magic);
     if (text == NULL) {
         return -1;
     }

@@ -76,11 +76,10 @@ typedef struct apy_nbrun {
     PyObject *globals;     /* borrowed: __main__.__dict__ */
     PyObject *loop;        /* the one event loop; NULL until a TLA cell */
     PyObject *runtime;     /* the recorder (outputs.c) */
-    PyObject *magics;      /* builtins.__apyrun_nb__ (magics.c) */
+    PyObject *magics;      /* builtins.__apyrun_nb__ (src/ipython) */
     PyTypeObject *runtime_type;
     PyTypeObject *stream_type;
     PyTypeObject *captured_type;
-    PyTypeObject *magics_type;
     int cf_flags;          /* __future__ flags carried across cells */
     int recording;         /* -o or --inplace */
     int mpl_default;       /* MPLBACKEND=Agg is apyrun's choice */
@@ -273,89 +272,19 @@ int apy_nbrun_linecache_register(apy_nbrun_t *run);
 /* Opens the run's event loop if it is not open yet. 0 or -1. */
 int apy_nbrun_ensure_loop(apy_nbrun_t *run);
 
-/* ---- magics.c: IPython syntax ---- */
+/* ---- host.c: what a run gives the IPython layer ---- */
 
-/* Creates builtins.__apyrun_nb__, the helpers translated magics call.
- * 0 or -1 with an exception set. */
+/* Creates the run's builtins.__apyrun_nb__ (src/ipython), its host the
+ * run's recorder. 0 or -1 with an exception set. */
 int apy_nbrun_magics_init(apy_nbrun_t *run);
 
-/* Releases what apy_nbrun_magics_init made. Keeps any exception set. */
+/* Detaches and releases what apy_nbrun_magics_init made. Keeps any
+ * exception set. */
 void apy_nbrun_magics_fini(apy_nbrun_t *run);
 
-/* Translates IPython syntax in source: returns a new malloc'ed string
- * (NUL-terminated) with line magics and !commands replaced by calls of
- * __apyrun_nb__, line for line; *cell_magic is set to 1 when the cell is
- * a %%magic cell (then source is left to apy_nbrun_run_cell_magic).
- * Returns NULL with an exception set (MemoryError only). */
-char *apy_nbrun_translate(const char *source, int *cell_magic);
-
-/* Runs a %%magic cell. Same results as apy_nbrun_run_cell. */
+/* Runs a %%magic cell, its value recorded as the cell's execute_result.
+ * Same results as apy_nbrun_run_cell. */
 int apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
-
-/* ---- magic_args.c: the magics' arguments (pure parsing) ---- */
-
-/* Splits a %%magic cell (source starts with blank space, then "%%"):
- * the magic's name, the rest of its first line stripped, the body (the
- * lines after the first; points into source) and the cell line the body
- * starts after. New references in *name and *arg. 0, or -1 with an
- * exception set (then neither is set). */
-int apy_nbrun_split_cell_magic(const char *source, PyObject **name,
-                               PyObject **arg, const char **body,
-                               size_t *first_line);
-
-/* Parses %%capture's arguments: [--no-stdout] [--no-stderr]
- * [--no-display] [VAR] (the last other word is VAR). Sets take[3]
- * (stdout, stderr, displays) and *var (a new reference, or NULL without
- * VAR). 0, or -1 with an exception set. */
-int apy_nbrun_capture_options(PyObject *arg, int take[3], PyObject **var);
-
-/* Parses %%writefile's arguments (already expanded): [-a|--append] FILE
- * (the first other word, quotes stripped; later ones are ignored). Sets
- * *append and *file (a new reference). 0, or -1 with an exception set
- * (ValueError without a FILE). */
-int apy_nbrun_writefile_args(PyObject *arg, int *append, PyObject **file);
-
-/* Parses %env's argument: returns 0 for none (list them all), 1 for NAME
- * (read one: *name set), 2 for NAME=VALUE or NAME VALUE (set one: *name
- * and *value set, stripped), new references; -1 with an exception set. */
-int apy_nbrun_env_args(PyObject *arg, PyObject **name, PyObject **value);
-
-/* ---- shell.c: commands of the magics ---- */
-
-/* Returns a new reference to cmd with IPython's expansions done in
- * globals (the caller's namespace, a dict): {expr}, $name, $$ and {{ }}.
- * When anything fails to expand, cmd is returned unchanged (IPython does
- * the same, so `$HOME` and awk's braces reach the shell). NULL with an
- * exception only on MemoryError-like failures. globals may be NULL
- * (nothing is expanded). */
-PyObject *apy_nbrun_expand(PyObject *globals, PyObject *cmd);
-
-/* Starts argv (a list, or a str with shell) with stdout piped and stderr
- * piped or merged into stdout. Returns a new reference to the
- * subprocess.Popen object, or NULL with an exception set. */
-PyObject *apy_nbrun_shell_start(PyObject *argv, int merge, int shell);
-
-/* Copies the child's output to sys.stdout/sys.stderr as it comes or, when
- * `collect` is a list, into it; waits for the child (killed if the wait
- * is interrupted). Returns its exit status, or -1000 with an exception. */
-int apy_nbrun_shell_pump(PyObject *proc, PyObject *collect);
-
-/* Sets globals["_exit_code"] as IPython's !cmd does (globals may be
- * NULL: nothing is set). Never fails. */
-void apy_nbrun_set_exit_code(PyObject *globals, int status);
-
-/* `!cmd` through /bin/sh, expanded in globals (may be NULL), output shown
- * and, in a run, recorded (stderr merged into stdout, as in Jupyter).
- * Returns a new reference to None, or NULL. */
-PyObject *apy_nbrun_system(PyObject *globals, PyObject *cmd);
-
-/* `x = !cmd`: a new list of the output's lines, or NULL. */
-PyObject *apy_nbrun_getoutput(PyObject *globals, PyObject *cmd);
-
-/* %%bash / %%sh: body run by `shell -c`; stdout and stderr shown and
- * recorded apart. 0, or -1 with an exception (CalledProcessError for a
- * non-zero exit, as IPython 8 raises). */
-int apy_nbrun_run_script(const char *shell, const char *body);
 
 /* ---- params.c: papermill parameters ---- */
 

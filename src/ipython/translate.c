@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apyrun/notebook.h"
-#include "nbrun.h"
+#include "apyrun/buf.h"
+#include "apyrun/ipython.h"
 
 #define HELPER "__apyrun_nb__"
 
@@ -274,7 +274,7 @@ translate_line(apy_buf_t *b, const char *s, size_t n)
 }
 
 char *
-apy_nbrun_translate(const char *source, int *cell_magic)
+apy_ipy_translate(const char *source, int *cell_magic)
 {
     apy_buf_t b = {0};
     scan_t st = {0, 0, 0, 0};

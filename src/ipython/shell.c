@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 /* ---- $name and {expr} in commands ---- */
 
@@ -48,7 +48,7 @@ eval_text(PyObject *globals, const char *s, Py_ssize_t n)
 }
 
 PyObject *
-apy_nbrun_expand(PyObject *globals, PyObject *cmd)
+apy__ipy_expand(PyObject *globals, PyObject *cmd)
 {
     if (globals == NULL) {
         return Py_NewRef(cmd);
@@ -139,7 +139,7 @@ fail:
 /* ---- processes ---- */
 
 PyObject *
-apy_nbrun_shell_start(PyObject *argv, int merge, int shell)
+apy__ipy_shell_start(PyObject *argv, int merge, int shell)
 {
     PyObject *subprocess = PyImport_ImportModule("subprocess");
     if (subprocess == NULL) {
@@ -182,7 +182,7 @@ pipe_fd(PyObject *proc, const char *name)
 }
 
 int
-apy_nbrun_shell_pump(PyObject *proc, PyObject *collect)
+apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
 {
     static const char *const names[2] = {"stdout", "stderr"};
     struct pollfd fds[2];
@@ -296,7 +296,7 @@ done:
 }
 
 void
-apy_nbrun_set_exit_code(PyObject *globals, int status)
+apy__ipy_set_exit_code(PyObject *globals, int status)
 {
     if (globals == NULL) {
         return;
@@ -309,41 +309,41 @@ apy_nbrun_set_exit_code(PyObject *globals, int status)
 }
 
 PyObject *
-apy_nbrun_system(PyObject *globals, PyObject *cmd)
+apy__ipy_system(PyObject *globals, PyObject *cmd)
 {
-    PyObject *expanded = apy_nbrun_expand(globals, cmd);
-    PyObject *proc = expanded ? apy_nbrun_shell_start(expanded, 1, 1) : NULL;
+    PyObject *expanded = apy__ipy_expand(globals, cmd);
+    PyObject *proc = expanded ? apy__ipy_shell_start(expanded, 1, 1) : NULL;
     Py_XDECREF(expanded);
     if (proc == NULL) {
         return NULL;
     }
-    int status = apy_nbrun_shell_pump(proc, NULL);
+    int status = apy__ipy_shell_pump(proc, NULL);
     Py_DECREF(proc);
     if (status == -1000) {
         return NULL;
     }
-    apy_nbrun_set_exit_code(globals, status);
+    apy__ipy_set_exit_code(globals, status);
     Py_RETURN_NONE;
 }
 
 PyObject *
-apy_nbrun_getoutput(PyObject *globals, PyObject *cmd)
+apy__ipy_getoutput(PyObject *globals, PyObject *cmd)
 {
-    PyObject *expanded = apy_nbrun_expand(globals, cmd);
-    PyObject *proc = expanded ? apy_nbrun_shell_start(expanded, 1, 1) : NULL;
+    PyObject *expanded = apy__ipy_expand(globals, cmd);
+    PyObject *proc = expanded ? apy__ipy_shell_start(expanded, 1, 1) : NULL;
     Py_XDECREF(expanded);
     PyObject *parts = proc ? PyList_New(0) : NULL;
     if (parts == NULL) {
         Py_XDECREF(proc);
         return NULL;
     }
-    int status = apy_nbrun_shell_pump(proc, parts);
+    int status = apy__ipy_shell_pump(proc, parts);
     Py_DECREF(proc);
     if (status == -1000) {
         Py_DECREF(parts);
         return NULL;
     }
-    apy_nbrun_set_exit_code(globals, status);
+    apy__ipy_set_exit_code(globals, status);
     PyObject *empty = PyUnicode_FromString("");
     PyObject *text = empty ? PyUnicode_Join(empty, parts) : NULL;
     Py_XDECREF(empty);
@@ -354,15 +354,15 @@ apy_nbrun_getoutput(PyObject *globals, PyObject *cmd)
 }
 
 int
-apy_nbrun_run_script(const char *shell, const char *body)
+apy__ipy_run_script(const char *shell, const char *body)
 {
     PyObject *argv = Py_BuildValue("[sss]", shell, "-c", body);
-    PyObject *proc = argv ? apy_nbrun_shell_start(argv, 0, 0) : NULL;
+    PyObject *proc = argv ? apy__ipy_shell_start(argv, 0, 0) : NULL;
     if (proc == NULL) {
         Py_XDECREF(argv);
         return -1;
     }
-    int status = apy_nbrun_shell_pump(proc, NULL);
+    int status = apy__ipy_shell_pump(proc, NULL);
     Py_DECREF(proc);
     if (status == -1000 || status == 0) {
         Py_DECREF(argv);

@@ -9,10 +9,10 @@
 
 #include <string.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 int
-apy_nbrun_split_cell_magic(const char *source, PyObject **name,
+apy__ipy_split_cell_magic(const char *source, PyObject **name,
                            PyObject **arg, const char **body,
                            size_t *first_line)
 {
@@ -44,7 +44,7 @@ apy_nbrun_split_cell_magic(const char *source, PyObject **name,
 }
 
 int
-apy_nbrun_capture_options(PyObject *arg, int take[3], PyObject **var_out)
+apy__ipy_capture_options(PyObject *arg, int take[3], PyObject **var_out)
 {
     PyObject *words = PyUnicode_Split(arg, NULL, -1);
     if (words == NULL) {
@@ -75,7 +75,7 @@ apy_nbrun_capture_options(PyObject *arg, int take[3], PyObject **var_out)
 }
 
 int
-apy_nbrun_writefile_args(PyObject *arg, int *append, PyObject **file)
+apy__ipy_writefile_args(PyObject *arg, int *append, PyObject **file)
 {
     PyObject *words = PyUnicode_Split(arg, NULL, -1);
     if (words == NULL) {
@@ -105,7 +105,7 @@ apy_nbrun_writefile_args(PyObject *arg, int *append, PyObject **file)
 }
 
 int
-apy_nbrun_env_args(PyObject *arg, PyObject **name, PyObject **value)
+apy__ipy_env_args(PyObject *arg, PyObject **name, PyObject **value)
 {
     *name = *value = NULL;
     PyObject *stripped = PyObject_CallMethod(arg, "strip", NULL);

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* The IPython layer (src/ipython/): IPython's syntax and magics without
+ * IPython, for the notebook runner (src/run/notebook) and the importer
+ * alike. Translated cells call builtins.__apyrun_nb__, a helper object
+ * this layer makes; what a magic needs from whoever runs the cell (run a
+ * body that may await, capture outputs, show figures) it asks through a
+ * host table, as redis's ae.c asks its one aeApi backend. With no host
+ * (an imported notebook) bodies are exec()ed and nothing is recorded.
+ * Everything here follows CPython's error convention. */
+#ifndef APYRUN_IPYTHON_H
+#define APYRUN_IPYTHON_H
+
+#include <Python.h>
+
+/* What a notebook run provides to the magics; ctx is the run. */
+typedef struct {
+    /* Runs body, the text of a %%magic cell after its first line (the
+     * cell's line first_line), as the cell's own code: it may await and
+     * its last expression is the cell's result. 0, -1 with an exception
+     * set, or -2 when the cell can never finish (already reported). */
+    int (*run_source)(void *ctx, const char *body, size_t first_line);
+    /* %%capture: stdout, stderr and displays (take[0..2]) go to a new
+     * captured object instead of the cell. 0 or -1. */
+    int (*capture_begin)(void *ctx, const int take[3]);
+    /* Ends the capture begun last, also one whose begin failed. Returns
+     * a new reference to the captured object (stdout, stderr, outputs,
+     * show()) or NULL; an exception already set stays set and wins. */
+    PyObject *(*capture_end)(void *ctx);
+    /* Shows the open matplotlib figures, as the end of a cell does. 0 or
+     * -1. */
+    int (*flush_figures)(void *ctx);
+    /* IPython's shell was made and replaced display(): put the run's
+     * back. 0 or -1. */
+    int (*shell_made)(void *ctx);
+    /* The namespace magics expand in when no Python frame called them
+     * (borrowed; the run's __main__ globals). */
+    PyObject *(*globals)(void *ctx);
+} apy_ipy_host_t;
+
+/* Translates IPython syntax in source: returns a new malloc'ed string
+ * (NUL-terminated) with line magics and !commands replaced by calls of
+ * __apyrun_nb__, line for line; *cell_magic is set to 1 when the cell is
+ * a %%magic cell (then source is left to apy_ipy_run_cell_magic).
+ * Returns NULL with an exception set (MemoryError only). */
+char *apy_ipy_translate(const char *source, int *cell_magic);
+
+/* Returns a new helper object whose magics use host (not NULL) and ctx,
+ * or NULL with an exception set. The caller puts it into builtins and
+ * calls apy_ipy_magics_detach() when ctx goes away. */
+PyObject *apy_ipy_magics_new(const apy_ipy_host_t *host, void *ctx);
+
+/* Forgets the helper's host: later calls work as with no run. */
+void apy_ipy_magics_detach(PyObject *magics);
+
+/* Makes sure builtins.__apyrun_nb__ exists: a run's helper is kept as it
+ * is; otherwise one with no host is installed, process-wide, for
+ * imported notebooks. Returns 0, or -1 with an exception set. */
+int apy_ipy_magics_install(void);
+
+/* Runs the %%magic cell source with the helper's host, in globals.
+ * Returns 0 with *value a new reference to the magic's value (None for
+ * those apyrun runs itself), -1 with an exception set, -2 as the host's
+ * run_source. */
+int apy_ipy_run_cell_magic(PyObject *magics, PyObject *globals,
+                           const char *source, PyObject **value);
+
+#endif

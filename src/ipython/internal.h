@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to src/ipython: what magics.c asks of magic_args.c (parsing a
+ * magic's arguments, no side effects) and of shell.c (expansion and child
+ * processes). Nothing outside this directory includes it. */
+#ifndef APYRUN_IPYTHON_INTERNAL_H
+#define APYRUN_IPYTHON_INTERNAL_H
+
+#include <Python.h>
+
+#include "apyrun/ipython.h"
+
+/* builtins.__apyrun_nb__, the helper translated cells call (magics.c). */
+typedef struct {
+    PyObject_HEAD
+    const apy_ipy_host_t *host; /* NULL with no run, or once detached */
+    void *ctx;                  /* the host's */
+    double tic[3];      /* wall, user, sys at the last %time start */
+    PyObject *oldpwd;   /* the directory before the last %cd, or NULL */
+    PyObject *shell;    /* IPython's InteractiveShell, once made */
+    PyObject *captured; /* %%capture's class with no run, once made */
+} ApyIpyMagicsObject;
+
+/* ---- magics.c: the helper, line magics, times ---- */
+
+/* Reads the wall clock (monotonic), user and system CPU seconds. */
+void apy__ipy_times_now(double t[3]);
+
+/* Prints %time's report for a run that started at t0 on sys.stdout. 0 or
+ * -1. */
+int apy__ipy_print_times(const double t0[3]);
+
+/* Runs a magic apyrun does not know through IPython: kind "line" or
+ * "cell" (body not NULL). Returns the magic's value, or NULL with an
+ * exception that names the magic. */
+PyObject *apy__ipy_ipython_magic(ApyIpyMagicsObject *self, const char *kind,
+                                 PyObject *name, PyObject *arg,
+                                 PyObject *body);
+
+/* Returns a new reference to module.func(arg) (module may be dotted),
+ * or NULL with an exception set. */
+PyObject *apy__ipy_call_module(const char *module, const char *func,
+                               PyObject *arg);
+
+/* Writes str text to sys.stdout (nothing when there is none). 0 or -1. */
+int apy__ipy_write_stdout(PyObject *text);
+
+/* Returns a new file object io.open(file, mode, encoding="utf-8"), or
+ * NULL with an exception set. */
+PyObject *apy__ipy_open_utf8(PyObject *file, const char *mode);
+
+/* ---- cell_magics.c ---- */
+
+/* The helper's run_cell_magic(text, globals) method: a %%magic cell of an
+ * imported notebook, run in globals (its module's) with no host,
+ * whether or not a run is going on. The magic's value (None for those
+ * apyrun runs itself), or NULL with an exception set. */
+PyObject *apy__ipy_magics_run_cell_magic(ApyIpyMagicsObject *self,
+                                         PyObject *const *args,
+                                         Py_ssize_t nargs);
+
+/* ---- magic_args.c: the magics' arguments (pure parsing) ---- */
+
+/* Splits a %%magic cell (source starts with blank space, then "%%"):
+ * the magic's name, the rest of its first line stripped, the body (the
+ * lines after the first; points into source) and the cell line the body
+ * starts after. New references in *name and *arg. 0, or -1 with an
+ * exception set (then neither is set). */
+int apy__ipy_split_cell_magic(const char *source, PyObject **name,
+                               PyObject **arg, const char **body,
+                               size_t *first_line);
+
+/* Parses %%capture's arguments: [--no-stdout] [--no-stderr]
+ * [--no-display] [VAR] (the last other word is VAR). Sets take[3]
+ * (stdout, stderr, displays) and *var (a new reference, or NULL without
+ * VAR). 0, or -1 with an exception set. */
+int apy__ipy_capture_options(PyObject *arg, int take[3], PyObject **var);
+
+/* Parses %%writefile's arguments (already expanded): [-a|--append] FILE
+ * (the first other word, quotes stripped; later ones are ignored). Sets
+ * *append and *file (a new reference). 0, or -1 with an exception set
+ * (ValueError without a FILE). */
+int apy__ipy_writefile_args(PyObject *arg, int *append, PyObject **file);
+
+/* Parses %env's argument: returns 0 for none (list them all), 1 for NAME
+ * (read one: *name set), 2 for NAME=VALUE or NAME VALUE (set one: *name
+ * and *value set, stripped), new references; -1 with an exception set. */
+int apy__ipy_env_args(PyObject *arg, PyObject **name, PyObject **value);
+
+/* ---- shell.c: commands of the magics ---- */
+
+/* Returns a new reference to cmd with IPython's expansions done in
+ * globals (the caller's namespace, a dict): {expr}, $name, $$ and {{ }}.
+ * When anything fails to expand, cmd is returned unchanged (IPython does
+ * the same, so `$HOME` and awk's braces reach the shell). NULL with an
+ * exception only on MemoryError-like failures. globals may be NULL
+ * (nothing is expanded). */
+PyObject *apy__ipy_expand(PyObject *globals, PyObject *cmd);
+
+/* Starts argv (a list, or a str with shell) with stdout piped and stderr
+ * piped or merged into stdout. Returns a new reference to the
+ * subprocess.Popen object, or NULL with an exception set. */
+PyObject *apy__ipy_shell_start(PyObject *argv, int merge, int shell);
+
+/* Copies the child's output to sys.stdout/sys.stderr as it comes or, when
+ * `collect` is a list, into it; waits for the child (killed if the wait
+ * is interrupted). Returns its exit status, or -1000 with an exception. */
+int apy__ipy_shell_pump(PyObject *proc, PyObject *collect);
+
+/* Sets globals["_exit_code"] as IPython's !cmd does (globals may be
+ * NULL: nothing is set). Never fails. */
+void apy__ipy_set_exit_code(PyObject *globals, int status);
+
+/* `!cmd` through /bin/sh, expanded in globals (may be NULL), output shown
+ * and, in a run, recorded (stderr merged into stdout, as in Jupyter).
+ * Returns a new reference to None, or NULL. */
+PyObject *apy__ipy_system(PyObject *globals, PyObject *cmd);
+
+/* `x = !cmd`: a new list of the output's lines, or NULL. */
+PyObject *apy__ipy_getoutput(PyObject *globals, PyObject *cmd);
+
+/* %%bash / %%sh: body run by `shell -c`; stdout and stderr shown and
+ * recorded apart. 0, or -1 with an exception (CalledProcessError for a
+ * non-zero exit, as IPython 8 raises). */
+int apy__ipy_run_script(const char *shell, const char *body);
+
+#endif

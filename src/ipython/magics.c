@@ -1,0 +1,613 @@
+/* SPDX-License-Identifier: MIT */
+/* builtins.__apyrun_nb__, the helper object translated cells call, and
+ * the line magics apyrun runs without IPython: `!cmd` and `x = !cmd`,
+ * %cd, %env, %time (with translate.c), %pip, %matplotlib; anything else
+ * goes to IPython when it is importable, else fails with a message naming
+ * the magic. Cell magics are cell_magics.c's, argument parsing
+ * magic_args.c's, child processes shell.c's. A run makes its own helper
+ * with a host (apy_ipy_magics_new); an imported notebook with no run gets
+ * a process-wide one with none (apy_ipy_magics_install). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "apyrun/ipython.h"
+#include "internal.h"
+
+/* Returns the namespace a magic works in (borrowed): the calling frame's
+ * globals, which in a run are __main__'s; the run's when no Python frame
+ * called (the driver); NULL when there is neither (nothing expands). */
+static PyObject *
+caller_globals(ApyIpyMagicsObject *self)
+{
+    PyObject *g = PyEval_GetGlobals(); /* borrowed */
+    if (g == NULL && self->host != NULL) {
+        g = self->host->globals(self->ctx);
+    }
+    return g;
+}
+
+/* ---- times ---- */
+
+void
+apy__ipy_times_now(double t[3])
+{
+    struct rusage ru;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t[0] = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    t[1] = t[2] = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        t[1] = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+        t[2] = (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    }
+}
+
+/* Formats a duration with 3 significant digits in s, ms, µs or ns. */
+static void
+format_span(char *out, size_t n, double s)
+{
+    static const char *const units[] = {"s", "ms", "\xc2\xb5s", "ns"};
+    static const double scale[] = {1.0, 1e3, 1e6, 1e9};
+    int u = 0;
+    /* The first unit in which the value, rounded to 3 digits, is >= 1. */
+    while (u < 3 && s * scale[u] < 0.9995) {
+        u++;
+    }
+    double scaled = s > 0 ? s * scale[u] : 0;
+    if (s >= 60) {
+        snprintf(out, n, "%dmin %.0fs", (int)(s / 60), s - 60 * (int)(s / 60));
+        return;
+    }
+    snprintf(out, n, "%.3g %s", scaled, units[u]);
+}
+
+int
+apy__ipy_print_times(const double t0[3])
+{
+    double t1[3];
+    apy__ipy_times_now(t1);
+    char user[32], sys[32], total[32], wall[32], line[200];
+    format_span(user, sizeof(user), t1[1] - t0[1]);
+    format_span(sys, sizeof(sys), t1[2] - t0[2]);
+    format_span(total, sizeof(total), t1[1] - t0[1] + t1[2] - t0[2]);
+    format_span(wall, sizeof(wall), t1[0] - t0[0]);
+    snprintf(line, sizeof(line),
+             "CPU times: user %s, sys: %s, total: %s\nWall time: %s\n", user,
+             sys, total, wall);
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    return out != NULL && out != Py_None ? PyFile_WriteString(line, out) : 0;
+}
+
+/* tic(): %time starts; returns None. */
+static PyObject *
+magics_tic(ApyIpyMagicsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    apy__ipy_times_now(self->tic);
+    Py_RETURN_NONE;
+}
+
+/* toc([_, value]): prints the times since tic() and returns value. */
+static PyObject *
+magics_toc(ApyIpyMagicsObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (apy__ipy_print_times(self->tic) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(n >= 2 ? args[1] : Py_None);
+}
+
+/* system(cmd): `!cmd`. */
+static PyObject *
+magics_system(ApyIpyMagicsObject *self, PyObject *cmd)
+{
+    return apy__ipy_system(caller_globals(self), cmd);
+}
+
+/* getoutput(cmd): `x = !cmd`. */
+static PyObject *
+magics_getoutput(ApyIpyMagicsObject *self, PyObject *cmd)
+{
+    return apy__ipy_getoutput(caller_globals(self), cmd);
+}
+
+/* ---- line magics ---- */
+
+/* %cd [DIR|-]: changes directory (home without DIR, the previous one
+ * with -) and prints the new one, as IPython does. Returns None or
+ * NULL with an exception set. */
+static PyObject *
+magic_cd(ApyIpyMagicsObject *self, PyObject *arg)
+{
+    PyObject *os, *old, *target = NULL, *path = NULL, *strip = NULL;
+    PyObject *r, *now = NULL, *result = NULL;
+    os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return NULL;
+    }
+    old = PyObject_CallMethod(os, "getcwd", NULL);
+    if (old == NULL) {
+        goto done;
+    }
+    if (PyUnicode_CompareWithASCIIString(arg, "-") == 0) {
+        target = Py_NewRef(self->oldpwd ? self->oldpwd : old);
+    } else {
+        path = PyObject_GetAttrString(os, "path");
+        if (path == NULL) {
+            goto done;
+        }
+        if (PyUnicode_GET_LENGTH(arg) == 0) {
+            target = PyObject_CallMethod(path, "expanduser", "s", "~");
+        } else {
+            /* IPython lets the directory be quoted. */
+            strip = PyObject_CallMethod(arg, "strip", "s", "'\"");
+            if (strip == NULL) {
+                goto done;
+            }
+            target = PyObject_CallMethod(path, "expanduser", "O", strip);
+        }
+        if (target == NULL) {
+            goto done;
+        }
+    }
+    r = PyObject_CallMethod(os, "chdir", "O", target);
+    if (r == NULL) {
+        goto done;
+    }
+    Py_DECREF(r);
+    Py_XSETREF(self->oldpwd, Py_NewRef(old));
+    now = PyObject_CallMethod(os, "getcwd", NULL);
+    if (now == NULL) {
+        goto done;
+    }
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    if (out == NULL || PyFile_WriteObject(now, out, Py_PRINT_RAW) < 0
+        || PyFile_WriteString("\n", out) < 0) {
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(now);
+    Py_XDECREF(strip);
+    Py_XDECREF(path);
+    Py_XDECREF(target);
+    Py_XDECREF(old);
+    Py_DECREF(os);
+    return result;
+}
+
+/* %env: all variables (a dict), one (its value), or NAME=VALUE / NAME
+ * VALUE to set one ("env: NAME=VALUE" is printed). */
+static PyObject *
+magic_env(PyObject *arg)
+{
+    PyObject *name, *value, *result = NULL;
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return NULL;
+    }
+    PyObject *environ = PyObject_GetAttrString(os, "environ");
+    Py_DECREF(os);
+    if (environ == NULL) {
+        return NULL;
+    }
+    int kind = apy__ipy_env_args(arg, &name, &value);
+    if (kind == 0) {
+        result = PyDict_New();
+        if (result != NULL && PyDict_Update(result, environ) < 0) {
+            Py_CLEAR(result);
+        }
+    } else if (kind == 1) {
+        result = PyObject_GetItem(environ, name);
+        if (result == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_KeyError,
+                         "%%env: environment variable %R is not set", name);
+        }
+        Py_DECREF(name);
+    } else if (kind == 2) {
+        if (PyObject_SetItem(environ, name, value) == 0) {
+            PyObject *line = PyUnicode_FromFormat("env: %U=%U\n", name,
+                                                  value);
+            PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+            if (line != NULL && out != NULL
+                && PyFile_WriteObject(line, out, Py_PRINT_RAW) == 0) {
+                result = Py_NewRef(Py_None);
+            }
+            Py_XDECREF(line);
+        }
+        Py_DECREF(name);
+        Py_DECREF(value);
+    }
+    Py_DECREF(environ);
+    return result;
+}
+
+/* %pip ARGS: `sys.executable -m pip ARGS` (apyrun is a python). */
+static PyObject *
+magic_pip(ApyIpyMagicsObject *self, PyObject *arg)
+{
+    PyObject *words, *exe, *argv = NULL, *proc = NULL, *result = NULL;
+    int status;
+    words = apy__ipy_call_module("shlex", "split", arg);
+    if (words == NULL) {
+        return NULL;
+    }
+    exe = PySys_GetObject("executable"); /* borrowed */
+    if (exe == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no sys.executable");
+        goto done;
+    }
+    argv = Py_BuildValue("[Oss]", exe, "-m", "pip");
+    if (argv == NULL
+        || _PyList_Extend((PyListObject *)argv, words) == NULL) {
+        goto done;
+    }
+    Py_DECREF(Py_None); /* _PyList_Extend's result */
+    proc = apy__ipy_shell_start(argv, 1, 0);
+    if (proc == NULL) {
+        goto done;
+    }
+    status = apy__ipy_shell_pump(proc, NULL);
+    if (status == -1000) {
+        goto done;
+    }
+    apy__ipy_set_exit_code(caller_globals(self), status);
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    if (out != NULL && PyFile_WriteString(
+                           "Note: you may need to restart the kernel to use "
+                           "updated packages.\n", out) < 0) {
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(proc);
+    Py_XDECREF(argv);
+    Py_DECREF(words);
+    return result;
+}
+
+/* %matplotlib [GUI]: inline (and the notebook frontends' backends) is
+ * Agg with figures shown at the end of each cell; a GUI name selects that
+ * GUI's backend. */
+static PyObject *
+magic_matplotlib(PyObject *arg)
+{
+    static const char *const map[][2] = {
+        {"", "agg"},       {"inline", "agg"}, {"notebook", "agg"},
+        {"widget", "agg"}, {"ipympl", "agg"}, {"agg", "agg"},
+        {"qt", "QtAgg"},   {"qt5", "Qt5Agg"}, {"qt6", "QtAgg"},
+        {"tk", "TkAgg"},   {"gtk3", "GTK3Agg"}, {"gtk4", "GTK4Agg"},
+        {"wx", "WXAgg"},   {"osx", "MacOSX"},
+    };
+    PyObject *stripped, *mpl = NULL, *r = NULL;
+    const char *name, *backend;
+    stripped = PyObject_CallMethod(arg, "strip", NULL);
+    if (stripped == NULL) {
+        return NULL;
+    }
+    name = PyUnicode_AsUTF8(stripped);
+    if (name == NULL) {
+        goto done;
+    }
+    backend = name;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (strcmp(map[i][0], name) == 0) {
+            backend = map[i][1];
+        }
+    }
+    mpl = PyImport_ImportModule("matplotlib");
+    if (mpl == NULL) {
+        goto done;
+    }
+    r = PyObject_CallMethod(mpl, "use", "s", backend);
+    if (r != NULL) {
+        Py_SETREF(r, Py_NewRef(Py_None));
+    }
+done:
+    Py_XDECREF(mpl);
+    Py_DECREF(stripped);
+    return r;
+}
+
+/* Returns a new reference to IPython's shell over __main__ (in a run,
+ * its namespace; else the first caller's globals), made once, or NULL:
+ * ImportError when IPython is not installed. */
+static PyObject *
+ipython_shell(ApyIpyMagicsObject *self)
+{
+    PyObject *mod, *cls = NULL, *main, *kw = NULL, *args = NULL;
+    PyObject *inst = NULL, *shell = NULL;
+    PyObject *ns = caller_globals(self); /* borrowed */
+    if (self->shell != NULL) {
+        return Py_NewRef(self->shell);
+    }
+    mod = PyImport_ImportModule("IPython.core.interactiveshell");
+    if (mod == NULL) {
+        return NULL;
+    }
+    cls = PyObject_GetAttrString(mod, "InteractiveShell");
+    Py_DECREF(mod);
+    if (cls == NULL) {
+        return NULL;
+    }
+    main = PyImport_AddModule("__main__"); /* borrowed */
+    if (main == NULL) {
+        goto error;
+    }
+    kw = ns != NULL ? Py_BuildValue("{sOsO}", "user_module", main, "user_ns",
+                                    ns)
+                    : Py_BuildValue("{sO}", "user_module", main);
+    args = PyTuple_New(0);
+    if (kw == NULL || args == NULL) {
+        goto error;
+    }
+    inst = PyObject_GetAttrString(cls, "instance");
+    if (inst == NULL) {
+        goto error;
+    }
+    shell = PyObject_Call(inst, args, kw);
+    if (shell == NULL) {
+        goto error;
+    }
+    /* The shell put its own display() into builtins: keep the host's. */
+    if (self->host != NULL && self->host->shell_made != NULL
+        && self->host->shell_made(self->ctx) < 0) {
+        Py_CLEAR(shell);
+        goto error;
+    }
+    self->shell = Py_NewRef(shell);
+error:
+    Py_XDECREF(inst);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_DECREF(cls);
+    return shell;
+}
+
+PyObject *
+apy__ipy_ipython_magic(ApyIpyMagicsObject *self, const char *kind,
+                       PyObject *name, PyObject *arg, PyObject *body)
+{
+    PyObject *shell = ipython_shell(self);
+    if (shell == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return PyErr_Format(PyExc_RuntimeError,
+                            "%s magic %s%U needs IPython, which cannot be "
+                            "imported (apyrun itself runs !cmd, %%cd, %%env, "
+                            "%%time, %%pip, %%matplotlib, %%%%time, "
+                            "%%%%capture, %%%%bash, %%%%sh and "
+                            "%%%%writefile)",
+                            kind, body ? "%%" : "%", name);
+    }
+    PyObject *r;
+    if (body != NULL) {
+        r = PyObject_CallMethod(shell, "run_cell_magic", "OOO", name, arg,
+                                body);
+    } else {
+        r = PyObject_CallMethod(shell, "run_line_magic", "OO", name, arg);
+    }
+    Py_DECREF(shell);
+    return r;
+}
+
+/* line_magic(name, arg): %name arg. */
+static PyObject *
+magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
+                  Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[0])
+        || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "line_magic(name, arg)");
+        return NULL;
+    }
+    PyObject *name = args[0];
+    PyObject *arg = apy__ipy_expand(caller_globals(self), args[1]);
+    if (arg == NULL) {
+        return NULL;
+    }
+    const char *n = PyUnicode_AsUTF8(name);
+    PyObject *r;
+    if (n == NULL) {
+        r = NULL;
+    } else if (strcmp(n, "cd") == 0) {
+        r = magic_cd(self, arg);
+    } else if (strcmp(n, "env") == 0 || strcmp(n, "set_env") == 0) {
+        r = magic_env(arg);
+    } else if (strcmp(n, "pip") == 0) {
+        r = magic_pip(self, arg);
+    } else if (strcmp(n, "matplotlib") == 0) {
+        r = magic_matplotlib(arg);
+    } else if (strcmp(n, "time") == 0) {
+        /* "%time" alone: nothing to time. */
+        double t0[3];
+        apy__ipy_times_now(t0);
+        r = apy__ipy_print_times(t0) < 0 ? NULL : Py_NewRef(Py_None);
+    } else {
+        r = apy__ipy_ipython_magic(self, "line", name, arg, NULL);
+    }
+    Py_DECREF(arg);
+    return r;
+}
+
+/* ---- the helper object ---- */
+
+static int
+magics_traverse(ApyIpyMagicsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->oldpwd);
+    Py_VISIT(self->shell);
+    Py_VISIT(self->captured);
+    return 0;
+}
+
+static int
+magics_clear(ApyIpyMagicsObject *self)
+{
+    Py_CLEAR(self->oldpwd);
+    Py_CLEAR(self->shell);
+    Py_CLEAR(self->captured);
+    return 0;
+}
+
+static void
+magics_dealloc(ApyIpyMagicsObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    magics_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef magics_methods[] = {
+    {"system", (PyCFunction)magics_system, METH_O, "!cmd"},
+    {"getoutput", (PyCFunction)magics_getoutput, METH_O, "x = !cmd"},
+    {"line_magic", (PyCFunction)(void (*)(void))magics_line_magic,
+     METH_FASTCALL, "%name arg"},
+    {"tic", (PyCFunction)magics_tic, METH_NOARGS, "%time starts"},
+    {"toc", (PyCFunction)(void (*)(void))magics_toc, METH_FASTCALL,
+     "%time ends: prints the times, returns the value"},
+    {"run_cell_magic", (PyCFunction)(void (*)(void))apy__ipy_magics_run_cell_magic,
+     METH_FASTCALL, "run_cell_magic(text, globals): a %%magic cell"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot magics_slots[] = {
+    {Py_tp_methods, magics_methods},
+    {Py_tp_traverse, magics_traverse},
+    {Py_tp_clear, magics_clear},
+    {Py_tp_dealloc, magics_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec magics_spec = {
+    .name = "apyrun.notebook.Magics",
+    .basicsize = sizeof(ApyIpyMagicsObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = magics_slots,
+};
+
+/* Returns a new helper of type tp with host (may be NULL) and ctx, or
+ * NULL with an exception set. */
+static PyObject *
+magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
+{
+    ApyIpyMagicsObject *m = PyObject_GC_New(ApyIpyMagicsObject, tp);
+    if (m == NULL) {
+        return NULL;
+    }
+    m->host = host;
+    m->ctx = ctx;
+    apy__ipy_times_now(m->tic);
+    m->oldpwd = NULL;
+    m->shell = NULL;
+    m->captured = NULL;
+    PyObject_GC_Track(m);
+    return (PyObject *)m;
+}
+
+PyObject *
+apy_ipy_magics_new(const apy_ipy_host_t *host, void *ctx)
+{
+    /* The instance keeps its heap type alive. */
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&magics_spec);
+    if (tp == NULL) {
+        return NULL;
+    }
+    PyObject *m = magics_new(tp, host, ctx);
+    Py_DECREF(tp);
+    return m;
+}
+
+void
+apy_ipy_magics_detach(PyObject *magics)
+{
+    ApyIpyMagicsObject *m = (ApyIpyMagicsObject *)magics;
+    m->host = NULL;
+    m->ctx = NULL;
+}
+
+int
+apy_ipy_magics_install(void)
+{
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    PyObject *key, *m;
+    int have, rc = -1;
+    if (builtins == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no builtins");
+        return -1;
+    }
+    key = PyUnicode_FromString("__apyrun_nb__");
+    if (key == NULL) {
+        return -1;
+    }
+    have = PyDict_Contains(builtins, key);
+    if (have != 0) {
+        /* A run's helper, or one installed before: keep it. */
+        Py_DECREF(key);
+        return have < 0 ? -1 : 0;
+    }
+    /* builtins keeps the helper for the rest of the process. */
+    m = apy_ipy_magics_new(NULL, NULL);
+    if (m != NULL) {
+        rc = PyDict_SetItem(builtins, key, m);
+        Py_DECREF(m);
+    }
+    Py_DECREF(key);
+    return rc;
+}
+
+/* ---- small helpers of the magics ---- */
+
+PyObject *
+apy__ipy_call_module(const char *module, const char *func, PyObject *arg)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethod(mod, func, "O", arg);
+    Py_DECREF(mod);
+    return r;
+}
+
+int
+apy__ipy_write_stdout(PyObject *text)
+{
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    if (out == NULL || out == Py_None) {
+        return 0;
+    }
+    return PyFile_WriteObject(text, out, Py_PRINT_RAW);
+}
+
+PyObject *
+apy__ipy_open_utf8(PyObject *file, const char *mode)
+{
+    PyObject *io, *open = NULL, *args = NULL, *kw = NULL, *f = NULL;
+    io = PyImport_ImportModule("io");
+    if (io == NULL) {
+        return NULL;
+    }
+    open = PyObject_GetAttrString(io, "open");
+    args = Py_BuildValue("(Os)", file, mode);
+    kw = Py_BuildValue("{ss}", "encoding", "utf-8");
+    if (open != NULL && args != NULL && kw != NULL) {
+        f = PyObject_Call(open, args, kw);
+    }
+    Py_XDECREF(kw);
+    Py_XDECREF(args);
+    Py_XDECREF(open);
+    Py_DECREF(io);
+    return f;
+}
