@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "apyrun/tla.h"
+#include "apyrun/run_report.h"
 #include "run.h"
 
 /* Finds the spec of the module -m runs: name, or name.__main__ for a
@@ -145,7 +146,7 @@ set_runpy_globals(PyObject *globals, PyObject *spec)
 }
 
 int
-apy_run_module(const PyConfig *config, int *unhandled_sigint)
+apy__run_module(const PyConfig *config, int *unhandled_sigint)
 {
     int exitcode;
     PyObject *name = PyUnicode_FromWideChar(config->run_module, -1);

@@ -1,29 +1,25 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to src/run: helpers shared by the target runners. */
+/* Private to src/run: the runners of scripts, -c, stdin and -m, as the
+ * dispatch calls them. */
 #ifndef APYRUN_RUN_PRIVATE_H
 #define APYRUN_RUN_PRIVATE_H
 
 #include <Python.h>
 
-/* Turns the current exception into python's report and exit code 1 (a
- * SystemExit may end the process here, as in python). Sets
- * *unhandled_sigint for a KeyboardInterrupt. Returns the exit code. */
-int apy_run_report_error(int *unhandled_sigint);
+/* The runners the dispatch (run.c) picks; each returns the exit code
+ * and never returns with an exception set. */
 
-/* Maps apy_tla_run_main's result (0, -1 with an exception, -2 reported)
- * to an exit code, reporting the exception if any. */
-int apy_run_tla_result(int rc, int *unhandled_sigint);
+/* -c CODE (script.c). */
+int apy__run_command(const PyConfig *config, int *unhandled_sigint);
 
-/* Inserts path0 at the front of sys.path unless -P / PYTHONSAFEPATH.
- * Returns 0, or -1 with an exception set. */
-int apy_run_set_path0(const PyConfig *config, PyObject *path0);
+/* The script file config->run_filename, program as given (script.c). */
+int apy__run_file(const PyConfig *config, const char *program,
+                  int *unhandled_sigint);
 
-/* python -i: the REPL after the target ran, when asked (-i or
- * PYTHONINSPECT set by the program) and stdin is interactive. Updates
- * *exitcode like python's pymain_repl. */
-void apy_run_inspect(const PyConfig *config, int *exitcode);
+/* The program on stdin, which is not a terminal (script.c). */
+int apy__run_stdin(const PyConfig *config, int *unhandled_sigint);
 
 /* Runs the -m target (runpy semantics; TLA modules as the main task). */
-int apy_run_module(const PyConfig *config, int *unhandled_sigint);
+int apy__run_module(const PyConfig *config, int *unhandled_sigint);
 
 #endif

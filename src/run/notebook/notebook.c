@@ -17,7 +17,7 @@
 
 #include "apyrun/nbrun.h"
 #include "apyrun/tla.h"
-#include "../run.h"
+#include "apyrun/run_report.h"
 #include "nbrun.h"
 
 /* How a cell ended, for the driver. */
