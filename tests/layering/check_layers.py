@@ -142,6 +142,8 @@ def main():
     ap.add_argument("src_dir")
     ap.add_argument("include_dir")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--edges", metavar="DIR", help="print the file edges "
+                    "inside src/DIR, with their symbols, and exit")
     ap.add_argument("--main-object", help="main.c's object (its calls are "
                     "the top of the graph)")
     args = ap.parse_args()
@@ -173,6 +175,12 @@ def main():
             if to is not None and to != src:
                 file_edges[src].add(to)
                 edge_syms[(src, to)].add(name)
+
+    if args.edges:
+        for (a, b), names in sorted(edge_syms.items()):
+            if a.startswith(args.edges + "/") and b.startswith(args.edges + "/"):
+                print(f"{a} -> {b}: {' '.join(sorted(names))}")
+        return 0
 
     # 0. The mark of a name shows its reach.
     used_from = collections.defaultdict(set)

@@ -732,6 +732,20 @@ apy_nbrun_run_source(apy_nbrun_t *run, const char *source,
 }
 
 int
+apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
+{
+    PyObject *value;
+    int rc = apy_ipy_run_cell_magic(run->magics, run->globals, source,
+                                    &value);
+    if (rc == 0) {
+        /* A magic IPython ran may return a value: the cell's result. */
+        rc = apy_nbrun_record_result(run, value);
+        Py_DECREF(value);
+    }
+    return rc;
+}
+
+int
 apy_nbrun_run_cell(apy_nbrun_t *run)
 {
     const apy_nb_cell_t *cell = &run->nb.cells[run->cur];

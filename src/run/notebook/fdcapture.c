@@ -53,6 +53,7 @@ struct apy_nbrun_fdcap {
     size_t cap;
     char tail[2][4];     /* an incomplete UTF-8 sequence per stream */
     Py_ssize_t ntail[2];
+    apy_nbrun_fd_sink_t sink; /* where the text goes (the recorder) */
 };
 
 /* Writes all of buf to fd; gives up quietly (a closed terminal must not
@@ -266,7 +267,7 @@ undo(apy_nbrun_fdcap_t *cap)
 }
 
 int
-apy_nbrun_fdcap_start(apy_nbrun_t *run)
+apy_nbrun_fdcap_start(apy_nbrun_t *run, apy_nbrun_fd_sink_t sink)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     apy_nbrun_fdcap_t *cap = calloc(1, sizeof(*cap));
@@ -277,6 +278,7 @@ apy_nbrun_fdcap_start(apy_nbrun_t *run)
     cap->real[0] = cap->real[1] = cap->rd[0] = cap->rd[1] = -1;
     cap->wake[0] = cap->wake[1] = -1;
     cap->owner = getpid();
+    cap->sink = sink;
     PyObject *live[2] = {NULL, NULL};
 
     /* First the text streams on copies of the real fds; an fd is captured
@@ -383,7 +385,7 @@ record_chunk(apy_nbrun_t *run, apy_nbrun_fdcap_t *cap, chunk_t *c)
     if (text == NULL) {
         return -1;
     }
-    int rc = apy_nbrun_record_fd_text(run, w, text);
+    int rc = cap->sink(run, w, text);
     Py_DECREF(text);
     return rc;
 }

@@ -73,17 +73,3 @@ apy_nbrun_magics_fini(apy_nbrun_t *run)
     }
     Py_CLEAR(run->magics);
 }
-
-int
-apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
-{
-    PyObject *value;
-    int rc = apy_ipy_run_cell_magic(run->magics, run->globals, source,
-                                    &value);
-    if (rc == 0) {
-        /* A magic IPython ran may return a value: the cell's result. */
-        rc = apy_nbrun_record_result(run, value);
-        Py_DECREF(value);
-    }
-    return rc;
-}

@@ -69,7 +69,7 @@ typedef struct apy_nbrun {
     size_t *dirty;         /* cells to render at the next save, once each */
     size_t ndirty, dirty_cap;
     pthread_mutex_t save_lock; /* the rendered notebook, against
-                                * apy_nbrun_last_save's thread */
+                                * the watchdog's last save */
     const char *shown_path; /* the notebook as given, for messages */
     PyObject *path;        /* str: the notebook's absolute path, the cells'
                             * code filename and __file__ */
@@ -95,19 +95,25 @@ typedef struct apy_nbrun {
     PyObject *sigterm_handler; /* ours, while installed */
 } apy_nbrun_t;
 
-/* ---- notebook.c ---- */
+/* ---- outputs.c: the recorder, tee streams, %%capture ---- */
 
 /* Marks cell i's outputs as changed (it ran, or update_display changed
  * one): they are rendered at the next save. 0, or -1 with MemoryError. */
 int apy_nbrun_mark_dirty(apy_nbrun_t *run, size_t i);
 
-/* From any thread, without the GIL, before the process gives up on a
- * cell that will not stop (the watchdog): writes the executed notebook
- * as rendered after the last cell that ended, unless the main thread is
- * saving right now. Reports a failure on the real stderr. */
-void apy_nbrun_last_save(apy_nbrun_t *run);
+/* Installs the tee streams as sys.stdout/sys.stderr. 0, or -1 with an
+ * exception set. */
+int apy_nbrun_streams_install(apy_nbrun_t *run);
 
-/* ---- outputs.c: the recorder, tee streams, %%capture ---- */
+/* Puts the real sys.stdout/sys.stderr back where a tee stream still is.
+ * Errors are ignored (the run is ending). */
+void apy_nbrun_streams_uninstall(apy_nbrun_t *run);
+
+/* The types of the tee streams and of %%capture's object. */
+extern PyType_Spec apy_nbrun_stream_spec;
+extern PyType_Spec apy_nbrun_captured_spec;
+
+/* ---- runtime.c: the recorder object ---- */
 
 /* Creates the recorder's types and run->runtime. Returns 0, or -1 with an
  * exception set. */
@@ -118,22 +124,24 @@ int apy_nbrun_outputs_init(apy_nbrun_t *run);
  * fall back to printing. Keeps any exception set. */
 void apy_nbrun_outputs_fini(apy_nbrun_t *run);
 
-/* Installs the tee streams as sys.stdout/sys.stderr. 0, or -1 with an
- * exception set. */
-int apy_nbrun_streams_install(apy_nbrun_t *run);
-
 /* Records text that fd 1 (which = APY_NBRUN_STDOUT) or fd 2 got as the
  * current cell's stream output, like sys.stdout's. 0 or -1. */
 int apy_nbrun_record_fd_text(apy_nbrun_t *run, int which, PyObject *text);
 
 /* ---- fdcapture.c: output written to fds 1 and 2 directly ---- */
 
+/* Where text that fd 1 (which = APY_NBRUN_STDOUT) or fd 2 got goes, on
+ * the main thread with the GIL: 0, or -1 with an exception set. */
+typedef int (*apy_nbrun_fd_sink_t)(apy_nbrun_t *run, int which,
+                                   PyObject *text);
+
 /* While recording: makes fds 1 and 2 pipes whose reader thread shows
- * everything live and keeps it for the recorder, and gives the runtime
+ * everything live and keeps it for sink (the recorder's
+ * apy_nbrun_record_fd_text), and gives the runtime
  * text streams on copies of the real fds (runtime->live). Call before
  * apy_nbrun_streams_install. 0, or -1 with an exception set (then
  * apy_nbrun_fdcap_stop still undoes what was done). */
-int apy_nbrun_fdcap_start(apy_nbrun_t *run);
+int apy_nbrun_fdcap_start(apy_nbrun_t *run, apy_nbrun_fd_sink_t sink);
 
 /* Records what fds 1 and 2 got so far, before an output the recorder is
  * about to record; `final` at the end of a cell also flushes sys.__stdout__,
@@ -179,6 +187,8 @@ PyObject *apy_nbrun_capture_end(apy_nbrun_t *run);
  * bypassing the recorder. Never fails; errors are cleared. */
 void apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text);
 
+/* ---- outputs_json.c: outputs as nbformat's JSON ---- */
+
 /* Returns a new reference to the JSON text (str) of a cell's output list
  * as nbformat writes it (multi-line strings as lists of lines), or NULL
  * with an exception set. A big stream output (its text a stream capsule,
@@ -192,11 +202,29 @@ PyObject *apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams,
  * apy_nb_result_t.value_tag). */
 const char *apy_nbrun_value_tag(void);
 
+/* ---- outputs.c: big outputs ---- */
+
+/* Stream text past this many characters in one output goes to an
+ * apy_nb_stream_t (rendered as it comes, spilled to a file) instead of
+ * being joined, split and dumped as JSON: DESIGN 3's "an output larger
+ * than a few MB is streamed into the file". Data values past it too. */
+#define APY_NBRUN_BIG_TEXT (1 << 20)
+
+/* Returns a new capsule that owns st (a big output's text or value), or
+ * NULL with an exception set (st released). */
+PyObject *apy_nbrun_big_capsule(apy_nb_stream_t *st);
+
 /* Returns the apy_nb_stream_t of a big stream output's text, or NULL
  * (no exception) if obj is not one. */
 apy_nb_stream_t *apy_nbrun_big_stream(PyObject *obj);
 
-/* ---- display.c: display(), mime bundles, figures ---- */
+/* ---- format.c: mime bundles ---- */
+
+/* Returns a new reference to (data, metadata) for obj: its _repr_*_ and
+ * _repr_mimebundle_ bundle plus text/plain, or NULL with an exception. */
+PyObject *apy_nbrun_format(PyObject *obj);
+
+/* ---- display.c: display(), figures ---- */
 
 /* Adds the display builtin. 0 or -1 with an exception set. */
 int apy_nbrun_display_init(apy_nbrun_t *run);
@@ -206,10 +234,6 @@ int apy_nbrun_display_init(apy_nbrun_t *run);
  * nothing records). Returns 0 or -1 with an exception set. */
 int apy_nbrun_display_obj(PyObject *runtime, PyObject *obj,
                           PyObject *metadata, PyObject *display_id);
-
-/* Returns a new reference to (data, metadata) for obj: its _repr_*_ and
- * _repr_mimebundle_ bundle plus text/plain, or NULL with an exception. */
-PyObject *apy_nbrun_format(PyObject *obj);
 
 /* Displays the open matplotlib figures (when something records) and
  * closes them, as the inline backend does at the end of a cell. Does
@@ -223,7 +247,7 @@ int apy_nbrun_display_hook_ipython(apy_nbrun_t *run);
 /* Method table entries of the runtime type defined in display.c. */
 extern PyMethodDef apy_nbrun_display_methods[];
 
-/* ---- runtime internals shared by outputs.c and display.c ---- */
+/* ---- runtime internals shared by outputs.c, display.c, runtime.c ---- */
 
 typedef struct {
     PyObject_HEAD

@@ -294,46 +294,6 @@ save(apy_nbrun_t *run, int force, int last)
     return 0;
 }
 
-int
-apy_nbrun_mark_dirty(apy_nbrun_t *run, size_t i)
-{
-    if (run->cells[i].dirty) {
-        return 0;
-    }
-    if (run->ndirty == run->dirty_cap) {
-        size_t cap = run->dirty_cap ? 2 * run->dirty_cap : 16;
-        size_t *grown = realloc(run->dirty, cap * sizeof(*grown));
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        run->dirty = grown;
-        run->dirty_cap = cap;
-    }
-    run->dirty[run->ndirty++] = i;
-    run->cells[i].dirty = 1;
-    return 0;
-}
-
-void
-apy_nbrun_last_save(apy_nbrun_t *run)
-{
-    char err[1024];
-    if (run->out_path == NULL || run->save_failed
-        || pthread_mutex_trylock(&run->save_lock) != 0) {
-        return;
-    }
-    if (apy_nb_target_save(&run->nb, &run->target, 0, err, sizeof(err))
-        < 0) {
-        int fd = apy_nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
-        ssize_t r = write(fd, "apyrun: ", 8);
-        r = write(fd, err, strlen(err));
-        r = write(fd, "\n", 1);
-        (void)r;
-    }
-    pthread_mutex_unlock(&run->save_lock);
-}
-
 /* Decides how the output is written (apy_nb_target_open), clears the
  * outputs and counts of every code cell that will run, so the output
  * never shows stale results, and checks a new output is writable by
@@ -663,7 +623,7 @@ prepare(apy_nbrun_t *run, const char *abs_path)
         || apy_nbrun_timeouts_start(run) < 0) {
         return -1;
     }
-    if (run->recording && (apy_nbrun_fdcap_start(run) < 0
+    if (run->recording && (apy_nbrun_fdcap_start(run, apy_nbrun_record_fd_text) < 0
                            || apy_nbrun_streams_install(run) < 0)) {
         return -1;
     }

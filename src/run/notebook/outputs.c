@@ -36,17 +36,23 @@ static const char *const stream_names[2] = {"stdout", "stderr"};
 
 /* ---- recording ---- */
 
-/* Stream text past this many characters in one output goes to an
- * apy_nb_stream_t (rendered as it comes, spilled to a file) instead of
- * being joined, split and dumped as JSON: DESIGN 3's "an output larger
- * than a few MB is streamed into the file". */
-#define BIG_TEXT (1 << 20)
+#define BIG_TEXT APY_NBRUN_BIG_TEXT
 #define BIG_CAPSULE "apyrun.nbrun.stream"
 
 static void
 big_capsule_free(PyObject *capsule)
 {
     apy_nb_stream_unref(PyCapsule_GetPointer(capsule, BIG_CAPSULE));
+}
+
+PyObject *
+apy_nbrun_big_capsule(apy_nb_stream_t *st)
+{
+    PyObject *capsule = PyCapsule_New(st, BIG_CAPSULE, big_capsule_free);
+    if (capsule == NULL) {
+        apy_nb_stream_unref(st);
+    }
+    return capsule;
 }
 
 apy_nb_stream_t *
@@ -346,6 +352,27 @@ apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text)
     PyErr_Restore(type, value, tb);
 }
 
+int
+apy_nbrun_mark_dirty(apy_nbrun_t *run, size_t i)
+{
+    if (run->cells[i].dirty) {
+        return 0;
+    }
+    if (run->ndirty == run->dirty_cap) {
+        size_t cap = run->dirty_cap ? 2 * run->dirty_cap : 16;
+        size_t *grown = realloc(run->dirty, cap * sizeof(*grown));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        run->dirty = grown;
+        run->dirty_cap = cap;
+    }
+    run->dirty[run->ndirty++] = i;
+    run->cells[i].dirty = 1;
+    return 0;
+}
+
 /* ---- the tee stream ---- */
 
 /* write(text): to the real stream (or the active capture), and into the
@@ -470,7 +497,7 @@ static PyType_Slot stream_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec stream_spec = {
+PyType_Spec apy_nbrun_stream_spec = {
     .name = "apyrun.notebook.Stream",
     .basicsize = sizeof(ApyNbStreamObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -516,6 +543,19 @@ apy_nbrun_streams_install(apy_nbrun_t *run)
         }
     }
     return 0;
+}
+
+void
+apy_nbrun_streams_uninstall(apy_nbrun_t *run)
+{
+    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
+    for (int i = 0; i < 2; i++) {
+        PyObject *cur = PySys_GetObject(stream_names[i]); /* borrowed */
+        if (rt->real[i] != NULL && cur != NULL
+            && Py_IS_TYPE(cur, run->stream_type)) {
+            PySys_SetObject(stream_names[i], rt->real[i]);
+        }
+    }
 }
 
 /* ---- %%capture ---- */
@@ -660,7 +700,7 @@ static PyType_Slot captured_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec captured_spec = {
+PyType_Spec apy_nbrun_captured_spec = {
     .name = "apyrun.notebook.CapturedIO",
     .basicsize = sizeof(ApyNbCapturedObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -754,340 +794,3 @@ apy_nbrun_capture_end(apy_nbrun_t *run)
     return (PyObject *)cap;
 }
 
-/* ---- the runtime type ---- */
-
-static int
-runtime_traverse(ApyNbRuntimeObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->outputs);
-    Py_VISIT(self->parts);
-    Py_VISIT(self->big);
-    Py_VISIT(self->capture);
-    Py_VISIT(self->real[0]);
-    Py_VISIT(self->real[1]);
-    Py_VISIT(self->live[0]);
-    Py_VISIT(self->live[1]);
-    Py_VISIT(self->display_ids);
-    Py_VISIT(self->ipy_handle);
-    return 0;
-}
-
-static int
-runtime_clear(ApyNbRuntimeObject *self)
-{
-    Py_CLEAR(self->outputs);
-    Py_CLEAR(self->parts);
-    Py_CLEAR(self->big);
-    Py_CLEAR(self->capture);
-    Py_CLEAR(self->real[0]);
-    Py_CLEAR(self->real[1]);
-    Py_CLEAR(self->live[0]);
-    Py_CLEAR(self->live[1]);
-    Py_CLEAR(self->display_ids);
-    Py_CLEAR(self->ipy_handle);
-    return 0;
-}
-
-static void
-runtime_dealloc(ApyNbRuntimeObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    runtime_clear(self);
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-static PyType_Slot runtime_slots[] = {
-    {Py_tp_methods, apy_nbrun_display_methods},
-    {Py_tp_traverse, runtime_traverse},
-    {Py_tp_clear, runtime_clear},
-    {Py_tp_dealloc, runtime_dealloc},
-    {0, NULL},
-};
-
-static PyType_Spec runtime_spec = {
-    .name = "apyrun.notebook.Runtime",
-    .basicsize = sizeof(ApyNbRuntimeObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .slots = runtime_slots,
-};
-
-int
-apy_nbrun_outputs_init(apy_nbrun_t *run)
-{
-    run->runtime_type = (PyTypeObject *)PyType_FromSpec(&runtime_spec);
-    run->stream_type = (PyTypeObject *)PyType_FromSpec(&stream_spec);
-    run->captured_type = (PyTypeObject *)PyType_FromSpec(&captured_spec);
-    if (run->runtime_type == NULL || run->stream_type == NULL
-        || run->captured_type == NULL) {
-        return -1;
-    }
-    ApyNbRuntimeObject *rt = PyObject_GC_New(ApyNbRuntimeObject,
-                                             run->runtime_type);
-    if (rt == NULL) {
-        return -1;
-    }
-    rt->run = run;
-    rt->outputs = NULL;
-    rt->parts = PyList_New(0);
-    rt->parts_len = 0;
-    rt->big = NULL;
-    rt->part_name = -1;
-    rt->clear_pending = 0;
-    rt->capture = NULL;
-    rt->real[0] = rt->real[1] = NULL;
-    rt->live[0] = rt->live[1] = NULL;
-    rt->display_ids = PyDict_New();
-    rt->ipy_handle = NULL;
-    PyObject_GC_Track(rt);
-    run->runtime = (PyObject *)rt;
-    if (rt->parts == NULL || rt->display_ids == NULL) {
-        return -1;
-    }
-    return 0;
-}
-
-void
-apy_nbrun_outputs_fini(apy_nbrun_t *run)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
-    if (rt != NULL) {
-        while (rt->capture != NULL) {
-            PyObject *cap = apy_nbrun_capture_end(run);
-            Py_XDECREF(cap);
-            PyErr_Clear();
-        }
-        for (int i = 0; i < 2; i++) {
-            PyObject *cur = PySys_GetObject(stream_names[i]); /* borrowed */
-            if (rt->real[i] != NULL && cur != NULL
-                && Py_IS_TYPE(cur, run->stream_type)) {
-                PySys_SetObject(stream_names[i], rt->real[i]);
-            }
-        }
-        rt->run = NULL;
-        Py_CLEAR(rt->outputs);
-    }
-    Py_CLEAR(run->runtime);
-    Py_CLEAR(run->runtime_type);
-    Py_CLEAR(run->stream_type);
-    Py_CLEAR(run->captured_type);
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb);
-}
-
-/* ---- nbformat JSON ---- */
-
-/* Returns a new reference: text split into lines (ends kept), as
- * nbformat stores multi-line strings. */
-static PyObject *
-split_text(PyObject *text)
-{
-    if (!PyUnicode_Check(text)) {
-        return Py_NewRef(text);
-    }
-    return PyUnicode_Splitlines(text, 1);
-}
-
-/* The tag a big data value's place holds in the outputs' JSON, followed
- * by its stream's index: random, so that no value of the program's is
- * taken for one. */
-static char value_tag[48];
-
-const char *
-apy_nbrun_value_tag(void)
-{
-    if (value_tag[0] == '\0') {
-        unsigned char r[8];
-        if (_PyOS_URandomNonblock(r, sizeof(r)) < 0) {
-            PyErr_Clear();
-            memset(r, 0x5a, sizeof(r));
-        }
-        snprintf(value_tag, sizeof(value_tag),
-                 "\x01apyrun-value-%02x%02x%02x%02x%02x%02x%02x%02x-", r[0],
-                 r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
-    }
-    return value_tag;
-}
-
-/* A data value past BIG_TEXT characters (an image's base64, a page of
- * HTML) goes into a value stream, as nbformat writes it for this mime
- * type, a piece at a time, never whole into the outputs' JSON. Returns
- * a new reference to the tag that takes its place (its capsule appended
- * to *streams), or NULL with an exception set. */
-static PyObject *
-big_value(const char *spill_dir, const char *mime, PyObject *val,
-          PyObject **streams)
-{
-    /* nbformat's split_lines: text/ types, SVG and JavaScript. */
-    int split = strncmp(mime, "text/", 5) == 0
-                || strcmp(mime, "image/svg+xml") == 0
-                || strcmp(mime, "application/javascript") == 0;
-    apy_nb_stream_t *st = apy_nb_value_new(spill_dir, split);
-    if (st == NULL) {
-        return PyErr_NoMemory();
-    }
-    PyObject *capsule = PyCapsule_New(st, BIG_CAPSULE, big_capsule_free);
-    if (capsule == NULL) {
-        apy_nb_stream_unref(st);
-        return NULL;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(val);
-    int rc = 0;
-    for (Py_ssize_t at = 0; at < n && rc == 0; at += BIG_TEXT) {
-        PyObject *piece = PyUnicode_Substring(val, at, at + BIG_TEXT);
-        /* Lone surrogates cannot be UTF-8 (as in big_put). */
-        PyObject *bytes = piece ? PyUnicode_AsEncodedString(piece, "utf-8",
-                                                            "replace")
-                                : NULL;
-        rc = bytes == NULL ? -1
-             : apy_nb_stream_put(st, PyBytes_AS_STRING(bytes),
-                                 (size_t)PyBytes_GET_SIZE(bytes))
-                     < 0
-                 ? (PyErr_NoMemory(), -1)
-                 : 0;
-        Py_XDECREF(bytes);
-        Py_XDECREF(piece);
-    }
-    if (rc == 0 && apy_nb_stream_finish(st) < 0) {
-        PyErr_NoMemory();
-        rc = -1;
-    }
-    if (rc == 0 && *streams == NULL && (*streams = PyList_New(0)) == NULL) {
-        rc = -1;
-    }
-    PyObject *tag = rc == 0 ? PyUnicode_FromFormat(
-                                  "%s%zd", apy_nbrun_value_tag(),
-                                  PyList_GET_SIZE(*streams))
-                            : NULL;
-    if (tag != NULL && PyList_Append(*streams, capsule) < 0) {
-        Py_CLEAR(tag);
-    }
-    Py_DECREF(capsule);
-    return tag;
-}
-
-/* Returns a new reference to output as nbformat writes it; a big
- * stream's text becomes null and its capsule goes to *streams, as does a
- * big data value's (big_value). */
-static PyObject *
-output_for_json(PyObject *output, PyObject **streams,
-                const char *rt_spill_dir)
-{
-    PyObject *copy = PyDict_Copy(output);
-    if (copy == NULL) {
-        return NULL;
-    }
-    PyObject *text = PyDict_GetItemString(copy, "text"); /* borrowed */
-    if (text != NULL && apy_nbrun_big_stream(text) != NULL) {
-        if ((*streams == NULL && (*streams = PyList_New(0)) == NULL)
-            || PyList_Append(*streams, text) < 0
-            || PyDict_SetItemString(copy, "text", Py_None) < 0) {
-            Py_DECREF(copy);
-            return NULL;
-        }
-    } else if (text != NULL) {
-        PyObject *lines = split_text(text);
-        if (lines == NULL || PyDict_SetItemString(copy, "text", lines) < 0) {
-            Py_XDECREF(lines);
-            Py_DECREF(copy);
-            return NULL;
-        }
-        Py_DECREF(lines);
-    }
-    PyObject *data = PyDict_GetItemString(copy, "data"); /* borrowed */
-    if (data != NULL && PyDict_Check(data)) {
-        PyObject *dcopy = PyDict_New();
-        /* In the order they are written, so that big values' streams
-         * are listed in that order too. */
-        PyObject *keys = dcopy ? PyDict_Keys(data) : NULL;
-        if (keys == NULL || PyList_Sort(keys) < 0) {
-            PyErr_Clear(); /* keys that do not sort: json.dumps says so */
-            Py_XDECREF(keys);
-            keys = dcopy ? PyDict_Keys(data) : NULL;
-            if (keys == NULL) {
-                Py_CLEAR(dcopy);
-            }
-        }
-        for (Py_ssize_t j = 0; dcopy != NULL && j < PyList_GET_SIZE(keys);
-             j++) {
-            PyObject *key = PyList_GET_ITEM(keys, j);
-            PyObject *val = PyDict_GetItemWithError(data, key);
-            if (val == NULL) {
-                Py_CLEAR(dcopy);
-                break;
-            }
-            /* JSON mime types hold structures, not text. */
-            const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key)
-                                                 : NULL;
-            size_t klen = k != NULL ? strlen(k) : 0;
-            int is_json = klen >= 4 && strcmp(k + klen - 4, "json") == 0;
-            PyErr_Clear();
-            PyObject *v = is_json ? Py_NewRef(val)
-                          : k != NULL && PyUnicode_Check(val)
-                                  && PyUnicode_GET_LENGTH(val) > BIG_TEXT
-                              ? big_value(rt_spill_dir, k, val, streams)
-                              : split_text(val);
-            if (v == NULL || PyDict_SetItem(dcopy, key, v) < 0) {
-                Py_XDECREF(v);
-                Py_CLEAR(dcopy);
-                break;
-            }
-            Py_DECREF(v);
-        }
-        Py_XDECREF(keys);
-        if (dcopy == NULL || PyDict_SetItemString(copy, "data", dcopy) < 0) {
-            Py_XDECREF(dcopy);
-            Py_DECREF(copy);
-            return NULL;
-        }
-        Py_DECREF(dcopy);
-    }
-    return copy;
-}
-
-PyObject *
-apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams,
-                       const char *spill_dir)
-{
-    Py_ssize_t n = PyList_GET_SIZE(outputs);
-    *streams = NULL;
-    PyObject *list = PyList_New(n);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = output_for_json(PyList_GET_ITEM(outputs, i), streams,
-                                      spill_dir);
-        if (o == NULL) {
-            Py_DECREF(list);
-            Py_CLEAR(*streams);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, o);
-    }
-    PyObject *json = PyImport_ImportModule("json");
-    PyObject *text = NULL;
-    if (json != NULL) {
-        PyObject *dumps = PyObject_GetAttrString(json, "dumps");
-        PyObject *kw = dumps ? Py_BuildValue("{sOsOsO}", "ensure_ascii",
-                                             Py_False, "sort_keys", Py_True,
-                                             "default", (PyObject *)
-                                             &PyUnicode_Type)
-                             : NULL;
-        PyObject *args = kw ? PyTuple_Pack(1, list) : NULL;
-        text = args ? PyObject_Call(dumps, args, kw) : NULL;
-        Py_XDECREF(args);
-        Py_XDECREF(kw);
-        Py_XDECREF(dumps);
-        Py_DECREF(json);
-    }
-    Py_DECREF(list);
-    if (text == NULL) {
-        Py_CLEAR(*streams);
-    }
-    return text;
-}

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,8 +37,31 @@ struct apy_nbrun_watch {
     int stop;
     int err_fd;        /* the real stderr (fd 2 may be captured) */
     volatile int *timed_out;
-    apy_nbrun_t *run;  /* for apy_nbrun_last_save only */
+    apy_nbrun_t *run;  /* for last_save only */
 };
+
+/* From the watchdog thread, without the GIL, before the process gives up
+ * on a cell that will not stop: writes the executed notebook as rendered
+ * after the last cell that ended, unless the main thread is saving right
+ * now. Reports a failure on the real stderr. */
+static void
+last_save(apy_nbrun_t *run)
+{
+    char err[1024];
+    if (run->out_path == NULL || run->save_failed
+        || pthread_mutex_trylock(&run->save_lock) != 0) {
+        return;
+    }
+    if (apy_nb_target_save(&run->nb, &run->target, 0, err, sizeof(err))
+        < 0) {
+        int fd = apy_nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
+        ssize_t r = write(fd, "apyrun: ", 8);
+        r = write(fd, err, strlen(err));
+        r = write(fd, "\n", 1);
+        (void)r;
+    }
+    pthread_mutex_unlock(&run->save_lock);
+}
 
 static void *
 watch_main(void *arg)
@@ -70,7 +94,7 @@ watch_main(void *arg)
             (void)r;
             /* Saves are throttled, so the cells before may not be in the
              * file yet; they are rendered, and written now. */
-            apy_nbrun_last_save(w->run);
+            last_save(w->run);
             _exit(124);
         }
         w->interrupts++;

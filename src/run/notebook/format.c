@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/* An object's mime bundle as IPython's display formatter makes it:
+ * _repr_*_ methods in IPython's order, _repr_mimebundle_, matplotlib
+ * figures as image/png, and text/plain always. Records nothing and shows
+ * nothing: display.c and outputs.c decide where a bundle goes. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+#include <strings.h>
+
+#include "nbrun.h"
+
+/* _repr_*_ methods and the mime type each fills, in IPython's order. */
+static const struct {
+    const char *method;
+    const char *mime;
+    int binary; /* bytes are base64-encoded */
+} repr_methods[] = {
+    {"_repr_html_", "text/html", 0},
+    {"_repr_markdown_", "text/markdown", 0},
+    {"_repr_svg_", "image/svg+xml", 0},
+    {"_repr_png_", "image/png", 1},
+    {"_repr_jpeg_", "image/jpeg", 1},
+    {"_repr_pdf_", "application/pdf", 1},
+    {"_repr_latex_", "text/latex", 0},
+    {"_repr_json_", "application/json", 0},
+    {"_repr_javascript_", "application/javascript", 0},
+};
+
+#define NREPR (sizeof(repr_methods) / sizeof(repr_methods[0]))
+
+/* Reports a failing _repr_ method the way IPython does (its traceback on
+ * stderr) and goes on without that representation. */
+static void
+report_repr_error(void)
+{
+    PyErr_Print();
+}
+
+/* Returns a new reference to data as base64 text, or NULL. */
+static PyObject *
+base64_text(PyObject *data)
+{
+    PyObject *binascii = PyImport_ImportModule("binascii");
+    if (binascii == NULL) {
+        return NULL;
+    }
+    PyObject *b = PyObject_CallMethod(binascii, "b2a_base64", "O", data);
+    Py_DECREF(binascii);
+    if (b == NULL) {
+        return NULL;
+    }
+    PyObject *s = PyUnicode_DecodeASCII(PyBytes_AS_STRING(b),
+                                        PyBytes_GET_SIZE(b) - 1, "strict");
+    Py_DECREF(b);
+    return s;
+}
+
+/* Returns 1 if obj is a matplotlib figure, else 0. */
+static int
+is_figure(PyObject *obj)
+{
+    PyObject *mod = PyObject_GetAttrString((PyObject *)Py_TYPE(obj),
+                                           "__module__");
+    const char *m = mod && PyUnicode_Check(mod) ? PyUnicode_AsUTF8(mod)
+                                                : NULL;
+    int fig = m != NULL && strncmp(m, "matplotlib.figure", 17) == 0
+              && PyObject_HasAttrString(obj, "savefig");
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    return fig;
+}
+
+/* Returns a new reference to the figure as base64 PNG text, or NULL. */
+static PyObject *
+figure_png(PyObject *fig)
+{
+    PyObject *io = PyImport_ImportModule("io");
+    PyObject *buf = io ? PyObject_CallMethod(io, "BytesIO", NULL) : NULL;
+    Py_XDECREF(io);
+    if (buf == NULL) {
+        return NULL;
+    }
+    PyObject *savefig = PyObject_GetAttrString(fig, "savefig");
+    PyObject *kw = savefig ? Py_BuildValue("{ssss}", "format", "png",
+                                           "bbox_inches", "tight")
+                           : NULL;
+    PyObject *args = kw ? PyTuple_Pack(1, buf) : NULL;
+    PyObject *r = args ? PyObject_Call(savefig, args, kw) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(savefig);
+    PyObject *png = r ? PyObject_CallMethod(buf, "getvalue", NULL) : NULL;
+    Py_XDECREF(r);
+    Py_DECREF(buf);
+    PyObject *text = png ? base64_text(png) : NULL;
+    Py_XDECREF(png);
+    return text;
+}
+
+/* Merges _repr_mimebundle_'s result into data and md. 0 or -1. */
+static int
+merge_mimebundle(PyObject *obj, PyObject *data, PyObject *md)
+{
+    PyObject *meth = PyObject_GetAttrString(obj, "_repr_mimebundle_");
+    if (meth == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *r = NULL;
+    if (PyCallable_Check(meth)) {
+        PyObject *kw = Py_BuildValue("{sOsO}", "include", Py_None,
+                                     "exclude", Py_None);
+        PyObject *args = kw ? PyTuple_New(0) : NULL;
+        r = args ? PyObject_Call(meth, args, kw) : NULL;
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        if (r == NULL) {
+            report_repr_error();
+        }
+    }
+    Py_DECREF(meth);
+    if (r == NULL || r == Py_None) {
+        Py_XDECREF(r);
+        return 0;
+    }
+    int rc = 0;
+    if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
+        PyObject *d = PyTuple_GET_ITEM(r, 0), *m = PyTuple_GET_ITEM(r, 1);
+        if (PyDict_Check(d)) {
+            rc = PyDict_Update(data, d);
+        }
+        if (rc == 0 && PyDict_Check(m)) {
+            rc = PyDict_Update(md, m);
+        }
+    } else if (PyDict_Check(r)) {
+        rc = PyDict_Update(data, r);
+    }
+    Py_DECREF(r);
+    return rc;
+}
+
+/* Adds the representation `i` of repr_methods to data/md if obj has one.
+ * 0 or -1. */
+static int
+add_repr(PyObject *obj, size_t i, PyObject *data, PyObject *md)
+{
+    if (PyDict_GetItemString(data, repr_methods[i].mime) != NULL) {
+        return 0;
+    }
+    PyObject *meth = PyObject_GetAttrString(obj, repr_methods[i].method);
+    if (meth == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *v = PyCallable_Check(meth) ? PyObject_CallNoArgs(meth)
+                                         : Py_NewRef(Py_None);
+    Py_DECREF(meth);
+    if (v == NULL) {
+        report_repr_error();
+        return 0;
+    }
+    if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 2) {
+        if (PyDict_SetItemString(md, repr_methods[i].mime,
+                                 PyTuple_GET_ITEM(v, 1)) < 0) {
+            Py_DECREF(v);
+            return -1;
+        }
+        Py_SETREF(v, Py_NewRef(PyTuple_GET_ITEM(v, 0)));
+    }
+    if (v != Py_None && repr_methods[i].binary && PyBytes_Check(v)) {
+        Py_SETREF(v, base64_text(v));
+        if (v == NULL) {
+            return -1;
+        }
+    }
+    int rc = v != Py_None ? PyDict_SetItemString(data, repr_methods[i].mime,
+                                                 v)
+                          : 0;
+    Py_DECREF(v);
+    return rc;
+}
+
+PyObject *
+apy_nbrun_format(PyObject *obj)
+{
+    PyObject *data = PyDict_New();
+    PyObject *md = data ? PyDict_New() : NULL;
+    if (md == NULL) {
+        goto error;
+    }
+    /* A class has _repr_*_ functions, not representations. */
+    if (!PyType_Check(obj)) {
+        if (merge_mimebundle(obj, data, md) < 0) {
+            goto error;
+        }
+        for (size_t i = 0; i < NREPR; i++) {
+            if (add_repr(obj, i, data, md) < 0) {
+                goto error;
+            }
+        }
+        if (PyDict_GetItemString(data, "image/png") == NULL
+            && is_figure(obj)) {
+            PyObject *png = figure_png(obj);
+            if (png == NULL
+                || PyDict_SetItemString(data, "image/png", png) < 0) {
+                Py_XDECREF(png);
+                goto error;
+            }
+            Py_DECREF(png);
+        }
+    }
+    if (PyDict_GetItemString(data, "text/plain") == NULL) {
+        PyObject *text = PyObject_Repr(obj);
+        if (text == NULL
+            || PyDict_SetItemString(data, "text/plain", text) < 0) {
+            Py_XDECREF(text);
+            goto error;
+        }
+        Py_DECREF(text);
+    }
+    return Py_BuildValue("(NN)", data, md);
+error:
+    Py_XDECREF(data);
+    Py_XDECREF(md);
+    return NULL;
+}
