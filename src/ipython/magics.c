@@ -477,7 +477,8 @@ static PyMethodDef magics_methods[] = {
     {"tic", (PyCFunction)magics_tic, METH_NOARGS, "%time starts"},
     {"toc", (PyCFunction)(void (*)(void))magics_toc, METH_FASTCALL,
      "%time ends: prints the times, returns the value"},
-    {"run_cell_magic", (PyCFunction)(void (*)(void))apy__ipy_magics_run_cell_magic,
+    {"run_cell_magic",
+     (PyCFunction)(void (*)(void))apy__ipy_magics_run_cell_magic,
      METH_FASTCALL, "run_cell_magic(text, globals): a %%magic cell"},
     {NULL, NULL, 0, NULL},
 };

@@ -413,7 +413,7 @@ def _valid_name(name):
 
 def params(file_text, pairs, source, err):
     """file_text: the --params-file bytes or None; pairs: the -p (name,
-    value) bytes; source, err: what apy_nbrun_params_source returned."""
+    value) bytes; source, err: what apy__nbrun_params_source returned."""
     expected, ok = {}, True
     if file_text is not None:
         try:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for papermill's parameters: `-p NAME VALUE` and
  * `--params-file F.json` through apy_cli_parse (src/cli) into the
- * injected-parameters source (apy_nbrun_params_source,
+ * injected-parameters source (apy__nbrun_params_source,
  * src/run/notebook/params.c). An input is NUL-separated fields: the
  * params file's bytes (empty: no file), then NAME, VALUE pairs. The
  * properties (checks.params), else abort():
@@ -90,7 +90,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512];
     REQUIRE(apy_cli_parse(argc, argv, &opts, err, sizeof(err)) == 0);
     REQUIRE(opts.nparams == (size_t)PyList_GET_SIZE(pairs));
-    char *source = apy_nbrun_params_source(&opts, err, sizeof(err));
+    char *source = apy__nbrun_params_source(&opts, err, sizeof(err));
     REQUIRE(!PyErr_Occurred());
     if (source != NULL || err[0] != '\0') {
         PyObject *text = source ? PyUnicode_FromString(source)

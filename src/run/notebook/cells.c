@@ -526,7 +526,7 @@ done:
 }
 
 int
-apy_nbrun_ensure_loop(apy_nbrun_t *run)
+apy__nbrun_ensure_loop(apy_nbrun_t *run)
 {
     if (run->loop != NULL) {
         return 0;
@@ -669,7 +669,7 @@ run_code(apy_nbrun_t *run, PyObject *code, PyObject **result)
     if (result != NULL) {
         *result = NULL;
     }
-    if (apy_nbrun_ensure_loop(run) < 0) {
+    if (apy__nbrun_ensure_loop(run) < 0) {
         return -1;
     }
     /* A signal that came while C code ran (a SIGTERM during a long save)
@@ -701,8 +701,8 @@ run_code(apy_nbrun_t *run, PyObject *code, PyObject **result)
 }
 
 int
-apy_nbrun_run_source(apy_nbrun_t *run, const char *source,
-                     size_t first_line)
+apy__nbrun_run_source(apy_nbrun_t *run, const char *source,
+                      size_t first_line)
 {
     PyObject *body;
     int has_result;
@@ -724,7 +724,7 @@ apy_nbrun_run_source(apy_nbrun_t *run, const char *source,
             PyErr_Restore(type, exc, tb);
         }
         if (rc == 0 && value != NULL) {
-            rc = apy_nbrun_record_result(run, value);
+            rc = apy__nbrun_record_result(run, value);
         }
         Py_XDECREF(value);
     }
@@ -732,21 +732,21 @@ apy_nbrun_run_source(apy_nbrun_t *run, const char *source,
 }
 
 int
-apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
+apy__nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
 {
     PyObject *value;
     int rc = apy_ipy_run_cell_magic(run->magics, run->globals, source,
                                     &value);
     if (rc == 0) {
         /* A magic IPython ran may return a value: the cell's result. */
-        rc = apy_nbrun_record_result(run, value);
+        rc = apy__nbrun_record_result(run, value);
         Py_DECREF(value);
     }
     return rc;
 }
 
 int
-apy_nbrun_run_cell(apy_nbrun_t *run)
+apy__nbrun_run_cell(apy_nbrun_t *run)
 {
     const apy_nb_cell_t *cell = &run->nb.cells[run->cur];
     int cell_magic = 0;
@@ -754,8 +754,8 @@ apy_nbrun_run_cell(apy_nbrun_t *run)
     if (text == NULL) {
         return -1;
     }
-    int rc = cell_magic ? apy_nbrun_run_cell_magic(run, cell->source)
-                        : apy_nbrun_run_source(run, text, 0);
+    int rc = cell_magic ? apy__nbrun_run_cell_magic(run, cell->source)
+                        : apy__nbrun_run_source(run, text, 0);
     free(text);
     return rc;
 }
@@ -807,7 +807,7 @@ cache_lines(PyObject *linecache_cache, PyObject *name, PyObject *lines)
 }
 
 int
-apy_nbrun_linecache_register(apy_nbrun_t *run)
+apy__nbrun_linecache_register(apy_nbrun_t *run)
 {
     int last = 0;
     for (size_t i = 0; i < run->nb.ncells; i++) {

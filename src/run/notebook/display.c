@@ -52,7 +52,7 @@ show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
     if (out == NULL) {
         return -1;
     }
-    int rc = rt->run != NULL ? apy_nbrun_append_output(rt, out) : 0;
+    int rc = rt->run != NULL ? apy__nbrun_append_output(rt, out) : 0;
     if (rc == 0) {
         rc = print_plain(data);
     } else if (rc > 0 && display_id != NULL && display_id != Py_None
@@ -78,10 +78,10 @@ show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
 }
 
 int
-apy_nbrun_display_obj(PyObject *runtime, PyObject *obj, PyObject *metadata,
-                      PyObject *display_id)
+apy__nbrun_display_obj(PyObject *runtime, PyObject *obj, PyObject *metadata,
+                       PyObject *display_id)
 {
-    PyObject *bundle = apy_nbrun_format(obj);
+    PyObject *bundle = apy__nbrun_format(obj);
     if (bundle == NULL) {
         return -1;
     }
@@ -134,7 +134,7 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
         }
     }
     if (clear) {
-        apy_nbrun_clear_output(self, 1);
+        apy__nbrun_clear_output(self, 1);
     }
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -146,7 +146,7 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
             rc = md ? show_bundle(self, obj, md, id) : -1;
             Py_XDECREF(md);
         } else {
-            rc = apy_nbrun_display_obj((PyObject *)self, obj, metadata, id);
+            rc = apy__nbrun_display_obj((PyObject *)self, obj, metadata, id);
         }
         if (rc < 0) {
             Py_XDECREF(id);
@@ -200,7 +200,7 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
         }
         Py_RETURN_NONE;
     }
-    PyObject *bundle = apy_nbrun_format(obj);
+    PyObject *bundle = apy__nbrun_format(obj);
     if (bundle == NULL) {
         return NULL;
     }
@@ -223,7 +223,7 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
             return NULL;
         }
         if (cell >= 0 && (size_t)cell < self->run->nb.ncells
-            && apy_nbrun_mark_dirty(self->run, (size_t)cell) < 0) {
+            && apy__nbrun_mark_dirty(self->run, (size_t)cell) < 0) {
             Py_DECREF(bundle);
             return NULL;
         }
@@ -244,7 +244,7 @@ runtime_clear_output(ApyNbRuntimeObject *self, PyObject *args,
                                      kwlist, &wait)) {
         return NULL;
     }
-    apy_nbrun_clear_output(self, wait);
+    apy__nbrun_clear_output(self, wait);
     Py_RETURN_NONE;
 }
 
@@ -268,7 +268,7 @@ runtime_show_figures(ApyNbRuntimeObject *self, PyObject *args,
     int agg = b != NULL && strcasecmp(b, "agg") == 0;
     Py_DECREF(backend);
     if (agg && self->run != NULL) {
-        if (apy_nbrun_flush_figures(self->run) < 0) {
+        if (apy__nbrun_flush_figures(self->run) < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
@@ -284,7 +284,7 @@ runtime_show_figures(ApyNbRuntimeObject *self, PyObject *args,
     return r;
 }
 
-PyMethodDef apy_nbrun_display_methods[] = {
+PyMethodDef apy__nbrun_display_methods[] = {
     {"show_figures", (PyCFunction)(void (*)(void))runtime_show_figures,
      METH_VARARGS | METH_KEYWORDS,
      "plt.show() in a notebook: shows the open figures as outputs."},
@@ -302,7 +302,7 @@ PyMethodDef apy_nbrun_display_methods[] = {
 };
 
 int
-apy_nbrun_flush_figures(apy_nbrun_t *run)
+apy__nbrun_flush_figures(apy_nbrun_t *run)
 {
     PyObject *name = PyUnicode_FromString("matplotlib.pyplot");
     PyObject *plt = name ? PyImport_GetModule(name) : NULL;
@@ -320,7 +320,7 @@ apy_nbrun_flush_figures(apy_nbrun_t *run)
     for (Py_ssize_t i = 0; shows && i < PyList_GET_SIZE(nums); i++) {
         PyObject *fig = PyObject_CallMethod(plt, "figure", "O",
                                             PyList_GET_ITEM(nums, i));
-        int r = fig ? apy_nbrun_display_obj(run->runtime, fig, NULL, NULL)
+        int r = fig ? apy__nbrun_display_obj(run->runtime, fig, NULL, NULL)
                     : -1;
         Py_XDECREF(fig);
         if (r < 0) {
@@ -337,7 +337,7 @@ done:
 }
 
 int
-apy_nbrun_display_init(apy_nbrun_t *run)
+apy__nbrun_display_init(apy_nbrun_t *run)
 {
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
     PyObject *display = PyObject_GetAttrString(run->runtime, "display");

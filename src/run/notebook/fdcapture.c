@@ -9,7 +9,7 @@
  * it still streams live, and keeps it, in arrival order, for the recorder.
  * The tee streams (outputs.c) write to text streams on those copies and are
  * recorded as before; before each output it records and at the end of each
- * cell the recorder takes what the fds got first (apy_nbrun_fdcap_sync), so
+ * cell the recorder takes what the fds got first (apy__nbrun_fdcap_sync), so
  * that `print(1); os.system("echo 2"); print(3)` is recorded 1, 2, 3.
  *
  * As in ipykernel, sys.stdout.fileno() is then the copy of the real fd, so
@@ -267,7 +267,7 @@ undo(apy_nbrun_fdcap_t *cap)
 }
 
 int
-apy_nbrun_fdcap_start(apy_nbrun_t *run, apy_nbrun_fd_sink_t sink)
+apy__nbrun_fdcap_start(apy_nbrun_t *run, apy_nbrun_fd_sink_t sink)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     apy_nbrun_fdcap_t *cap = calloc(1, sizeof(*cap));
@@ -391,7 +391,7 @@ record_chunk(apy_nbrun_t *run, apy_nbrun_fdcap_t *cap, chunk_t *c)
 }
 
 void
-apy_nbrun_fdcap_sync(apy_nbrun_t *run, int final)
+apy__nbrun_fdcap_sync(apy_nbrun_t *run, int final)
 {
     apy_nbrun_fdcap_t *cap = run->fdcap;
     if (cap == NULL || getpid() != cap->owner) {
@@ -423,7 +423,7 @@ apy_nbrun_fdcap_sync(apy_nbrun_t *run, int final)
 }
 
 int
-apy_nbrun_fdcap_real_fd(apy_nbrun_t *run, int which)
+apy__nbrun_fdcap_real_fd(apy_nbrun_t *run, int which)
 {
     apy_nbrun_fdcap_t *cap = run->fdcap;
     return cap != NULL && cap->real[which] >= 0 ? cap->real[which]
@@ -431,7 +431,7 @@ apy_nbrun_fdcap_real_fd(apy_nbrun_t *run, int which)
 }
 
 void
-apy_nbrun_fdcap_stop(apy_nbrun_t *run)
+apy__nbrun_fdcap_stop(apy_nbrun_t *run)
 {
     apy_nbrun_fdcap_t *cap = run->fdcap;
     if (cap == NULL || getpid() != cap->owner) {

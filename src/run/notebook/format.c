@@ -183,7 +183,7 @@ add_repr(PyObject *obj, size_t i, PyObject *data, PyObject *md)
 }
 
 PyObject *
-apy_nbrun_format(PyObject *obj)
+apy__nbrun_format(PyObject *obj)
 {
     PyObject *data = PyDict_New();
     PyObject *md = data ? PyDict_New() : NULL;

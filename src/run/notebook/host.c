@@ -12,31 +12,31 @@
 static int
 host_run_source(void *ctx, const char *body, size_t first_line)
 {
-    return apy_nbrun_run_source(ctx, body, first_line);
+    return apy__nbrun_run_source(ctx, body, first_line);
 }
 
 static int
 host_capture_begin(void *ctx, const int take[3])
 {
-    return apy_nbrun_capture_begin(ctx, take[0], take[1], take[2]);
+    return apy__nbrun_capture_begin(ctx, take[0], take[1], take[2]);
 }
 
 static PyObject *
 host_capture_end(void *ctx)
 {
-    return apy_nbrun_capture_end(ctx);
+    return apy__nbrun_capture_end(ctx);
 }
 
 static int
 host_flush_figures(void *ctx)
 {
-    return apy_nbrun_flush_figures(ctx);
+    return apy__nbrun_flush_figures(ctx);
 }
 
 static int
 host_shell_made(void *ctx)
 {
-    return apy_nbrun_display_init(ctx);
+    return apy__nbrun_display_init(ctx);
 }
 
 static PyObject *
@@ -55,7 +55,7 @@ static const apy_ipy_host_t run_host = {
 };
 
 int
-apy_nbrun_magics_init(apy_nbrun_t *run)
+apy__nbrun_magics_init(apy_nbrun_t *run)
 {
     run->magics = apy_ipy_magics_new(&run_host, run);
     if (run->magics == NULL) {
@@ -66,7 +66,7 @@ apy_nbrun_magics_init(apy_nbrun_t *run)
 }
 
 void
-apy_nbrun_magics_fini(apy_nbrun_t *run)
+apy__nbrun_magics_fini(apy_nbrun_t *run)
 {
     if (run->magics != NULL) {
         apy_ipy_magics_detach(run->magics);

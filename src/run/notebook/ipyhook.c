@@ -257,7 +257,7 @@ static PyType_Spec finder_spec = {
 };
 
 int
-apy_nbrun_display_hook_ipython(apy_nbrun_t *run)
+apy__nbrun_display_hook_ipython(apy_nbrun_t *run)
 {
     PyObject *name = PyUnicode_FromString(TARGET_MODULE);
     PyObject *mod = name ? PyImport_GetModule(name) : NULL;

@@ -99,34 +99,34 @@ typedef struct apy_nbrun {
 
 /* Marks cell i's outputs as changed (it ran, or update_display changed
  * one): they are rendered at the next save. 0, or -1 with MemoryError. */
-int apy_nbrun_mark_dirty(apy_nbrun_t *run, size_t i);
+int apy__nbrun_mark_dirty(apy_nbrun_t *run, size_t i);
 
 /* Installs the tee streams as sys.stdout/sys.stderr. 0, or -1 with an
  * exception set. */
-int apy_nbrun_streams_install(apy_nbrun_t *run);
+int apy__nbrun_streams_install(apy_nbrun_t *run);
 
 /* Puts the real sys.stdout/sys.stderr back where a tee stream still is.
  * Errors are ignored (the run is ending). */
-void apy_nbrun_streams_uninstall(apy_nbrun_t *run);
+void apy__nbrun_streams_uninstall(apy_nbrun_t *run);
 
 /* The types of the tee streams and of %%capture's object. */
-extern PyType_Spec apy_nbrun_stream_spec;
-extern PyType_Spec apy_nbrun_captured_spec;
+extern PyType_Spec apy__nbrun_stream_spec;
+extern PyType_Spec apy__nbrun_captured_spec;
 
 /* ---- runtime.c: the recorder object ---- */
 
 /* Creates the recorder's types and run->runtime. Returns 0, or -1 with an
  * exception set. */
-int apy_nbrun_outputs_init(apy_nbrun_t *run);
+int apy__nbrun_outputs_init(apy_nbrun_t *run);
 
 /* Detaches and releases the recorder: streams restored, types released;
  * objects the program kept (display, a captured result) stay usable and
  * fall back to printing. Keeps any exception set. */
-void apy_nbrun_outputs_fini(apy_nbrun_t *run);
+void apy__nbrun_outputs_fini(apy_nbrun_t *run);
 
 /* Records text that fd 1 (which = APY_NBRUN_STDOUT) or fd 2 got as the
  * current cell's stream output, like sys.stdout's. 0 or -1. */
-int apy_nbrun_record_fd_text(apy_nbrun_t *run, int which, PyObject *text);
+int apy__nbrun_record_fd_text(apy_nbrun_t *run, int which, PyObject *text);
 
 /* ---- fdcapture.c: output written to fds 1 and 2 directly ---- */
 
@@ -137,70 +137,70 @@ typedef int (*apy_nbrun_fd_sink_t)(apy_nbrun_t *run, int which,
 
 /* While recording: makes fds 1 and 2 pipes whose reader thread shows
  * everything live and keeps it for sink (the recorder's
- * apy_nbrun_record_fd_text), and gives the runtime
+ * apy__nbrun_record_fd_text), and gives the runtime
  * text streams on copies of the real fds (runtime->live). Call before
- * apy_nbrun_streams_install. 0, or -1 with an exception set (then
- * apy_nbrun_fdcap_stop still undoes what was done). */
-int apy_nbrun_fdcap_start(apy_nbrun_t *run, apy_nbrun_fd_sink_t sink);
+ * apy__nbrun_streams_install. 0, or -1 with an exception set (then
+ * apy__nbrun_fdcap_stop still undoes what was done). */
+int apy__nbrun_fdcap_start(apy_nbrun_t *run, apy_nbrun_fd_sink_t sink);
 
 /* Records what fds 1 and 2 got so far, before an output the recorder is
  * about to record; `final` at the end of a cell also flushes sys.__stdout__,
  * sys.__stderr__ and C's stdio first. Best effort; keeps any exception. */
-void apy_nbrun_fdcap_sync(apy_nbrun_t *run, int final);
+void apy__nbrun_fdcap_sync(apy_nbrun_t *run, int final);
 
 /* The fd that reaches the real stdout or stderr (which): a copy while
  * fds 1 and 2 are captured, else 1 or 2. Async-signal-safe to use. */
-int apy_nbrun_fdcap_real_fd(apy_nbrun_t *run, int which);
+int apy__nbrun_fdcap_real_fd(apy_nbrun_t *run, int which);
 
 /* Puts fds 1 and 2 back and stops the reader. Keeps any exception. */
-void apy_nbrun_fdcap_stop(apy_nbrun_t *run);
+void apy__nbrun_fdcap_stop(apy_nbrun_t *run);
 
 /* Starts recording the outputs of cell run->cur into a new list. 0 or -1
  * with an exception set. */
-int apy_nbrun_record_begin(apy_nbrun_t *run);
+int apy__nbrun_record_begin(apy_nbrun_t *run);
 
 /* Ends the cell: pending stream text becomes an output. Returns a new
  * reference to the cell's output list, or NULL with an exception set. */
-PyObject *apy_nbrun_record_end(apy_nbrun_t *run);
+PyObject *apy__nbrun_record_end(apy_nbrun_t *run);
 
 /* Records value as the cell's execute_result (None records nothing).
  * 0 or -1 with an exception set. */
-int apy_nbrun_record_result(apy_nbrun_t *run, PyObject *value);
+int apy__nbrun_record_result(apy_nbrun_t *run, PyObject *value);
 
 /* Records the current exception as an error output, with `lines` (a list
  * of str, as traceback.format_exception gives) as its traceback. Keeps
  * the exception set. 0 or -1 (the exception stays the original). */
-int apy_nbrun_record_error(apy_nbrun_t *run, PyObject *exc,
-                           PyObject *lines);
+int apy__nbrun_record_error(apy_nbrun_t *run, PyObject *exc,
+                            PyObject *lines);
 
 /* Starts a %%capture: stream text and displays go to a new captured
  * object instead of the terminal and the cell. Returns 0 or -1. */
-int apy_nbrun_capture_begin(apy_nbrun_t *run, int out, int err,
-                            int displays);
+int apy__nbrun_capture_begin(apy_nbrun_t *run, int out, int err,
+                             int displays);
 
 /* Ends the %%capture begun last. Returns a new reference to the captured
  * object (stdout, stderr, outputs, show()), or NULL with an exception set;
  * an exception already set stays set and wins. */
-PyObject *apy_nbrun_capture_end(apy_nbrun_t *run);
+PyObject *apy__nbrun_capture_end(apy_nbrun_t *run);
 
 /* Writes text to the real stdout (which = APY_NBRUN_STDOUT) or stderr,
  * bypassing the recorder. Never fails; errors are cleared. */
-void apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text);
+void apy__nbrun_write_real(apy_nbrun_t *run, int which, const char *text);
 
 /* ---- outputs_json.c: outputs as nbformat's JSON ---- */
 
 /* Returns a new reference to the JSON text (str) of a cell's output list
  * as nbformat writes it (multi-line strings as lists of lines), or NULL
  * with an exception set. A big stream output (its text a stream capsule,
- * see apy_nbrun_big_stream) is written with "text": null, and *streams is
+ * see apy__nbrun_big_stream) is written with "text": null, and *streams is
  * set to a new list of those capsules in order (NULL when there are
  * none). */
-PyObject *apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams,
-                                 const char *spill_dir);
+PyObject *apy__nbrun_outputs_json(PyObject *outputs, PyObject **streams,
+                                  const char *spill_dir);
 
 /* The tag that marks a big data value's place in that JSON (see
  * apy_nb_result_t.value_tag). */
-const char *apy_nbrun_value_tag(void);
+const char *apy__nbrun_value_tag(void);
 
 /* ---- outputs.c: big outputs ---- */
 
@@ -212,40 +212,40 @@ const char *apy_nbrun_value_tag(void);
 
 /* Returns a new capsule that owns st (a big output's text or value), or
  * NULL with an exception set (st released). */
-PyObject *apy_nbrun_big_capsule(apy_nb_stream_t *st);
+PyObject *apy__nbrun_big_capsule(apy_nb_stream_t *st);
 
 /* Returns the apy_nb_stream_t of a big stream output's text, or NULL
  * (no exception) if obj is not one. */
-apy_nb_stream_t *apy_nbrun_big_stream(PyObject *obj);
+apy_nb_stream_t *apy__nbrun_big_stream(PyObject *obj);
 
 /* ---- format.c: mime bundles ---- */
 
 /* Returns a new reference to (data, metadata) for obj: its _repr_*_ and
  * _repr_mimebundle_ bundle plus text/plain, or NULL with an exception. */
-PyObject *apy_nbrun_format(PyObject *obj);
+PyObject *apy__nbrun_format(PyObject *obj);
 
 /* ---- display.c: display(), figures ---- */
 
 /* Adds the display builtin. 0 or -1 with an exception set. */
-int apy_nbrun_display_init(apy_nbrun_t *run);
+int apy__nbrun_display_init(apy_nbrun_t *run);
 
 /* The display path shared by display() and figures: records a
  * display_data output of obj's mime bundle (or prints its text/plain when
  * nothing records). Returns 0 or -1 with an exception set. */
-int apy_nbrun_display_obj(PyObject *runtime, PyObject *obj,
-                          PyObject *metadata, PyObject *display_id);
+int apy__nbrun_display_obj(PyObject *runtime, PyObject *obj,
+                           PyObject *metadata, PyObject *display_id);
 
 /* Displays the open matplotlib figures (when something records) and
  * closes them, as the inline backend does at the end of a cell. Does
  * nothing when matplotlib.pyplot was never imported. 0 or -1. */
-int apy_nbrun_flush_figures(apy_nbrun_t *run);
+int apy__nbrun_flush_figures(apy_nbrun_t *run);
 
 /* Makes IPython's display()/clear_output()/update_display() ours once
  * IPython.core.display_functions is imported. 0 or -1. */
-int apy_nbrun_display_hook_ipython(apy_nbrun_t *run);
+int apy__nbrun_display_hook_ipython(apy_nbrun_t *run);
 
 /* Method table entries of the runtime type defined in display.c. */
-extern PyMethodDef apy_nbrun_display_methods[];
+extern PyMethodDef apy__nbrun_display_methods[];
 
 /* ---- runtime internals shared by outputs.c, display.c, runtime.c ---- */
 
@@ -270,45 +270,45 @@ typedef struct {
 
 /* Appends output (a dict) to the current sink (the innermost capture or
  * the cell), flushing pending stream text first. 0 or -1. */
-int apy_nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output);
+int apy__nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output);
 
 /* Applies a clear_output() now (or at the next output if wait). */
-void apy_nbrun_clear_output(ApyNbRuntimeObject *rt, int wait);
+void apy__nbrun_clear_output(ApyNbRuntimeObject *rt, int wait);
 
 /* ---- cells.c: compile and run one cell ---- */
 
 /* Runs code cell run->cur. Returns 0 on success, -1 with the cell's
  * exception set (traceback stripped of apyrun frames), -2 when a TLA
  * cell can never finish (reported). */
-int apy_nbrun_run_cell(apy_nbrun_t *run);
+int apy__nbrun_run_cell(apy_nbrun_t *run);
 
 /* Runs python source text (a %%time or %%capture body, which starts on
  * the cell's line `first_line` + 1) as part of cell run->cur: compiled
  * with the cell's line mapping, run on the loop when it awaits, its last
- * expression recorded. Same results as apy_nbrun_run_cell. */
-int apy_nbrun_run_source(apy_nbrun_t *run, const char *source,
-                         size_t first_line);
+ * expression recorded. Same results as apy__nbrun_run_cell. */
+int apy__nbrun_run_source(apy_nbrun_t *run, const char *source,
+                          size_t first_line);
 
 /* Registers every cell's text with linecache under the notebook's path,
  * at its JSON lines, so tracebacks show code. 0 or -1. */
-int apy_nbrun_linecache_register(apy_nbrun_t *run);
+int apy__nbrun_linecache_register(apy_nbrun_t *run);
 
 /* Opens the run's event loop if it is not open yet. 0 or -1. */
-int apy_nbrun_ensure_loop(apy_nbrun_t *run);
+int apy__nbrun_ensure_loop(apy_nbrun_t *run);
 
 /* ---- host.c: what a run gives the IPython layer ---- */
 
 /* Creates the run's builtins.__apyrun_nb__ (src/ipython), its host the
  * run's recorder. 0 or -1 with an exception set. */
-int apy_nbrun_magics_init(apy_nbrun_t *run);
+int apy__nbrun_magics_init(apy_nbrun_t *run);
 
-/* Detaches and releases what apy_nbrun_magics_init made. Keeps any
+/* Detaches and releases what apy__nbrun_magics_init made. Keeps any
  * exception set. */
-void apy_nbrun_magics_fini(apy_nbrun_t *run);
+void apy__nbrun_magics_fini(apy_nbrun_t *run);
 
 /* Runs a %%magic cell, its value recorded as the cell's execute_result.
- * Same results as apy_nbrun_run_cell. */
-int apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
+ * Same results as apy__nbrun_run_cell. */
+int apy__nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
 
 /* ---- params.c: papermill parameters ---- */
 
@@ -316,46 +316,46 @@ int apy_nbrun_run_cell_magic(apy_nbrun_t *run, const char *source);
  * --params-file. Returns a malloc'ed string, NULL with *err set (a
  * one-line message, exit 2) or NULL with *err NULL when no parameter was
  * given. */
-char *apy_nbrun_params_source(const apy_options_t *opts, char *err,
-                              size_t errlen);
+char *apy__nbrun_params_source(const apy_options_t *opts, char *err,
+                               size_t errlen);
 
 /* ---- timeouts.c: --timeout, --total-timeout, SIGTERM ---- */
 
 /* Starts the watchdog thread (only if a timeout was given) and installs
  * the SIGTERM handler. 0 or -1 with an exception set. */
-int apy_nbrun_timeouts_start(apy_nbrun_t *run);
+int apy__nbrun_timeouts_start(apy_nbrun_t *run);
 
 /* Set (never cleared) once a SIGTERM arrived while our handler was in
  * place: a save's long copy stops for it (apy_nb_target_t.stop). */
-const volatile sig_atomic_t *apy_nbrun_sigterm_seen(void);
+const volatile sig_atomic_t *apy__nbrun_sigterm_seen(void);
 
 /* Arms the watchdog for the cell starting now. */
-void apy_nbrun_timeouts_arm(apy_nbrun_t *run);
+void apy__nbrun_timeouts_arm(apy_nbrun_t *run);
 
 /* Disarms the watchdog after a cell. */
-void apy_nbrun_timeouts_disarm(apy_nbrun_t *run);
+void apy__nbrun_timeouts_disarm(apy_nbrun_t *run);
 
 /* Stops the watchdog and restores SIGTERM's handler. Keeps any exception
  * set. */
-void apy_nbrun_timeouts_stop(apy_nbrun_t *run);
+void apy__nbrun_timeouts_stop(apy_nbrun_t *run);
 
 /* ---- progress.c: the terminal's progress lines and reports ---- */
 
 /* Decides progress and colour for stderr (terminal, NO_COLOR). */
-void apy_nbrun_progress_init(apy_nbrun_t *run);
+void apy__nbrun_progress_init(apy_nbrun_t *run);
 
 /* "cell k of n" before cell run->cur runs. */
-void apy_nbrun_progress_cell(apy_nbrun_t *run);
+void apy__nbrun_progress_cell(apy_nbrun_t *run);
 
 /* The end-of-run summary line (terminal only). */
-void apy_nbrun_progress_done(apy_nbrun_t *run);
+void apy__nbrun_progress_done(apy_nbrun_t *run);
 
 /* Writes "apyrun: <what> in cell k, In [n] of <nb>" on stderr, red on a
  * terminal. */
-void apy_nbrun_report_cell(apy_nbrun_t *run, const char *what);
+void apy__nbrun_report_cell(apy_nbrun_t *run, const char *what);
 
 /* Seconds on the monotonic clock. */
-double apy_nbrun_now(void);
+double apy__nbrun_now(void);
 
 
 #endif

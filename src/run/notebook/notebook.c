@@ -121,7 +121,7 @@ static int
 inject_parameters(apy_nbrun_t *run)
 {
     char err[512];
-    char *source = apy_nbrun_params_source(run->opts, err, sizeof(err));
+    char *source = apy__nbrun_params_source(run->opts, err, sizeof(err));
     if (source == NULL) {
         if (err[0] == '\0') {
             return 0;
@@ -197,9 +197,9 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
     int has_outputs = c->outputs != NULL && PyList_GET_SIZE(c->outputs) > 0;
     PyObject *streams = NULL;
     /* No outputs (most cells) need no JSON: NULL is "[]". */
-    PyObject *json = has_outputs ? apy_nbrun_outputs_json(c->outputs,
-                                                          &streams,
-                                                          run->spill_dir)
+    PyObject *json = has_outputs ? apy__nbrun_outputs_json(c->outputs,
+                                                           &streams,
+                                                           run->spill_dir)
                                  : NULL;
     Py_ssize_t len = 0, n = streams ? PyList_GET_SIZE(streams) : 0;
     const char *text = json ? PyUnicode_AsUTF8AndSize(json, &len) : NULL;
@@ -213,7 +213,7 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
         goto done;
     }
     for (Py_ssize_t k = 0; k < n; k++) {
-        big[k] = apy_nbrun_big_stream(PyList_GET_ITEM(streams, k));
+        big[k] = apy__nbrun_big_stream(PyList_GET_ITEM(streams, k));
     }
     apy_nb_result_t res = {
         .cell = i,
@@ -222,7 +222,7 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
         .outputs_len = (size_t)len,
         .streams = big,
         .nstreams = (size_t)n,
-        .value_tag = n > 0 ? apy_nbrun_value_tag() : NULL,
+        .value_tag = n > 0 ? apy__nbrun_value_tag() : NULL,
         .busy = c->busy[0] ? c->busy : NULL,
         .execute_input = c->input[0] ? c->input : NULL,
         .execute_reply = c->reply[0] ? c->reply : NULL,
@@ -266,12 +266,12 @@ save(apy_nbrun_t *run, int force, int last)
     }
     run->ndirty = 0;
     int now = force || (run->target.kind == APY_NB_TARGET_REPLACE
-                        && apy_nbrun_now() >= run->next_save);
+                        && apy__nbrun_now() >= run->next_save);
     /* Nothing new since the last write (the end right after an error's
      * save): a gigabyte of output is not copied twice. */
     if (rc == 0 && now && run->unsaved) {
         run->unsaved = 0;
-        double t0 = apy_nbrun_now();
+        double t0 = apy__nbrun_now();
         /* The cells up to the one that ran will not get another result
          * (update_display aside, which the writer notices). The last
          * save asks for no prefix: copying a gigabyte for a save that
@@ -281,7 +281,7 @@ save(apy_nbrun_t *run, int force, int last)
                                                     : run->nb.ncells;
         rc = apy_nb_target_save(&run->nb, &run->target, stable, err,
                                 sizeof(err));
-        double t1 = apy_nbrun_now();
+        double t1 = apy__nbrun_now();
         double wait = (1.0 - SAVE_SHARE) / SAVE_SHARE * (t1 - t0);
         run->next_save = t1 + (wait > SAVE_INTERVAL ? wait : SAVE_INTERVAL);
     }
@@ -310,7 +310,7 @@ first_save(apy_nbrun_t *run)
         fprintf(stderr, "apyrun: %s\n", err);
         return 2;
     }
-    run->target.stop = apy_nbrun_sigterm_seen();
+    run->target.stop = apy__nbrun_sigterm_seen();
     if (run->target.kind == APY_NB_TARGET_REPLACE) {
         /* Big outputs wait beside the target: a file system we may write
          * to, and where the save can copy them without reading them. */
@@ -402,7 +402,7 @@ report_exception(apy_nbrun_t *run)
                           ? PyObject_CallMethod(out, "flush", NULL) : NULL;
         Py_XDECREF(r);
         PyErr_Clear();
-        apy_nbrun_write_real(run, APY_NBRUN_STDERR, utf8);
+        apy__nbrun_write_real(run, APY_NBRUN_STDERR, utf8);
     } else {
         /* The traceback module failed: python's own printer still
          * tells what happened. */
@@ -413,7 +413,7 @@ report_exception(apy_nbrun_t *run)
         PyErr_Restore(type, value, tb);
         PyErr_Print();
     }
-    if (lines != NULL && apy_nbrun_record_error(run, value, lines) < 0) {
+    if (lines != NULL && apy__nbrun_record_error(run, value, lines) < 0) {
         PyErr_Clear();
     }
     Py_XDECREF(text);
@@ -437,12 +437,12 @@ cell_failed(apy_nbrun_t *run, int rc, int *exitcode)
                                     "[s]", "RuntimeError: top-level await "
                                     "never completed\n")
                               : NULL;
-        if (lines == NULL || apy_nbrun_record_error(run, exc, lines) < 0) {
+        if (lines == NULL || apy__nbrun_record_error(run, exc, lines) < 0) {
             PyErr_Clear();
         }
         Py_XDECREF(lines);
         Py_XDECREF(exc);
-        apy_nbrun_report_cell(run, "top-level await never completed");
+        apy__nbrun_report_cell(run, "top-level await never completed");
         return CELL_ERROR;
     }
     if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
@@ -458,26 +458,26 @@ cell_failed(apy_nbrun_t *run, int rc, int *exitcode)
                                               : run->opts->total_timeout;
         int total = run->opts->total_timeout > 0
                     && (run->opts->timeout <= 0
-                        || apy_nbrun_now() - run->t0
+                        || apy__nbrun_now() - run->t0
                                >= run->opts->total_timeout - 0.001);
         snprintf(what, sizeof(what), "%s (%gs) expired",
                  total ? "--total-timeout" : "--timeout",
                  total ? run->opts->total_timeout : limit);
-        apy_nbrun_report_cell(run, what);
+        apy__nbrun_report_cell(run, what);
         return CELL_TIMEOUT;
     }
     if (run->sigterm) {
-        apy_nbrun_report_cell(run, "terminated (SIGTERM)");
+        apy__nbrun_report_cell(run, "terminated (SIGTERM)");
         return CELL_SIGTERM;
     }
     if (interrupt) {
-        apy_nbrun_report_cell(run, "interrupted");
+        apy__nbrun_report_cell(run, "interrupted");
         return CELL_INTERRUPT;
     }
     if (run->cells[run->cur].tags & APY_NBRUN_TAG_RAISES) {
         return CELL_EXPECTED;
     }
-    apy_nbrun_report_cell(run, "error");
+    apy__nbrun_report_cell(run, "error");
     return CELL_ERROR;
 }
 
@@ -487,27 +487,27 @@ run_one(apy_nbrun_t *run, int *exitcode)
 {
     apy_nbrun_cell_t *c = &run->cells[run->cur];
     c->count = ++run->count;
-    apy_nbrun_progress_cell(run);
+    apy__nbrun_progress_cell(run);
     apy_nb_timestamp(c->busy);
-    if (apy_nbrun_record_begin(run) < 0) {
+    if (apy__nbrun_record_begin(run) < 0) {
         return cell_failed(run, -1, exitcode);
     }
     apy_nb_timestamp(c->input);
-    apy_nbrun_timeouts_arm(run);
-    int rc = apy_nbrun_run_cell(run);
-    if (rc == 0 && apy_nbrun_flush_figures(run) < 0) {
+    apy__nbrun_timeouts_arm(run);
+    int rc = apy__nbrun_run_cell(run);
+    if (rc == 0 && apy__nbrun_flush_figures(run) < 0) {
         rc = -1;
     }
-    apy_nbrun_timeouts_disarm(run);
+    apy__nbrun_timeouts_disarm(run);
     int how = rc == 0 ? CELL_OK : cell_failed(run, rc, exitcode);
     apy_nb_timestamp(c->reply);
-    Py_XSETREF(c->outputs, apy_nbrun_record_end(run));
+    Py_XSETREF(c->outputs, apy__nbrun_record_end(run));
     if (c->outputs == NULL) {
         PyErr_Print();
         how = how == CELL_OK ? CELL_ERROR : how;
     }
     apy_nb_timestamp(c->idle);
-    if (apy_nbrun_mark_dirty(run, run->cur) < 0) {
+    if (apy__nbrun_mark_dirty(run, run->cur) < 0) {
         PyErr_Print();
         how = how == CELL_OK ? CELL_ERROR : how;
     }
@@ -616,15 +616,16 @@ prepare(apy_nbrun_t *run, const char *abs_path)
             return -1;
         }
     }
-    if (apy_nbrun_outputs_init(run) < 0 || apy_nbrun_display_init(run) < 0
-        || apy_nbrun_magics_init(run) < 0
-        || apy_nbrun_display_hook_ipython(run) < 0
-        || apy_nbrun_linecache_register(run) < 0
-        || apy_nbrun_timeouts_start(run) < 0) {
+    if (apy__nbrun_outputs_init(run) < 0 || apy__nbrun_display_init(run) < 0
+        || apy__nbrun_magics_init(run) < 0
+        || apy__nbrun_display_hook_ipython(run) < 0
+        || apy__nbrun_linecache_register(run) < 0
+        || apy__nbrun_timeouts_start(run) < 0) {
         return -1;
     }
-    if (run->recording && (apy_nbrun_fdcap_start(run, apy_nbrun_record_fd_text) < 0
-                           || apy_nbrun_streams_install(run) < 0)) {
+    if (run->recording
+        && (apy__nbrun_fdcap_start(run, apy__nbrun_record_fd_text) < 0
+            || apy__nbrun_streams_install(run) < 0)) {
         return -1;
     }
     return 0;
@@ -680,10 +681,10 @@ load(apy_nbrun_t *run, char **abs_path, PyObject **fsname)
 static void
 cleanup(apy_nbrun_t *run)
 {
-    apy_nbrun_timeouts_stop(run);
-    apy_nbrun_fdcap_stop(run);
-    apy_nbrun_magics_fini(run);
-    apy_nbrun_outputs_fini(run);
+    apy__nbrun_timeouts_stop(run);
+    apy__nbrun_fdcap_stop(run);
+    apy__nbrun_magics_fini(run);
+    apy__nbrun_outputs_fini(run);
     Py_CLEAR(run->loop);
     if (run->cells != NULL) {
         for (size_t i = 0; i < run->nb.ncells; i++) {
@@ -710,9 +711,9 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
     pthread_mutex_init(&run.save_lock, NULL);
     run.config = config;
     run.opts = opts;
-    run.t0 = apy_nbrun_now();
+    run.t0 = apy__nbrun_now();
     run.next_save = run.t0 + SAVE_INTERVAL;
-    apy_nbrun_progress_init(&run);
+    apy__nbrun_progress_init(&run);
 
     char *abs_path = NULL;
     PyObject *fsname = NULL;
@@ -734,7 +735,7 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
         if (exitcode == 0) {
             exitcode = closed;
         }
-        apy_nbrun_progress_done(&run);
+        apy__nbrun_progress_done(&run);
     }
     int sigterm = run.sigterm;
     cleanup(&run);

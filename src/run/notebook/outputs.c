@@ -46,7 +46,7 @@ big_capsule_free(PyObject *capsule)
 }
 
 PyObject *
-apy_nbrun_big_capsule(apy_nb_stream_t *st)
+apy__nbrun_big_capsule(apy_nb_stream_t *st)
 {
     PyObject *capsule = PyCapsule_New(st, BIG_CAPSULE, big_capsule_free);
     if (capsule == NULL) {
@@ -56,7 +56,7 @@ apy_nbrun_big_capsule(apy_nb_stream_t *st)
 }
 
 apy_nb_stream_t *
-apy_nbrun_big_stream(PyObject *obj)
+apy__nbrun_big_stream(PyObject *obj)
 {
     if (!PyCapsule_IsValid(obj, BIG_CAPSULE)) {
         return NULL;
@@ -74,7 +74,7 @@ big_put(ApyNbRuntimeObject *rt, PyObject *text)
     if (bytes == NULL) {
         return -1;
     }
-    int rc = apy_nb_stream_put(apy_nbrun_big_stream(rt->big),
+    int rc = apy_nb_stream_put(apy__nbrun_big_stream(rt->big),
                                PyBytes_AS_STRING(bytes),
                                (size_t)PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);
@@ -131,7 +131,7 @@ flush_parts(ApyNbRuntimeObject *rt)
     }
     PyObject *text;
     if (rt->big != NULL) {
-        if (apy_nb_stream_finish(apy_nbrun_big_stream(rt->big)) < 0) {
+        if (apy_nb_stream_finish(apy__nbrun_big_stream(rt->big)) < 0) {
             PyErr_NoMemory();
             return -1;
         }
@@ -161,7 +161,7 @@ flush_parts(ApyNbRuntimeObject *rt)
 }
 
 void
-apy_nbrun_clear_output(ApyNbRuntimeObject *rt, int wait)
+apy__nbrun_clear_output(ApyNbRuntimeObject *rt, int wait)
 {
     if (wait) {
         rt->clear_pending = 1;
@@ -177,7 +177,7 @@ apy_nbrun_clear_output(ApyNbRuntimeObject *rt, int wait)
 }
 
 int
-apy_nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output)
+apy__nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output)
 {
     ApyNbCapturedObject *cap = (ApyNbCapturedObject *)rt->capture;
     if (cap != NULL && cap->take_displays) {
@@ -187,10 +187,10 @@ apy_nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output)
         return 0;
     }
     if (rt->run != NULL) {
-        apy_nbrun_fdcap_sync(rt->run, 0);
+        apy__nbrun_fdcap_sync(rt->run, 0);
     }
     if (rt->clear_pending) {
-        apy_nbrun_clear_output(rt, 0);
+        apy__nbrun_clear_output(rt, 0);
     }
     if (flush_parts(rt) < 0) {
         return -1;
@@ -207,7 +207,7 @@ record_stream(ApyNbRuntimeObject *rt, int which, PyObject *text)
         return 0;
     }
     if (rt->clear_pending) {
-        apy_nbrun_clear_output(rt, 0);
+        apy__nbrun_clear_output(rt, 0);
     }
     if (rt->part_name != which) {
         if (flush_parts(rt) < 0) {
@@ -226,14 +226,14 @@ record_stream(ApyNbRuntimeObject *rt, int which, PyObject *text)
 }
 
 int
-apy_nbrun_record_fd_text(apy_nbrun_t *run, int which, PyObject *text)
+apy__nbrun_record_fd_text(apy_nbrun_t *run, int which, PyObject *text)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     return rt != NULL ? record_stream(rt, which, text) : 0;
 }
 
 int
-apy_nbrun_record_begin(apy_nbrun_t *run)
+apy__nbrun_record_begin(apy_nbrun_t *run)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     rt->clear_pending = 0;
@@ -247,13 +247,13 @@ apy_nbrun_record_begin(apy_nbrun_t *run)
 }
 
 PyObject *
-apy_nbrun_record_end(apy_nbrun_t *run)
+apy__nbrun_record_end(apy_nbrun_t *run)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     /* The cell's own exception, if any, must survive the flush. */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    apy_nbrun_fdcap_sync(run, 1);
+    apy__nbrun_fdcap_sync(run, 1);
     int rc = flush_parts(rt);
     rt->part_name = -1;
     PyObject *outputs = rt->outputs;
@@ -270,13 +270,13 @@ apy_nbrun_record_end(apy_nbrun_t *run)
 }
 
 int
-apy_nbrun_record_result(apy_nbrun_t *run, PyObject *value)
+apy__nbrun_record_result(apy_nbrun_t *run, PyObject *value)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     if (value == Py_None || rt->outputs == NULL) {
         return 0;
     }
-    PyObject *bundle = apy_nbrun_format(value);
+    PyObject *bundle = apy__nbrun_format(value);
     if (bundle == NULL) {
         return -1;
     }
@@ -289,13 +289,13 @@ apy_nbrun_record_result(apy_nbrun_t *run, PyObject *value)
     if (out == NULL) {
         return -1;
     }
-    int rc = apy_nbrun_append_output(rt, out);
+    int rc = apy__nbrun_append_output(rt, out);
     Py_DECREF(out);
     return rc < 0 ? -1 : 0;
 }
 
 int
-apy_nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
+apy__nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     if (rt->outputs == NULL) {
@@ -315,7 +315,7 @@ apy_nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
         return -1;
     }
     /* An error ends the cell: a capture still open is not where it goes. */
-    apy_nbrun_fdcap_sync(run, 1);
+    apy__nbrun_fdcap_sync(run, 1);
     if (flush_parts(rt) < 0) {
         Py_DECREF(out);
         return -1;
@@ -327,7 +327,7 @@ apy_nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
 }
 
 void
-apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text)
+apy__nbrun_write_real(apy_nbrun_t *run, int which, const char *text)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -353,7 +353,7 @@ apy_nbrun_write_real(apy_nbrun_t *run, int which, const char *text)
 }
 
 int
-apy_nbrun_mark_dirty(apy_nbrun_t *run, size_t i)
+apy__nbrun_mark_dirty(apy_nbrun_t *run, size_t i)
 {
     if (run->cells[i].dirty) {
         return 0;
@@ -400,7 +400,7 @@ stream_write(ApyNbStreamObject *self, PyObject *text)
     Py_DECREF(r);
     if (rt->run != NULL && rt->outputs != NULL) {
         /* What the fds got before this text comes first. */
-        apy_nbrun_fdcap_sync(rt->run, 0);
+        apy__nbrun_fdcap_sync(rt->run, 0);
     }
     if (rt->run != NULL && record_stream(rt, self->which, text) < 0) {
         return NULL;
@@ -497,7 +497,7 @@ static PyType_Slot stream_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_nbrun_stream_spec = {
+PyType_Spec apy__nbrun_stream_spec = {
     .name = "apyrun.notebook.Stream",
     .basicsize = sizeof(ApyNbStreamObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -521,7 +521,7 @@ stream_new(apy_nbrun_t *run, int which, PyObject *target)
 }
 
 int
-apy_nbrun_streams_install(apy_nbrun_t *run)
+apy__nbrun_streams_install(apy_nbrun_t *run)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     for (int i = 0; i < 2; i++) {
@@ -546,7 +546,7 @@ apy_nbrun_streams_install(apy_nbrun_t *run)
 }
 
 void
-apy_nbrun_streams_uninstall(apy_nbrun_t *run)
+apy__nbrun_streams_uninstall(apy_nbrun_t *run)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     for (int i = 0; i < 2; i++) {
@@ -586,7 +586,7 @@ captured_show(ApyNbCapturedObject *self, PyObject *Py_UNUSED(ignored))
         PyObject *out = PyList_GET_ITEM(self->outputs, i); /* borrowed */
         ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)self->runtime;
         int rc = rt != NULL && rt->run != NULL
-                     ? apy_nbrun_append_output(rt, out) : 0;
+                     ? apy__nbrun_append_output(rt, out) : 0;
         if (rc < 0) {
             return NULL;
         }
@@ -700,7 +700,7 @@ static PyType_Slot captured_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_nbrun_captured_spec = {
+PyType_Spec apy__nbrun_captured_spec = {
     .name = "apyrun.notebook.CapturedIO",
     .basicsize = sizeof(ApyNbCapturedObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -708,7 +708,7 @@ PyType_Spec apy_nbrun_captured_spec = {
 };
 
 int
-apy_nbrun_capture_begin(apy_nbrun_t *run, int out, int err, int displays)
+apy__nbrun_capture_begin(apy_nbrun_t *run, int out, int err, int displays)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     ApyNbCapturedObject *cap = PyObject_GC_New(ApyNbCapturedObject,
@@ -755,7 +755,7 @@ apy_nbrun_capture_begin(apy_nbrun_t *run, int out, int err, int displays)
 }
 
 PyObject *
-apy_nbrun_capture_end(apy_nbrun_t *run)
+apy__nbrun_capture_end(apy_nbrun_t *run)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     ApyNbCapturedObject *cap = (ApyNbCapturedObject *)rt->capture;

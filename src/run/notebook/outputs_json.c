@@ -12,6 +12,8 @@
 
 #include "nbrun.h"
 
+#define BIG_TEXT APY_NBRUN_BIG_TEXT
+
 /* Returns a new reference: text split into lines (ends kept), as
  * nbformat stores multi-line strings. */
 static PyObject *
@@ -29,7 +31,7 @@ split_text(PyObject *text)
 static char value_tag[48];
 
 const char *
-apy_nbrun_value_tag(void)
+apy__nbrun_value_tag(void)
 {
     if (value_tag[0] == '\0') {
         unsigned char r[8];
@@ -44,7 +46,7 @@ apy_nbrun_value_tag(void)
     return value_tag;
 }
 
-/* A data value past APY_NBRUN_BIG_TEXT characters (an image's base64, a page of
+/* A data value past BIG_TEXT characters (an image's base64, a page of
  * HTML) goes into a value stream, as nbformat writes it for this mime
  * type, a piece at a time, never whole into the outputs' JSON. Returns
  * a new reference to the tag that takes its place (its capsule appended
@@ -61,14 +63,14 @@ big_value(const char *spill_dir, const char *mime, PyObject *val,
     if (st == NULL) {
         return PyErr_NoMemory();
     }
-    PyObject *capsule = apy_nbrun_big_capsule(st);
+    PyObject *capsule = apy__nbrun_big_capsule(st);
     if (capsule == NULL) {
         return NULL;
     }
     Py_ssize_t n = PyUnicode_GET_LENGTH(val);
     int rc = 0;
-    for (Py_ssize_t at = 0; at < n && rc == 0; at += APY_NBRUN_BIG_TEXT) {
-        PyObject *piece = PyUnicode_Substring(val, at, at + APY_NBRUN_BIG_TEXT);
+    for (Py_ssize_t at = 0; at < n && rc == 0; at += BIG_TEXT) {
+        PyObject *piece = PyUnicode_Substring(val, at, at + BIG_TEXT);
         /* Lone surrogates cannot be UTF-8 (as in big_put). */
         PyObject *bytes = piece ? PyUnicode_AsEncodedString(piece, "utf-8",
                                                             "replace")
@@ -90,7 +92,7 @@ big_value(const char *spill_dir, const char *mime, PyObject *val,
         rc = -1;
     }
     PyObject *tag = rc == 0 ? PyUnicode_FromFormat(
-                                  "%s%zd", apy_nbrun_value_tag(),
+                                  "%s%zd", apy__nbrun_value_tag(),
                                   PyList_GET_SIZE(*streams))
                             : NULL;
     if (tag != NULL && PyList_Append(*streams, capsule) < 0) {
@@ -112,7 +114,7 @@ output_for_json(PyObject *output, PyObject **streams,
         return NULL;
     }
     PyObject *text = PyDict_GetItemString(copy, "text"); /* borrowed */
-    if (text != NULL && apy_nbrun_big_stream(text) != NULL) {
+    if (text != NULL && apy__nbrun_big_stream(text) != NULL) {
         if ((*streams == NULL && (*streams = PyList_New(0)) == NULL)
             || PyList_Append(*streams, text) < 0
             || PyDict_SetItemString(copy, "text", Py_None) < 0) {
@@ -158,7 +160,7 @@ output_for_json(PyObject *output, PyObject **streams,
             PyErr_Clear();
             PyObject *v = is_json ? Py_NewRef(val)
                           : k != NULL && PyUnicode_Check(val)
-                                  && PyUnicode_GET_LENGTH(val) > APY_NBRUN_BIG_TEXT
+                                  && PyUnicode_GET_LENGTH(val) > BIG_TEXT
                               ? big_value(rt_spill_dir, k, val, streams)
                               : split_text(val);
             if (v == NULL || PyDict_SetItem(dcopy, key, v) < 0) {
@@ -180,8 +182,8 @@ output_for_json(PyObject *output, PyObject **streams,
 }
 
 PyObject *
-apy_nbrun_outputs_json(PyObject *outputs, PyObject **streams,
-                       const char *spill_dir)
+apy__nbrun_outputs_json(PyObject *outputs, PyObject **streams,
+                        const char *spill_dir)
 {
     Py_ssize_t n = PyList_GET_SIZE(outputs);
     *streams = NULL;

@@ -219,7 +219,7 @@ check_name(PyObject *key)
 }
 
 char *
-apy_nbrun_params_source(const apy_options_t *opts, char *err, size_t errlen)
+apy__nbrun_params_source(const apy_options_t *opts, char *err, size_t errlen)
 {
     err[0] = '\0';
     if (opts->params_file == NULL && opts->nparams == 0) {

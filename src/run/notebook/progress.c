@@ -18,7 +18,7 @@
 #define RESET "\033[0m"
 
 double
-apy_nbrun_now(void)
+apy__nbrun_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -26,7 +26,7 @@ apy_nbrun_now(void)
 }
 
 void
-apy_nbrun_progress_init(apy_nbrun_t *run)
+apy__nbrun_progress_init(apy_nbrun_t *run)
 {
     const char *no_color = getenv("NO_COLOR");
     run->progress = isatty(STDERR_FILENO);
@@ -47,11 +47,11 @@ say(apy_nbrun_t *run, const char *line)
         PyErr_Clear();
     }
     PyErr_Restore(type, value, tb);
-    apy_nbrun_write_real(run, APY_NBRUN_STDERR, line);
+    apy__nbrun_write_real(run, APY_NBRUN_STDERR, line);
 }
 
 void
-apy_nbrun_progress_cell(apy_nbrun_t *run)
+apy__nbrun_progress_cell(apy_nbrun_t *run)
 {
     if (!run->progress) {
         return;
@@ -60,13 +60,13 @@ apy_nbrun_progress_cell(apy_nbrun_t *run)
     snprintf(line, sizeof(line),
              "%s[apyrun] cell %zu of %zu, In [%d] (%.1fs)%s\n",
              run->color ? DIM : "", run->cur + 1, run->nb.ncells,
-             run->count, apy_nbrun_now() - run->t0,
+             run->count, apy__nbrun_now() - run->t0,
              run->color ? RESET : "");
     say(run, line);
 }
 
 void
-apy_nbrun_progress_done(apy_nbrun_t *run)
+apy__nbrun_progress_done(apy_nbrun_t *run)
 {
     if (!run->progress) {
         return;
@@ -74,12 +74,12 @@ apy_nbrun_progress_done(apy_nbrun_t *run)
     char line[256];
     snprintf(line, sizeof(line), "%s[apyrun] %zu of %zu code cells run in "
              "%.2fs%s\n", run->color ? DIM : "", run->done_code, run->ncode,
-             apy_nbrun_now() - run->t0, run->color ? RESET : "");
+             apy__nbrun_now() - run->t0, run->color ? RESET : "");
     say(run, line);
 }
 
 void
-apy_nbrun_report_cell(apy_nbrun_t *run, const char *what)
+apy__nbrun_report_cell(apy_nbrun_t *run, const char *what)
 {
     char line[1024];
     char count[32] = "";

@@ -51,7 +51,7 @@ runtime_dealloc(ApyNbRuntimeObject *self)
 }
 
 static PyType_Slot runtime_slots[] = {
-    {Py_tp_methods, apy_nbrun_display_methods},
+    {Py_tp_methods, apy__nbrun_display_methods},
     {Py_tp_traverse, runtime_traverse},
     {Py_tp_clear, runtime_clear},
     {Py_tp_dealloc, runtime_dealloc},
@@ -66,11 +66,13 @@ static PyType_Spec runtime_spec = {
 };
 
 int
-apy_nbrun_outputs_init(apy_nbrun_t *run)
+apy__nbrun_outputs_init(apy_nbrun_t *run)
 {
     run->runtime_type = (PyTypeObject *)PyType_FromSpec(&runtime_spec);
-    run->stream_type = (PyTypeObject *)PyType_FromSpec(&apy_nbrun_stream_spec);
-    run->captured_type = (PyTypeObject *)PyType_FromSpec(&apy_nbrun_captured_spec);
+    run->stream_type =
+        (PyTypeObject *)PyType_FromSpec(&apy__nbrun_stream_spec);
+    run->captured_type =
+        (PyTypeObject *)PyType_FromSpec(&apy__nbrun_captured_spec);
     if (run->runtime_type == NULL || run->stream_type == NULL
         || run->captured_type == NULL) {
         return -1;
@@ -101,18 +103,18 @@ apy_nbrun_outputs_init(apy_nbrun_t *run)
 }
 
 void
-apy_nbrun_outputs_fini(apy_nbrun_t *run)
+apy__nbrun_outputs_fini(apy_nbrun_t *run)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
     if (rt != NULL) {
         while (rt->capture != NULL) {
-            PyObject *cap = apy_nbrun_capture_end(run);
+            PyObject *cap = apy__nbrun_capture_end(run);
             Py_XDECREF(cap);
             PyErr_Clear();
         }
-        apy_nbrun_streams_uninstall(run);
+        apy__nbrun_streams_uninstall(run);
         rt->run = NULL;
         Py_CLEAR(rt->outputs);
     }

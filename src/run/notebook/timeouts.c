@@ -54,7 +54,7 @@ last_save(apy_nbrun_t *run)
     }
     if (apy_nb_target_save(&run->nb, &run->target, 0, err, sizeof(err))
         < 0) {
-        int fd = apy_nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
+        int fd = apy__nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
         ssize_t r = write(fd, "apyrun: ", 8);
         r = write(fd, err, strlen(err));
         r = write(fd, "\n", 1);
@@ -73,10 +73,10 @@ watch_main(void *arg)
             pthread_cond_wait(&w->cond, &w->lock);
             continue;
         }
-        double now = apy_nbrun_now();
+        double now = apy__nbrun_now();
         if (now < w->deadline) {
             /* The condition variable runs on CLOCK_MONOTONIC (see
-             * apy_nbrun_timeouts_start), as apy_nbrun_now does. */
+             * apy__nbrun_timeouts_start), as apy__nbrun_now does. */
             struct timespec ts;
             double until = w->deadline;
             ts.tv_sec = (time_t)until;
@@ -158,7 +158,7 @@ chain_sigterm(void)
 }
 
 const volatile sig_atomic_t *
-apy_nbrun_sigterm_seen(void)
+apy__nbrun_sigterm_seen(void)
 {
     return &term_seen;
 }
@@ -200,7 +200,7 @@ install_sigterm(apy_nbrun_t *run)
 }
 
 int
-apy_nbrun_timeouts_start(apy_nbrun_t *run)
+apy__nbrun_timeouts_start(apy_nbrun_t *run)
 {
     if (install_sigterm(run) < 0) {
         return -1;
@@ -243,13 +243,13 @@ apy_nbrun_timeouts_start(apy_nbrun_t *run)
 }
 
 void
-apy_nbrun_timeouts_arm(apy_nbrun_t *run)
+apy__nbrun_timeouts_arm(apy_nbrun_t *run)
 {
     struct apy_nbrun_watch *w = run->watch;
     if (w == NULL) {
         return;
     }
-    double now = apy_nbrun_now();
+    double now = apy__nbrun_now();
     double deadline = 0;
     if (run->opts->timeout > 0) {
         deadline = now + run->opts->timeout;
@@ -266,13 +266,13 @@ apy_nbrun_timeouts_arm(apy_nbrun_t *run)
     pthread_mutex_lock(&w->lock);
     w->deadline = deadline;
     w->interrupts = 0;
-    w->err_fd = apy_nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
+    w->err_fd = apy__nbrun_fdcap_real_fd(run, APY_NBRUN_STDERR);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
 }
 
 void
-apy_nbrun_timeouts_disarm(apy_nbrun_t *run)
+apy__nbrun_timeouts_disarm(apy_nbrun_t *run)
 {
     struct apy_nbrun_watch *w = run->watch;
     if (w == NULL) {
@@ -285,7 +285,7 @@ apy_nbrun_timeouts_disarm(apy_nbrun_t *run)
 }
 
 void
-apy_nbrun_timeouts_stop(apy_nbrun_t *run)
+apy__nbrun_timeouts_stop(apy_nbrun_t *run)
 {
     struct apy_nbrun_watch *w = run->watch;
     if (w != NULL) {
