@@ -6,6 +6,7 @@
 #ifndef APYRUN_NB_INTERNAL_H
 #define APYRUN_NB_INTERNAL_H
 
+#include <limits.h> /* PATH_MAX */
 #include <stdarg.h>
 #include <sys/types.h> /* off_t */
 #include <stddef.h>
@@ -223,5 +224,32 @@ int apy_nb_assign_id(apy_notebook_t *nb, size_t index);
  * nbformat >= 4.5: deterministic (a hash of index and source, made unique
  * among the notebook's ids). Returns 0 or -ENOMEM. */
 int apy_nb_assign_ids(apy_notebook_t *nb);
+
+/* ---- Targets and the files beside them (target.c, for save.c) ---- */
+
+/* The next save's prefix: a temporary file beside the target holding the
+ * first cells of the notebook as they will be saved (see save.c). */
+struct apy_nb_prefix {
+    int fd;              /* the next temporary file */
+    char tmp[PATH_MAX + 64];
+    off_t len;           /* bytes of it written and synced */
+    size_t cells;        /* cells [0, cells) are in those bytes */
+    unsigned long gen;   /* the notebook's generation when saved */
+    unsigned long layout;
+};
+
+/* Returns the fd of a new temporary file beside target t (its name in tmp,
+ * tmplen >= PATH_MAX + 64), born with t's mode and, for root, its owner;
+ * or -errno. */
+int apy__nb_temp_for(const apy_nb_target_t *t, char *tmp, size_t tmplen);
+
+/* fsync()s the directory of `target`, so that a rename into it is
+ * durable. Best effort: failures are not reported. */
+void apy__nb_sync_dir(const char *target);
+
+/* Frees prefix p (NULL is a no-op); its file is removed unless the caller
+ * took the fd (p->fd == -1) or it has no name here (tmp empty: the
+ * target itself). */
+void apy__nb_prefix_free(struct apy_nb_prefix *p);
 
 #endif

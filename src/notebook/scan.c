@@ -394,66 +394,18 @@ mismatch(scanner_t *sc)
                       "%sinternal error: cJSON and the scanner disagree", "");
 }
 
-/* Walks the whole text. With tree == NULL it only validates (and collects
- * patches); with a tree it also annotates it. Returns 0, -EINVAL or
- * -ENOMEM. */
+/* Scans the scalar value that starts with c at sc->pos (a string, a
+ * number, true, false or null). With a tree, checks that `node` is of
+ * that type and annotates it; without, collects the number patches.
+ * Returns 0, -EINVAL or -ENOMEM. */
 static int
-walk(scanner_t *sc, cJSON *tree)
+scan_scalar(scanner_t *sc, cJSON *tree, cJSON *node, unsigned char c)
 {
     const unsigned char *s = sc->s;
-    size_t depth = 0, start, dlen;
-    cJSON *node = tree;
-    frame_t *top = NULL;
+    size_t start = sc->pos, dlen;
     int rc, flag;
-    unsigned char c;
 
-value:
-    skip_ws(sc);
-    if (sc->pos >= sc->len) {
-        if (top == NULL) {
-            return apy_nb_fail(-EINVAL, sc->err, sc->errlen,
-                               "%s: the text is empty", sc->what);
-        }
-        return scan_error(sc, sc->pos, "%sunexpected end of the text", "");
-    }
-    if (tree != NULL && node == NULL) {
-        return mismatch(sc);
-    }
-    c = s[sc->pos];
-    start = sc->pos;
     switch (c) {
-    case '{':
-    case '[':
-        if (tree != NULL &&
-            !(c == '{' ? cJSON_IsObject(node) : cJSON_IsArray(node))) {
-            return mismatch(sc);
-        }
-        if (depth == APY_NB_MAX_DEPTH) {
-            char detail[16];
-            snprintf(detail, sizeof(detail), "%d", APY_NB_MAX_DEPTH);
-            return scan_error(sc, start, "nested deeper than %s levels",
-                              detail);
-        }
-        if (tree != NULL) {
-            APY_NB_LINE(node) = sc->line;
-        }
-        top = &sc->frames[depth++];
-        top->kind = c;
-        top->next = (tree != NULL) ? node->child : NULL;
-        sc->pos++;
-        skip_ws(sc);
-        if (sc->pos < sc->len && s[sc->pos] == (c == '{' ? '}' : ']')) {
-            sc->pos++;
-            goto close;
-        }
-        if (c == '{') {
-            goto member;
-        }
-        node = top->next;
-        if (tree != NULL) {
-            top->next = node ? node->next : NULL;
-        }
-        goto value;
     case '"':
         if (tree != NULL && !cJSON_IsString(node)) {
             return mismatch(sc);
@@ -520,6 +472,112 @@ value:
         }
         break;
     }
+    return 0;
+}
+
+/* Scans an object member's key and the ':' after it, from sc->pos (white
+ * space first). Keys are not annotated: cJSON has no field for them.
+ * Returns 0, -EINVAL or -ENOMEM. */
+static int
+scan_key(scanner_t *sc)
+{
+    const unsigned char *s = sc->s;
+    size_t start, dlen;
+    int rc, flag;
+
+    skip_ws(sc);
+    if (sc->pos >= sc->len || s[sc->pos] != '"') {
+        if (sc->pos >= sc->len) {
+            return scan_error(sc, sc->pos, "%sunexpected end of the text", "");
+        }
+        return scan_error(sc, sc->pos, "%sexpected a key in double quotes",
+                          "");
+    }
+    start = sc->pos;
+    rc = scan_string(sc, &dlen, &flag);
+    if (rc < 0) {
+        return rc;
+    }
+    if (flag) {
+        /* cJSON keeps keys as C strings and has no spare field for their
+         * length: a key with a NUL cannot be kept, so it is refused. */
+        return scan_error(sc, start, "%sa key contains \\u0000", "");
+    }
+    skip_ws(sc);
+    if (sc->pos >= sc->len || s[sc->pos] != ':') {
+        return scan_error(sc, sc->pos, "%sexpected ':' after a key", "");
+    }
+    sc->pos++;
+    return 0;
+}
+
+/* Walks the whole text. With tree == NULL it only validates (and collects
+ * patches); with a tree it also annotates it. Returns 0, -EINVAL or
+ * -ENOMEM. */
+static int
+walk(scanner_t *sc, cJSON *tree)
+{
+    const unsigned char *s = sc->s;
+    size_t depth = 0, start;
+    cJSON *node = tree;
+    frame_t *top = NULL;
+    int rc;
+    unsigned char c;
+
+value:
+    skip_ws(sc);
+    if (sc->pos >= sc->len) {
+        if (top == NULL) {
+            return apy_nb_fail(-EINVAL, sc->err, sc->errlen,
+                               "%s: the text is empty", sc->what);
+        }
+        return scan_error(sc, sc->pos, "%sunexpected end of the text", "");
+    }
+    if (tree != NULL && node == NULL) {
+        return mismatch(sc);
+    }
+    c = s[sc->pos];
+    start = sc->pos;
+    switch (c) {
+    case '{':
+    case '[':
+        if (tree != NULL &&
+            !(c == '{' ? cJSON_IsObject(node) : cJSON_IsArray(node))) {
+            return mismatch(sc);
+        }
+        if (depth == APY_NB_MAX_DEPTH) {
+            char detail[16];
+            snprintf(detail, sizeof(detail), "%d", APY_NB_MAX_DEPTH);
+            return scan_error(sc, start, "nested deeper than %s levels",
+                              detail);
+        }
+        if (tree != NULL) {
+            APY_NB_LINE(node) = sc->line;
+        }
+        top = &sc->frames[depth++];
+        top->kind = c;
+        top->next = (tree != NULL) ? node->child : NULL;
+        sc->pos++;
+        skip_ws(sc);
+        if (sc->pos < sc->len && s[sc->pos] == (c == '{' ? '}' : ']')) {
+            sc->pos++;
+            goto close;
+        }
+        if (c == '{') {
+            goto member;
+        }
+        node = top->next;
+        if (tree != NULL) {
+            top->next = node ? node->next : NULL;
+        }
+        goto value;
+    default:
+        rc = scan_scalar(sc, tree, node, c);
+        if (rc < 0) {
+            return rc;
+        }
+        break;
+    }
 
 after:
     /* A value ended: what may follow depends on the container. */
@@ -564,29 +622,10 @@ close:
     goto after;
 
 member:
-    skip_ws(sc);
-    if (sc->pos >= sc->len || s[sc->pos] != '"') {
-        if (sc->pos >= sc->len) {
-            return scan_error(sc, sc->pos, "%sunexpected end of the text", "");
-        }
-        return scan_error(sc, sc->pos, "%sexpected a key in double quotes",
-                          "");
-    }
-    start = sc->pos;
-    rc = scan_string(sc, &dlen, &flag);
+    rc = scan_key(sc);
     if (rc < 0) {
         return rc;
     }
-    if (flag) {
-        /* cJSON keeps keys as C strings and has no spare field for their
-         * length: a key with a NUL cannot be kept, so it is refused. */
-        return scan_error(sc, start, "%sa key contains \\u0000", "");
-    }
-    skip_ws(sc);
-    if (sc->pos >= sc->len || s[sc->pos] != ':') {
-        return scan_error(sc, sc->pos, "%sexpected ':' after a key", "");
-    }
-    sc->pos++;
     node = top->next;
     if (tree != NULL) {
         top->next = node ? node->next : NULL;
