@@ -31,6 +31,13 @@ int apy_tla_is_coroutine_code(PyObject *code);
  * written to stderr. */
 int apy_tla_run_main(PyObject *code, PyObject *globals);
 
+/* A new event loop for main tasks: asyncio.new_event_loop() (apyrun's
+ * unless --loop asyncio), with stall detection when it is apyrun's (a
+ * task that can never finish is reported, not waited for); not made
+ * current. Returns a new reference, or NULL with an exception set. The
+ * importer runs loop-less imports of TLA modules on one such loop. */
+PyObject *apy_tla_new_loop(void);
+
 /* Opens an event loop for main tasks: asyncio.new_event_loop() (apyrun's
  * unless --loop asyncio), set as the current loop, with stall detection
  * when it is apyrun's. Returns a new reference, or NULL with an exception

@@ -15,7 +15,6 @@
 #include <time.h>
 
 #include "apyrun/importer.h"
-#include "apyrun/loop.h"
 #include "apyrun/tla.h"
 #include "importer.h"
 
@@ -484,13 +483,13 @@ apy_importer_get_loop(apy_importer_state_t *st)
         }
     }
     if (loop == NULL) {
-        loop = PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+        /* With stall detection: a body that can never finish is
+         * reported, not waited for. */
+        loop = apy_tla_new_loop();
         if (loop == NULL) {
             Py_DECREF(asyncio);
             return NULL;
         }
-        /* A body that can never finish is reported, not waited for. */
-        apy_loop_set_stall_check(loop, 1);
         Py_XSETREF(st->loop, Py_NewRef(loop));
         if (register_closer(st) < 0) {
             Py_DECREF(loop);

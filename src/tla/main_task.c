@@ -397,7 +397,24 @@ current_or_new_loop(PyObject *asyncio)
         return loop;
     }
     Py_XDECREF(loop);
-    return PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+    return apy_tla_new_loop();
+}
+
+PyObject *
+apy_tla_new_loop(void)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return NULL;
+    }
+    PyObject *loop = PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+    Py_DECREF(asyncio);
+    if (loop == NULL) {
+        return NULL;
+    }
+    /* A main task that can never finish is reported, not waited for. */
+    apy_loop_set_stall_check(loop, 1);
+    return loop;
 }
 
 PyObject *
