@@ -621,27 +621,13 @@ done:
 static void
 raise_async_import_error(apy_importer_state_t *st, PyObject *name)
 {
-    PyObject *msg = PyUnicode_FromFormat(
+    apy_importer_raise_async_import_error(st, name, PyUnicode_FromFormat(
         "module %R has top-level await and cannot be imported "
         "synchronously while an event loop is running in this thread; "
         "use `await apyrun.import_module(%R)` in a coroutine, or import "
         "it at the module level of a module or notebook cell that "
         "itself uses top-level await",
-        name, name);
-    if (msg == NULL) {
-        return;
-    }
-    PyObject *kw = Py_BuildValue("{s:O}", "name", name);
-    PyObject *args = kw ? PyTuple_Pack(1, msg) : NULL;
-    PyObject *exc = args ? PyObject_Call(st->async_import_error, args, kw)
-                         : NULL;
-    if (exc != NULL) {
-        PyErr_SetObject(st->async_import_error, exc);
-        Py_DECREF(exc);
-    }
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
-    Py_DECREF(msg);
+        name, name));
 }
 
 /* Hands TLA code to the awaiter whose import reached this exec_module:

@@ -64,7 +64,7 @@ typedef struct {
     int depth;         /* nesting of async imports, for -X importtime */
 } ApyExecObject;
 
-/* --- module.c --- */
+/* --- state.c --- */
 /* The state of the `_apyrun_importer` module that defined `tp` (or a base
  * of it). Borrowed; never NULL for the importer's own types. */
 apy_importer_state_t *apy_importer_state_of(PyTypeObject *tp);
@@ -78,6 +78,10 @@ int apy_importer_need_asyncio(apy_importer_state_t *st);
  * Py_None when no loop runs, NULL with an exception set. Call it after
  * apy_importer_need_asyncio. */
 PyObject *apy_importer_running_loop(void);
+/* Raises apyrun.AsyncImportError(msg, name=name) and steals msg (NULL:
+ * the exception creating it is already set, and stays). */
+void apy_importer_raise_async_import_error(apy_importer_state_t *st,
+                                           PyObject *name, PyObject *msg);
 
 /* --- cache.c --- */
 /* The stat fields a cache entry is keyed on (as pyc headers: mtime in
@@ -168,10 +172,6 @@ extern PyType_Spec apy_importer_awaiter_spec;
 PyObject *apy_importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
                                    PyObject *globals, PyObject *fromlist,
                                    int level, int module_mode);
-/* Returns 1 when the exec_module running now was called, through
- * importlib alone, by the import an awaiter is making (so the TLA body
- * may be handed to it), else 0. */
-int apy_importer_is_awaited_import(apy_importer_state_t *st);
 /* _await_import(name, fromlist, level): the awaitable a rewritten import
  * statement awaits. New reference or NULL. */
 PyObject *apy_importer_await_import(PyObject *module, PyObject *const *args,
@@ -182,6 +182,10 @@ PyObject *apy_importer_import_module(PyObject *module, PyObject *args,
                                      PyObject *kwds);
 
 /* --- waits.c --- */
+/* Returns 1 when the exec_module running now was called, through
+ * importlib alone, by the import an awaiter is making (so the TLA body
+ * may be handed to it), else 0. */
+int apy_importer_is_awaited_import(apy_importer_state_t *st);
 /* The task the running loop is stepping: a new reference, Py_None
  * outside a task (or with no running loop), NULL on error. */
 PyObject *apy_importer_current_task(apy_importer_state_t *st);
@@ -189,6 +193,8 @@ PyObject *apy_importer_current_task(apy_importer_state_t *st);
  * end (rec's task waits, through other bodies, for this task; or there
  * is no task to suspend), else 0; -1 on error. */
 int apy_importer_would_cycle(apy_importer_state_t *st, ApyExecObject *rec);
+
+/* --- lock_unlock.c --- */
 /* _lock_unlock_module(name): replaces importlib's, which python calls
  * when an import finds the module in sys.modules still initialising. For
  * a TLA body running on a loop: a cycle gets the partial module (as

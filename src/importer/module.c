@@ -4,7 +4,8 @@
  * registry), its functions, and installing the importer into the running
  * interpreter: the FileFinder path hook gets apyrun's .py loader, the
  * notebook finder goes last on sys.meta_path, importlib's
- * _lock_unlock_module is replaced (waits.c). */
+ * _lock_unlock_module is replaced (lock_unlock.c). The top of the
+ * importer: it builds every type, so no other file of it calls here. */
 #include <Python.h>
 
 #include <string.h>
@@ -13,62 +14,6 @@
 #include "apyrun/nbrun.h"
 #include "apyrun/tla_rewrite.h"
 #include "importer.h"
-
-apy_importer_state_t *
-apy_importer_state_of(PyTypeObject *tp)
-{
-    return PyType_GetModuleState(tp);
-}
-
-apy_importer_state_t *
-apy_importer_find_state(void)
-{
-    PyObject *mod = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
-    if (mod == NULL) {
-        return NULL;
-    }
-    apy_importer_state_t *st = PyModule_GetState(mod);
-    Py_DECREF(mod); /* sys.modules keeps it */
-    return st;
-}
-
-int
-apy_importer_need_asyncio(apy_importer_state_t *st)
-{
-    if (st->current_task != NULL) {
-        return 0;
-    }
-    /* asyncio first: _asyncio imported on its own, before the package,
-     * initialises twice and ends up with two task registries. */
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *mod = asyncio ? PyImport_ImportModule("_asyncio") : NULL;
-    Py_XDECREF(asyncio);
-    if (mod == NULL) {
-        return -1;
-    }
-    st->current_task = PyObject_GetAttrString(mod, "_current_tasks");
-    Py_DECREF(mod);
-    return st->current_task != NULL ? 0 : -1;
-}
-
-PyObject *
-apy_importer_running_loop(void)
-{
-    /* Looked up at each call, never kept in the state: the function's
-     * self is the _asyncio module, whose C globals hold asyncio, whose
-     * modules hold our loaders, whose types hold this module. Kept, that
-     * cycle would run through C statics that no GC sees, and the
-     * importer (module, state, types) and asyncio with it would outlive
-     * Py_Finalize (LSan showed the importer's types alive at exit after
-     * any awaited import). The _current_tasks dict holds no module. */
-    PyObject *mod = PyImport_ImportModule("_asyncio");
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *loop = PyObject_CallMethod(mod, "_get_running_loop", NULL);
-    Py_DECREF(mod);
-    return loop;
-}
 
 /* _cell_magic(text, globals): a %% cell of an imported notebook, run by
  * the notebook runtime's helper (builtins.__apyrun_nb__, installed by
