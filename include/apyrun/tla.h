@@ -9,9 +9,15 @@
 /* Compiles `source` (bytes, NUL-terminated) as a module named by
  * `filename` with compiler flags `flags`. Plain compile first; only when
  * that fails is the TLA-flagged compile tried, and its result is kept only
- * if it yields a CO_COROUTINE code object (DESIGN 2). Returns a new code
- * object and sets *is_tla, or NULL with the plain compile's exception set
- * (so a genuine syntax error reads as python reports it). */
+ * if it yields a CO_COROUTINE code object (DESIGN 2). TLA code then gets
+ * the awaited imports (apyrun/tla_rewrite.h): every import statement
+ * that runs in the module's own frame (not inside a def, class or
+ * lambda; `from __future__` excepted) is preceded by an awaited call
+ * that imports the same names first, so a TLA module imported there is
+ * awaited; the statement itself then binds names exactly as python does.
+ * Returns a new code object and sets *is_tla, or NULL with the plain
+ * compile's exception set (so a genuine syntax error reads as python
+ * reports it; a failing rewrite sets its own). */
 PyObject *apy_tla_compile(const char *source, PyObject *filename, int flags,
                           int *is_tla);
 

@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "apyrun/tla_rewrite.h"
+#include "apyrun/tla.h"
 #include "importer.h"
 
 /* Per-thread key naming the source whose TLA code source_to_code just
@@ -45,7 +45,7 @@ apy_importer_compile(PyObject *data, PyObject *path, int flags, int *is_tla)
         PyErr_SetString(PyExc_TypeError, "source must be bytes or str");
         return NULL;
     }
-    return apy_tla_compile_module(source, path, flags, is_tla);
+    return apy_tla_compile(source, path, flags, is_tla);
 }
 
 /* Sets (path != NULL) or clears this thread's TLA mark. 0 or -1. */

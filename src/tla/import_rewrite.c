@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The TLA compile with awaited imports: an import statement at the module
- * level of top-level-await code is preceded by
+/* The awaited-imports rewrite of TLA code's AST: an import statement at
+ * the module level of top-level-await code is preceded by
  *     await __import__('_apyrun_importer')._await_import(name, from, level)
  * at the statement's own position, so that a TLA module it names runs on
  * the running loop before the statement binds it. Only the AST changes;
@@ -13,7 +13,6 @@
  * the module already in sys.modules. */
 #include <Python.h>
 
-#include "apyrun/tla.h"
 #include "apyrun/tla_rewrite.h"
 
 /* The _ast node types the rewrite reads or builds (borrowed from _ast's
@@ -349,21 +348,6 @@ rewrite_body(ast_types_t *t, PyObject *body)
     return total;
 }
 
-/* compile(tree, filename, 'exec', flags, dont_inherit=True): a new code
- * object or NULL with an exception set. */
-static PyObject *
-compile_tree(PyObject *tree, PyObject *filename, int flags)
-{
-    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *compile = PyDict_GetItemString(builtins, "compile");
-    if (compile == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "builtins.compile is missing");
-        return NULL;
-    }
-    return PyObject_CallFunction(compile, "OOsii", tree, filename, "exec",
-                                 flags, 1);
-}
-
 Py_ssize_t
 apy_tla_rewrite_imports(PyObject *tree)
 {
@@ -381,68 +365,4 @@ apy_tla_rewrite_imports(PyObject *tree)
     Py_XDECREF(body);
     Py_DECREF(types.ast_mod);
     return n;
-}
-
-PyObject *
-apy_tla_compile_module(const char *source, PyObject *filename, int flags,
-                       int *is_tla)
-{
-    PyCompilerFlags cf = _PyCompilerFlags_INIT;
-    cf.cf_flags = flags;
-    *is_tla = 0;
-
-    PyObject *code = Py_CompileStringObject(source, filename, Py_file_input,
-                                            &cf, -1);
-    if (code != NULL || !PyErr_ExceptionMatches(PyExc_SyntaxError)) {
-        return code;
-    }
-    /* The plain compile's error is the one to report whenever this does
-     * not turn out to be TLA code. */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-
-    /* compile() accepts only future and compile-mode flags; the cookie
-     * and encoding flags matter to the parse alone. */
-    int tree_flags = (flags & PyCF_MASK) | PyCF_ALLOW_TOP_LEVEL_AWAIT;
-    PyCompilerFlags ast_cf = _PyCompilerFlags_INIT;
-    ast_cf.cf_flags = flags | PyCF_ALLOW_TOP_LEVEL_AWAIT | PyCF_ONLY_AST;
-    PyObject *tree = Py_CompileStringObject(source, filename, Py_file_input,
-                                            &ast_cf, -1);
-    code = tree ? compile_tree(tree, filename, tree_flags) : NULL;
-    if (code == NULL || !apy_tla_is_coroutine_code(code)) {
-        goto not_tla;
-    }
-    Py_ssize_t n = apy_tla_rewrite_imports(tree);
-    if (n < 0) {
-        /* Not a syntax problem of the user's: report what went wrong. */
-        Py_CLEAR(code);
-        Py_DECREF(tree);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        return NULL;
-    }
-    if (n > 0) {
-        Py_SETREF(code, compile_tree(tree, filename, tree_flags));
-        if (code == NULL) {
-            Py_DECREF(tree);
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            return NULL;
-        }
-    }
-    Py_DECREF(tree);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    *is_tla = 1;
-    return code;
-
-not_tla:
-    Py_XDECREF(code);
-    Py_XDECREF(tree);
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb);
-    return NULL;
 }
