@@ -195,7 +195,7 @@ consider(PyObject *dir, PyObject *fn, PyObject *suffix, const Py_UCS4 *pat,
         goto done;
     }
     apy_source_stat_t sb;
-    if (apy_importer_stat(path, &sb) < 0) {
+    if (apy__importer_stat(path, &sb) < 0) {
         PyErr_Clear();
         rc = 0;
         goto done;
@@ -279,7 +279,7 @@ exact_match(PyObject *dir, PyObject *names, PyObject *file)
         return NULL;
     }
     apy_source_stat_t sb;
-    if (apy_importer_stat(path, &sb) == 0 && S_ISREG(sb.mode)) {
+    if (apy__importer_stat(path, &sb) == 0 && S_ISREG(sb.mode)) {
         return path;
     }
     PyErr_Clear();
@@ -433,7 +433,7 @@ finder_find_spec(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                         "find_spec(fullname, path=None, target=None)");
         return NULL;
     }
-    apy_importer_state_t *st = apy_importer_state_of(cls);
+    apy_importer_state_t *st = apy__importer_state_of(cls);
     if (st->notebook_loader_type == NULL) {
         Py_RETURN_NONE; /* finalising */
     }
@@ -478,8 +478,8 @@ finder_find_spec(PyObject *self, PyTypeObject *cls, PyObject *const *args,
         Py_CLEAR(spec);
         goto done;
     }
-    apy_importer_verbose("%U matches %U%s", fullname, path,
-                         alias != Py_None ? " (importnb-style name)" : "");
+    apy__importer_verbose("%U matches %U%s", fullname, path,
+                          alias != Py_None ? " (importnb-style name)" : "");
 done:
     Py_XDECREF(fargs);
     Py_XDECREF(kw);
@@ -512,7 +512,7 @@ static PyType_Slot finder_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_importer_notebook_finder_spec = {
+PyType_Spec apy__importer_notebook_finder_spec = {
     .name = "_apyrun_importer.NotebookFinder",
     .basicsize = sizeof(PyObject),
     .flags = Py_TPFLAGS_DEFAULT,

@@ -15,12 +15,13 @@
 static void
 raise_in_progress(apy_importer_state_t *st, PyObject *name)
 {
-    apy_importer_raise_async_import_error(st, name, PyUnicode_FromFormat(
+    PyObject *msg = PyUnicode_FromFormat(
         "module %R is being imported with top-level await by another "
         "task, and a synchronous import cannot wait for it; use `await "
         "apyrun.import_module(%R)` in a coroutine, or import it at the "
         "module level of top-level-await code",
-        name, name));
+        name, name);
+    apy__importer_raise_async_import_error(st, name, msg);
 }
 
 /* Blocks this thread (no loop runs in it) until the body of rec, which
@@ -30,8 +31,8 @@ static PyObject *
 wait_from_thread(apy_importer_state_t *st, ApyExecObject *rec,
                  PyObject *loop)
 {
-    PyObject *coro = apy_importer_awaiter_new(st, rec->name, NULL, Py_None,
-                                              0, 1);
+    PyObject *coro = apy__importer_awaiter_new(st, rec->name, NULL, Py_None,
+                                               0, 1);
     PyObject *asyncio = coro ? PyImport_ImportModule("asyncio") : NULL;
     PyObject *cf = asyncio ? PyObject_CallMethod(asyncio,
                                                  "run_coroutine_threadsafe",
@@ -45,7 +46,7 @@ wait_from_thread(apy_importer_state_t *st, ApyExecObject *rec,
 }
 
 PyObject *
-apy_importer_lock_unlock(PyObject *module, PyObject *name)
+apy__importer_lock_unlock(PyObject *module, PyObject *name)
 {
     apy_importer_state_t *st = PyModule_GetState(module);
     if (st->records == NULL || st->orig_lock_unlock == NULL) {
@@ -59,16 +60,16 @@ apy_importer_lock_unlock(PyObject *module, PyObject *name)
     }
     if (rec != NULL && st->current_task != NULL) {
         Py_INCREF(rec);
-        PyObject *running = apy_importer_running_loop();
+        PyObject *running = apy__importer_running_loop();
         int in_loop = running != NULL && running != Py_None;
-        int cycle = in_loop ? apy_importer_would_cycle(st, rec) : 0;
+        int cycle = in_loop ? apy__importer_would_cycle(st, rec) : 0;
         PyObject *r = Py_None;
         if (running == NULL || cycle < 0) {
             r = NULL;
         } else if (running != Py_None) {
             /* The awaiter's own import waits after it returns; a cycle
              * gets the partial module, as python gives it. */
-            if (!cycle && !apy_importer_is_awaited_import(st)) {
+            if (!cycle && !apy__importer_is_awaited_import(st)) {
                 raise_in_progress(st, name);
                 r = NULL;
             }

@@ -42,19 +42,19 @@ module_cell_magic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef module_methods[] = {
     {APY_TLA_IMPORT_FUNC,
-     (PyCFunction)(void (*)(void))apy_importer_await_import, METH_FASTCALL,
+     (PyCFunction)(void (*)(void))apy__importer_await_import, METH_FASTCALL,
      PyDoc_STR("_await_import(name, fromlist, level): awaited before a "
                "module-level import statement of top-level-await code.")},
-    {"import_module", (PyCFunction)(void (*)(void))apy_importer_import_module,
+    {"import_module", (PyCFunction)(void (*)(void))apy__importer_import_module,
      METH_VARARGS | METH_KEYWORDS,
      PyDoc_STR("import_module(name, package=None)\n--\n\n"
                "Import a module, awaiting its top-level await if it has "
                "any: `module = await apyrun.import_module(name)`. Concurrent "
                "imports of one module share its execution.")},
-    {"_run_sync", (PyCFunction)(void (*)(void))apy_importer_run_sync,
+    {"_run_sync", (PyCFunction)(void (*)(void))apy__importer_run_sync,
      METH_FASTCALL, NULL},
-    {"_close_loop", apy_importer_close_loop, METH_NOARGS, NULL},
-    {"_lock_unlock_module", apy_importer_lock_unlock, METH_O, NULL},
+    {"_close_loop", apy__importer_close_loop, METH_NOARGS, NULL},
+    {"_lock_unlock_module", apy__importer_lock_unlock, METH_O, NULL},
     {"_cell_magic", (PyCFunction)(void (*)(void))module_cell_magic,
      METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
@@ -169,14 +169,14 @@ module_exec(PyObject *module)
         PyObject *bases;
         int public;
     } types[] = {
-        {&st->source_loader_type, &apy_importer_source_loader_spec,
+        {&st->source_loader_type, &apy__importer_source_loader_spec,
          source_base, 1},
-        {&st->notebook_loader_type, &apy_importer_notebook_loader_spec,
+        {&st->notebook_loader_type, &apy__importer_notebook_loader_spec,
          nb_bases, 1},
-        {&st->notebook_finder_type, &apy_importer_notebook_finder_spec,
+        {&st->notebook_finder_type, &apy__importer_notebook_finder_spec,
          NULL, 1},
-        {&st->awaiter_type, &apy_importer_awaiter_spec, NULL, 0},
-        {&st->exec_type, &apy_importer_exec_spec, NULL, 0},
+        {&st->awaiter_type, &apy__importer_awaiter_spec, NULL, 0},
+        {&st->exec_type, &apy__importer_exec_spec, NULL, 0},
     };
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         *types[i].slot = make_type(module, types[i].spec, types[i].bases,
@@ -382,7 +382,7 @@ install_lock_hook(apy_importer_state_t *st)
 int
 apy_importer_install(void)
 {
-    apy_importer_state_t *st = apy_importer_find_state();
+    apy_importer_state_t *st = apy__importer_find_state();
     if (st == NULL || install_path_hook(st) < 0
         || install_lock_hook(st) < 0) {
         return -1;

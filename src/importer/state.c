@@ -9,13 +9,13 @@
 #include "importer.h"
 
 apy_importer_state_t *
-apy_importer_state_of(PyTypeObject *tp)
+apy__importer_state_of(PyTypeObject *tp)
 {
     return PyType_GetModuleState(tp);
 }
 
 apy_importer_state_t *
-apy_importer_find_state(void)
+apy__importer_find_state(void)
 {
     PyObject *mod = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
     if (mod == NULL) {
@@ -27,7 +27,7 @@ apy_importer_find_state(void)
 }
 
 int
-apy_importer_need_asyncio(apy_importer_state_t *st)
+apy__importer_need_asyncio(apy_importer_state_t *st)
 {
     if (st->current_task != NULL) {
         return 0;
@@ -46,7 +46,7 @@ apy_importer_need_asyncio(apy_importer_state_t *st)
 }
 
 PyObject *
-apy_importer_running_loop(void)
+apy__importer_running_loop(void)
 {
     /* Looked up at each call, never kept in the state: the function's
      * self is the _asyncio module, whose C globals hold asyncio, whose
@@ -65,8 +65,8 @@ apy_importer_running_loop(void)
 }
 
 void
-apy_importer_raise_async_import_error(apy_importer_state_t *st,
-                                      PyObject *name, PyObject *msg)
+apy__importer_raise_async_import_error(apy_importer_state_t *st,
+                                       PyObject *name, PyObject *msg)
 {
     PyObject *kw = NULL, *args = NULL, *exc = NULL;
 

@@ -25,7 +25,7 @@ is_importlib_frame(PyFrameObject *frame)
 }
 
 int
-apy_importer_is_awaited_import(apy_importer_state_t *st)
+apy__importer_is_awaited_import(apy_importer_state_t *st)
 {
     if (st->armed_tstate == NULL || st->armed_tstate != PyThreadState_Get()) {
         return 0;
@@ -52,11 +52,11 @@ apy_importer_is_awaited_import(apy_importer_state_t *st)
 }
 
 PyObject *
-apy_importer_current_task(apy_importer_state_t *st)
+apy__importer_current_task(apy_importer_state_t *st)
 {
     /* asyncio.current_task(), without its Python frame: the task the
      * running loop is stepping. */
-    PyObject *loop = apy_importer_running_loop();
+    PyObject *loop = apy__importer_running_loop();
     if (loop == NULL || loop == Py_None) {
         return loop;
     }
@@ -69,9 +69,9 @@ apy_importer_current_task(apy_importer_state_t *st)
 }
 
 int
-apy_importer_would_cycle(apy_importer_state_t *st, ApyExecObject *rec)
+apy__importer_would_cycle(apy_importer_state_t *st, ApyExecObject *rec)
 {
-    PyObject *me = apy_importer_current_task(st);
+    PyObject *me = apy__importer_current_task(st);
     if (me == NULL) {
         return -1;
     }

@@ -490,7 +490,7 @@ apy_tla_run_coro(PyObject *loop, PyObject *coro, PyObject **result)
         }
     } else if (is_never_completed()) {
         PyErr_Clear();
-        if (apy_tla_write_stall_report(task) < 0) {
+        if (apy__tla_write_stall_report(task) < 0) {
             PyErr_Print();
         }
         rc = -2;

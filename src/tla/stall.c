@@ -141,7 +141,7 @@ write_task(PyObject *task, PyObject *linecache)
 }
 
 int
-apy_tla_write_stall_report(PyObject *main_task)
+apy__tla_write_stall_report(PyObject *main_task)
 {
     PyObject *linecache = PyImport_ImportModule("linecache");
     if (linecache == NULL) {
