@@ -12,13 +12,6 @@
  * exception set. */
 int apy_importer_install_loop_hook(void);
 
-/* Calls callback(module) once, right after the module `name` (not yet in
- * sys.modules) has been found and executed by python's own finders and
- * its own loader; the hook leaves no trace on the module. An exception
- * from the callback fails that import. Returns 0, or -1 with an exception
- * set. */
-int apy_importer_after_import(const char *name, PyObject *callback);
-
 /* The name of the importer's built-in module. The TLA compile's awaited
  * imports call into it (apyrun/tla_rewrite.h names it too). */
 #define APY_IMPORTER_MODULE_NAME "_apyrun_importer"

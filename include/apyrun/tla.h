@@ -9,9 +9,15 @@
 /* Compiles `source` (bytes, NUL-terminated) as a module named by
  * `filename` with compiler flags `flags`. Plain compile first; only when
  * that fails is the TLA-flagged compile tried, and its result is kept only
- * if it yields a CO_COROUTINE code object (DESIGN 2). Returns a new code
- * object and sets *is_tla, or NULL with the plain compile's exception set
- * (so a genuine syntax error reads as python reports it). */
+ * if it yields a CO_COROUTINE code object (DESIGN 2). TLA code then gets
+ * the awaited imports (apyrun/tla_rewrite.h): every import statement
+ * that runs in the module's own frame (not inside a def, class or
+ * lambda; `from __future__` excepted) is preceded by an awaited call
+ * that imports the same names first, so a TLA module imported there is
+ * awaited; the statement itself then binds names exactly as python does.
+ * Returns a new code object and sets *is_tla, or NULL with the plain
+ * compile's exception set (so a genuine syntax error reads as python
+ * reports it; a failing rewrite sets its own). */
 PyObject *apy_tla_compile(const char *source, PyObject *filename, int flags,
                           int *is_tla);
 
@@ -30,6 +36,13 @@ int apy_tla_is_coroutine_code(PyObject *code);
  * never finish: the "top-level await never completed" report has then been
  * written to stderr. */
 int apy_tla_run_main(PyObject *code, PyObject *globals);
+
+/* A new event loop for main tasks: asyncio.new_event_loop() (apyrun's
+ * unless --loop asyncio), with stall detection when it is apyrun's (a
+ * task that can never finish is reported, not waited for); not made
+ * current. Returns a new reference, or NULL with an exception set. The
+ * importer runs loop-less imports of TLA modules on one such loop. */
+PyObject *apy_tla_new_loop(void);
 
 /* Opens an event loop for main tasks: asyncio.new_event_loop() (apyrun's
  * unless --loop asyncio), set as the current loop, with stall detection

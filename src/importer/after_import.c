@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "apyrun/importer.h"
+#include "importer.h"
 
 /* The finder is also the loader it hands out for its one import. */
 typedef struct {
@@ -180,7 +181,7 @@ static PyType_Spec hook_spec = {
 };
 
 int
-apy_importer_after_import(const char *name, PyObject *callback)
+apy__importer_after_import(const char *name, PyObject *callback)
 {
     /* The type lives as long as its instance (which holds it): a hook is
      * installed once or twice per process, never on a hot path. */
@@ -235,7 +236,7 @@ apy_importer_install_loop_hook(void)
     if (callback == NULL) {
         return -1;
     }
-    int rc = apy_importer_after_import("asyncio", callback);
+    int rc = apy__importer_after_import("asyncio", callback);
     Py_DECREF(callback);
     return rc;
 }

@@ -43,7 +43,7 @@ typedef struct {
     aw_state_t state;
 } ApyAwaiterObject;
 
-#define AWAITER_STATE(self) apy_importer_state_of(Py_TYPE(self))
+#define AWAITER_STATE(self) apy__importer_state_of(Py_TYPE(self))
 
 /* The import itself, armed. Returns what __import__ returns (the module
  * in module mode), or NULL with an exception (possibly st->deferred). */
@@ -210,7 +210,7 @@ find_blocking(ApyAwaiterObject *self, apy_importer_state_t *st)
             }
             continue;
         }
-        int cycle = apy_importer_would_cycle(st, (ApyExecObject *)rec);
+        int cycle = apy__importer_would_cycle(st, (ApyExecObject *)rec);
         if (cycle < 0) {
             return NULL;
         }
@@ -229,7 +229,7 @@ static int
 begin_wait(ApyAwaiterObject *self, apy_importer_state_t *st,
            ApyExecObject *rec)
 {
-    PyObject *loop = apy_importer_running_loop();
+    PyObject *loop = apy__importer_running_loop();
     PyObject *fut = loop && loop != Py_None
                         ? PyObject_CallMethod(loop, "create_future", NULL)
                         : NULL;
@@ -237,7 +237,7 @@ begin_wait(ApyAwaiterObject *self, apy_importer_state_t *st,
         PyErr_SetString(PyExc_RuntimeError, "no running event loop");
     }
     Py_XDECREF(loop);
-    PyObject *task = fut ? apy_importer_current_task(st) : NULL;
+    PyObject *task = fut ? apy__importer_current_task(st) : NULL;
     PyObject *it = NULL;
     if (task != NULL) {
         PyAsyncMethods *am = Py_TYPE(fut)->tp_as_async;
@@ -318,8 +318,8 @@ begin_run(ApyAwaiterObject *self, apy_importer_state_t *st)
     ApyExecObject *rec = (ApyExecObject *)Py_NewRef(PyTuple_GET_ITEM(args,
                                                                      0));
     Py_DECREF(args);
-    PyObject *task = apy_importer_current_task(st);
-    if (task == NULL || apy_importer_exec_start(st, rec, task) < 0) {
+    PyObject *task = apy__importer_current_task(st);
+    if (task == NULL || apy__importer_exec_start(st, rec, task) < 0) {
         Py_XDECREF(task);
         Py_DECREF(rec);
         return -1;
@@ -350,8 +350,8 @@ after_sub(ApyAwaiterObject *self, PySendResult status, PyObject *out,
         self->rec = NULL;
         Py_CLEAR(self->sub);
         Py_XDECREF(out);
-        int rc = apy_importer_exec_finish(st, rec,
-                                          status == PYGEN_RETURN);
+        int rc = apy__importer_exec_finish(st, rec,
+                                           status == PYGEN_RETURN);
         Py_DECREF(rec);
         if (rc < 0) {
             self->state = AW_DONE;
@@ -432,7 +432,7 @@ awaiter_am_send(ApyAwaiterObject *self, PyObject *value, PyObject **result)
     *result = NULL;
     switch (self->state) {
     case AW_START:
-        if (apy_importer_need_asyncio(AWAITER_STATE(self)) < 0) {
+        if (apy__importer_need_asyncio(AWAITER_STATE(self)) < 0) {
             self->state = AW_DONE;
             return PYGEN_ERROR;
         }
@@ -557,7 +557,7 @@ awaiter_close(ApyAwaiterObject *self, PyObject *unused)
     if (!failed) {
         PyErr_SetNone(PyExc_GeneratorExit);
     }
-    apy_importer_exec_finish(st, rec, 0);
+    apy__importer_exec_finish(st, rec, 0);
     Py_DECREF(rec);
     if (!failed) {
         PyErr_Clear();
@@ -657,7 +657,7 @@ static PyType_Slot awaiter_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_importer_awaiter_spec = {
+PyType_Spec apy__importer_awaiter_spec = {
     .name = "_apyrun_importer._ImportAwaiter",
     .basicsize = sizeof(ApyAwaiterObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
@@ -668,9 +668,9 @@ PyType_Spec apy_importer_awaiter_spec = {
 /* --- constructors (module functions) -------------------------------- */
 
 PyObject *
-apy_importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
-                         PyObject *globals, PyObject *fromlist, int level,
-                         int module_mode)
+apy__importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
+                          PyObject *globals, PyObject *fromlist, int level,
+                          int module_mode)
 {
     ApyAwaiterObject *self = PyObject_GC_New(ApyAwaiterObject,
                                              st->awaiter_type);
@@ -693,8 +693,8 @@ apy_importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
 }
 
 PyObject *
-apy_importer_await_import(PyObject *module, PyObject *const *args,
-                          Py_ssize_t nargs)
+apy__importer_await_import(PyObject *module, PyObject *const *args,
+                           Py_ssize_t nargs)
 {
     apy_importer_state_t *st = PyModule_GetState(module);
     if (nargs != 3 || !PyUnicode_Check(args[0])
@@ -713,11 +713,11 @@ apy_importer_await_import(PyObject *module, PyObject *const *args,
         PyErr_SetString(PyExc_RuntimeError, "_await_import: no frame");
         return NULL;
     }
-    return apy_importer_awaiter_new(st, args[0], globals, args[1], level, 0);
+    return apy__importer_awaiter_new(st, args[0], globals, args[1], level, 0);
 }
 
 PyObject *
-apy_importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
+apy__importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"name", "package", NULL};
     apy_importer_state_t *st = PyModule_GetState(module);
@@ -755,7 +755,7 @@ apy_importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "Empty module name");
         return NULL;
     }
-    PyObject *self = apy_importer_awaiter_new(st, abs, NULL, Py_None, 0, 1);
+    PyObject *self = apy__importer_awaiter_new(st, abs, NULL, Py_None, 0, 1);
     Py_DECREF(abs);
     return self;
 }

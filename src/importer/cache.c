@@ -42,7 +42,7 @@ get_u32(const unsigned char *p)
 }
 
 void
-apy_importer_verbose(const char *fmt, ...)
+apy__importer_verbose(const char *fmt, ...)
 {
     const PyConfig *config = _PyInterpreterState_GetConfig(
         PyInterpreterState_Get());
@@ -64,7 +64,7 @@ apy_importer_verbose(const char *fmt, ...)
 }
 
 int
-apy_importer_stat(PyObject *path, apy_source_stat_t *out)
+apy__importer_stat(PyObject *path, apy_source_stat_t *out)
 {
     PyObject *fs = PyUnicode_EncodeFSDefault(path);
     if (fs == NULL) {
@@ -91,8 +91,8 @@ apy_importer_stat(PyObject *path, apy_source_stat_t *out)
 }
 
 PyObject *
-apy_importer_cache_path(apy_importer_state_t *st, PyObject *path,
-                        const char *tag)
+apy__importer_cache_path(apy_importer_state_t *st, PyObject *path,
+                         const char *tag)
 {
     PyObject *pyc = PyObject_CallOneArg(st->cache_from_source, path);
     if (pyc == NULL) {
@@ -159,7 +159,7 @@ read_fd(int fd, size_t *len)
 }
 
 PyObject *
-apy_importer_cache_read(PyObject *cache, const apy_source_stat_t *src)
+apy__importer_cache_read(PyObject *cache, const apy_source_stat_t *src)
 {
     PyObject *fs = PyUnicode_EncodeFSDefault(cache);
     if (fs == NULL) {
@@ -273,8 +273,8 @@ write_atomic(char *path, const unsigned char *buf, size_t len,
 }
 
 int
-apy_importer_cache_write(PyObject *cache, const apy_source_stat_t *src,
-                         PyObject *payload)
+apy__importer_cache_write(PyObject *cache, const apy_source_stat_t *src,
+                          PyObject *payload)
 {
     /* -B and PYTHONDONTWRITEBYTECODE set this; a program may change it. */
     PyObject *dont = PySys_GetObject("dont_write_bytecode"); /* borrowed */
@@ -307,10 +307,10 @@ apy_importer_cache_write(PyObject *cache, const apy_source_stat_t *src,
         Py_END_ALLOW_THREADS
     }
     if (rc == 0) {
-        apy_importer_verbose("wrote %s", PyBytes_AS_STRING(fs));
+        apy__importer_verbose("wrote %s", PyBytes_AS_STRING(fs));
     } else {
-        apy_importer_verbose("could not create %s: %s",
-                             PyBytes_AS_STRING(fs), strerror(errno));
+        apy__importer_verbose("could not create %s: %s",
+                              PyBytes_AS_STRING(fs), strerror(errno));
     }
     free(buf);
     free(path);

@@ -15,7 +15,6 @@
 #include <time.h>
 
 #include "apyrun/importer.h"
-#include "apyrun/loop.h"
 #include "apyrun/tla.h"
 #include "importer.h"
 
@@ -78,7 +77,7 @@ static PyType_Slot exec_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_importer_exec_spec = {
+PyType_Spec apy__importer_exec_spec = {
     .name = "_apyrun_importer._Execution",
     .basicsize = sizeof(ApyExecObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
@@ -87,8 +86,8 @@ PyType_Spec apy_importer_exec_spec = {
 };
 
 ApyExecObject *
-apy_importer_exec_new(apy_importer_state_t *st, PyObject *module,
-                      PyObject *coro, PyObject *alias)
+apy__importer_exec_new(apy_importer_state_t *st, PyObject *module,
+                       PyObject *coro, PyObject *alias)
 {
     PyObject *name = PyObject_GetAttrString(module, "__name__");
     if (name == NULL) {
@@ -257,8 +256,8 @@ unregister(apy_importer_state_t *st, ApyExecObject *rec)
 }
 
 int
-apy_importer_exec_start(apy_importer_state_t *st, ApyExecObject *rec,
-                        PyObject *task)
+apy__importer_exec_start(apy_importer_state_t *st, ApyExecObject *rec,
+                         PyObject *task)
 {
     PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
     Py_XSETREF(rec->task, Py_XNewRef(task == Py_None ? NULL : task));
@@ -293,8 +292,8 @@ apy_importer_exec_start(apy_importer_state_t *st, ApyExecObject *rec,
 }
 
 int
-apy_importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
-                         int ok)
+apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
+                          int ok)
 {
     PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
     PyObject *type = NULL, *value = NULL, *tb = NULL;
@@ -337,9 +336,9 @@ apy_importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
         Py_XDECREF(parent);
         Py_XDECREF(child);
         Py_DECREF(mod);
-        apy_importer_verbose("import %R # awaited", rec->name);
-        apy_importer_importtime(rec->name, monotonic() - rec->started,
-                                rec->depth);
+        apy__importer_verbose("import %R # awaited", rec->name);
+        apy__importer_importtime(rec->name, monotonic() - rec->started,
+                                 rec->depth);
     } else {
         if (PyDict_DelItem(modules, rec->name) < 0) {
             PyErr_Clear();
@@ -362,7 +361,7 @@ apy_importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
 /* --- -X importtime -------------------------------------------------- */
 
 void
-apy_importer_importtime(PyObject *name, double seconds, int depth)
+apy__importer_importtime(PyObject *name, double seconds, int depth)
 {
     const PyConfig *config = _PyInterpreterState_GetConfig(
         PyInterpreterState_Get());
@@ -458,7 +457,7 @@ register_closer(apy_importer_state_t *st)
 }
 
 PyObject *
-apy_importer_get_loop(apy_importer_state_t *st)
+apy__importer_get_loop(apy_importer_state_t *st)
 {
     PyObject *asyncio = PyImport_ImportModule("asyncio");
     if (asyncio == NULL) {
@@ -484,13 +483,13 @@ apy_importer_get_loop(apy_importer_state_t *st)
         }
     }
     if (loop == NULL) {
-        loop = PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+        /* With stall detection: a body that can never finish is
+         * reported, not waited for. */
+        loop = apy_tla_new_loop();
         if (loop == NULL) {
             Py_DECREF(asyncio);
             return NULL;
         }
-        /* A body that can never finish is reported, not waited for. */
-        apy_loop_set_stall_check(loop, 1);
         Py_XSETREF(st->loop, Py_NewRef(loop));
         if (register_closer(st) < 0) {
             Py_DECREF(loop);
@@ -511,7 +510,7 @@ apy_importer_get_loop(apy_importer_state_t *st)
 }
 
 PyObject *
-apy_importer_close_loop(PyObject *module, PyObject *unused)
+apy__importer_close_loop(PyObject *module, PyObject *unused)
 {
     apy_importer_state_t *st = PyModule_GetState(module);
     PyObject *loop = st->loop;
@@ -541,8 +540,8 @@ apy_importer_close_loop(PyObject *module, PyObject *unused)
  * so that tracebacks go from the import statement to the module. Returns
  * None or NULL. */
 PyObject *
-apy_importer_run_sync(PyObject *mod, PyObject *const *args,
-                      Py_ssize_t nargs)
+apy__importer_run_sync(PyObject *mod, PyObject *const *args,
+                       Py_ssize_t nargs)
 {
     apy_importer_state_t *st = PyModule_GetState(mod);
     if (nargs != 3) {
@@ -555,8 +554,8 @@ apy_importer_run_sync(PyObject *mod, PyObject *const *args,
     if (globals == NULL) {
         return NULL;
     }
-    PyObject *loop = apy_importer_get_loop(st);
-    ApyExecObject *rec = loop ? apy_importer_exec_new(st, module, NULL,
+    PyObject *loop = apy__importer_get_loop(st);
+    ApyExecObject *rec = loop ? apy__importer_exec_new(st, module, NULL,
                                                        alias)
                               : NULL;
     PyObject *coro = NULL, *r = NULL, *running = NULL;
@@ -602,7 +601,7 @@ done:
         apy_tla_strip_internal_frames();
     }
     if (rec != NULL) {
-        if (apy_importer_exec_finish(st, rec, r != NULL) < 0 && r != NULL) {
+        if (apy__importer_exec_finish(st, rec, r != NULL) < 0 && r != NULL) {
             Py_CLEAR(r);
         }
         Py_DECREF(rec);
@@ -629,20 +628,7 @@ raise_async_import_error(apy_importer_state_t *st, PyObject *name)
         "it at the module level of a module or notebook cell that "
         "itself uses top-level await",
         name, name);
-    if (msg == NULL) {
-        return;
-    }
-    PyObject *kw = Py_BuildValue("{s:O}", "name", name);
-    PyObject *args = kw ? PyTuple_Pack(1, msg) : NULL;
-    PyObject *exc = args ? PyObject_Call(st->async_import_error, args, kw)
-                         : NULL;
-    if (exc != NULL) {
-        PyErr_SetObject(st->async_import_error, exc);
-        Py_DECREF(exc);
-    }
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
-    Py_DECREF(msg);
+    apy__importer_raise_async_import_error(st, name, msg);
 }
 
 /* Hands TLA code to the awaiter whose import reached this exec_module:
@@ -655,7 +641,7 @@ defer_to_awaiter(apy_importer_state_t *st, PyObject *module, PyObject *code,
     if (coro == NULL) {
         return -1;
     }
-    ApyExecObject *rec = apy_importer_exec_new(st, module, coro, alias);
+    ApyExecObject *rec = apy__importer_exec_new(st, module, coro, alias);
     Py_DECREF(coro);
     if (rec == NULL) {
         return -1;
@@ -670,8 +656,8 @@ defer_to_awaiter(apy_importer_state_t *st, PyObject *module, PyObject *code,
 }
 
 int
-apy_importer_exec_code(apy_importer_state_t *st, PyObject *module,
-                       PyObject *code, PyObject *alias)
+apy__importer_exec_code(apy_importer_state_t *st, PyObject *module,
+                        PyObject *code, PyObject *alias)
 {
     PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
     PyObject *globals = PyObject_GetAttrString(module, "__dict__");
@@ -694,10 +680,10 @@ apy_importer_exec_code(apy_importer_state_t *st, PyObject *module,
                                 PyEval_GetBuiltins()) < 0) {
         goto done;
     }
-    if (apy_importer_need_asyncio(st) < 0) {
+    if (apy__importer_need_asyncio(st) < 0) {
         goto done;
     }
-    PyObject *running = apy_importer_running_loop();
+    PyObject *running = apy__importer_running_loop();
     if (running == NULL) {
         goto done;
     }
@@ -708,7 +694,7 @@ apy_importer_exec_code(apy_importer_state_t *st, PyObject *module,
         if (name == NULL) {
             goto done;
         }
-        if (apy_importer_is_awaited_import(st)) {
+        if (apy__importer_is_awaited_import(st)) {
             defer_to_awaiter(st, module, code, globals, alias);
         } else {
             raise_async_import_error(st, name);

@@ -60,17 +60,76 @@ fuzzy_match(const Py_UCS4 *pat, Py_ssize_t m, const Py_UCS4 *name,
     return p == m;
 }
 
+/* The finder python recorded for path entry `entry` in
+ * sys.path_importer_cache: borrowed, Py_None when python found nothing
+ * to search there, NULL (no exception) when there is none. Errors are
+ * "none": the lookup only decides how to list the directory. */
+static PyObject *
+recorded_finder(PyObject *entry)
+{
+    PyObject *cache = PySys_GetObject("path_importer_cache"); /* borrowed */
+    if (cache == NULL || !PyDict_Check(cache)) {
+        return NULL;
+    }
+    PyObject *finder = PyDict_GetItemWithError(cache, entry); /* borrowed */
+    PyErr_Clear();
+    return finder;
+}
+
 /* Returns 1 if python has no finder recorded for entry (it was not
  * searched, or a hook other than FileFinder's handles it). */
 static int
 is_unknown(PyObject *entry)
 {
-    PyObject *cache = PySys_GetObject("path_importer_cache"); /* borrowed */
-    PyObject *finder = cache && PyDict_Check(cache)
-                           ? PyDict_GetItemWithError(cache, entry)
-                           : NULL; /* borrowed */
-    PyErr_Clear();
-    return finder == NULL;
+    return recorded_finder(entry) == NULL;
+}
+
+/* The .ipynb file names readdir() gives for directory `dir` (a str): a
+ * new list, Py_None when it cannot be opened, NULL with an exception. */
+static PyObject *
+list_notebooks(PyObject *dir)
+{
+    PyObject *fs = NULL, *names = NULL, *s = NULL;
+    DIR *d = NULL;
+
+    fs = PyUnicode_EncodeFSDefault(dir);
+    if (fs == NULL) {
+        goto error;
+    }
+    d = opendir(PyBytes_AS_STRING(fs));
+    if (d == NULL) {
+        Py_DECREF(fs);
+        Py_RETURN_NONE;
+    }
+    names = PyList_New(0);
+    if (names == NULL) {
+        goto error;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= NB_SUFFIX_LEN
+            || strcmp(de->d_name + len - NB_SUFFIX_LEN, NB_SUFFIX) != 0) {
+            continue;
+        }
+        s = PyUnicode_DecodeFSDefault(de->d_name);
+        if (s == NULL || PyList_Append(names, s) < 0) {
+            goto error;
+        }
+        Py_CLEAR(s);
+    }
+    closedir(d);
+    Py_DECREF(fs);
+    return names;
+
+error:
+    if (d != NULL) {
+        closedir(d);
+    }
+    Py_XDECREF(s);
+    Py_XDECREF(names);
+    Py_XDECREF(fs);
+    return NULL;
 }
 
 /* The file names in directory `dir`: a new set (the FileFinder's) or
@@ -80,10 +139,7 @@ is_unknown(PyObject *entry)
 static PyObject *
 dir_names(PyObject *entry, PyObject *dir, int cached_only)
 {
-    PyObject *cache = PySys_GetObject("path_importer_cache"); /* borrowed */
-    PyObject *finder = cache && PyDict_Check(cache)
-                           ? PyDict_GetItemWithError(cache, entry)
-                           : NULL; /* borrowed */
+    PyObject *finder = recorded_finder(entry); /* borrowed */
     if (finder == Py_None) {
         /* python found nothing to search there (not a directory). */
         return Py_NewRef(Py_None);
@@ -96,98 +152,119 @@ dir_names(PyObject *entry, PyObject *dir, int cached_only)
             return names;
         }
         Py_XDECREF(names);
+        /* Another kind of finder: list the directory ourselves. */
+        PyErr_Clear();
     }
-    PyErr_Clear();
     if (cached_only) {
         return Py_NewRef(Py_None);
     }
-    PyObject *fs = PyUnicode_EncodeFSDefault(dir);
-    if (fs == NULL) {
-        return NULL;
+    return list_notebooks(dir);
+}
+
+/* If `fn` (an entry of dir's listing) is a notebook whose stem matches
+ * pat and which is newer than *best_mtime (or *best is Py_None), replaces
+ * *best with a new (path, stem) and sets *best_mtime. A name that cannot
+ * be decoded or stat()ed is no match. Returns 0, or -1 with an
+ * exception set. */
+static int
+consider(PyObject *dir, PyObject *fn, PyObject *suffix, const Py_UCS4 *pat,
+         Py_ssize_t m, PyObject **best, double *best_mtime)
+{
+    PyObject *path = NULL, *stem = NULL, *pair = NULL;
+    Py_UCS4 *name = NULL;
+    int rc = -1;
+
+    Py_ssize_t len = PyUnicode_Check(fn) ? PyUnicode_GET_LENGTH(fn) : 0;
+    if (len <= NB_SUFFIX_LEN) {
+        return 0;
     }
-    PyObject *names = PyList_New(0);
-    DIR *d = names ? opendir(PyBytes_AS_STRING(fs)) : NULL;
-    Py_DECREF(fs);
-    if (d == NULL) {
-        Py_XDECREF(names);
-        return names == NULL ? NULL : Py_NewRef(Py_None);
+    int tail = PyUnicode_Tailmatch(fn, suffix, 0, len, 1);
+    if (tail != 1) {
+        return tail < 0 ? -1 : 0;
     }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (len <= NB_SUFFIX_LEN
-            || strcmp(de->d_name + len - NB_SUFFIX_LEN, NB_SUFFIX) != 0) {
-            continue;
-        }
-        PyObject *s = PyUnicode_DecodeFSDefault(de->d_name);
-        if (s == NULL || PyList_Append(names, s) < 0) {
-            Py_XDECREF(s);
-            closedir(d);
-            Py_DECREF(names);
-            return NULL;
-        }
-        Py_DECREF(s);
+    name = PyUnicode_AsUCS4Copy(fn);
+    if (name == NULL) {
+        goto done;
     }
-    closedir(d);
-    return names;
+    if (!fuzzy_match(pat, m, name, len - NB_SUFFIX_LEN)) {
+        rc = 0;
+        goto done;
+    }
+    path = PyUnicode_FromFormat("%U/%U", dir, fn);
+    if (path == NULL) {
+        goto done;
+    }
+    apy_source_stat_t sb;
+    if (apy__importer_stat(path, &sb) < 0) {
+        PyErr_Clear();
+        rc = 0;
+        goto done;
+    }
+    int newer = *best == Py_None || sb.mtime_float > *best_mtime;
+    if (!S_ISREG(sb.mode) || !newer) {
+        rc = 0;
+        goto done;
+    }
+    stem = PyUnicode_Substring(fn, 0, len - NB_SUFFIX_LEN);
+    if (stem == NULL) {
+        goto done;
+    }
+    pair = PyTuple_Pack(2, path, stem);
+    if (pair == NULL) {
+        goto done;
+    }
+    Py_SETREF(*best, pair);
+    *best_mtime = sb.mtime_float;
+    rc = 0;
+done:
+    Py_XDECREF(stem);
+    Py_XDECREF(path);
+    PyMem_Free(name);
+    return rc;
 }
 
 /* The newest notebook among `names` (in dir) whose stem matches pat; a
- * new reference to (path, stem), Py_None if there is none, NULL on
- * error. */
+ * new reference to (path, stem), Py_None if there is none, NULL with an
+ * exception set. */
 static PyObject *
 search_dir(PyObject *dir, PyObject *names, const Py_UCS4 *pat, Py_ssize_t m)
 {
-    PyObject *suffix = PyUnicode_FromString(NB_SUFFIX);
-    PyObject *it = suffix ? PyObject_GetIter(names) : NULL;
-    if (it == NULL) {
-        Py_XDECREF(suffix);
-        return NULL;
-    }
-    PyObject *best = Py_NewRef(Py_None), *fn;
+    PyObject *suffix = NULL, *it = NULL, *best = NULL, *fn;
     double best_mtime = 0;
+
+    suffix = PyUnicode_FromString(NB_SUFFIX);
+    if (suffix == NULL) {
+        goto error;
+    }
+    it = PyObject_GetIter(names);
+    if (it == NULL) {
+        goto error;
+    }
+    best = Py_NewRef(Py_None);
     while ((fn = PyIter_Next(it)) != NULL) {
-        Py_ssize_t len = PyUnicode_Check(fn) ? PyUnicode_GET_LENGTH(fn) : 0;
-        if (len <= NB_SUFFIX_LEN
-            || PyUnicode_Tailmatch(fn, suffix, 0, len, 1) != 1) {
-            PyErr_Clear();
-            Py_DECREF(fn);
-            continue;
-        }
-        Py_UCS4 *name = PyUnicode_AsUCS4Copy(fn);
-        int match = name && fuzzy_match(pat, m, name, len - NB_SUFFIX_LEN);
-        PyMem_Free(name);
-        PyObject *path = match ? PyUnicode_FromFormat("%U/%U", dir, fn)
-                               : NULL;
-        apy_source_stat_t sb;
-        int newer = path != NULL && apy_importer_stat(path, &sb) == 0
-                    && S_ISREG(sb.mode)
-                    && (best == Py_None || sb.mtime_float > best_mtime);
-        /* A name that cannot be decoded or stat()ed is no match. */
-        PyErr_Clear();
-        if (newer) {
-            PyObject *stem = PyUnicode_Substring(fn, 0, len - NB_SUFFIX_LEN);
-            Py_SETREF(best, stem ? PyTuple_Pack(2, path, stem) : NULL);
-            Py_XDECREF(stem);
-            best_mtime = sb.mtime_float;
-        }
-        Py_XDECREF(path);
+        int rc = consider(dir, fn, suffix, pat, m, &best, &best_mtime);
         Py_DECREF(fn);
-        if (best == NULL) {
-            break;
+        if (rc < 0) {
+            goto error;
         }
+    }
+    if (PyErr_Occurred()) {
+        goto error;
     }
     Py_DECREF(it);
     Py_DECREF(suffix);
-    if (PyErr_Occurred()) {
-        Py_XDECREF(best);
-        return NULL;
-    }
     return best;
+
+error:
+    Py_XDECREF(best);
+    Py_XDECREF(it);
+    Py_XDECREF(suffix);
+    return NULL;
 }
 
 /* `dir/name` if it is a regular file (a new str), else Py_None; names
- * is the directory's listing when known (a set), else NULL. */
+ * is the directory's listing when known (a set), else NULL. NULL with an
+ * exception set on error (a failing stat() is no file, not an error). */
 static PyObject *
 exact_match(PyObject *dir, PyObject *names, PyObject *file)
 {
@@ -198,19 +275,66 @@ exact_match(PyObject *dir, PyObject *names, PyObject *file)
         }
     }
     PyObject *path = PyUnicode_FromFormat("%U/%U", dir, file);
+    if (path == NULL) {
+        return NULL;
+    }
     apy_source_stat_t sb;
-    if (path != NULL && apy_importer_stat(path, &sb) == 0
-        && S_ISREG(sb.mode)) {
+    if (apy__importer_stat(path, &sb) == 0 && S_ISREG(sb.mode)) {
         return path;
     }
     PyErr_Clear();
-    Py_XDECREF(path);
+    Py_DECREF(path);
     return Py_NewRef(Py_None);
+}
+
+/* One pass over one path entry: pass 0 looks for the exact file name
+ * `file`, pass 1 (pat != NULL) for importnb-style names. Returns a new
+ * (path, stem-or-None), Py_None when nothing matches, NULL with an
+ * exception set. */
+static PyObject *
+search_entry(PyObject *entry, int pass, PyObject *file, const Py_UCS4 *pat,
+             Py_ssize_t m)
+{
+    PyObject *dir = NULL, *names = NULL, *path = NULL, *found = NULL;
+
+    if (PyUnicode_GET_LENGTH(entry) > 0) {
+        dir = Py_NewRef(entry);
+    } else {
+        dir = PyUnicode_FromString(".");
+        if (dir == NULL) {
+            goto done;
+        }
+    }
+    names = dir_names(entry, dir, pass == 0);
+    if (names == NULL) {
+        goto done;
+    }
+    if (names == Py_None && pass == 0 && is_unknown(entry)) {
+        /* Not searched by python: stat() the file without a listing. */
+        Py_SETREF(names, NULL);
+    }
+    if (names == Py_None) {
+        found = Py_NewRef(Py_None);
+    } else if (pass == 0) {
+        path = exact_match(dir, names, file);
+        if (path == NULL) {
+            goto done;
+        }
+        found = path == Py_None ? Py_NewRef(Py_None)
+                                : PyTuple_Pack(2, path, Py_None);
+    } else {
+        found = search_dir(dir, names, pat, m);
+    }
+done:
+    Py_XDECREF(path);
+    Py_XDECREF(names);
+    Py_XDECREF(dir);
+    return found;
 }
 
 /* Searches every entry: exact file names first, then (pat != NULL)
  * importnb-style names. Returns (path, stem-or-None) as a new tuple,
- * Py_None when nothing matches, NULL on error. */
+ * Py_None when nothing matches, NULL with an exception set. */
 static PyObject *
 search(PyObject *entries, PyObject *tail, const Py_UCS4 *pat, Py_ssize_t m)
 {
@@ -226,31 +350,9 @@ search(PyObject *entries, PyObject *tail, const Py_UCS4 *pat, Py_ssize_t m)
             if (!PyUnicode_Check(entry)) {
                 continue;
             }
-            PyObject *dir = PyUnicode_GET_LENGTH(entry) > 0
-                                ? Py_NewRef(entry)
-                                : PyUnicode_FromString(".");
-            PyObject *names = dir ? dir_names(entry, dir, pass == 0) : NULL;
-            if (names == NULL) {
-                Py_XDECREF(dir);
-                Py_CLEAR(found);
-                break;
-            }
-            if (names == Py_None && pass == 0 && is_unknown(entry)) {
-                Py_SETREF(names, NULL);
-            }
-            if (pass == 0 && names != Py_None) {
-                PyObject *path = exact_match(dir, names, file);
-                Py_SETREF(found, path == NULL || path == Py_None
-                                     ? path
-                                     : PyTuple_Pack(2, path, Py_None));
-                if (path != NULL && path != Py_None) {
-                    Py_DECREF(path);
-                }
-            } else if (pass == 1 && names != Py_None) {
-                Py_SETREF(found, search_dir(dir, names, pat, m));
-            }
-            Py_XDECREF(names);
-            Py_DECREF(dir);
+            Py_INCREF(entry); /* the list may change under a finder */
+            Py_SETREF(found, search_entry(entry, pass, file, pat, m));
+            Py_DECREF(entry);
             if (found == NULL) {
                 break;
             }
@@ -260,86 +362,131 @@ search(PyObject *entries, PyObject *tail, const Py_UCS4 *pat, Py_ssize_t m)
     return found;
 }
 
+/* The name a module found under importnb-style name `fullname` (the
+ * last part starting after `dot`, -1 for none) is registered under too:
+ * the same parent with the file's stem. A new str, or NULL with an
+ * exception set. */
+static PyObject *
+alias_name(PyObject *fullname, Py_ssize_t dot, PyObject *stem)
+{
+    if (dot < 0) {
+        return Py_NewRef(stem);
+    }
+    PyObject *parent = PyUnicode_Substring(fullname, 0, dot);
+    if (parent == NULL) {
+        return NULL;
+    }
+    PyObject *alias = PyUnicode_FromFormat("%U.%U", parent, stem);
+    Py_DECREF(parent);
+    return alias;
+}
+
+/* The notebook `fullname` names, searched for on `where` (a package's
+ * __path__, or sys.path for Py_None): a new (path, stem-or-None),
+ * Py_None when nothing matches (nothing to search included), NULL with
+ * an exception set. */
+static PyObject *
+find_notebook(PyObject *fullname, PyObject *tail, PyObject *where)
+{
+    PyObject *entries = NULL, *found = NULL;
+    Py_UCS4 *pat = NULL;
+
+    if (where == Py_None) {
+        where = PySys_GetObject("path"); /* borrowed */
+        if (where == NULL) {
+            /* sys.path is gone (python's PathFinder would have failed
+             * first): there is nothing to search. */
+            Py_RETURN_NONE;
+        }
+    }
+    entries = PySequence_List(where);
+    if (entries == NULL) {
+        goto done;
+    }
+    Py_ssize_t m = PyUnicode_GET_LENGTH(tail);
+    if (PyUnicode_FindChar(tail, '_', 0, m, 1) >= 0) {
+        pat = PyUnicode_AsUCS4Copy(tail);
+        if (pat == NULL) {
+            goto done;
+        }
+    }
+    found = search(entries, tail, pat, m);
+done:
+    PyMem_Free(pat);
+    Py_XDECREF(entries);
+    return found;
+}
+
 /* find_spec(fullname, path=None, target=None): a spec for the notebook
- * the name finds, or None. */
+ * the name finds (a new reference), Py_None, or NULL with an exception
+ * set. */
 static PyObject *
 finder_find_spec(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                  Py_ssize_t nargs, PyObject *kwnames)
 {
+    PyObject *tail = NULL, *found = NULL, *alias = NULL, *loader = NULL;
+    PyObject *kw = NULL, *fargs = NULL, *spec = NULL;
+
     if (nargs < 1 || nargs > 3 || !PyUnicode_Check(args[0])
         || (kwnames && PyTuple_GET_SIZE(kwnames) > 0)) {
         PyErr_SetString(PyExc_TypeError,
                         "find_spec(fullname, path=None, target=None)");
         return NULL;
     }
-    apy_importer_state_t *st = apy_importer_state_of(cls);
+    apy_importer_state_t *st = apy__importer_state_of(cls);
     if (st->notebook_loader_type == NULL) {
         Py_RETURN_NONE; /* finalising */
     }
     PyObject *fullname = args[0];
-    PyObject *where = nargs > 1 ? args[1] : Py_None;
     Py_ssize_t len = PyUnicode_GET_LENGTH(fullname);
     Py_ssize_t dot = PyUnicode_FindChar(fullname, '.', 0, len, -1);
-    PyObject *tail = PyUnicode_Substring(fullname, dot + 1, len);
+    tail = PyUnicode_Substring(fullname, dot + 1, len);
     if (tail == NULL) {
-        return NULL;
+        goto done;
     }
-    if (where == Py_None) {
-        where = PySys_GetObject("path"); /* borrowed */
-    }
-    PyObject *entries = where ? PySequence_List(where) : NULL;
-    Py_ssize_t m = PyUnicode_GET_LENGTH(tail);
-    Py_UCS4 *pat = NULL;
-    if (entries != NULL
-        && PyUnicode_FindChar(tail, '_', 0, m, 1) >= 0) {
-        pat = PyUnicode_AsUCS4Copy(tail);
-        if (pat == NULL) {
-            Py_CLEAR(entries);
-        }
-    }
-    PyObject *found = entries ? search(entries, tail, pat, m) : NULL;
-    PyMem_Free(pat);
-    Py_XDECREF(entries);
-    Py_DECREF(tail);
+    found = find_notebook(fullname, tail, nargs > 1 ? args[1] : Py_None);
     if (found == NULL || found == Py_None) {
-        return found;
+        spec = Py_XNewRef(found);
+        goto done;
     }
-    PyObject *path = PyTuple_GET_ITEM(found, 0);
-    PyObject *stem = PyTuple_GET_ITEM(found, 1);
-    PyObject *alias = Py_NewRef(Py_None);
-    if (stem != Py_None) {
-        PyObject *parent = dot >= 0 ? PyUnicode_Substring(fullname, 0, dot)
-                                    : NULL;
-        Py_SETREF(alias, parent ? PyUnicode_FromFormat("%U.%U", parent,
-                                                       stem)
-                                : (dot >= 0 ? NULL : Py_NewRef(stem)));
-        Py_XDECREF(parent);
+    PyObject *path = PyTuple_GET_ITEM(found, 0); /* borrowed */
+    PyObject *stem = PyTuple_GET_ITEM(found, 1); /* borrowed */
+    alias = stem == Py_None ? Py_NewRef(Py_None)
+                            : alias_name(fullname, dot, stem);
+    if (alias == NULL) {
+        goto done;
     }
-    PyObject *loader = alias ? PyObject_CallFunctionObjArgs(
-                                   (PyObject *)st->notebook_loader_type,
-                                   fullname, path, NULL)
-                             : NULL;
-    PyObject *spec = NULL;
-    if (loader != NULL) {
-        PyObject *kw = Py_BuildValue("{s:O}", "loader", loader);
-        PyObject *fargs = kw ? PyTuple_Pack(2, fullname, path) : NULL;
-        spec = fargs ? PyObject_Call(st->spec_from_file_location, fargs, kw)
-                     : NULL;
-        Py_XDECREF(fargs);
-        Py_XDECREF(kw);
+    loader = PyObject_CallFunctionObjArgs(
+        (PyObject *)st->notebook_loader_type, fullname, path, NULL);
+    if (loader == NULL) {
+        goto done;
     }
-    if (spec != NULL && spec != Py_None && alias != Py_None
+    kw = Py_BuildValue("{s:O}", "loader", loader);
+    if (kw == NULL) {
+        goto done;
+    }
+    fargs = PyTuple_Pack(2, fullname, path);
+    if (fargs == NULL) {
+        goto done;
+    }
+    spec = PyObject_Call(st->spec_from_file_location, fargs, kw);
+    if (spec == NULL) {
+        goto done;
+    }
+    if (spec != Py_None && alias != Py_None
         && PyObject_SetAttrString(spec, "loader_state", alias) < 0) {
         Py_CLEAR(spec);
+        goto done;
     }
-    if (spec != NULL) {
-        apy_importer_verbose("%U matches %U%s", fullname, path,
-                             alias != Py_None ? " (importnb-style name)"
-                                              : "");
-    }
+    apy__importer_verbose("%U matches %U%s", fullname, path,
+                          alias != Py_None ? " (importnb-style name)" : "");
+done:
+    Py_XDECREF(fargs);
+    Py_XDECREF(kw);
     Py_XDECREF(loader);
     Py_XDECREF(alias);
-    Py_DECREF(found);
+    Py_XDECREF(found);
+    Py_XDECREF(tail);
     return spec;
 }
 
@@ -365,7 +512,7 @@ static PyType_Slot finder_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_importer_notebook_finder_spec = {
+PyType_Spec apy__importer_notebook_finder_spec = {
     .name = "_apyrun_importer.NotebookFinder",
     .basicsize = sizeof(PyObject),
     .flags = Py_TPFLAGS_DEFAULT,

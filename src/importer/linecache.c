@@ -5,7 +5,7 @@
  * text, at its JSON lines, goes into linecache.cache; when linecache is
  * not imported yet (it costs milliseconds, and a plain import must not
  * pay them), the entries wait in the state and are added once linecache
- * has executed (apy_importer_after_import). Entries carry the file's size
+ * has executed (apy__importer_after_import). Entries carry the file's size
  * and mtime, so linecache drops them when the notebook changes. */
 #include <Python.h>
 
@@ -84,7 +84,7 @@ install_hook(apy_importer_state_t *st)
     PyObject *owner = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
     PyObject *callback = owner ? PyCFunction_New(&flush_def, owner) : NULL;
     Py_XDECREF(owner);
-    int rc = callback ? apy_importer_after_import("linecache", callback) : -1;
+    int rc = callback ? apy__importer_after_import("linecache", callback) : -1;
     Py_XDECREF(callback);
     if (rc == 0) {
         st->linecache_hooked = 1;
@@ -93,8 +93,8 @@ install_hook(apy_importer_state_t *st)
 }
 
 int
-apy_importer_register_lines(apy_importer_state_t *st, PyObject *path,
-                            const apy_source_stat_t *src, PyObject *source)
+apy__importer_register_lines(apy_importer_state_t *st, PyObject *path,
+                             const apy_source_stat_t *src, PyObject *source)
 {
     PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
     PyObject *lc = PyDict_GetItemString(modules, "linecache"); /* borrowed */

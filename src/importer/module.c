@@ -4,7 +4,8 @@
  * registry), its functions, and installing the importer into the running
  * interpreter: the FileFinder path hook gets apyrun's .py loader, the
  * notebook finder goes last on sys.meta_path, importlib's
- * _lock_unlock_module is replaced (waits.c). */
+ * _lock_unlock_module is replaced (lock_unlock.c). The top of the
+ * importer: it builds every type, so no other file of it calls here. */
 #include <Python.h>
 
 #include <string.h>
@@ -13,62 +14,6 @@
 #include "apyrun/ipython.h"
 #include "apyrun/tla_rewrite.h"
 #include "importer.h"
-
-apy_importer_state_t *
-apy_importer_state_of(PyTypeObject *tp)
-{
-    return PyType_GetModuleState(tp);
-}
-
-apy_importer_state_t *
-apy_importer_find_state(void)
-{
-    PyObject *mod = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
-    if (mod == NULL) {
-        return NULL;
-    }
-    apy_importer_state_t *st = PyModule_GetState(mod);
-    Py_DECREF(mod); /* sys.modules keeps it */
-    return st;
-}
-
-int
-apy_importer_need_asyncio(apy_importer_state_t *st)
-{
-    if (st->current_task != NULL) {
-        return 0;
-    }
-    /* asyncio first: _asyncio imported on its own, before the package,
-     * initialises twice and ends up with two task registries. */
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *mod = asyncio ? PyImport_ImportModule("_asyncio") : NULL;
-    Py_XDECREF(asyncio);
-    if (mod == NULL) {
-        return -1;
-    }
-    st->current_task = PyObject_GetAttrString(mod, "_current_tasks");
-    Py_DECREF(mod);
-    return st->current_task != NULL ? 0 : -1;
-}
-
-PyObject *
-apy_importer_running_loop(void)
-{
-    /* Looked up at each call, never kept in the state: the function's
-     * self is the _asyncio module, whose C globals hold asyncio, whose
-     * modules hold our loaders, whose types hold this module. Kept, that
-     * cycle would run through C statics that no GC sees, and the
-     * importer (module, state, types) and asyncio with it would outlive
-     * Py_Finalize (LSan showed the importer's types alive at exit after
-     * any awaited import). The _current_tasks dict holds no module. */
-    PyObject *mod = PyImport_ImportModule("_asyncio");
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *loop = PyObject_CallMethod(mod, "_get_running_loop", NULL);
-    Py_DECREF(mod);
-    return loop;
-}
 
 /* _cell_magic(text, globals): a %% cell of an imported notebook, run by
  * the notebook runtime's helper (builtins.__apyrun_nb__, installed by
@@ -97,19 +42,19 @@ module_cell_magic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef module_methods[] = {
     {APY_TLA_IMPORT_FUNC,
-     (PyCFunction)(void (*)(void))apy_importer_await_import, METH_FASTCALL,
+     (PyCFunction)(void (*)(void))apy__importer_await_import, METH_FASTCALL,
      PyDoc_STR("_await_import(name, fromlist, level): awaited before a "
                "module-level import statement of top-level-await code.")},
-    {"import_module", (PyCFunction)(void (*)(void))apy_importer_import_module,
+    {"import_module", (PyCFunction)(void (*)(void))apy__importer_import_module,
      METH_VARARGS | METH_KEYWORDS,
      PyDoc_STR("import_module(name, package=None)\n--\n\n"
                "Import a module, awaiting its top-level await if it has "
                "any: `module = await apyrun.import_module(name)`. Concurrent "
                "imports of one module share its execution.")},
-    {"_run_sync", (PyCFunction)(void (*)(void))apy_importer_run_sync,
+    {"_run_sync", (PyCFunction)(void (*)(void))apy__importer_run_sync,
      METH_FASTCALL, NULL},
-    {"_close_loop", apy_importer_close_loop, METH_NOARGS, NULL},
-    {"_lock_unlock_module", apy_importer_lock_unlock, METH_O, NULL},
+    {"_close_loop", apy__importer_close_loop, METH_NOARGS, NULL},
+    {"_lock_unlock_module", apy__importer_lock_unlock, METH_O, NULL},
     {"_cell_magic", (PyCFunction)(void (*)(void))module_cell_magic,
      METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
@@ -224,14 +169,14 @@ module_exec(PyObject *module)
         PyObject *bases;
         int public;
     } types[] = {
-        {&st->source_loader_type, &apy_importer_source_loader_spec,
+        {&st->source_loader_type, &apy__importer_source_loader_spec,
          source_base, 1},
-        {&st->notebook_loader_type, &apy_importer_notebook_loader_spec,
+        {&st->notebook_loader_type, &apy__importer_notebook_loader_spec,
          nb_bases, 1},
-        {&st->notebook_finder_type, &apy_importer_notebook_finder_spec,
+        {&st->notebook_finder_type, &apy__importer_notebook_finder_spec,
          NULL, 1},
-        {&st->awaiter_type, &apy_importer_awaiter_spec, NULL, 0},
-        {&st->exec_type, &apy_importer_exec_spec, NULL, 0},
+        {&st->awaiter_type, &apy__importer_awaiter_spec, NULL, 0},
+        {&st->exec_type, &apy__importer_exec_spec, NULL, 0},
     };
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         *types[i].slot = make_type(module, types[i].spec, types[i].bases,
@@ -437,7 +382,7 @@ install_lock_hook(apy_importer_state_t *st)
 int
 apy_importer_install(void)
 {
-    apy_importer_state_t *st = apy_importer_find_state();
+    apy_importer_state_t *st = apy__importer_find_state();
     if (st == NULL || install_path_hook(st) < 0
         || install_lock_hook(st) < 0) {
         return -1;

@@ -168,16 +168,16 @@ load(apy_importer_state_t *st, PyObject *path, nb_parts_t *parts,
      apy_source_stat_t *src)
 {
     parts->code = parts->source = parts->shown = NULL;
-    if (apy_importer_stat(path, src) < 0) {
+    if (apy__importer_stat(path, src) < 0) {
         return -1;
     }
-    PyObject *cache = apy_importer_cache_path(st, path,
-                                              APY_CACHE_TAG_NOTEBOOK);
+    PyObject *cache = apy__importer_cache_path(st, path,
+                                               APY_CACHE_TAG_NOTEBOOK);
     if (cache == NULL) {
         return -1;
     }
     if (cache != Py_None) {
-        PyObject *hit = apy_importer_cache_read(cache, src);
+        PyObject *hit = apy__importer_cache_read(cache, src);
         if (hit == NULL) {
             Py_DECREF(cache);
             return -1;
@@ -194,7 +194,7 @@ load(apy_importer_state_t *st, PyObject *path, nb_parts_t *parts,
                 return -1;
             }
             Py_DECREF(r);
-            apy_importer_verbose("%U matches %U", cache, path);
+            apy__importer_verbose("%U matches %U", cache, path);
             parts->code = Py_NewRef(code);
             parts->source = Py_NewRef(PyTuple_GET_ITEM(hit, 1));
             parts->shown = Py_NewRef(PyTuple_GET_ITEM(hit, 2));
@@ -206,17 +206,17 @@ load(apy_importer_state_t *st, PyObject *path, nb_parts_t *parts,
     }
     int is_tla = 0;
     if (notebook_source(path, &parts->source, &parts->shown) < 0
-        || (parts->code = apy_importer_compile(parts->source, path, 0,
-                                               &is_tla)) == NULL) {
+        || (parts->code = apy__importer_compile(parts->source, path, 0,
+                                                &is_tla)) == NULL) {
         parts_clear(parts);
         Py_DECREF(cache);
         return -1;
     }
-    apy_importer_verbose("code object from %U", path);
+    apy__importer_verbose("code object from %U", path);
     if (cache != Py_None) {
         PyObject *payload = PyTuple_Pack(3, parts->code, parts->source,
                                          parts->shown);
-        int rc = payload ? apy_importer_cache_write(cache, src, payload)
+        int rc = payload ? apy__importer_cache_write(cache, src, payload)
                          : -1;
         Py_XDECREF(payload);
         if (rc < 0) {
@@ -269,7 +269,7 @@ load_part(PyObject *self, PyTypeObject *cls, const char *method,
     }
     nb_parts_t parts;
     apy_source_stat_t src;
-    int rc = load(apy_importer_state_of(cls), path, &parts, &src);
+    int rc = load(apy__importer_state_of(cls), path, &parts, &src);
     Py_DECREF(path);
     if (rc < 0) {
         return NULL;
@@ -307,7 +307,7 @@ nbloader_exec_module(PyObject *self, PyTypeObject *cls,
     if (no_kwargs("exec_module", nargs, 1, kwnames) < 0) {
         return NULL;
     }
-    apy_importer_state_t *st = apy_importer_state_of(cls);
+    apy_importer_state_t *st = apy__importer_state_of(cls);
     PyObject *module = args[0];
     PyObject *path = loader_path(self);
     if (path == NULL) {
@@ -320,7 +320,7 @@ nbloader_exec_module(PyObject *self, PyTypeObject *cls,
         Py_DECREF(path);
         return NULL;
     }
-    int rc = apy_importer_register_lines(
+    int rc = apy__importer_register_lines(
         st, path, &src, parts.shown != Py_None ? parts.shown : parts.source);
     Py_DECREF(path);
     /* An importnb-style name: the finder put the file's own name here. */
@@ -340,7 +340,7 @@ nbloader_exec_module(PyObject *self, PyTypeObject *cls,
         rc = apy_ipy_magics_install();
     }
     if (rc == 0) {
-        rc = apy_importer_exec_code(st, module, parts.code, alias);
+        rc = apy__importer_exec_code(st, module, parts.code, alias);
     }
     Py_XDECREF(alias);
     parts_clear(&parts);
@@ -375,7 +375,7 @@ static PyType_Slot nbloader_slots[] = {
 /* Created with importlib's FileLoader and _LoaderBasics as bases
  * (module.c): get_filename, get_data, get_resource_reader, is_package
  * and load_module are theirs. */
-PyType_Spec apy_importer_notebook_loader_spec = {
+PyType_Spec apy__importer_notebook_loader_spec = {
     .name = "_apyrun_importer.NotebookLoader",
     .basicsize = 0,
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,

@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "apyrun/tla_rewrite.h"
+#include "apyrun/tla.h"
 #include "importer.h"
 
 /* Per-thread key naming the source whose TLA code source_to_code just
@@ -18,7 +18,7 @@
 #define TLA_MARK_KEY "apyrun.importer.tla_source"
 
 PyObject *
-apy_importer_compile(PyObject *data, PyObject *path, int flags, int *is_tla)
+apy__importer_compile(PyObject *data, PyObject *path, int flags, int *is_tla)
 {
     const char *source;
     *is_tla = 0;
@@ -45,7 +45,7 @@ apy_importer_compile(PyObject *data, PyObject *path, int flags, int *is_tla)
         PyErr_SetString(PyExc_TypeError, "source must be bytes or str");
         return NULL;
     }
-    return apy_tla_compile_module(source, path, flags, is_tla);
+    return apy_tla_compile(source, path, flags, is_tla);
 }
 
 /* Sets (path != NULL) or clears this thread's TLA mark. 0 or -1. */
@@ -94,14 +94,14 @@ static PyObject *
 cached_tla_code(apy_importer_state_t *st, PyObject *path,
                 const apy_source_stat_t *src, PyObject **cache_out)
 {
-    *cache_out = apy_importer_cache_path(st, path, APY_CACHE_TAG_TLA);
+    *cache_out = apy__importer_cache_path(st, path, APY_CACHE_TAG_TLA);
     if (*cache_out == NULL) {
         return NULL;
     }
     if (*cache_out == Py_None) {
         Py_RETURN_NONE;
     }
-    PyObject *code = apy_importer_cache_read(*cache_out, src);
+    PyObject *code = apy__importer_cache_read(*cache_out, src);
     if (code == NULL || code == Py_None) {
         return code;
     }
@@ -117,7 +117,7 @@ cached_tla_code(apy_importer_state_t *st, PyObject *path,
         return NULL;
     }
     Py_DECREF(r);
-    apy_importer_verbose("%U matches %U", *cache_out, path);
+    apy__importer_verbose("%U matches %U", *cache_out, path);
     return code;
 }
 
@@ -129,7 +129,7 @@ loader_source_to_code(PyObject *self, PyTypeObject *cls,
                       PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
-    apy_importer_state_t *st = apy_importer_state_of(cls);
+    apy_importer_state_t *st = apy__importer_state_of(cls);
     PyObject *optimize = NULL;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
@@ -156,7 +156,7 @@ loader_source_to_code(PyObject *self, PyTypeObject *cls,
      * lands here each time: try apyrun's cache before paying for a
      * plain compile that is known to fail. */
     apy_source_stat_t src;
-    int have_stat = PyUnicode_Check(path) && apy_importer_stat(path, &src)
+    int have_stat = PyUnicode_Check(path) && apy__importer_stat(path, &src)
                                                  == 0;
     PyObject *cache = NULL;
     if (!have_stat) {
@@ -206,7 +206,7 @@ loader_source_to_code(PyObject *self, PyTypeObject *cls,
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     int is_tla = 0;
-    code = apy_importer_compile(data, path, 0, &is_tla);
+    code = apy__importer_compile(data, path, 0, &is_tla);
     if (code == NULL || !is_tla) {
         Py_XDECREF(code);
         Py_XDECREF(cache);
@@ -217,9 +217,9 @@ loader_source_to_code(PyObject *self, PyTypeObject *cls,
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
-    apy_importer_verbose("top-level await code object from %U", path);
+    apy__importer_verbose("top-level await code object from %U", path);
     if (have_stat && cache != NULL && cache != Py_None
-        && apy_importer_cache_write(cache, &src, code) < 0) {
+        && apy__importer_cache_write(cache, &src, code) < 0) {
         Py_DECREF(cache);
         Py_DECREF(code);
         return NULL;
@@ -275,7 +275,7 @@ loader_exec_module(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                         "exec_module() takes exactly 1 argument");
         return NULL;
     }
-    apy_importer_state_t *st = apy_importer_state_of(cls);
+    apy_importer_state_t *st = apy__importer_state_of(cls);
     PyObject *module = args[0];
     PyObject *name = PyObject_GetAttrString(module, "__name__");
     if (name == NULL) {
@@ -295,7 +295,7 @@ loader_exec_module(PyObject *self, PyTypeObject *cls, PyObject *const *args,
         return NULL;
     }
     Py_DECREF(name);
-    int rc = apy_importer_exec_code(st, module, code, NULL);
+    int rc = apy__importer_exec_code(st, module, code, NULL);
     Py_DECREF(code);
     if (rc < 0) {
         return NULL;
@@ -330,7 +330,7 @@ static PyType_Slot loader_slots[] = {
 
 /* Created with importlib's SourceFileLoader as its base (module.c); the
  * instance layout is the base's (basicsize 0). */
-PyType_Spec apy_importer_source_loader_spec = {
+PyType_Spec apy__importer_source_loader_spec = {
     .name = "_apyrun_importer.SourceFileLoader",
     .basicsize = 0,
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,

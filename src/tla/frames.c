@@ -43,8 +43,8 @@ is_internal(PyTracebackObject *tb, PyObject *prefix)
     PyCodeObject *code = PyFrame_GetCode(tb->tb_frame);
     int internal = 0;
     if (PyUnicode_GET_LENGTH(prefix) > 0
-        && PyUnicode_Tailmatch(code->co_filename, prefix, 0, PY_SSIZE_T_MAX, -1)
-               == 1) {
+        && PyUnicode_Tailmatch(code->co_filename, prefix, 0, PY_SSIZE_T_MAX,
+                               -1) == 1) {
         internal = 1;
     }
     Py_DECREF(code);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The TLA compile with awaited imports: an import statement at the module
- * level of top-level-await code is preceded by
+/* The awaited-imports rewrite of TLA code's AST: an import statement at
+ * the module level of top-level-await code is preceded by
  *     await __import__('_apyrun_importer')._await_import(name, from, level)
  * at the statement's own position, so that a TLA module it names runs on
  * the running loop before the statement binds it. Only the AST changes;
@@ -13,7 +13,6 @@
  * the module already in sys.modules. */
 #include <Python.h>
 
-#include "apyrun/tla.h"
 #include "apyrun/tla_rewrite.h"
 
 /* The _ast node types the rewrite reads or builds (borrowed from _ast's
@@ -76,9 +75,12 @@ make_node(PyObject *type, PyObject *fields, PyObject *where)
         }
         Py_DECREF(v);
     }
+    PyObject *node = NULL;
     PyObject *empty = PyTuple_New(0);
-    PyObject *node = empty ? PyObject_Call(type, empty, fields) : NULL;
-    Py_XDECREF(empty);
+    if (empty != NULL) {
+        node = PyObject_Call(type, empty, fields);
+        Py_DECREF(empty);
+    }
     Py_DECREF(fields);
     return node;
 }
@@ -101,45 +103,57 @@ make_await_import(ast_types_t *t, PyObject *stmt, PyObject *name,
     n_import = make_node(t->Name, Py_BuildValue("{s:s,s:O}", "id",
                                                 "__import__", "ctx", load),
                          stmt);
-    c_mod = n_import ? make_node(t->Constant,
-                                 Py_BuildValue("{s:s}", "value",
-                                               APY_TLA_IMPORT_MODULE),
-                                 stmt)
-                     : NULL;
-    c_call = c_mod ? make_node(t->Call,
-                               Py_BuildValue("{s:O,s:[O],s:[]}", "func",
-                                             n_import, "args", c_mod,
-                                             "keywords"),
-                               stmt)
-                   : NULL;
-    attr = c_call ? make_node(t->Attribute,
-                              Py_BuildValue("{s:O,s:s,s:O}", "value", c_call,
-                                            "attr", APY_TLA_IMPORT_FUNC,
-                                            "ctx", load),
-                              stmt)
-                  : NULL;
-    c_name = attr ? make_node(t->Constant,
-                              Py_BuildValue("{s:O}", "value", name), stmt)
-                  : NULL;
-    c_from = c_name ? make_node(t->Constant,
-                                Py_BuildValue("{s:O}", "value", fromlist),
-                                stmt)
-                    : NULL;
-    c_level = c_from ? make_node(t->Constant,
-                                 Py_BuildValue("{s:O}", "value", level), stmt)
-                     : NULL;
-    call = c_level ? make_node(t->Call,
-                               Py_BuildValue("{s:O,s:[OOO],s:[]}", "func",
-                                             attr, "args", c_name, c_from,
-                                             c_level, "keywords"),
-                               stmt)
-                   : NULL;
-    await = call ? make_node(t->Await, Py_BuildValue("{s:O}", "value", call),
-                             stmt)
-                 : NULL;
-    expr = await ? make_node(t->Expr, Py_BuildValue("{s:O}", "value", await),
-                             stmt)
-                 : NULL;
+    if (n_import == NULL) {
+        goto done;
+    }
+    c_mod = make_node(t->Constant,
+                      Py_BuildValue("{s:s}", "value", APY_TLA_IMPORT_MODULE),
+                      stmt);
+    if (c_mod == NULL) {
+        goto done;
+    }
+    c_call = make_node(t->Call,
+                       Py_BuildValue("{s:O,s:[O],s:[]}", "func", n_import,
+                                     "args", c_mod, "keywords"),
+                       stmt);
+    if (c_call == NULL) {
+        goto done;
+    }
+    attr = make_node(t->Attribute,
+                     Py_BuildValue("{s:O,s:s,s:O}", "value", c_call, "attr",
+                                   APY_TLA_IMPORT_FUNC, "ctx", load),
+                     stmt);
+    if (attr == NULL) {
+        goto done;
+    }
+    c_name = make_node(t->Constant, Py_BuildValue("{s:O}", "value", name),
+                       stmt);
+    if (c_name == NULL) {
+        goto done;
+    }
+    c_from = make_node(t->Constant,
+                       Py_BuildValue("{s:O}", "value", fromlist), stmt);
+    if (c_from == NULL) {
+        goto done;
+    }
+    c_level = make_node(t->Constant, Py_BuildValue("{s:O}", "value", level),
+                        stmt);
+    if (c_level == NULL) {
+        goto done;
+    }
+    call = make_node(t->Call,
+                     Py_BuildValue("{s:O,s:[OOO],s:[]}", "func", attr,
+                                   "args", c_name, c_from, c_level,
+                                   "keywords"),
+                     stmt);
+    if (call == NULL) {
+        goto done;
+    }
+    await = make_node(t->Await, Py_BuildValue("{s:O}", "value", call), stmt);
+    if (await == NULL) {
+        goto done;
+    }
+    expr = make_node(t->Expr, Py_BuildValue("{s:O}", "value", await), stmt);
 done:
     Py_XDECREF(load);
     Py_XDECREF(n_import);
@@ -154,87 +168,133 @@ done:
     return expr;
 }
 
+/* Appends to `out` one awaited import per name of `import a, b` (names:
+ * the statement's alias list). Returns 0, or -1 with an exception set. */
+static int
+awaits_for_import(ast_types_t *t, PyObject *stmt, PyObject *names,
+                  PyObject *out)
+{
+    PyObject *zero = NULL, *name = NULL, *node = NULL;
+    int rc = -1;
+
+    zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
+        PyObject *alias = PyList_GET_ITEM(names, i); /* borrowed */
+        name = PyObject_GetAttrString(alias, "name");
+        if (name == NULL) {
+            goto done;
+        }
+        node = make_await_import(t, stmt, name, Py_None, zero);
+        if (node == NULL || PyList_Append(out, node) < 0) {
+            goto done;
+        }
+        Py_CLEAR(name);
+        Py_CLEAR(node);
+    }
+    rc = 0;
+done:
+    Py_XDECREF(node);
+    Py_XDECREF(name);
+    Py_XDECREF(zero);
+    return rc;
+}
+
+/* Appends to `out` the awaited import for `from module import names`
+ * (none for `from __future__`; `from . import x` has module None,
+ * imported as ''). Returns 0, or -1 with an exception set. */
+static int
+awaits_for_from(ast_types_t *t, PyObject *stmt, PyObject *names,
+                PyObject *out)
+{
+    PyObject *module = NULL, *level = NULL, *from = NULL, *node = NULL;
+    int rc = -1;
+
+    module = PyObject_GetAttrString(stmt, "module");
+    if (module == NULL) {
+        goto done;
+    }
+    level = PyObject_GetAttrString(stmt, "level");
+    if (level == NULL) {
+        goto done;
+    }
+    if (module != Py_None && PyUnicode_Check(module)
+        && PyUnicode_CompareWithASCIIString(module, "__future__") == 0) {
+        rc = 0;
+        goto done;
+    }
+    if (module == Py_None) {
+        Py_SETREF(module, PyUnicode_FromString(""));
+        if (module == NULL) {
+            goto done;
+        }
+    }
+    if (level == Py_None) {
+        Py_SETREF(level, PyLong_FromLong(0));
+        if (level == NULL) {
+            goto done;
+        }
+    }
+    from = PyTuple_New(PyList_GET_SIZE(names));
+    if (from == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
+        PyObject *n = PyObject_GetAttrString(PyList_GET_ITEM(names, i),
+                                             "name");
+        if (n == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(from, i, n);
+    }
+    node = make_await_import(t, stmt, module, from, level);
+    if (node == NULL || PyList_Append(out, node) < 0) {
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(node);
+    Py_XDECREF(from);
+    Py_XDECREF(level);
+    Py_XDECREF(module);
+    return rc;
+}
+
 /* Returns a new list of the awaited-import statements that must precede
  * import statement `stmt` (one per name of `import a, b`; one for a
  * `from` import; none for `from __future__`), or NULL with an error. */
 static PyObject *
 awaits_for(ast_types_t *t, PyObject *stmt)
 {
-    PyObject *out = PyList_New(0);
-    PyObject *names = out ? PyObject_GetAttrString(stmt, "names") : NULL;
-    if (names == NULL || !PyList_Check(names)) {
-        if (names != NULL) {
-            PyErr_SetString(PyExc_TypeError, "import names is not a list");
-        }
-        goto fail;
+    PyObject *out = NULL, *names = NULL;
+    int rc;
+
+    out = PyList_New(0);
+    if (out == NULL) {
+        goto error;
+    }
+    names = PyObject_GetAttrString(stmt, "names");
+    if (names == NULL) {
+        goto error;
+    }
+    if (!PyList_Check(names)) {
+        PyErr_SetString(PyExc_TypeError, "import names is not a list");
+        goto error;
     }
     if (Py_IS_TYPE(stmt, (PyTypeObject *)t->Import)) {
-        PyObject *zero = PyLong_FromLong(0);
-        for (Py_ssize_t i = 0; zero && i < PyList_GET_SIZE(names); i++) {
-            PyObject *alias = PyList_GET_ITEM(names, i); /* borrowed */
-            PyObject *name = PyObject_GetAttrString(alias, "name");
-            PyObject *node = name ? make_await_import(t, stmt, name, Py_None,
-                                                      zero)
-                                  : NULL;
-            Py_XDECREF(name);
-            if (node == NULL || PyList_Append(out, node) < 0) {
-                Py_XDECREF(node);
-                Py_CLEAR(zero);
-                break;
-            }
-            Py_DECREF(node);
-        }
-        if (zero == NULL) {
-            goto fail;
-        }
-        Py_DECREF(zero);
-        Py_DECREF(names);
-        return out;
+        rc = awaits_for_import(t, stmt, names, out);
+    } else {
+        rc = awaits_for_from(t, stmt, names, out);
     }
-    /* ImportFrom: `from . import x` has module None, imported as ''. */
-    PyObject *module = PyObject_GetAttrString(stmt, "module");
-    PyObject *level = module ? PyObject_GetAttrString(stmt, "level") : NULL;
-    if (level == NULL) {
-        Py_XDECREF(module);
-        goto fail;
+    if (rc < 0) {
+        goto error;
     }
-    if (module != Py_None && PyUnicode_Check(module)
-        && PyUnicode_CompareWithASCIIString(module, "__future__") == 0) {
-        Py_DECREF(module);
-        Py_DECREF(level);
-        Py_DECREF(names);
-        return out;
-    }
-    if (module == Py_None) {
-        Py_SETREF(module, PyUnicode_FromString(""));
-    }
-    if (level == Py_None) {
-        Py_SETREF(level, PyLong_FromLong(0));
-    }
-    PyObject *from = PyTuple_New(PyList_GET_SIZE(names));
-    for (Py_ssize_t i = 0; from && i < PyList_GET_SIZE(names); i++) {
-        PyObject *n = PyObject_GetAttrString(PyList_GET_ITEM(names, i),
-                                             "name");
-        if (n == NULL) {
-            Py_CLEAR(from);
-            break;
-        }
-        PyTuple_SET_ITEM(from, i, n);
-    }
-    PyObject *node = module && level && from
-                         ? make_await_import(t, stmt, module, from, level)
-                         : NULL;
-    Py_XDECREF(from);
-    Py_XDECREF(module);
-    Py_XDECREF(level);
-    if (node == NULL || PyList_Append(out, node) < 0) {
-        Py_XDECREF(node);
-        goto fail;
-    }
-    Py_DECREF(node);
     Py_DECREF(names);
     return out;
-fail:
+
+error:
     Py_XDECREF(names);
     Py_XDECREF(out);
     return NULL;
@@ -349,21 +409,6 @@ rewrite_body(ast_types_t *t, PyObject *body)
     return total;
 }
 
-/* compile(tree, filename, 'exec', flags, dont_inherit=True): a new code
- * object or NULL with an exception set. */
-static PyObject *
-compile_tree(PyObject *tree, PyObject *filename, int flags)
-{
-    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *compile = PyDict_GetItemString(builtins, "compile");
-    if (compile == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "builtins.compile is missing");
-        return NULL;
-    }
-    return PyObject_CallFunction(compile, "OOsii", tree, filename, "exec",
-                                 flags, 1);
-}
-
 Py_ssize_t
 apy_tla_rewrite_imports(PyObject *tree)
 {
@@ -381,68 +426,4 @@ apy_tla_rewrite_imports(PyObject *tree)
     Py_XDECREF(body);
     Py_DECREF(types.ast_mod);
     return n;
-}
-
-PyObject *
-apy_tla_compile_module(const char *source, PyObject *filename, int flags,
-                       int *is_tla)
-{
-    PyCompilerFlags cf = _PyCompilerFlags_INIT;
-    cf.cf_flags = flags;
-    *is_tla = 0;
-
-    PyObject *code = Py_CompileStringObject(source, filename, Py_file_input,
-                                            &cf, -1);
-    if (code != NULL || !PyErr_ExceptionMatches(PyExc_SyntaxError)) {
-        return code;
-    }
-    /* The plain compile's error is the one to report whenever this does
-     * not turn out to be TLA code. */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-
-    /* compile() accepts only future and compile-mode flags; the cookie
-     * and encoding flags matter to the parse alone. */
-    int tree_flags = (flags & PyCF_MASK) | PyCF_ALLOW_TOP_LEVEL_AWAIT;
-    PyCompilerFlags ast_cf = _PyCompilerFlags_INIT;
-    ast_cf.cf_flags = flags | PyCF_ALLOW_TOP_LEVEL_AWAIT | PyCF_ONLY_AST;
-    PyObject *tree = Py_CompileStringObject(source, filename, Py_file_input,
-                                            &ast_cf, -1);
-    code = tree ? compile_tree(tree, filename, tree_flags) : NULL;
-    if (code == NULL || !apy_tla_is_coroutine_code(code)) {
-        goto not_tla;
-    }
-    Py_ssize_t n = apy_tla_rewrite_imports(tree);
-    if (n < 0) {
-        /* Not a syntax problem of the user's: report what went wrong. */
-        Py_CLEAR(code);
-        Py_DECREF(tree);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        return NULL;
-    }
-    if (n > 0) {
-        Py_SETREF(code, compile_tree(tree, filename, tree_flags));
-        if (code == NULL) {
-            Py_DECREF(tree);
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            return NULL;
-        }
-    }
-    Py_DECREF(tree);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    *is_tla = 1;
-    return code;
-
-not_tla:
-    Py_XDECREF(code);
-    Py_XDECREF(tree);
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb);
-    return NULL;
 }

@@ -147,15 +147,18 @@ install_sigint(PyObject *signal_mod, PyObject *loop, PyObject *task)
 {
     PyObject *current = PyObject_CallMethod(signal_mod, "getsignal", "i",
                                             SIGINT);
-    PyObject *dflt = current ? PyObject_GetAttrString(signal_mod,
-                                                      "default_int_handler")
-                             : NULL;
-    int is_default = dflt != NULL && current == dflt;
-    Py_XDECREF(current);
-    Py_XDECREF(dflt);
-    if (dflt == NULL) {
+    if (current == NULL) {
         return NULL;
     }
+    PyObject *dflt = PyObject_GetAttrString(signal_mod,
+                                            "default_int_handler");
+    if (dflt == NULL) {
+        Py_DECREF(current);
+        return NULL;
+    }
+    int is_default = current == dflt;
+    Py_DECREF(current);
+    Py_DECREF(dflt);
     if (!is_default) {
         Py_RETURN_NONE;
     }
@@ -201,11 +204,12 @@ restore_sigint(PyObject *signal_mod, PyObject *handler)
     if (current == handler) {
         PyObject *dflt = PyObject_GetAttrString(signal_mod,
                                                 "default_int_handler");
-        PyObject *r = dflt ? PyObject_CallMethod(signal_mod, "signal", "iO",
-                                                 SIGINT, dflt)
-                           : NULL;
-        Py_XDECREF(dflt);
-        Py_XDECREF(r);
+        if (dflt != NULL) {
+            PyObject *r = PyObject_CallMethod(signal_mod, "signal", "iO",
+                                              SIGINT, dflt);
+            Py_XDECREF(r);
+            Py_DECREF(dflt);
+        }
     }
     Py_XDECREF(current);
     PyErr_Clear();
@@ -235,8 +239,11 @@ cancelled_to_keyboard_interrupt(PyObject *task)
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyObject *r = PyObject_CallMethod(task, "uncancel", NULL);
-    long left = r != NULL ? PyLong_AsLong(r) : -1;
-    Py_XDECREF(r);
+    long left = -1;
+    if (r != NULL) {
+        left = PyLong_AsLong(r);
+        Py_DECREF(r);
+    }
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
     if (left != 0) {
@@ -282,11 +289,12 @@ is_never_completed(void)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
+    PyObject *cls = NULL;
     PyObject *apyrun = PyImport_ImportModule("apyrun");
-    PyObject *cls = apyrun ? PyObject_GetAttrString(apyrun,
-                                                    "NeverCompletedError")
-                           : NULL;
-    Py_XDECREF(apyrun);
+    if (apyrun != NULL) {
+        cls = PyObject_GetAttrString(apyrun, "NeverCompletedError");
+        Py_DECREF(apyrun);
+    }
     PyErr_Clear();
     int match = cls != NULL && type != NULL
                 && PyErr_GivenExceptionMatches(type, cls);
@@ -331,16 +339,17 @@ run_method(PyObject *loop, const char *method)
 static int
 close_loop(PyObject *asyncio, PyObject *loop)
 {
-    int rc = 0;
+    int rc = -1;
+    PyObject *r = NULL;
     PyObject *runners = PyImport_ImportModule("asyncio.runners");
-    PyObject *r = runners ? PyObject_CallMethod(runners, "_cancel_all_tasks",
-                                                "O", loop)
-                          : NULL;
-    Py_XDECREF(runners);
-    if (r == NULL) {
-        rc = -1;
+    if (runners != NULL) {
+        r = PyObject_CallMethod(runners, "_cancel_all_tasks", "O", loop);
+        Py_DECREF(runners);
     }
-    Py_XDECREF(r);
+    if (r != NULL) {
+        Py_DECREF(r);
+        rc = 0;
+    }
     if (rc == 0) {
         rc = run_method(loop, "shutdown_asyncgens");
     }
@@ -378,35 +387,59 @@ close_loop(PyObject *asyncio, PyObject *loop)
 static PyObject *
 current_or_new_loop(PyObject *asyncio)
 {
+    PyObject *loop = NULL;
     PyObject *policy = PyObject_CallMethod(asyncio, "get_event_loop_policy",
                                            NULL);
-    PyObject *loop = policy ? PyObject_CallMethod(policy, "get_event_loop",
-                                                  NULL)
-                            : NULL;
-    Py_XDECREF(policy);
-    if (loop == NULL && !PyErr_ExceptionMatches(PyExc_RuntimeError)) {
-        return NULL;
+    if (policy != NULL) {
+        loop = PyObject_CallMethod(policy, "get_event_loop", NULL);
+        Py_DECREF(policy);
     }
-    PyErr_Clear();
-    PyObject *closed = loop ? PyObject_CallMethod(loop, "is_closed", NULL)
-                            : NULL;
+    if (loop == NULL) {
+        /* No loop for this thread: a new one, as for a closed one. */
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return apy_tla_new_loop();
+    }
+    PyObject *closed = PyObject_CallMethod(loop, "is_closed", NULL);
     int reuse = closed != NULL && PyObject_IsTrue(closed) == 0;
     Py_XDECREF(closed);
     PyErr_Clear();
     if (reuse) {
         return loop;
     }
-    Py_XDECREF(loop);
-    return PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+    Py_DECREF(loop);
+    return apy_tla_new_loop();
+}
+
+PyObject *
+apy_tla_new_loop(void)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return NULL;
+    }
+    PyObject *loop = PyObject_CallMethod(asyncio, "new_event_loop", NULL);
+    Py_DECREF(asyncio);
+    if (loop == NULL) {
+        return NULL;
+    }
+    /* A main task that can never finish is reported, not waited for. */
+    apy_loop_set_stall_check(loop, 1);
+    return loop;
 }
 
 PyObject *
 apy_tla_open_loop(void)
 {
     PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *loop = asyncio ? current_or_new_loop(asyncio) : NULL;
+    if (asyncio == NULL) {
+        return NULL;
+    }
+    PyObject *loop = current_or_new_loop(asyncio);
     if (loop == NULL) {
-        Py_XDECREF(asyncio);
+        Py_DECREF(asyncio);
         return NULL;
     }
     apy_loop_set_stall_check(loop, 1);
@@ -431,19 +464,31 @@ apy_tla_open_loop(void)
 static PyObject *
 create_main_task(PyObject *loop, PyObject *coro)
 {
-    PyObject *ctx = PyContext_CopyCurrent();
+    PyObject *ctx = NULL, *create_task = NULL, *kwargs = NULL, *args = NULL;
+    PyObject *task = NULL;
+
+    ctx = PyContext_CopyCurrent();
     if (ctx == NULL) {
-        return NULL;
+        goto done;
     }
-    PyObject *create_task = PyObject_GetAttrString(loop, "create_task");
-    PyObject *kwargs = create_task ? Py_BuildValue("{sO}", "context", ctx)
-                                   : NULL;
-    PyObject *args = kwargs ? PyTuple_Pack(1, coro) : NULL;
-    PyObject *task = args ? PyObject_Call(create_task, args, kwargs) : NULL;
+    create_task = PyObject_GetAttrString(loop, "create_task");
+    if (create_task == NULL) {
+        goto done;
+    }
+    kwargs = Py_BuildValue("{sO}", "context", ctx);
+    if (kwargs == NULL) {
+        goto done;
+    }
+    args = PyTuple_Pack(1, coro);
+    if (args == NULL) {
+        goto done;
+    }
+    task = PyObject_Call(create_task, args, kwargs);
+done:
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
     Py_XDECREF(create_task);
-    Py_DECREF(ctx);
+    Py_XDECREF(ctx);
     return task;
 }
 
@@ -458,9 +503,18 @@ apy_tla_run_coro(PyObject *loop, PyObject *coro, PyObject **result)
         *result = NULL;
     }
     asyncio = PyImport_ImportModule("asyncio");
-    signal_mod = asyncio ? PyImport_ImportModule("signal") : NULL;
-    task = signal_mod ? create_main_task(loop, coro) : NULL;
-    handler = task ? install_sigint(signal_mod, loop, task) : NULL;
+    if (asyncio == NULL) {
+        goto done;
+    }
+    signal_mod = PyImport_ImportModule("signal");
+    if (signal_mod == NULL) {
+        goto done;
+    }
+    task = create_main_task(loop, coro);
+    if (task == NULL) {
+        goto done;
+    }
+    handler = install_sigint(signal_mod, loop, task);
     if (handler == NULL) {
         goto done;
     }
@@ -473,7 +527,7 @@ apy_tla_run_coro(PyObject *loop, PyObject *coro, PyObject **result)
         }
     } else if (is_never_completed()) {
         PyErr_Clear();
-        if (apy_tla_write_stall_report(task) < 0) {
+        if (apy__tla_write_stall_report(task) < 0) {
             PyErr_Print();
         }
         rc = -2;
@@ -500,9 +554,12 @@ apy_tla_close_loop(PyObject *loop)
      * exception from Runner.run wins in asyncio.run. */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
+    int rc = -1;
     PyObject *asyncio = PyImport_ImportModule("asyncio");
-    int rc = asyncio ? close_loop(asyncio, loop) : -1;
-    Py_XDECREF(asyncio);
+    if (asyncio != NULL) {
+        rc = close_loop(asyncio, loop);
+        Py_DECREF(asyncio);
+    }
     if (type != NULL) {
         if (rc == -1) {
             PyErr_WriteUnraisable(loop);
@@ -525,9 +582,12 @@ apy_tla_run_main(PyObject *code, PyObject *globals)
     }
     /* The module body becomes a coroutine only now, so that nothing of it
      * runs before the loop exists. */
+    int rc = -1;
     PyObject *coro = PyEval_EvalCode(code, globals, globals);
-    int rc = coro ? apy_tla_run_coro(loop, coro, NULL) : -1;
-    Py_XDECREF(coro);
+    if (coro != NULL) {
+        rc = apy_tla_run_coro(loop, coro, NULL);
+        Py_DECREF(coro);
+    }
     int crc = apy_tla_close_loop(loop);
     Py_DECREF(loop);
     return rc != 0 ? rc : crc;

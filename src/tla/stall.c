@@ -29,14 +29,22 @@ lookup(PyObject *obj, const char *name, PyObject **out)
 static int
 write_frame(PyObject *frame, PyObject *linecache)
 {
-    PyObject *code = PyObject_GetAttrString(frame, "f_code");
-    PyObject *lineno = code ? PyObject_GetAttrString(frame, "f_lineno")
-                            : NULL;
-    PyObject *filename = lineno ? PyObject_GetAttrString(code, "co_filename")
-                                : NULL;
-    PyObject *name = filename ? PyObject_GetAttrString(code, "co_name")
-                              : NULL;
+    PyObject *code = NULL, *lineno = NULL, *filename = NULL, *name = NULL;
     int rc = -1;
+
+    code = PyObject_GetAttrString(frame, "f_code");
+    if (code == NULL) {
+        goto done;
+    }
+    lineno = PyObject_GetAttrString(frame, "f_lineno");
+    if (lineno == NULL) {
+        goto done;
+    }
+    filename = PyObject_GetAttrString(code, "co_filename");
+    if (filename == NULL) {
+        goto done;
+    }
+    name = PyObject_GetAttrString(code, "co_name");
     if (name == NULL) {
         goto done;
     }
@@ -141,7 +149,7 @@ write_task(PyObject *task, PyObject *linecache)
 }
 
 int
-apy_tla_write_stall_report(PyObject *main_task)
+apy__tla_write_stall_report(PyObject *main_task)
 {
     PyObject *linecache = PyImport_ImportModule("linecache");
     if (linecache == NULL) {

@@ -8,6 +8,6 @@
 /* Writes "top-level await never completed" and the await chain of
  * main_task (frames, awaited tasks, the pending future) to sys.stderr.
  * Returns 0, or -1 with an exception set. */
-int apy_tla_write_stall_report(PyObject *main_task);
+int apy__tla_write_stall_report(PyObject *main_task);
 
 #endif

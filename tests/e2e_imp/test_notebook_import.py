@@ -269,3 +269,26 @@ def test_python_cannot_import_what_apyrun_cached(apyrun, tmp_path):
     r = run([REF_PYTHON, "main.py"], cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.endswith("ModuleNotFoundError: No module named 'nb'\n")
+
+
+def test_no_sys_path_means_nothing_to_search(apyrun, tmp_path):
+    # With sys.path gone (and python's own finders out of the way, which
+    # would fail first), the notebook finder searches nothing: None, then
+    # ModuleNotFoundError, never a SystemError for a NULL return without
+    # an exception.
+    write_nb(tmp_path / "nb.ipynb", "VALUE = 3")
+    write(tmp_path / "main.py", """
+        import sys
+        finder = sys.meta_path[-1]
+        print(type(finder).__name__)
+        sys.meta_path[:] = [finder]
+        del sys.path
+        print(finder.find_spec('nb'))
+        try:
+            import nb
+        except ModuleNotFoundError as e:
+            print(type(e).__name__, e.name)
+    """)
+    r = run([apyrun, "main.py"], cwd=tmp_path)
+    assert r == type(r)(0, "NotebookFinder\nNone\nModuleNotFoundError nb\n",
+                        "")

@@ -191,7 +191,7 @@ def rewrite_before(tree):
 
 def rewrite_after(before, src, tree, inserted, module_code, is_tla):
     """`tree` after apy_tla_rewrite_imports inserted `inserted` statements;
-    module_code and is_tla are what apy_tla_compile_module made of src."""
+    module_code and is_tla are what apy_tla_compile made of src."""
     dump, nodes, code = before
     if code is not None:
         # The rewritten tree compiles, and awaits when anything was added.
@@ -231,7 +231,7 @@ def rewrite_after(before, src, tree, inserted, module_code, is_tla):
     # Nothing else changed (an insert into a def body would stay here).
     assert ast.dump(tree, include_attributes=True) == dump
 
-    # apy_tla_compile_module: python's compile when that works, else TLA
+    # apy_tla_compile: python's compile when that works, else TLA
     # code exactly when the TLA compile gives a coroutine.
     try:
         plain = compile(src, "<fuzz>", "exec", dont_inherit=True)

@@ -2,7 +2,7 @@
 /* libFuzzer target for the import rewrite of TLA code
  * (src/tla/import_rewrite.c). Every input is module source; one that
  * parses with top-level await allowed is rewritten by
- * apy_tla_rewrite_imports, and apy_tla_compile_module compiles it. The
+ * apy_tla_rewrite_imports, and apy_tla_compile compiles it. The
  * properties (checks.rewrite_after), else abort():
  *   - the rewrite never fails on a parsed tree;
  *   - an awaited import precedes exactly the module-frame import
@@ -10,7 +10,7 @@
  *     with the statement's names and location, and nothing else changes;
  *   - a tree that compiled compiles after the rewrite (a coroutine when
  *     anything was inserted);
- *   - apy_tla_compile_module gives python's code when plain compile
+ *   - apy_tla_compile gives python's code when plain compile
  *     works, TLA code exactly when the TLA compile gives a coroutine. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -44,7 +44,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     PyObject *src = fuzz_bytes(data, size);
     const char *text = PyBytes_AS_STRING(src);
     int is_tla = -1;
-    PyObject *code = apy_tla_compile_module(text, filename, 0, &is_tla);
+    PyObject *code = apy_tla_compile(text, filename, 0, &is_tla);
     REQUIRE(code != NULL || PyErr_Occurred());
     REQUIRE(is_tla == 0 || (is_tla == 1 && code != NULL));
     int code_too_big = code == NULL && too_big();
