@@ -86,11 +86,12 @@ hook_find_spec(AfterImportObject *self, PyObject *args)
         return NULL;
     }
     PyObject *bootstrap = PyImport_ImportModule("_frozen_importlib");
-    PyObject *spec = bootstrap ? PyObject_CallMethod(bootstrap, "_find_spec",
-                                                     "OOO", name, path,
-                                                     target)
-                               : NULL;
-    Py_XDECREF(bootstrap);
+    if (bootstrap == NULL) {
+        return NULL;
+    }
+    PyObject *spec = PyObject_CallMethod(bootstrap, "_find_spec", "OOO",
+                                         name, path, target);
+    Py_DECREF(bootstrap);
     if (spec == NULL || spec == Py_None) {
         return spec;
     }
@@ -200,11 +201,14 @@ apy__importer_after_import(const char *name, PyObject *callback)
     hook->real_loader = NULL;
     hook->spec = NULL;
     PyObject_GC_Track(hook);
-    PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
-    int rc = hook->name == NULL ? -1
-             : meta_path && PyList_Check(meta_path)
+    int rc = -1;
+    if (hook->name != NULL) {
+        /* No sys.meta_path, no import to wait for. */
+        PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
+        rc = meta_path != NULL && PyList_Check(meta_path)
                  ? PyList_Insert(meta_path, 0, (PyObject *)hook)
                  : 0;
+    }
     Py_DECREF(hook);
     return rc;
 }
@@ -215,9 +219,11 @@ static PyObject *
 install_apyrun_loop(PyObject *unused, PyObject *asyncio)
 {
     PyObject *apyrun = PyImport_ImportModule("apyrun");
-    PyObject *r = apyrun ? PyObject_CallMethod(apyrun, "install", NULL)
-                         : NULL;
-    Py_XDECREF(apyrun);
+    if (apyrun == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethod(apyrun, "install", NULL);
+    Py_DECREF(apyrun);
     return r;
 }
 

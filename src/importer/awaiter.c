@@ -111,8 +111,11 @@ resolve_name(PyObject *name, PyObject *package, int level)
         return NULL;
     }
     PyObject *dot = PyUnicode_FromString(".");
-    PyObject *bits = dot ? PyUnicode_RSplit(package, dot, level - 1) : NULL;
-    Py_XDECREF(dot);
+    if (dot == NULL) {
+        return NULL;
+    }
+    PyObject *bits = PyUnicode_RSplit(package, dot, level - 1);
+    Py_DECREF(dot);
     if (bits == NULL) {
         return NULL;
     }
@@ -141,8 +144,14 @@ compute_chain(ApyAwaiterObject *self)
         abs = Py_NewRef(self->name);
     } else {
         PyObject *pkg = package_of(self->globals);
-        abs = pkg ? resolve_name(self->name, pkg, self->level) : NULL;
-        Py_XDECREF(pkg);
+        if (pkg != NULL) {
+            abs = resolve_name(self->name, pkg, self->level);
+            Py_DECREF(pkg);
+        }
+        if (abs == NULL) {
+            /* The import itself reports the problem. */
+            PyErr_Clear();
+        }
     }
     PyObject *chain = PyList_New(0);
     if (chain == NULL) {
@@ -150,7 +159,6 @@ compute_chain(ApyAwaiterObject *self)
         return -1;
     }
     if (abs == NULL || PyUnicode_GET_LENGTH(abs) == 0) {
-        PyErr_Clear();
         Py_XDECREF(abs);
         Py_XSETREF(self->chain, chain);
         return 0;
@@ -229,41 +237,57 @@ static int
 begin_wait(ApyAwaiterObject *self, apy_importer_state_t *st,
            ApyExecObject *rec)
 {
-    PyObject *loop = apy__importer_running_loop();
-    PyObject *fut = loop && loop != Py_None
-                        ? PyObject_CallMethod(loop, "create_future", NULL)
-                        : NULL;
+    PyObject *loop = NULL, *fut = NULL, *task = NULL, *it = NULL;
+
+    loop = apy__importer_running_loop();
+    if (loop == NULL) {
+        goto error;
+    }
     if (loop == Py_None) {
         PyErr_SetString(PyExc_RuntimeError, "no running event loop");
+        goto error;
     }
-    Py_XDECREF(loop);
-    PyObject *task = fut ? apy__importer_current_task(st) : NULL;
-    PyObject *it = NULL;
-    if (task != NULL) {
-        PyAsyncMethods *am = Py_TYPE(fut)->tp_as_async;
-        it = am && am->am_await ? am->am_await(fut) : NULL;
-        if (it == NULL && !PyErr_Occurred()) {
+    fut = PyObject_CallMethod(loop, "create_future", NULL);
+    Py_CLEAR(loop);
+    if (fut == NULL) {
+        goto error;
+    }
+    task = apy__importer_current_task(st);
+    if (task == NULL) {
+        goto error;
+    }
+    PyAsyncMethods *am = Py_TYPE(fut)->tp_as_async;
+    if (am != NULL && am->am_await != NULL) {
+        it = am->am_await(fut);
+    }
+    if (it == NULL) {
+        if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_TypeError, "future is not awaitable");
         }
+        goto error;
     }
-    if (it == NULL || PyList_Append(rec->waiters, fut) < 0
+    if (PyList_Append(rec->waiters, fut) < 0
         || (task != Py_None
             && PyDict_SetItem(st->waits, task, (PyObject *)rec) < 0)) {
-        Py_XDECREF(it);
-        Py_XDECREF(task);
-        Py_XDECREF(fut);
-        Py_DECREF(rec);
-        return -1;
+        goto error;
+    }
+    if (task == Py_None) {
+        Py_CLEAR(task);
     }
     self->rec = rec;
     self->sub = it;
     self->waiter = fut;
-    self->task = task == Py_None ? NULL : task;
-    if (task == Py_None) {
-        Py_DECREF(task);
-    }
+    self->task = task;
     self->state = AW_WAIT;
     return 0;
+
+error:
+    Py_XDECREF(it);
+    Py_XDECREF(task);
+    Py_XDECREF(fut);
+    Py_XDECREF(loop);
+    Py_DECREF(rec);
+    return -1;
 }
 
 /* Stops waiting: forgets our future and our entry in st->waits. The
@@ -303,7 +327,10 @@ begin_run(ApyAwaiterObject *self, apy_importer_state_t *st)
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    PyObject *args = value ? PyObject_GetAttrString(value, "args") : NULL;
+    PyObject *args = NULL;
+    if (value != NULL) {
+        args = PyObject_GetAttrString(value, "args");
+    }
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
@@ -515,9 +542,12 @@ awaiter_throw(ApyAwaiterObject *self, PyObject *args)
         }
         return NULL;
     }
+    PyObject *out = NULL;
     PyObject *meth = PyObject_GetAttrString(self->sub, "throw");
-    PyObject *out = meth ? PyObject_Call(meth, args, NULL) : NULL;
-    Py_XDECREF(meth);
+    if (meth != NULL) {
+        out = PyObject_Call(meth, args, NULL);
+        Py_DECREF(meth);
+    }
     PySendResult status = PYGEN_NEXT;
     if (out == NULL) {
         status = PYGEN_ERROR;
@@ -733,7 +763,11 @@ apy__importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
     }
     PyObject *abs;
     if (level > 0) {
-        if (package == Py_None || !PyObject_IsTrue(package)) {
+        int given = package == Py_None ? 0 : PyObject_IsTrue(package);
+        if (given < 0) {
+            return NULL;
+        }
+        if (!given) {
             PyErr_Format(PyExc_TypeError,
                          "the 'package' argument is required to perform a "
                          "relative import for %R",
@@ -742,8 +776,11 @@ apy__importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
         }
         PyObject *rest = PyUnicode_Substring(name, level,
                                              PyUnicode_GET_LENGTH(name));
-        abs = rest ? resolve_name(rest, package, level) : NULL;
-        Py_XDECREF(rest);
+        if (rest == NULL) {
+            return NULL;
+        }
+        abs = resolve_name(rest, package, level);
+        Py_DECREF(rest);
     } else {
         abs = Py_NewRef(name);
     }

@@ -35,8 +35,11 @@ apy__importer_need_asyncio(apy_importer_state_t *st)
     /* asyncio first: _asyncio imported on its own, before the package,
      * initialises twice and ends up with two task registries. */
     PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *mod = asyncio ? PyImport_ImportModule("_asyncio") : NULL;
-    Py_XDECREF(asyncio);
+    if (asyncio == NULL) {
+        return -1;
+    }
+    PyObject *mod = PyImport_ImportModule("_asyncio");
+    Py_DECREF(asyncio);
     if (mod == NULL) {
         return -1;
     }
@@ -62,6 +65,28 @@ apy__importer_running_loop(void)
     PyObject *loop = PyObject_CallMethod(mod, "_get_running_loop", NULL);
     Py_DECREF(mod);
     return loop;
+}
+
+PyObject *
+apy__importer_run_threadsafe(PyObject *coro, PyObject *loop)
+{
+    PyObject *asyncio = NULL, *cf = NULL, *r = NULL;
+
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        goto done;
+    }
+    cf = PyObject_CallMethod(asyncio, "run_coroutine_threadsafe", "OO", coro,
+                             loop);
+    if (cf == NULL) {
+        goto done;
+    }
+    /* concurrent.futures.Future.result() waits with the GIL released. */
+    r = PyObject_CallMethod(cf, "result", NULL);
+done:
+    Py_XDECREF(cf);
+    Py_XDECREF(asyncio);
+    return r;
 }
 
 void
