@@ -338,7 +338,9 @@ apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
         /* As _load_unlocked: the body may have replaced its module, and
          * the module moves to the end of sys.modules. */
         PyObject *mod = PyDict_GetItemWithError(modules, rec->name);
-        mod = mod ? mod : rec->module;
+        if (mod == NULL) {
+            mod = rec->module;
+        }
         Py_INCREF(mod);
         if (PyDict_DelItem(modules, rec->name) < 0) {
             PyErr_Clear();

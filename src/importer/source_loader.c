@@ -73,8 +73,10 @@ static int
 take_tla_mark(PyObject *path)
 {
     PyObject *tdict = PyThreadState_GetDict(); /* borrowed */
-    PyObject *mark = tdict ? PyDict_GetItemString(tdict, TLA_MARK_KEY)
-                           : NULL; /* borrowed */
+    if (tdict == NULL) {
+        return 0;
+    }
+    PyObject *mark = PyDict_GetItemString(tdict, TLA_MARK_KEY); /* borrowed */
     if (mark == NULL) {
         return 0;
     }
@@ -118,6 +120,46 @@ cached_tla_code(apy_importer_state_t *st, PyObject *path,
     }
     Py_DECREF(r);
     apy__importer_verbose("%U matches %U", *cache_out, path);
+    return code;
+}
+
+/* Exactly SourceLoader.source_to_code: compile(data, path, 'exec',
+ * dont_inherit=True, optimize=optimize) (-1 for NULL) through importlib's
+ * _call_with_frames_removed, whose frame trimming then hides the importer
+ * from a SyntaxError's traceback. A new code object, or NULL with an
+ * exception set. */
+static PyObject *
+plain_compile(apy_importer_state_t *st, PyObject *data, PyObject *path,
+              PyObject *optimize)
+{
+    PyObject *minus_one = NULL, *kw = NULL, *cargs = NULL, *code = NULL;
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    PyObject *compile = PyDict_GetItemString(builtins, "compile");
+    if (compile == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "builtins.compile is missing");
+        return NULL;
+    }
+    if (optimize == NULL) {
+        minus_one = PyLong_FromLong(-1);
+        if (minus_one == NULL) {
+            goto done;
+        }
+        optimize = minus_one;
+    }
+    kw = Py_BuildValue("{s:O,s:O}", "dont_inherit", Py_True, "optimize",
+                       optimize);
+    if (kw == NULL) {
+        goto done;
+    }
+    cargs = Py_BuildValue("(OOOs)", compile, data, path, "exec");
+    if (cargs == NULL) {
+        goto done;
+    }
+    code = PyObject_Call(st->call_with_frames_removed, cargs, kw);
+done:
+    Py_XDECREF(cargs);
+    Py_XDECREF(kw);
+    Py_XDECREF(minus_one);
     return code;
 }
 
@@ -178,26 +220,7 @@ loader_source_to_code(PyObject *self, PyTypeObject *cls,
         Py_DECREF(code);
     }
 
-    /* Exactly SourceLoader.source_to_code: importlib's frame trimming
-     * then hides the importer from a SyntaxError's traceback. */
-    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *compile = PyDict_GetItemString(builtins, "compile");
-    PyObject *minus_one = optimize ? NULL : PyLong_FromLong(-1);
-    PyObject *kw = NULL, *cargs = NULL;
-    if (compile != NULL && (optimize != NULL || minus_one != NULL)) {
-        kw = Py_BuildValue("{s:O,s:O}", "dont_inherit", Py_True, "optimize",
-                           optimize ? optimize : minus_one);
-        cargs = kw ? Py_BuildValue("(OOOs)", compile, data, path, "exec")
-                   : NULL;
-    } else if (compile == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "builtins.compile is missing");
-    }
-    Py_XDECREF(minus_one);
-    PyObject *code = cargs ? PyObject_Call(st->call_with_frames_removed,
-                                           cargs, kw)
-                           : NULL;
-    Py_XDECREF(cargs);
-    Py_XDECREF(kw);
+    PyObject *code = plain_compile(st, data, path, optimize);
     if (code != NULL || !PyErr_ExceptionMatches(PyExc_SyntaxError)) {
         Py_XDECREF(cache);
         return code;
