@@ -198,35 +198,39 @@ fail:
     return -1;
 }
 
-/* The first running body on this import's chain that may be waited for
- * (new reference), or NULL: none (no error) or an error. */
-static ApyExecObject *
-find_blocking(ApyAwaiterObject *self, apy_importer_state_t *st)
+/* Finds the first running body on this import's chain that may be
+ * waited for. Returns 1 and a new reference to it in *out, 0 (*out NULL)
+ * when there is none, -1 (*out NULL) with an exception set. */
+static int
+find_blocking(ApyAwaiterObject *self, apy_importer_state_t *st,
+              ApyExecObject **out)
 {
+    *out = NULL;
     if (PyDict_GET_SIZE(st->records) == 0) {
-        return NULL;
+        return 0;
     }
     if (self->chain == NULL && compute_chain(self) < 0) {
-        return NULL;
+        return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->chain); i++) {
         PyObject *rec = PyDict_GetItemWithError(
             st->records, PyList_GET_ITEM(self->chain, i)); /* borrowed */
         if (rec == NULL) {
             if (PyErr_Occurred()) {
-                return NULL;
+                return -1;
             }
             continue;
         }
         int cycle = apy__importer_would_cycle(st, (ApyExecObject *)rec);
         if (cycle < 0) {
-            return NULL;
+            return -1;
         }
         if (!cycle) {
-            return (ApyExecObject *)Py_NewRef(rec);
+            *out = (ApyExecObject *)Py_NewRef(rec);
+            return 1;
         }
     }
-    return NULL;
+    return 0;
 }
 
 /* --- the state machine ---------------------------------------------- */
@@ -407,19 +411,30 @@ first_send(ApyAwaiterObject *self, PyObject **result)
     return after_sub(self, status, out, result);
 }
 
+/* Waits for rec's body (steals rec): begin_wait, then the first send. */
+static PySendResult
+wait_for(ApyAwaiterObject *self, apy_importer_state_t *st,
+         ApyExecObject *rec, PyObject **result)
+{
+    if (begin_wait(self, st, rec) < 0) {
+        self->state = AW_DONE;
+        return PYGEN_ERROR;
+    }
+    return first_send(self, result);
+}
+
 /* The import, from the start or again after a body finished. */
 static PySendResult
 run_start(ApyAwaiterObject *self, PyObject **result)
 {
     apy_importer_state_t *st = AWAITER_STATE(self);
+    ApyExecObject *rec;
     *result = NULL;
-    ApyExecObject *rec = find_blocking(self, st);
-    if (rec != NULL) {
-        return begin_wait(self, st, rec) < 0 ? (self->state = AW_DONE,
-                                                PYGEN_ERROR)
-                                             : first_send(self, result);
+    int found = find_blocking(self, st, &rec);
+    if (found > 0) {
+        return wait_for(self, st, rec, result);
     }
-    if (PyErr_Occurred()) {
+    if (found < 0) {
         self->state = AW_DONE;
         return PYGEN_ERROR;
     }
@@ -436,15 +451,12 @@ run_start(ApyAwaiterObject *self, PyObject **result)
     /* A body on the chain may have started in another task meanwhile
      * (or the fromlist named one): the import returned it partially
      * initialised, so wait for it and import again. */
-    rec = find_blocking(self, st);
-    if (rec != NULL) {
+    found = find_blocking(self, st, &rec);
+    if (found != 0) {
         Py_DECREF(r);
-        return begin_wait(self, st, rec) < 0 ? (self->state = AW_DONE,
-                                                PYGEN_ERROR)
-                                             : first_send(self, result);
-    }
-    if (PyErr_Occurred()) {
-        Py_DECREF(r);
+        if (found > 0) {
+            return wait_for(self, st, rec, result);
+        }
         self->state = AW_DONE;
         return PYGEN_ERROR;
     }

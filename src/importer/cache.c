@@ -104,12 +104,14 @@ apy__importer_cache_path(apy_importer_state_t *st, PyObject *path,
     }
     /* ".../x.cpython-311.pyc" -> ".../x.cpython-311.<tag>.pyc" */
     Py_ssize_t len = PyUnicode_GET_LENGTH(pyc);
-    PyObject *stem = len > 4 ? PyUnicode_Substring(pyc, 0, len - 4) : NULL;
+    if (len <= 4) {
+        /* Not a ".pyc" name: nothing to put beside it. */
+        Py_DECREF(pyc);
+        Py_RETURN_NONE;
+    }
+    PyObject *stem = PyUnicode_Substring(pyc, 0, len - 4);
     Py_DECREF(pyc);
     if (stem == NULL) {
-        if (!PyErr_Occurred()) {
-            Py_RETURN_NONE;
-        }
         return NULL;
     }
     PyObject *name = PyUnicode_FromFormat("%U.%s.pyc", stem, tag);

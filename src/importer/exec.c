@@ -129,26 +129,42 @@ set_initializing(PyObject *module, int on)
     Py_XDECREF(spec);
 }
 
-/* The parent module of `name` in sys.modules (new reference) and the
- * child's last name component, or NULL (no parent) without an error. */
-static PyObject *
-parent_of(PyObject *name, PyObject **child)
+/* Finds the parent module of `name` in sys.modules. Returns 1 with new
+ * references to it in *parent and to the child's last name component in
+ * *child; 0 with both NULL when there is none. Never fails: an error on
+ * the way is cleared and counts as none, as the callers only keep
+ * importlib's bookkeeping. */
+static int
+parent_of(PyObject *name, PyObject **parent, PyObject **child)
 {
-    *child = NULL;
-    Py_ssize_t dot = PyUnicode_FindChar(name, '.', 0,
-                                        PyUnicode_GET_LENGTH(name), -1);
+    PyObject *pname = NULL;
+
+    *parent = *child = NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(name);
+    Py_ssize_t dot = PyUnicode_FindChar(name, '.', 0, len, -1);
     if (dot < 0) {
-        return NULL;
+        return 0;
     }
-    PyObject *pname = PyUnicode_Substring(name, 0, dot);
-    *child = PyUnicode_Substring(name, dot + 1, PyUnicode_GET_LENGTH(name));
-    PyObject *parent = pname && *child ? PyImport_GetModule(pname) : NULL;
+    pname = PyUnicode_Substring(name, 0, dot);
+    if (pname == NULL) {
+        goto none;
+    }
+    *child = PyUnicode_Substring(name, dot + 1, len);
+    if (*child == NULL) {
+        goto none;
+    }
+    *parent = PyImport_GetModule(pname);
+    if (*parent == NULL) {
+        goto none;
+    }
+    Py_DECREF(pname);
+    return 1;
+
+none:
+    PyErr_Clear();
+    Py_CLEAR(*child);
     Py_XDECREF(pname);
-    if (parent == NULL) {
-        Py_CLEAR(*child);
-        PyErr_Clear();
-    }
-    return parent;
+    return 0;
 }
 
 /* Adds (on) or removes the child from its parent's
@@ -157,9 +173,8 @@ parent_of(PyObject *name, PyObject **child)
 static void
 track_submodule(PyObject *name, int on)
 {
-    PyObject *child;
-    PyObject *parent = parent_of(name, &child);
-    if (parent == NULL) {
+    PyObject *parent, *child;
+    if (!parent_of(name, &parent, &child)) {
         return;
     }
     PyObject *subs = NULL;
@@ -339,14 +354,15 @@ apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
          * the module moves to the end of sys.modules. */
         PyObject *mod = PyDict_GetItemWithError(modules, rec->name);
         if (mod == NULL) {
+            PyErr_Clear();
             mod = rec->module;
         }
         Py_INCREF(mod);
         if (PyDict_DelItem(modules, rec->name) < 0) {
             PyErr_Clear();
         }
-        PyObject *child;
-        PyObject *parent = parent_of(rec->name, &child);
+        PyObject *parent, *child;
+        parent_of(rec->name, &parent, &child);
         if (PyDict_SetItem(modules, rec->name, mod) < 0
             || (rec->alias
                 && PyDict_SetItem(modules, rec->alias, mod) < 0)) {
@@ -439,13 +455,18 @@ current_loop(PyObject *asyncio)
     }
     Py_DECREF(s_local);
     if (local != NULL) {
+        int found = -1;
         PyObject *s_loop = PyUnicode_InternFromString("_loop");
-        if (s_loop == NULL
-            || _PyObject_LookupAttr(local, s_loop, &loop) < 0) {
-            loop = NULL;
+        if (s_loop != NULL) {
+            found = _PyObject_LookupAttr(local, s_loop, &loop);
+            Py_DECREF(s_loop);
         }
-        Py_XDECREF(s_loop);
         Py_DECREF(local);
+        if (found == 0) {
+            /* A _local with no _loop (a policy's own threading.local):
+             * no loop was ever set in this thread. */
+            loop = Py_NewRef(Py_None);
+        }
     } else {
         loop = PyObject_CallMethod(policy, "get_event_loop", NULL);
         if (loop == NULL && PyErr_ExceptionMatches(PyExc_RuntimeError)) {
