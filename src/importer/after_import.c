@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* Running code right after a module is first imported, without importing
- * it early: a one-shot meta-path finder waits for the name, lets the rest
- * of sys.meta_path and the module's own loader do all the work, and once
- * the module has executed puts the real loader back and calls a callback
- * with the module. Nothing of it is left afterwards: the module's spec and
- * __loader__ are the originals. Used to make apyrun's loop asyncio's
- * default, and to give linecache the text of notebooks imported before
- * it (linecache.c). */
+ * it early: a one-shot meta-path finder that lets python do all the work
+ * and leaves no trace. Used to make apyrun's loop asyncio's default, and
+ * to give linecache the text of notebooks imported before it. */
 #include <Python.h>
 
 #include "apyrun/importer.h"
 #include "importer.h"
+
+/* The finder waits for the name, lets the rest of sys.meta_path and the
+ * module's own loader do all the work, and once the module has executed
+ * puts the real loader back and calls a callback with the module.
+ * Nothing of it is left afterwards: the module's spec and __loader__ are
+ * the originals. */
 
 /* The finder is also the loader it hands out for its one import. */
 typedef struct {
@@ -181,6 +183,8 @@ static PyType_Spec hook_spec = {
     .slots = hook_slots,
 };
 
+/* Calls callback(module) right after `name` is first imported (see
+ * importer.h). 0, or -1 with an exception set. */
 int
 apy__importer_after_import(const char *name, PyObject *callback)
 {
@@ -231,6 +235,8 @@ static PyMethodDef install_def = {
     "install_apyrun_loop", install_apyrun_loop, METH_O, NULL,
 };
 
+/* Makes apyrun's loop asyncio's default once asyncio is imported
+ * (apyrun/importer.h). 0, or -1 with an exception set. */
 int
 apy_importer_install_loop_hook(void)
 {

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Awaited imports: the object behind `await apyrun.import_module(name)`
  * and behind the await the TLA compile puts in front of module-level
- * import statements (src/tla/import_rewrite.c).
- *
- * Awaiting it makes the ordinary import (PyImport_ImportModuleLevelObject,
+ * import statements; it makes python's own import and awaits the TLA
+ * bodies that import reaches, sharing a running body between tasks and
+ * giving a cycle the partial module. */
+#include <Python.h>
+
+#include "importer.h"
+
+/* Awaiting it makes the ordinary import (PyImport_ImportModuleLevelObject,
  * so finders, locks, -X importtime and errors are python's) while
  * "armed": a TLA body that this very import reaches through importlib
  * alone is handed back by exec.c instead of raising AsyncImportError, and
@@ -17,9 +22,6 @@
  * for the body run by task U" (st->waits) from the body's task back to
  * the current task. Then, as python does for circular imports, the
  * partially initialised module is what the import gets. */
-#include <Python.h>
-
-#include "importer.h"
 
 typedef enum {
     AW_START, /* nothing done yet, or a body/wait just finished */
@@ -709,6 +711,8 @@ PyType_Spec apy__importer_awaiter_spec = {
 
 /* --- constructors (module functions) -------------------------------- */
 
+/* A new awaiter for `name` (importer.h): new reference, or NULL with an
+ * exception set. */
 PyObject *
 apy__importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
                           PyObject *globals, PyObject *fromlist, int level,
@@ -734,6 +738,8 @@ apy__importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
     return (PyObject *)self;
 }
 
+/* _await_import(name, fromlist, level): a new awaiter, or NULL with an
+ * exception set (TypeError for bad arguments). */
 PyObject *
 apy__importer_await_import(PyObject *module, PyObject *const *args,
                            Py_ssize_t nargs)
@@ -758,6 +764,8 @@ apy__importer_await_import(PyObject *module, PyObject *const *args,
     return apy__importer_awaiter_new(st, args[0], globals, args[1], level, 0);
 }
 
+/* import_module(name, package=None): a new awaiter, or NULL with an
+ * exception set (TypeError, ValueError, ImportError as importlib's). */
 PyObject *
 apy__importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
 {

@@ -1,14 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Running a module body the loaders got from get_code. Plain code runs as
- * importlib runs it. TLA code (a CO_COROUTINE module body) runs:
- *   - with no loop running in this thread: to completion on apyrun's one
- *     persistent loop (never a loop per import), so that what the body
- *     starts outlives the import;
- *   - under an awaiter's import (awaiter.c): handed over to it, through a
- *     private exception that unwinds importlib, to be awaited;
- *   - otherwise: AsyncImportError, never a nested loop.
- * Also the life cycle of one running body (the Exec object): sys.modules
- * registration for awaited bodies, waking the tasks that share it. */
+/* Running a module body the loaders got from get_code, plain as importlib
+ * runs it, TLA on apyrun's one persistent loop (no loop running here),
+ * handed to an awaiter (under its import) or refused (AsyncImportError);
+ * and the life cycle of one running body, the Exec object. */
 #include <Python.h>
 
 #include <stdio.h>
@@ -17,6 +11,16 @@
 #include "apyrun/importer.h"
 #include "apyrun/tla.h"
 #include "importer.h"
+
+/* TLA code (a CO_COROUTINE module body) runs:
+ *   - with no loop running in this thread: to completion on apyrun's one
+ *     persistent loop (never a loop per import), so that what the body
+ *     starts outlives the import;
+ *   - under an awaiter's import (awaiter.c): handed over to it, through a
+ *     private exception that unwinds importlib, to be awaited;
+ *   - otherwise: AsyncImportError, never a nested loop.
+ * The Exec object: sys.modules registration for awaited bodies, waking
+ * the tasks that share it. */
 
 static double
 monotonic(void)
@@ -85,6 +89,8 @@ PyType_Spec apy__importer_exec_spec = {
     .slots = exec_slots,
 };
 
+/* A new Exec object for module: new reference, or NULL with an exception
+ * set. */
 ApyExecObject *
 apy__importer_exec_new(apy_importer_state_t *st, PyObject *module,
                        PyObject *coro, PyObject *alias)
@@ -291,6 +297,8 @@ unregister(apy_importer_state_t *st, ApyExecObject *rec)
     PyErr_Clear();
 }
 
+/* Registers rec's body as started in `task` (importer.h). 0, or -1 with
+ * an exception set. */
 int
 apy__importer_exec_start(apy_importer_state_t *st, ApyExecObject *rec,
                          PyObject *task)
@@ -327,6 +335,8 @@ apy__importer_exec_start(apy_importer_state_t *st, ApyExecObject *rec,
     return 0;
 }
 
+/* Ends rec's body, ok or with the exception set, which stays set
+ * (importer.h). 0, or -1 with an exception set. */
 int
 apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
                           int ok)
@@ -399,6 +409,7 @@ apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
 
 /* --- -X importtime -------------------------------------------------- */
 
+/* Prints a -X importtime line for an awaited import; never fails. */
 void
 apy__importer_importtime(PyObject *name, double seconds, int depth)
 {
@@ -522,6 +533,8 @@ done:
     return rc;
 }
 
+/* The loop loop-less imports run on (importer.h): new reference, or NULL
+ * with an exception set. */
 PyObject *
 apy__importer_get_loop(apy_importer_state_t *st)
 {
@@ -573,6 +586,8 @@ apy__importer_get_loop(apy_importer_state_t *st)
     return loop;
 }
 
+/* _close_loop() at exit: closes the persistent loop unless it is closed
+ * or running. None, or NULL with an exception set. */
 PyObject *
 apy__importer_close_loop(PyObject *module, PyObject *unused)
 {
@@ -731,6 +746,8 @@ defer_to_awaiter(apy_importer_state_t *st, PyObject *module, PyObject *code,
     return -1;
 }
 
+/* Runs a module body from get_code, TLA or not (importer.h). 0, or -1
+ * with an exception set. */
 int
 apy__importer_exec_code(apy_importer_state_t *st, PyObject *module,
                         PyObject *code, PyObject *alias)

@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* Notebook text for linecache: tracebacks (the traceback module) and
- * inspect.getsource read a module's lines through linecache, which would
- * otherwise read the notebook's JSON. Each imported notebook's Python
- * text, at its JSON lines, goes into linecache.cache; when linecache is
- * not imported yet (it costs milliseconds, and a plain import must not
- * pay them), the entries wait in the state and are added once linecache
- * has executed (apy__importer_after_import). Entries carry the file's size
- * and mtime, so linecache drops them when the notebook changes. */
+/* Notebook text for linecache: tracebacks and inspect.getsource read a
+ * module's lines through linecache, which would otherwise read the
+ * notebook's JSON. Each notebook's Python text, at its JSON lines, goes
+ * into linecache.cache, now or once linecache is imported. */
 #include <Python.h>
 
 #include "apyrun/importer.h"
 #include "importer.h"
+
+/* linecache is not imported early (it costs milliseconds, and a plain
+ * import must not pay them): the entries wait in the state and are added
+ * once linecache has executed (apy__importer_after_import). Entries carry
+ * the file's size and mtime, so linecache drops them when the notebook
+ * changes. */
 
 /* The linecache entry for notebook `path`: (size, mtime, lines, path),
  * lines being `source` split (one per JSON line). New reference or NULL. */
@@ -104,6 +106,8 @@ install_hook(apy_importer_state_t *st)
     return rc;
 }
 
+/* Gives linecache the lines of notebook `path` (importer.h). 0, or -1
+ * with an exception set. */
 int
 apy__importer_register_lines(apy_importer_state_t *st, PyObject *path,
                              const apy_source_stat_t *src, PyObject *source)

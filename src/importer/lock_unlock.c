@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* The synchronous side of waiting for a TLA body: importlib's
- * _lock_unlock_module, which python calls for a module found in
- * sys.modules while it is still initialising, replaced so that such an
- * import of a running TLA body fails clearly (AsyncImportError) in the
- * loop's thread and waits for it from other threads. Replacing it is the
- * one way in: the import statement's fast path calls nothing else. It
- * creates awaiters, so it sits above awaiter.c and waits.c. */
+ * _lock_unlock_module replaced, so that a synchronous import of a running
+ * TLA body fails clearly (AsyncImportError) in the loop's thread and
+ * waits for it from other threads. It creates awaiters, so it sits above
+ * awaiter.c and waits.c. */
 #include <Python.h>
 
 #include "importer.h"
+
+/* python calls _lock_unlock_module for a module found in sys.modules
+ * while it is still initialising. Replacing it is the one way in: the
+ * import statement's fast path calls nothing else. */
 
 /* Raises AsyncImportError for a synchronous import of `name`, whose body
  * another task is running. */
@@ -96,6 +98,8 @@ done:
     return rc;
 }
 
+/* _lock_unlock_module(name), in importlib's place (importer.h). None, or
+ * NULL with an exception set. */
 PyObject *
 apy__importer_lock_unlock(PyObject *module, PyObject *name)
 {

@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The `_apyrun_importer` built-in module (multi-phase init): its state
- * (heap types, the importlib pieces the loaders call, the running-import
- * registry), its functions, and installing the importer into the running
- * interpreter: the FileFinder path hook gets apyrun's .py loader, the
- * notebook finder goes last on sys.meta_path, importlib's
- * _lock_unlock_module is replaced (lock_unlock.c). The top of the
- * importer: it builds every type, so no other file of it calls here. */
+/* The `_apyrun_importer` built-in module (multi-phase init): its state's
+ * life (heap types, the importlib pieces the loaders call), its
+ * functions, and installing the importer into the running interpreter.
+ * The top of the importer: it builds every type, so no other file of it
+ * calls here. */
 #include <Python.h>
 
 #include <string.h>
@@ -14,6 +12,10 @@
 #include "apyrun/nbrun.h"
 #include "apyrun/tla_rewrite.h"
 #include "importer.h"
+
+/* Installing: the FileFinder path hook gets apyrun's .py loader, the
+ * notebook finder goes last on sys.meta_path, importlib's
+ * _lock_unlock_module is replaced (lock_unlock.c). */
 
 /* _cell_magic(text, globals): a %% cell of an imported notebook, run by
  * the notebook runtime's helper (builtins.__apyrun_nb__, installed by
@@ -231,6 +233,8 @@ static struct PyModuleDef importer_def = {
     .m_free = module_free,
 };
 
+/* PyInit of `_apyrun_importer`: its module definition (multi-phase
+ * init); never fails. */
 PyMODINIT_FUNC
 apy_importer_module_init(void)
 {
@@ -444,6 +448,8 @@ done:
     return rc;
 }
 
+/* Installs the importer (apyrun/importer.h). 0, or -1 with an exception
+ * set. */
 int
 apy_importer_install(void)
 {
@@ -468,6 +474,8 @@ apy_importer_install(void)
     return rc;
 }
 
+/* Adds import_module and AsyncImportError to `module`. 0, or -1 with an
+ * exception set. */
 int
 apy_importer_add_to_module(PyObject *module)
 {

@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The .py loader: importlib's SourceFileLoader with three methods
  * replaced, so that a module with top-level await imports while every
- * other module loads exactly as python loads it (same pycs, same
- * get_code path, same tracebacks). TLA code is compiled only when the
- * plain compile fails, cached under a name python never reads (so python
- * still reports the SyntaxError), and run by exec.c. */
+ * other module loads exactly as python loads it (same pycs, same get_code
+ * path, same tracebacks). */
 #include <Python.h>
 
 #include <string.h>
@@ -12,11 +10,17 @@
 #include "apyrun/tla.h"
 #include "importer.h"
 
+/* TLA code is compiled only when the plain compile fails, cached under a
+ * name python never reads (so python still reports the SyntaxError), and
+ * run by exec.c. */
+
 /* Per-thread key naming the source whose TLA code source_to_code just
  * returned, so that _cache_bytecode, called next by SourceLoader.get_code,
  * does not write it to the python-readable pyc. */
 #define TLA_MARK_KEY "apyrun.importer.tla_source"
 
+/* Compiles module source bytes or str as apy_tla_compile does: new code
+ * object (and *is_tla), or NULL with an exception set. */
 PyObject *
 apy__importer_compile(PyObject *data, PyObject *path, int flags, int *is_tla)
 {
