@@ -228,6 +228,7 @@ waiters_exception(apy_importer_state_t *st, ApyExecObject *rec,
         }
         Py_DECREF(asyncio);
     }
+    PyErr_Clear(); /* no asyncio to ask: not a cancellation */
     PyObject *err = NULL;
     if (was_cancelled || abandoned) {
         PyObject *msg = PyUnicode_FromFormat(
