@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* Running code right after a module is first imported, without importing
- * it early: a one-shot meta-path finder waits for the name, lets the rest
- * of sys.meta_path and the module's own loader do all the work, and once
- * the module has executed puts the real loader back and calls a callback
- * with the module. Nothing of it is left afterwards: the module's spec and
- * __loader__ are the originals. Used to make apyrun's loop asyncio's
- * default, and to give linecache the text of notebooks imported before
- * it (linecache.c). */
+ * it early: a one-shot meta-path finder that lets python do all the work
+ * and leaves no trace. Used to make apyrun's loop asyncio's default, and
+ * to give linecache the text of notebooks imported before it. */
 #include <Python.h>
 
 #include "apyrun/importer.h"
 #include "importer.h"
+
+/* The finder waits for the name, lets the rest of sys.meta_path and the
+ * module's own loader do all the work, and once the module has executed
+ * puts the real loader back and calls a callback with the module.
+ * Nothing of it is left afterwards: the module's spec and __loader__ are
+ * the originals. */
 
 /* The finder is also the loader it hands out for its one import. */
 typedef struct {
@@ -86,11 +88,12 @@ hook_find_spec(AfterImportObject *self, PyObject *args)
         return NULL;
     }
     PyObject *bootstrap = PyImport_ImportModule("_frozen_importlib");
-    PyObject *spec = bootstrap ? PyObject_CallMethod(bootstrap, "_find_spec",
-                                                     "OOO", name, path,
-                                                     target)
-                               : NULL;
-    Py_XDECREF(bootstrap);
+    if (bootstrap == NULL) {
+        return NULL;
+    }
+    PyObject *spec = PyObject_CallMethod(bootstrap, "_find_spec", "OOO",
+                                         name, path, target);
+    Py_DECREF(bootstrap);
     if (spec == NULL || spec == Py_None) {
         return spec;
     }
@@ -180,6 +183,8 @@ static PyType_Spec hook_spec = {
     .slots = hook_slots,
 };
 
+/* Calls callback(module) right after `name` is first imported (see
+ * importer.h). 0, or -1 with an exception set. */
 int
 apy__importer_after_import(const char *name, PyObject *callback)
 {
@@ -200,11 +205,14 @@ apy__importer_after_import(const char *name, PyObject *callback)
     hook->real_loader = NULL;
     hook->spec = NULL;
     PyObject_GC_Track(hook);
-    PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
-    int rc = hook->name == NULL ? -1
-             : meta_path && PyList_Check(meta_path)
+    int rc = -1;
+    if (hook->name != NULL) {
+        /* No sys.meta_path, no import to wait for. */
+        PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
+        rc = meta_path != NULL && PyList_Check(meta_path)
                  ? PyList_Insert(meta_path, 0, (PyObject *)hook)
                  : 0;
+    }
     Py_DECREF(hook);
     return rc;
 }
@@ -215,9 +223,11 @@ static PyObject *
 install_apyrun_loop(PyObject *unused, PyObject *asyncio)
 {
     PyObject *apyrun = PyImport_ImportModule("apyrun");
-    PyObject *r = apyrun ? PyObject_CallMethod(apyrun, "install", NULL)
-                         : NULL;
-    Py_XDECREF(apyrun);
+    if (apyrun == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethod(apyrun, "install", NULL);
+    Py_DECREF(apyrun);
     return r;
 }
 
@@ -225,6 +235,8 @@ static PyMethodDef install_def = {
     "install_apyrun_loop", install_apyrun_loop, METH_O, NULL,
 };
 
+/* Makes apyrun's loop asyncio's default once asyncio is imported
+ * (apyrun/importer.h). 0, or -1 with an exception set. */
 int
 apy_importer_install_loop_hook(void)
 {

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Awaited imports: the object behind `await apyrun.import_module(name)`
  * and behind the await the TLA compile puts in front of module-level
- * import statements (src/tla/import_rewrite.c).
- *
- * Awaiting it makes the ordinary import (PyImport_ImportModuleLevelObject,
+ * import statements; it makes python's own import and awaits the TLA
+ * bodies that import reaches, sharing a running body between tasks and
+ * giving a cycle the partial module. */
+#include <Python.h>
+
+#include "importer.h"
+
+/* Awaiting it makes the ordinary import (PyImport_ImportModuleLevelObject,
  * so finders, locks, -X importtime and errors are python's) while
  * "armed": a TLA body that this very import reaches through importlib
  * alone is handed back by exec.c instead of raising AsyncImportError, and
@@ -17,9 +22,6 @@
  * for the body run by task U" (st->waits) from the body's task back to
  * the current task. Then, as python does for circular imports, the
  * partially initialised module is what the import gets. */
-#include <Python.h>
-
-#include "importer.h"
 
 typedef enum {
     AW_START, /* nothing done yet, or a body/wait just finished */
@@ -111,8 +113,11 @@ resolve_name(PyObject *name, PyObject *package, int level)
         return NULL;
     }
     PyObject *dot = PyUnicode_FromString(".");
-    PyObject *bits = dot ? PyUnicode_RSplit(package, dot, level - 1) : NULL;
-    Py_XDECREF(dot);
+    if (dot == NULL) {
+        return NULL;
+    }
+    PyObject *bits = PyUnicode_RSplit(package, dot, level - 1);
+    Py_DECREF(dot);
     if (bits == NULL) {
         return NULL;
     }
@@ -141,8 +146,14 @@ compute_chain(ApyAwaiterObject *self)
         abs = Py_NewRef(self->name);
     } else {
         PyObject *pkg = package_of(self->globals);
-        abs = pkg ? resolve_name(self->name, pkg, self->level) : NULL;
-        Py_XDECREF(pkg);
+        if (pkg != NULL) {
+            abs = resolve_name(self->name, pkg, self->level);
+            Py_DECREF(pkg);
+        }
+        if (abs == NULL) {
+            /* The import itself reports the problem. */
+            PyErr_Clear();
+        }
     }
     PyObject *chain = PyList_New(0);
     if (chain == NULL) {
@@ -150,7 +161,6 @@ compute_chain(ApyAwaiterObject *self)
         return -1;
     }
     if (abs == NULL || PyUnicode_GET_LENGTH(abs) == 0) {
-        PyErr_Clear();
         Py_XDECREF(abs);
         Py_XSETREF(self->chain, chain);
         return 0;
@@ -190,35 +200,39 @@ fail:
     return -1;
 }
 
-/* The first running body on this import's chain that may be waited for
- * (new reference), or NULL: none (no error) or an error. */
-static ApyExecObject *
-find_blocking(ApyAwaiterObject *self, apy_importer_state_t *st)
+/* Finds the first running body on this import's chain that may be
+ * waited for. Returns 1 and a new reference to it in *out, 0 (*out NULL)
+ * when there is none, -1 (*out NULL) with an exception set. */
+static int
+find_blocking(ApyAwaiterObject *self, apy_importer_state_t *st,
+              ApyExecObject **out)
 {
+    *out = NULL;
     if (PyDict_GET_SIZE(st->records) == 0) {
-        return NULL;
+        return 0;
     }
     if (self->chain == NULL && compute_chain(self) < 0) {
-        return NULL;
+        return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->chain); i++) {
         PyObject *rec = PyDict_GetItemWithError(
             st->records, PyList_GET_ITEM(self->chain, i)); /* borrowed */
         if (rec == NULL) {
             if (PyErr_Occurred()) {
-                return NULL;
+                return -1;
             }
             continue;
         }
         int cycle = apy__importer_would_cycle(st, (ApyExecObject *)rec);
         if (cycle < 0) {
-            return NULL;
+            return -1;
         }
         if (!cycle) {
-            return (ApyExecObject *)Py_NewRef(rec);
+            *out = (ApyExecObject *)Py_NewRef(rec);
+            return 1;
         }
     }
-    return NULL;
+    return 0;
 }
 
 /* --- the state machine ---------------------------------------------- */
@@ -229,41 +243,57 @@ static int
 begin_wait(ApyAwaiterObject *self, apy_importer_state_t *st,
            ApyExecObject *rec)
 {
-    PyObject *loop = apy__importer_running_loop();
-    PyObject *fut = loop && loop != Py_None
-                        ? PyObject_CallMethod(loop, "create_future", NULL)
-                        : NULL;
+    PyObject *loop = NULL, *fut = NULL, *task = NULL, *it = NULL;
+
+    loop = apy__importer_running_loop();
+    if (loop == NULL) {
+        goto error;
+    }
     if (loop == Py_None) {
         PyErr_SetString(PyExc_RuntimeError, "no running event loop");
+        goto error;
     }
-    Py_XDECREF(loop);
-    PyObject *task = fut ? apy__importer_current_task(st) : NULL;
-    PyObject *it = NULL;
-    if (task != NULL) {
-        PyAsyncMethods *am = Py_TYPE(fut)->tp_as_async;
-        it = am && am->am_await ? am->am_await(fut) : NULL;
-        if (it == NULL && !PyErr_Occurred()) {
+    fut = PyObject_CallMethod(loop, "create_future", NULL);
+    Py_CLEAR(loop);
+    if (fut == NULL) {
+        goto error;
+    }
+    task = apy__importer_current_task(st);
+    if (task == NULL) {
+        goto error;
+    }
+    PyAsyncMethods *am = Py_TYPE(fut)->tp_as_async;
+    if (am != NULL && am->am_await != NULL) {
+        it = am->am_await(fut);
+    }
+    if (it == NULL) {
+        if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_TypeError, "future is not awaitable");
         }
+        goto error;
     }
-    if (it == NULL || PyList_Append(rec->waiters, fut) < 0
+    if (PyList_Append(rec->waiters, fut) < 0
         || (task != Py_None
             && PyDict_SetItem(st->waits, task, (PyObject *)rec) < 0)) {
-        Py_XDECREF(it);
-        Py_XDECREF(task);
-        Py_XDECREF(fut);
-        Py_DECREF(rec);
-        return -1;
+        goto error;
+    }
+    if (task == Py_None) {
+        Py_CLEAR(task);
     }
     self->rec = rec;
     self->sub = it;
     self->waiter = fut;
-    self->task = task == Py_None ? NULL : task;
-    if (task == Py_None) {
-        Py_DECREF(task);
-    }
+    self->task = task;
     self->state = AW_WAIT;
     return 0;
+
+error:
+    Py_XDECREF(it);
+    Py_XDECREF(task);
+    Py_XDECREF(fut);
+    Py_XDECREF(loop);
+    Py_DECREF(rec);
+    return -1;
 }
 
 /* Stops waiting: forgets our future and our entry in st->waits. The
@@ -303,7 +333,10 @@ begin_run(ApyAwaiterObject *self, apy_importer_state_t *st)
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    PyObject *args = value ? PyObject_GetAttrString(value, "args") : NULL;
+    PyObject *args = NULL;
+    if (value != NULL) {
+        args = PyObject_GetAttrString(value, "args");
+    }
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
@@ -380,19 +413,30 @@ first_send(ApyAwaiterObject *self, PyObject **result)
     return after_sub(self, status, out, result);
 }
 
+/* Waits for rec's body (steals rec): begin_wait, then the first send. */
+static PySendResult
+wait_for(ApyAwaiterObject *self, apy_importer_state_t *st,
+         ApyExecObject *rec, PyObject **result)
+{
+    if (begin_wait(self, st, rec) < 0) {
+        self->state = AW_DONE;
+        return PYGEN_ERROR;
+    }
+    return first_send(self, result);
+}
+
 /* The import, from the start or again after a body finished. */
 static PySendResult
 run_start(ApyAwaiterObject *self, PyObject **result)
 {
     apy_importer_state_t *st = AWAITER_STATE(self);
+    ApyExecObject *rec;
     *result = NULL;
-    ApyExecObject *rec = find_blocking(self, st);
-    if (rec != NULL) {
-        return begin_wait(self, st, rec) < 0 ? (self->state = AW_DONE,
-                                                PYGEN_ERROR)
-                                             : first_send(self, result);
+    int found = find_blocking(self, st, &rec);
+    if (found > 0) {
+        return wait_for(self, st, rec, result);
     }
-    if (PyErr_Occurred()) {
+    if (found < 0) {
         self->state = AW_DONE;
         return PYGEN_ERROR;
     }
@@ -409,15 +453,12 @@ run_start(ApyAwaiterObject *self, PyObject **result)
     /* A body on the chain may have started in another task meanwhile
      * (or the fromlist named one): the import returned it partially
      * initialised, so wait for it and import again. */
-    rec = find_blocking(self, st);
-    if (rec != NULL) {
+    found = find_blocking(self, st, &rec);
+    if (found != 0) {
         Py_DECREF(r);
-        return begin_wait(self, st, rec) < 0 ? (self->state = AW_DONE,
-                                                PYGEN_ERROR)
-                                             : first_send(self, result);
-    }
-    if (PyErr_Occurred()) {
-        Py_DECREF(r);
+        if (found > 0) {
+            return wait_for(self, st, rec, result);
+        }
         self->state = AW_DONE;
         return PYGEN_ERROR;
     }
@@ -515,9 +556,12 @@ awaiter_throw(ApyAwaiterObject *self, PyObject *args)
         }
         return NULL;
     }
+    PyObject *out = NULL;
     PyObject *meth = PyObject_GetAttrString(self->sub, "throw");
-    PyObject *out = meth ? PyObject_Call(meth, args, NULL) : NULL;
-    Py_XDECREF(meth);
+    if (meth != NULL) {
+        out = PyObject_Call(meth, args, NULL);
+        Py_DECREF(meth);
+    }
     PySendResult status = PYGEN_NEXT;
     if (out == NULL) {
         status = PYGEN_ERROR;
@@ -667,6 +711,8 @@ PyType_Spec apy__importer_awaiter_spec = {
 
 /* --- constructors (module functions) -------------------------------- */
 
+/* A new awaiter for `name` (importer.h): new reference, or NULL with an
+ * exception set. */
 PyObject *
 apy__importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
                           PyObject *globals, PyObject *fromlist, int level,
@@ -692,6 +738,8 @@ apy__importer_awaiter_new(apy_importer_state_t *st, PyObject *name,
     return (PyObject *)self;
 }
 
+/* _await_import(name, fromlist, level): a new awaiter, or NULL with an
+ * exception set (TypeError for bad arguments). */
 PyObject *
 apy__importer_await_import(PyObject *module, PyObject *const *args,
                            Py_ssize_t nargs)
@@ -716,6 +764,8 @@ apy__importer_await_import(PyObject *module, PyObject *const *args,
     return apy__importer_awaiter_new(st, args[0], globals, args[1], level, 0);
 }
 
+/* import_module(name, package=None): a new awaiter, or NULL with an
+ * exception set (TypeError, ValueError, ImportError as importlib's). */
 PyObject *
 apy__importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
 {
@@ -733,7 +783,11 @@ apy__importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
     }
     PyObject *abs;
     if (level > 0) {
-        if (package == Py_None || !PyObject_IsTrue(package)) {
+        int given = package == Py_None ? 0 : PyObject_IsTrue(package);
+        if (given < 0) {
+            return NULL;
+        }
+        if (!given) {
             PyErr_Format(PyExc_TypeError,
                          "the 'package' argument is required to perform a "
                          "relative import for %R",
@@ -742,8 +796,11 @@ apy__importer_import_module(PyObject *module, PyObject *args, PyObject *kwds)
         }
         PyObject *rest = PyUnicode_Substring(name, level,
                                              PyUnicode_GET_LENGTH(name));
-        abs = rest ? resolve_name(rest, package, level) : NULL;
-        Py_XDECREF(rest);
+        if (rest == NULL) {
+            return NULL;
+        }
+        abs = resolve_name(rest, package, level);
+        Py_DECREF(rest);
     } else {
         abs = Py_NewRef(name);
     }

@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The importer's bytecode cache: where cache files go, reading and
- * writing them. Names come from importlib's cache_from_source (so
- * sys.pycache_prefix and -O apply as for pyc files) with an apyrun tag in
- * front of ".pyc", so plain python never reads them. The header is a pyc
- * header whose flags word names apyrun's format; the body is a marshal
- * stream. Invalidation is by the source's mtime and size, as python's
- * default (timestamp) pycs. Nothing here knows what is cached. */
+ * writing them, under names plain python never reads. Invalidation is by
+ * the source's mtime and size, as python's default (timestamp) pycs.
+ * Nothing here knows what is cached. */
 #include <Python.h>
 #include <marshal.h>
 
@@ -19,6 +16,11 @@
 #include <unistd.h>
 
 #include "importer.h"
+
+/* Names come from importlib's cache_from_source (so sys.pycache_prefix
+ * and -O apply as for pyc files) with an apyrun tag in front of ".pyc".
+ * The header is a pyc header whose flags word names apyrun's format; the
+ * body is a marshal stream. */
 
 /* "APY" and a format version: bump it when what a cache file holds
  * changes meaning (the notebook transform, the payload's layout). */
@@ -41,6 +43,7 @@ get_u32(const unsigned char *p)
            | ((uint32_t)p[3] << 24);
 }
 
+/* The -v trace line `# <fmt>`; keeps the current exception, never fails. */
 void
 apy__importer_verbose(const char *fmt, ...)
 {
@@ -63,6 +66,7 @@ apy__importer_verbose(const char *fmt, ...)
     PyErr_Restore(type, value, tb);
 }
 
+/* stat()s path into *out. 0, or -1 with OSError set. */
 int
 apy__importer_stat(PyObject *path, apy_source_stat_t *out)
 {
@@ -90,6 +94,8 @@ apy__importer_stat(PyObject *path, apy_source_stat_t *out)
     return 0;
 }
 
+/* The cache file name for `path` and `tag`: new reference, Py_None when
+ * nothing is cached, NULL with an exception set. */
 PyObject *
 apy__importer_cache_path(apy_importer_state_t *st, PyObject *path,
                          const char *tag)
@@ -104,12 +110,14 @@ apy__importer_cache_path(apy_importer_state_t *st, PyObject *path,
     }
     /* ".../x.cpython-311.pyc" -> ".../x.cpython-311.<tag>.pyc" */
     Py_ssize_t len = PyUnicode_GET_LENGTH(pyc);
-    PyObject *stem = len > 4 ? PyUnicode_Substring(pyc, 0, len - 4) : NULL;
+    if (len <= 4) {
+        /* Not a ".pyc" name: nothing to put beside it. */
+        Py_DECREF(pyc);
+        Py_RETURN_NONE;
+    }
+    PyObject *stem = PyUnicode_Substring(pyc, 0, len - 4);
     Py_DECREF(pyc);
     if (stem == NULL) {
-        if (!PyErr_Occurred()) {
-            Py_RETURN_NONE;
-        }
         return NULL;
     }
     PyObject *name = PyUnicode_FromFormat("%U.%s.pyc", stem, tag);
@@ -158,6 +166,8 @@ read_fd(int fd, size_t *len)
     return buf;
 }
 
+/* The cached object for a source with stat `src`: new reference, Py_None
+ * on a miss, NULL with an exception set. */
 PyObject *
 apy__importer_cache_read(PyObject *cache, const apy_source_stat_t *src)
 {
@@ -272,6 +282,8 @@ write_atomic(char *path, const unsigned char *buf, size_t len,
     return 0;
 }
 
+/* Writes payload to `cache` unless sys.dont_write_bytecode; write
+ * failures are silent. 0, or -1 with an exception set (marshal). */
 int
 apy__importer_cache_write(PyObject *cache, const apy_source_stat_t *src,
                           PyObject *payload)

@@ -1,14 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Running a module body the loaders got from get_code. Plain code runs as
- * importlib runs it. TLA code (a CO_COROUTINE module body) runs:
- *   - with no loop running in this thread: to completion on apyrun's one
- *     persistent loop (never a loop per import), so that what the body
- *     starts outlives the import;
- *   - under an awaiter's import (awaiter.c): handed over to it, through a
- *     private exception that unwinds importlib, to be awaited;
- *   - otherwise: AsyncImportError, never a nested loop.
- * Also the life cycle of one running body (the Exec object): sys.modules
- * registration for awaited bodies, waking the tasks that share it. */
+/* Running a module body the loaders got from get_code, plain as importlib
+ * runs it, TLA on apyrun's one persistent loop (no loop running here),
+ * handed to an awaiter (under its import) or refused (AsyncImportError);
+ * and the life cycle of one running body, the Exec object. */
 #include <Python.h>
 
 #include <stdio.h>
@@ -17,6 +11,16 @@
 #include "apyrun/importer.h"
 #include "apyrun/tla.h"
 #include "importer.h"
+
+/* TLA code (a CO_COROUTINE module body) runs:
+ *   - with no loop running in this thread: to completion on apyrun's one
+ *     persistent loop (never a loop per import), so that what the body
+ *     starts outlives the import;
+ *   - under an awaiter's import (awaiter.c): handed over to it, through a
+ *     private exception that unwinds importlib, to be awaited;
+ *   - otherwise: AsyncImportError, never a nested loop.
+ * The Exec object: sys.modules registration for awaited bodies, waking
+ * the tasks that share it. */
 
 static double
 monotonic(void)
@@ -85,6 +89,8 @@ PyType_Spec apy__importer_exec_spec = {
     .slots = exec_slots,
 };
 
+/* A new Exec object for module: new reference, or NULL with an exception
+ * set. */
 ApyExecObject *
 apy__importer_exec_new(apy_importer_state_t *st, PyObject *module,
                        PyObject *coro, PyObject *alias)
@@ -129,26 +135,42 @@ set_initializing(PyObject *module, int on)
     Py_XDECREF(spec);
 }
 
-/* The parent module of `name` in sys.modules (new reference) and the
- * child's last name component, or NULL (no parent) without an error. */
-static PyObject *
-parent_of(PyObject *name, PyObject **child)
+/* Finds the parent module of `name` in sys.modules. Returns 1 with new
+ * references to it in *parent and to the child's last name component in
+ * *child; 0 with both NULL when there is none. Never fails: an error on
+ * the way is cleared and counts as none, as the callers only keep
+ * importlib's bookkeeping. */
+static int
+parent_of(PyObject *name, PyObject **parent, PyObject **child)
 {
-    *child = NULL;
-    Py_ssize_t dot = PyUnicode_FindChar(name, '.', 0,
-                                        PyUnicode_GET_LENGTH(name), -1);
+    PyObject *pname = NULL;
+
+    *parent = *child = NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(name);
+    Py_ssize_t dot = PyUnicode_FindChar(name, '.', 0, len, -1);
     if (dot < 0) {
-        return NULL;
+        return 0;
     }
-    PyObject *pname = PyUnicode_Substring(name, 0, dot);
-    *child = PyUnicode_Substring(name, dot + 1, PyUnicode_GET_LENGTH(name));
-    PyObject *parent = pname && *child ? PyImport_GetModule(pname) : NULL;
+    pname = PyUnicode_Substring(name, 0, dot);
+    if (pname == NULL) {
+        goto none;
+    }
+    *child = PyUnicode_Substring(name, dot + 1, len);
+    if (*child == NULL) {
+        goto none;
+    }
+    *parent = PyImport_GetModule(pname);
+    if (*parent == NULL) {
+        goto none;
+    }
+    Py_DECREF(pname);
+    return 1;
+
+none:
+    PyErr_Clear();
+    Py_CLEAR(*child);
     Py_XDECREF(pname);
-    if (parent == NULL) {
-        Py_CLEAR(*child);
-        PyErr_Clear();
-    }
-    return parent;
+    return 0;
 }
 
 /* Adds (on) or removes the child from its parent's
@@ -157,20 +179,21 @@ parent_of(PyObject *name, PyObject **child)
 static void
 track_submodule(PyObject *name, int on)
 {
-    PyObject *child;
-    PyObject *parent = parent_of(name, &child);
-    if (parent == NULL) {
+    PyObject *parent, *child;
+    if (!parent_of(name, &parent, &child)) {
         return;
     }
+    PyObject *subs = NULL;
     PyObject *spec = PyObject_GetAttrString(parent, "__spec__");
-    PyObject *subs = spec && spec != Py_None
-                         ? PyObject_GetAttrString(spec,
-                                                  "_uninitialized_submodules")
-                         : NULL;
+    if (spec != NULL && spec != Py_None) {
+        subs = PyObject_GetAttrString(spec, "_uninitialized_submodules");
+    }
+    /* Only messages read the list: failing to keep it is no error. */
     if (subs != NULL && PyList_Check(subs)) {
-        PyObject *r = on ? (PyList_Append(subs, child) < 0 ? NULL : Py_None)
-                         : PyObject_CallMethod(subs, "remove", "O", child);
-        if (!on) {
+        if (on) {
+            (void)PyList_Append(subs, child);
+        } else {
+            PyObject *r = PyObject_CallMethod(subs, "remove", "O", child);
             Py_XDECREF(r);
         }
     }
@@ -181,10 +204,52 @@ track_submodule(PyObject *name, int on)
     Py_DECREF(parent);
 }
 
+/* What the other importers of rec get when its body failed with exc:
+ * exc itself, except that a cancelled or abandoned body reaches them as
+ * AsyncImportError (caused by exc), not as a CancelledError of a task
+ * nobody cancelled. A new reference; never fails (trouble on the way
+ * gives exc itself). Call with no exception set. */
+static PyObject *
+waiters_exception(apy_importer_state_t *st, ApyExecObject *rec,
+                  PyObject *exc)
+{
+    int abandoned = PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit);
+    if (!abandoned && PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
+        return Py_NewRef(exc);
+    }
+    int was_cancelled = 0;
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio != NULL) {
+        PyObject *cancelled = PyObject_GetAttrString(asyncio,
+                                                     "CancelledError");
+        if (cancelled != NULL) {
+            was_cancelled = PyErr_GivenExceptionMatches(exc, cancelled);
+            Py_DECREF(cancelled);
+        }
+        Py_DECREF(asyncio);
+    }
+    PyErr_Clear(); /* no asyncio to ask: not a cancellation */
+    PyObject *err = NULL;
+    if (was_cancelled || abandoned) {
+        PyObject *msg = PyUnicode_FromFormat(
+            "import of %R was %s in the task that ran it", rec->name,
+            was_cancelled ? "cancelled" : "abandoned");
+        if (msg != NULL) {
+            err = PyObject_CallOneArg(st->async_import_error, msg);
+            Py_DECREF(msg);
+        }
+    }
+    PyErr_Clear();
+    if (err == NULL) {
+        return Py_NewRef(exc);
+    }
+    PyException_SetCause(err, Py_NewRef(exc));
+    return err;
+}
+
 /* Wakes the other importers of rec: each waiting future gets the result
- * (exc NULL) or exc. A cancelled or abandoned body reaches them as
- * AsyncImportError, not as a CancelledError of a task nobody cancelled.
- * The current exception, if any, is kept. */
+ * (exc NULL) or the exception waiters_exception gives for exc. The
+ * current exception, if any, is kept. */
 static void
 wake_waiters(apy_importer_state_t *st, ApyExecObject *rec, PyObject *exc)
 {
@@ -193,46 +258,24 @@ wake_waiters(apy_importer_state_t *st, ApyExecObject *rec, PyObject *exc)
     /* Futures' callbacks may import: take the list out first. */
     PyObject *waiters = rec->waiters;
     rec->waiters = PyList_New(0);
-    PyObject *shared = exc ? Py_NewRef(exc) : NULL;
-    if (exc != NULL && (PyErr_GivenExceptionMatches(exc,
-                                                    PyExc_GeneratorExit)
-                        || !PyErr_GivenExceptionMatches(exc,
-                                                        PyExc_Exception))) {
-        PyObject *asyncio = PyImport_ImportModule("asyncio");
-        PyObject *cancelled = asyncio ? PyObject_GetAttrString(
-                                            asyncio, "CancelledError")
-                                      : NULL;
-        int was_cancelled = cancelled && PyErr_GivenExceptionMatches(
-                                             exc, cancelled);
-        Py_XDECREF(cancelled);
-        Py_XDECREF(asyncio);
-        if (was_cancelled
-            || PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit)) {
-            PyObject *msg = PyUnicode_FromFormat(
-                "import of %R was %s in the task that ran it", rec->name,
-                was_cancelled ? "cancelled" : "abandoned");
-            PyObject *err = msg ? PyObject_CallOneArg(st->async_import_error,
-                                                      msg)
-                                : NULL;
-            Py_XDECREF(msg);
-            if (err != NULL) {
-                PyException_SetCause(err, Py_NewRef(exc));
-                Py_SETREF(shared, err);
-            }
-        }
+    PyObject *shared = NULL;
+    if (exc != NULL) {
+        shared = waiters_exception(st, rec, exc);
     }
     PyErr_Clear();
     for (Py_ssize_t i = 0; waiters && i < PyList_GET_SIZE(waiters); i++) {
         PyObject *fut = PyList_GET_ITEM(waiters, i); /* borrowed */
         PyObject *done = PyObject_CallMethod(fut, "done", NULL);
-        int is_done = done ? PyObject_IsTrue(done) : 1;
-        Py_XDECREF(done);
+        int is_done = 1; /* a future that cannot say is left alone */
+        if (done != NULL) {
+            is_done = PyObject_IsTrue(done);
+            Py_DECREF(done);
+        }
         PyObject *r = NULL;
-        if (!is_done) {
-            r = shared ? PyObject_CallMethod(fut, "set_exception", "O",
-                                             shared)
-                       : PyObject_CallMethod(fut, "set_result", "O",
-                                             Py_None);
+        if (!is_done && shared != NULL) {
+            r = PyObject_CallMethod(fut, "set_exception", "O", shared);
+        } else if (!is_done) {
+            r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
         }
         if (r == NULL && PyErr_Occurred()) {
             PyErr_WriteUnraisable(fut);
@@ -255,6 +298,8 @@ unregister(apy_importer_state_t *st, ApyExecObject *rec)
     PyErr_Clear();
 }
 
+/* Registers rec's body as started in `task` (importer.h). 0, or -1 with
+ * an exception set. */
 int
 apy__importer_exec_start(apy_importer_state_t *st, ApyExecObject *rec,
                          PyObject *task)
@@ -291,6 +336,8 @@ apy__importer_exec_start(apy_importer_state_t *st, ApyExecObject *rec,
     return 0;
 }
 
+/* Ends rec's body, ok or with the exception set, which stays set
+ * (importer.h). 0, or -1 with an exception set. */
 int
 apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
                           int ok)
@@ -317,13 +364,16 @@ apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
         /* As _load_unlocked: the body may have replaced its module, and
          * the module moves to the end of sys.modules. */
         PyObject *mod = PyDict_GetItemWithError(modules, rec->name);
-        mod = mod ? mod : rec->module;
+        if (mod == NULL) {
+            PyErr_Clear();
+            mod = rec->module;
+        }
         Py_INCREF(mod);
         if (PyDict_DelItem(modules, rec->name) < 0) {
             PyErr_Clear();
         }
-        PyObject *child;
-        PyObject *parent = parent_of(rec->name, &child);
+        PyObject *parent, *child;
+        parent_of(rec->name, &parent, &child);
         if (PyDict_SetItem(modules, rec->name, mod) < 0
             || (rec->alias
                 && PyDict_SetItem(modules, rec->alias, mod) < 0)) {
@@ -360,6 +410,7 @@ apy__importer_exec_finish(apy_importer_state_t *st, ApyExecObject *rec,
 
 /* --- -X importtime -------------------------------------------------- */
 
+/* Prints a -X importtime line for an awaited import; never fails. */
 void
 apy__importer_importtime(PyObject *name, double seconds, int depth)
 {
@@ -382,6 +433,19 @@ apy__importer_importtime(PyObject *name, double seconds, int depth)
 
 /* --- the persistent loop -------------------------------------------- */
 
+/* Returns 1 if loop.is_closed(), 0 if not, -1 with an exception set. */
+static int
+loop_is_closed(PyObject *loop)
+{
+    PyObject *closed = PyObject_CallMethod(loop, "is_closed", NULL);
+    if (closed == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(closed);
+    Py_DECREF(closed);
+    return r;
+}
+
 /* The loop set as current in this thread, if it is open: a new
  * reference, Py_None, or NULL with an exception. Never creates one. */
 static PyObject *
@@ -403,13 +467,18 @@ current_loop(PyObject *asyncio)
     }
     Py_DECREF(s_local);
     if (local != NULL) {
+        int found = -1;
         PyObject *s_loop = PyUnicode_InternFromString("_loop");
-        if (s_loop == NULL
-            || _PyObject_LookupAttr(local, s_loop, &loop) < 0) {
-            loop = NULL;
+        if (s_loop != NULL) {
+            found = _PyObject_LookupAttr(local, s_loop, &loop);
+            Py_DECREF(s_loop);
         }
-        Py_XDECREF(s_loop);
         Py_DECREF(local);
+        if (found == 0) {
+            /* A _local with no _loop (a policy's own threading.local):
+             * no loop was ever set in this thread. */
+            loop = Py_NewRef(Py_None);
+        }
     } else {
         loop = PyObject_CallMethod(policy, "get_event_loop", NULL);
         if (loop == NULL && PyErr_ExceptionMatches(PyExc_RuntimeError)) {
@@ -421,12 +490,10 @@ current_loop(PyObject *asyncio)
     if (loop == NULL || loop == Py_None) {
         return loop;
     }
-    PyObject *closed = PyObject_CallMethod(loop, "is_closed", NULL);
-    int is_closed = closed ? PyObject_IsTrue(closed) : -1;
-    Py_XDECREF(closed);
-    if (is_closed != 0) {
+    int closed = loop_is_closed(loop);
+    if (closed != 0) {
         Py_DECREF(loop);
-        return is_closed < 0 ? NULL : Py_NewRef(Py_None);
+        return closed < 0 ? NULL : Py_NewRef(Py_None);
     }
     return loop;
 }
@@ -438,24 +505,37 @@ register_closer(apy_importer_state_t *st)
     if (st->closer_registered) {
         return 0;
     }
-    PyObject *mod = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
-    PyObject *closer = mod ? PyObject_GetAttrString(mod, "_close_loop")
-                           : NULL;
-    PyObject *atexit = closer ? PyImport_ImportModule("atexit") : NULL;
-    PyObject *r = atexit ? PyObject_CallMethod(atexit, "register", "O",
-                                               closer)
-                         : NULL;
+    PyObject *mod = NULL, *closer = NULL, *atexit = NULL, *r = NULL;
+    int rc = -1;
+
+    mod = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
+    if (mod == NULL) {
+        goto done;
+    }
+    closer = PyObject_GetAttrString(mod, "_close_loop");
+    if (closer == NULL) {
+        goto done;
+    }
+    atexit = PyImport_ImportModule("atexit");
+    if (atexit == NULL) {
+        goto done;
+    }
+    r = PyObject_CallMethod(atexit, "register", "O", closer);
+    if (r == NULL) {
+        goto done;
+    }
+    st->closer_registered = 1;
+    rc = 0;
+done:
+    Py_XDECREF(r);
     Py_XDECREF(atexit);
     Py_XDECREF(closer);
     Py_XDECREF(mod);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    st->closer_registered = 1;
-    return 0;
+    return rc;
 }
 
+/* The loop loop-less imports run on (importer.h): new reference, or NULL
+ * with an exception set. */
 PyObject *
 apy__importer_get_loop(apy_importer_state_t *st)
 {
@@ -471,9 +551,7 @@ apy__importer_get_loop(apy_importer_state_t *st)
     Py_DECREF(loop);
     loop = NULL;
     if (st->loop != NULL) {
-        PyObject *closed = PyObject_CallMethod(st->loop, "is_closed", NULL);
-        int is_closed = closed ? PyObject_IsTrue(closed) : -1;
-        Py_XDECREF(closed);
+        int is_closed = loop_is_closed(st->loop);
         if (is_closed < 0) {
             Py_DECREF(asyncio);
             return NULL;
@@ -509,6 +587,8 @@ apy__importer_get_loop(apy_importer_state_t *st)
     return loop;
 }
 
+/* _close_loop() at exit: closes the persistent loop unless it is closed
+ * or running. None, or NULL with an exception set. */
 PyObject *
 apy__importer_close_loop(PyObject *module, PyObject *unused)
 {
@@ -518,14 +598,26 @@ apy__importer_close_loop(PyObject *module, PyObject *unused)
     if (loop == NULL) {
         Py_RETURN_NONE;
     }
-    PyObject *closed = PyObject_CallMethod(loop, "is_closed", NULL);
-    PyObject *running = closed ? PyObject_CallMethod(loop, "is_running",
-                                                     NULL)
-                               : NULL;
-    int skip = running == NULL || closed == Py_True || running == Py_True;
-    Py_XDECREF(closed);
+    PyObject *closed = NULL, *running = NULL;
+    int rc = -1;
+
+    closed = PyObject_CallMethod(loop, "is_closed", NULL);
+    if (closed == NULL) {
+        goto done;
+    }
+    running = PyObject_CallMethod(loop, "is_running", NULL);
+    if (running == NULL) {
+        goto done;
+    }
+    /* A loop closed already, or running (the program exits from a
+     * callback), is left as it is. */
+    rc = 0;
+    if (closed != Py_True && running != Py_True) {
+        rc = apy_tla_close_loop(loop);
+    }
+done:
     Py_XDECREF(running);
-    int rc = skip ? (PyErr_Occurred() ? -1 : 0) : apy_tla_close_loop(loop);
+    Py_XDECREF(closed);
     Py_DECREF(loop);
     if (rc == -1) {
         return NULL;
@@ -550,15 +642,19 @@ apy__importer_run_sync(PyObject *mod, PyObject *const *args,
     }
     PyObject *module = args[0], *code = args[1];
     PyObject *alias = args[2] == Py_None ? NULL : args[2];
-    PyObject *globals = PyObject_GetAttrString(module, "__dict__");
+    PyObject *globals = NULL, *loop = NULL, *coro = NULL, *r = NULL;
+    PyObject *running = NULL;
+    ApyExecObject *rec = NULL;
+
+    globals = PyObject_GetAttrString(module, "__dict__");
     if (globals == NULL) {
         return NULL;
     }
-    PyObject *loop = apy__importer_get_loop(st);
-    ApyExecObject *rec = loop ? apy__importer_exec_new(st, module, NULL,
-                                                       alias)
-                              : NULL;
-    PyObject *coro = NULL, *r = NULL, *running = NULL;
+    loop = apy__importer_get_loop(st);
+    if (loop == NULL) {
+        goto done;
+    }
+    rec = apy__importer_exec_new(st, module, NULL, alias);
     if (rec == NULL) {
         goto done;
     }
@@ -567,18 +663,14 @@ apy__importer_run_sync(PyObject *mod, PyObject *const *args,
         goto done;
     }
     coro = PyEval_EvalCode(code, globals, globals);
-    running = coro ? PyObject_CallMethod(loop, "is_running", NULL) : NULL;
+    if (coro == NULL) {
+        goto done;
+    }
+    running = PyObject_CallMethod(loop, "is_running", NULL);
     if (running == Py_True) {
         /* Running in another thread: the body runs there, this thread
-         * waits (with the GIL released by Future.result). */
-        PyObject *asyncio = PyImport_ImportModule("asyncio");
-        PyObject *cf = asyncio ? PyObject_CallMethod(
-                                     asyncio, "run_coroutine_threadsafe",
-                                     "OO", coro, loop)
-                               : NULL;
-        r = cf ? PyObject_CallMethod(cf, "result", NULL) : NULL;
-        Py_XDECREF(cf);
-        Py_XDECREF(asyncio);
+         * waits. */
+        r = apy__importer_run_threadsafe(coro, loop);
     } else if (running != NULL) {
         PyObject *task = PyObject_CallMethod(loop, "create_task", "O", coro);
         if (task != NULL) {
@@ -655,6 +747,8 @@ defer_to_awaiter(apy_importer_state_t *st, PyObject *module, PyObject *code,
     return -1;
 }
 
+/* Runs a module body from get_code, TLA or not (importer.h). 0, or -1
+ * with an exception set. */
 int
 apy__importer_exec_code(apy_importer_state_t *st, PyObject *module,
                         PyObject *code, PyObject *alias)
@@ -706,14 +800,18 @@ apy__importer_exec_code(apy_importer_state_t *st, PyObject *module,
         goto done;
     }
     PyObject *mod = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
-    PyObject *run = mod ? PyObject_GetAttrString(mod, "_run_sync") : NULL;
-    Py_XDECREF(mod);
-    if (run != NULL) {
-        r = PyObject_CallFunctionObjArgs(st->call_with_frames_removed, run,
-                                         module, code,
-                                         alias ? alias : Py_None, NULL);
-        Py_DECREF(run);
+    if (mod == NULL) {
+        goto done;
     }
+    PyObject *run = PyObject_GetAttrString(mod, "_run_sync");
+    Py_DECREF(mod);
+    if (run == NULL) {
+        goto done;
+    }
+    r = PyObject_CallFunctionObjArgs(st->call_with_frames_removed, run,
+                                     module, code, alias ? alias : Py_None,
+                                     NULL);
+    Py_DECREF(run);
 done:
     Py_DECREF(globals);
     if (r == NULL) {

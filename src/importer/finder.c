@@ -1,22 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The notebook finder, last on sys.meta_path: a notebook is imported
  * only when python's own finders find no module of that name anywhere, so
- * a notebook never shadows a module (a `random.ipynb` beside a script
- * must not replace the stdlib's random, nor `matplotlib.ipynb` the
- * library it imports). On the search path (sys.path, or the package's
- * __path__), the first directory holding `<name>.ipynb` wins. Failing
- * that, importnb-style names for notebooks whose file names are not
- * identifiers: in a last name part with `_`, `__` matches any run of
- * characters and `_` any one character (`__11_12_async_import` finds
- * `2022-11-12-async-import.ipynb`); the first directory with a match
- * wins, and in it the newest match. Such a module is imported under the
- * name asked for and registered under the file's own name too (the
- * spec's loader_state).
- *
- * Costs nothing to imports that succeed. Directory contents come from
- * the path's FileFinder cache, which the failed lookup just refreshed
- * (stat/readdir only for entries without one), so a failing import lists
- * no directory python did not list. */
+ * a notebook never shadows a module. Exact `<name>.ipynb` first, then
+ * importnb-style names; costs nothing to imports that succeed. */
 #include <Python.h>
 
 #include <dirent.h>
@@ -24,6 +10,21 @@
 #include <sys/stat.h>
 
 #include "importer.h"
+
+/* A `random.ipynb` beside a script must not replace the stdlib's random,
+ * nor `matplotlib.ipynb` the library it imports. On the search path
+ * (sys.path, or the package's __path__), the first directory holding
+ * `<name>.ipynb` wins. Failing that, importnb-style names for notebooks
+ * whose file names are not identifiers: in a last name part with `_`,
+ * `__` matches any run of characters and `_` any one character
+ * (`__11_12_async_import` finds `2022-11-12-async-import.ipynb`); the
+ * first directory with a match wins, and in it the newest match. Such a
+ * module is imported under the name asked for and registered under the
+ * file's own name too (the spec's loader_state).
+ *
+ * Directory contents come from the path's FileFinder cache, which the
+ * failed lookup just refreshed (stat/readdir only for entries without
+ * one), so a failing import lists no directory python did not list. */
 
 #define NB_SUFFIX ".ipynb"
 #define NB_SUFFIX_LEN 6

@@ -78,6 +78,10 @@ int apy__importer_need_asyncio(apy_importer_state_t *st);
  * Py_None when no loop runs, NULL with an exception set. Call it after
  * apy__importer_need_asyncio. */
 PyObject *apy__importer_running_loop(void);
+/* Submits coroutine `coro` to `loop`, which runs in another thread, and
+ * blocks this thread until it is done. Returns a new reference to its
+ * result, or NULL with its exception set. */
+PyObject *apy__importer_run_threadsafe(PyObject *coro, PyObject *loop);
 /* Raises apyrun.AsyncImportError(msg, name=name) and steals msg (NULL:
  * the exception creating it is already set, and stays). */
 void apy__importer_raise_async_import_error(apy_importer_state_t *st,

@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* Notebook text for linecache: tracebacks (the traceback module) and
- * inspect.getsource read a module's lines through linecache, which would
- * otherwise read the notebook's JSON. Each imported notebook's Python
- * text, at its JSON lines, goes into linecache.cache; when linecache is
- * not imported yet (it costs milliseconds, and a plain import must not
- * pay them), the entries wait in the state and are added once linecache
- * has executed (apy__importer_after_import). Entries carry the file's size
- * and mtime, so linecache drops them when the notebook changes. */
+/* Notebook text for linecache: tracebacks and inspect.getsource read a
+ * module's lines through linecache, which would otherwise read the
+ * notebook's JSON. Each notebook's Python text, at its JSON lines, goes
+ * into linecache.cache, now or once linecache is imported. */
 #include <Python.h>
 
 #include "apyrun/importer.h"
 #include "importer.h"
+
+/* linecache is not imported early (it costs milliseconds, and a plain
+ * import must not pay them): the entries wait in the state and are added
+ * once linecache has executed (apy__importer_after_import). Entries carry
+ * the file's size and mtime, so linecache drops them when the notebook
+ * changes. */
 
 /* The linecache entry for notebook `path`: (size, mtime, lines, path),
  * lines being `source` split (one per JSON line). New reference or NULL. */
@@ -47,9 +49,15 @@ flush_waiting(apy_importer_state_t *st, PyObject *cache)
         src.size = PyLong_AsLongLong(PyTuple_GET_ITEM(val, 1));
         src.mtime_float = PyFloat_AsDouble(PyTuple_GET_ITEM(val, 2));
         PyObject *entry = make_entry(key, PyTuple_GET_ITEM(val, 0), &src);
-        PyObject *r = entry ? PyDict_SetDefault(cache, key, entry) : NULL;
-        rc = r == NULL ? -1 : 0;
-        Py_XDECREF(entry);
+        if (entry == NULL) {
+            rc = -1;
+            break;
+        }
+        /* borrowed; what linecache has already for the file wins */
+        if (PyDict_SetDefault(cache, key, entry) == NULL) {
+            rc = -1;
+        }
+        Py_DECREF(entry);
     }
     Py_DECREF(waiting);
     return rc;
@@ -82,16 +90,24 @@ static int
 install_hook(apy_importer_state_t *st)
 {
     PyObject *owner = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
-    PyObject *callback = owner ? PyCFunction_New(&flush_def, owner) : NULL;
-    Py_XDECREF(owner);
-    int rc = callback ? apy__importer_after_import("linecache", callback) : -1;
-    Py_XDECREF(callback);
+    if (owner == NULL) {
+        return -1;
+    }
+    PyObject *callback = PyCFunction_New(&flush_def, owner);
+    Py_DECREF(owner);
+    if (callback == NULL) {
+        return -1;
+    }
+    int rc = apy__importer_after_import("linecache", callback);
+    Py_DECREF(callback);
     if (rc == 0) {
         st->linecache_hooked = 1;
     }
     return rc;
 }
 
+/* Gives linecache the lines of notebook `path` (importer.h). 0, or -1
+ * with an exception set. */
 int
 apy__importer_register_lines(apy_importer_state_t *st, PyObject *path,
                              const apy_source_stat_t *src, PyObject *source)
@@ -99,10 +115,11 @@ apy__importer_register_lines(apy_importer_state_t *st, PyObject *path,
     PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
     PyObject *lc = PyDict_GetItemString(modules, "linecache"); /* borrowed */
     if (lc != NULL && lc != Py_None) {
+        PyObject *entry = NULL;
         PyObject *cache = PyObject_GetAttrString(lc, "cache");
-        PyObject *entry = cache && PyDict_Check(cache)
-                              ? make_entry(path, source, src)
-                              : NULL;
+        if (cache != NULL && PyDict_Check(cache)) {
+            entry = make_entry(path, source, src);
+        }
         if (entry == NULL || PyDict_SetItem(cache, path, entry) < 0) {
             /* linecache works without our entry: the file's own text. */
             PyErr_Clear();
@@ -114,8 +131,11 @@ apy__importer_register_lines(apy_importer_state_t *st, PyObject *path,
     /* Split later, if ever: most programs never read these lines. */
     PyObject *waiting = Py_BuildValue("(OLd)", source, (long long)src->size,
                                       src->mtime_float);
-    int rc = waiting ? PyDict_SetItem(st->lines, path, waiting) : -1;
-    Py_XDECREF(waiting);
+    if (waiting == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(st->lines, path, waiting);
+    Py_DECREF(waiting);
     if (rc == 0 && !st->linecache_hooked) {
         rc = install_hook(st);
     }

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* The synchronous side of waiting for a TLA body: importlib's
- * _lock_unlock_module, which python calls for a module found in
- * sys.modules while it is still initialising, replaced so that such an
- * import of a running TLA body fails clearly (AsyncImportError) in the
- * loop's thread and waits for it from other threads. Replacing it is the
- * one way in: the import statement's fast path calls nothing else. It
- * creates awaiters, so it sits above awaiter.c and waits.c. */
+ * _lock_unlock_module replaced, so that a synchronous import of a running
+ * TLA body fails clearly (AsyncImportError) in the loop's thread and
+ * waits for it from other threads. It creates awaiters, so it sits above
+ * awaiter.c and waits.c. */
 #include <Python.h>
 
 #include "importer.h"
+
+/* python calls _lock_unlock_module for a module found in sys.modules
+ * while it is still initialising. Replacing it is the one way in: the
+ * import statement's fast path calls nothing else. */
 
 /* Raises AsyncImportError for a synchronous import of `name`, whose body
  * another task is running. */
@@ -33,18 +35,71 @@ wait_from_thread(apy_importer_state_t *st, ApyExecObject *rec,
 {
     PyObject *coro = apy__importer_awaiter_new(st, rec->name, NULL, Py_None,
                                                0, 1);
-    PyObject *asyncio = coro ? PyImport_ImportModule("asyncio") : NULL;
-    PyObject *cf = asyncio ? PyObject_CallMethod(asyncio,
-                                                 "run_coroutine_threadsafe",
-                                                 "OO", coro, loop)
-                           : NULL;
-    PyObject *r = cf ? PyObject_CallMethod(cf, "result", NULL) : NULL;
-    Py_XDECREF(cf);
-    Py_XDECREF(asyncio);
-    Py_XDECREF(coro);
+    if (coro == NULL) {
+        return NULL;
+    }
+    PyObject *r = apy__importer_run_threadsafe(coro, loop);
+    Py_DECREF(coro);
     return r;
 }
 
+/* What a synchronous import of `name` does about rec, a TLA body running
+ * on a loop (see apy__importer_lock_unlock). Returns 1 when the import
+ * goes on without importlib's lock (a loop runs in this thread: async
+ * bodies hold no module lock), 0 when importlib's own is still to be
+ * called (after waiting for a body on another thread's loop), -1 with an
+ * exception set. */
+static int
+wait_for_body(apy_importer_state_t *st, ApyExecObject *rec, PyObject *name)
+{
+    PyObject *running = NULL, *loop = NULL, *on = NULL, *r = NULL;
+    int rc = -1;
+
+    running = apy__importer_running_loop();
+    if (running == NULL) {
+        goto done;
+    }
+    if (running != Py_None) {
+        /* The awaiter's own import waits after it returns; a cycle gets
+         * the partial module, as python gives it. */
+        int cycle = apy__importer_would_cycle(st, rec);
+        if (cycle < 0) {
+            goto done;
+        }
+        if (!cycle && !apy__importer_is_awaited_import(st)) {
+            raise_in_progress(st, name);
+            goto done;
+        }
+        rc = 1;
+        goto done;
+    }
+    if (rec->task != NULL) {
+        loop = PyObject_CallMethod(rec->task, "get_loop", NULL);
+        if (loop == NULL) {
+            goto done;
+        }
+        on = PyObject_CallMethod(loop, "is_running", NULL);
+        if (on == NULL) {
+            goto done;
+        }
+        if (on == Py_True) {
+            r = wait_from_thread(st, rec, loop);
+            if (r == NULL) {
+                goto done;
+            }
+        }
+    }
+    rc = 0;
+done:
+    Py_XDECREF(r);
+    Py_XDECREF(on);
+    Py_XDECREF(loop);
+    Py_XDECREF(running);
+    return rc;
+}
+
+/* _lock_unlock_module(name), in importlib's place (importer.h). None, or
+ * NULL with an exception set. */
 PyObject *
 apy__importer_lock_unlock(PyObject *module, PyObject *name)
 {
@@ -60,42 +115,12 @@ apy__importer_lock_unlock(PyObject *module, PyObject *name)
     }
     if (rec != NULL && st->current_task != NULL) {
         Py_INCREF(rec);
-        PyObject *running = apy__importer_running_loop();
-        int in_loop = running != NULL && running != Py_None;
-        int cycle = in_loop ? apy__importer_would_cycle(st, rec) : 0;
-        PyObject *r = Py_None;
-        if (running == NULL || cycle < 0) {
-            r = NULL;
-        } else if (running != Py_None) {
-            /* The awaiter's own import waits after it returns; a cycle
-             * gets the partial module, as python gives it. */
-            if (!cycle && !apy__importer_is_awaited_import(st)) {
-                raise_in_progress(st, name);
-                r = NULL;
-            }
-        } else if (rec->task != NULL) {
-            PyObject *loop = PyObject_CallMethod(rec->task, "get_loop",
-                                                 NULL);
-            PyObject *on = loop ? PyObject_CallMethod(loop, "is_running",
-                                                      NULL)
-                                : NULL;
-            if (on == Py_True) {
-                r = wait_from_thread(st, rec, loop);
-                Py_XDECREF(r);
-                r = r ? Py_None : NULL;
-            } else if (on == NULL) {
-                r = NULL;
-            }
-            Py_XDECREF(on);
-            Py_XDECREF(loop);
-        }
-        Py_XDECREF(running);
+        int rc = wait_for_body(st, rec, name);
         Py_DECREF(rec);
-        if (r == NULL) {
+        if (rc < 0) {
             return NULL;
         }
-        if (in_loop) {
-            /* Async bodies hold no module lock: nothing to wait for. */
+        if (rc > 0) {
             Py_RETURN_NONE;
         }
     }

@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The `_apyrun_importer` built-in module (multi-phase init): its state
- * (heap types, the importlib pieces the loaders call, the running-import
- * registry), its functions, and installing the importer into the running
- * interpreter: the FileFinder path hook gets apyrun's .py loader, the
- * notebook finder goes last on sys.meta_path, importlib's
- * _lock_unlock_module is replaced (lock_unlock.c). The top of the
- * importer: it builds every type, so no other file of it calls here. */
+/* The `_apyrun_importer` built-in module (multi-phase init): its state's
+ * life (heap types, the importlib pieces the loaders call), its
+ * functions, and installing the importer into the running interpreter.
+ * The top of the importer: it builds every type, so no other file of it
+ * calls here. */
 #include <Python.h>
 
 #include <string.h>
@@ -14,6 +12,10 @@
 #include "apyrun/ipython.h"
 #include "apyrun/tla_rewrite.h"
 #include "importer.h"
+
+/* Installing: the FileFinder path hook gets apyrun's .py loader, the
+ * notebook finder goes last on sys.meta_path, importlib's
+ * _lock_unlock_module is replaced (lock_unlock.c). */
 
 /* _cell_magic(text, globals): a %% cell of an imported notebook, run by
  * the notebook runtime's helper (builtins.__apyrun_nb__, installed by
@@ -231,6 +233,8 @@ static struct PyModuleDef importer_def = {
     .m_free = module_free,
 };
 
+/* PyInit of `_apyrun_importer`: its module definition (multi-phase
+ * init); never fails. */
 PyMODINIT_FUNC
 apy_importer_module_init(void)
 {
@@ -244,11 +248,20 @@ apy_importer_module_init(void)
 static PyObject *
 loader_details(apy_importer_state_t *st, PyObject *source_base)
 {
-    PyObject *details = import_attr("_frozen_importlib_external",
-                                    "_get_supported_file_loaders");
-    Py_XSETREF(details, details ? PyObject_CallNoArgs(details) : NULL);
-    if (details == NULL || !PyList_Check(details)) {
-        Py_XDECREF(details);
+    PyObject *get = import_attr("_frozen_importlib_external",
+                                "_get_supported_file_loaders");
+    if (get == NULL) {
+        return NULL;
+    }
+    PyObject *details = PyObject_CallNoArgs(get);
+    Py_DECREF(get);
+    if (details == NULL) {
+        return NULL;
+    }
+    if (!PyList_Check(details)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_get_supported_file_loaders() is not a list");
+        Py_DECREF(details);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(details); i++) {
@@ -286,11 +299,73 @@ patch_finder(apy_importer_state_t *st, PyObject *finder,
             && PyTuple_GET_ITEM(pair, 1) == source_base) {
             PyObject *mine = PyTuple_Pack(2, PyTuple_GET_ITEM(pair, 0),
                                           st->source_loader_type);
-            rc = mine ? PyList_SetItem(loaders, i, mine) : -1;
+            rc = -1;
+            if (mine != NULL) {
+                rc = PyList_SetItem(loaders, i, mine); /* steals mine */
+            }
         }
     }
     Py_DECREF(loaders);
     return rc;
+}
+
+/* FileFinder.path_hook(*details) with apyrun's .py loader in the
+ * details: a new reference to the hook, or NULL with an exception set. */
+static PyObject *
+make_path_hook(apy_importer_state_t *st, PyObject *source_base,
+               PyObject *finder_cls)
+{
+    PyObject *details = NULL, *args = NULL, *make = NULL, *hook = NULL;
+
+    details = loader_details(st, source_base);
+    if (details == NULL) {
+        goto done;
+    }
+    args = PyList_AsTuple(details);
+    if (args == NULL) {
+        goto done;
+    }
+    make = PyObject_GetAttrString(finder_cls, "path_hook");
+    if (make == NULL) {
+        goto done;
+    }
+    hook = PyObject_Call(make, args, NULL);
+done:
+    Py_XDECREF(make);
+    Py_XDECREF(args);
+    Py_XDECREF(details);
+    return hook;
+}
+
+/* Puts hook in the place of FileFinder's on sys.path_hooks (or at its
+ * end when there is none; nothing when sys.path_hooks is not a list).
+ * 0 or -1. */
+static int
+replace_path_hook(PyObject *hook)
+{
+    PyObject *hooks = PySys_GetObject("path_hooks"); /* borrowed */
+    if (hooks == NULL || !PyList_Check(hooks)) {
+        return 0;
+    }
+    Py_ssize_t at = -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hooks); i++) {
+        /* FileFinder.path_hook's closure is the one to replace. */
+        PyObject *qn = PyObject_GetAttrString(PyList_GET_ITEM(hooks, i),
+                                              "__qualname__");
+        const char *s = NULL;
+        if (qn != NULL && PyUnicode_Check(qn)) {
+            s = PyUnicode_AsUTF8(qn);
+        }
+        if (s != NULL && strncmp(s, "FileFinder.", 11) == 0) {
+            at = i;
+        }
+        Py_XDECREF(qn);
+        PyErr_Clear();
+    }
+    if (at >= 0) {
+        return PyList_SetItem(hooks, at, Py_NewRef(hook));
+    }
+    return PyList_Append(hooks, hook);
 }
 
 /* Replaces the FileFinder hook on sys.path_hooks, and patches the
@@ -298,52 +373,36 @@ patch_finder(apy_importer_state_t *st, PyObject *finder,
 static int
 install_path_hook(apy_importer_state_t *st)
 {
-    PyObject *source_base = import_attr("_frozen_importlib_external",
-                                        "SourceFileLoader");
-    PyObject *finder_cls = source_base ? import_attr(
-                                             "_frozen_importlib_external",
-                                             "FileFinder")
-                                       : NULL;
-    PyObject *details = finder_cls ? loader_details(st, source_base) : NULL;
-    PyObject *args = details ? PyList_AsTuple(details) : NULL;
-    PyObject *make = args ? PyObject_GetAttrString(finder_cls, "path_hook")
-                          : NULL;
-    PyObject *hook = make ? PyObject_Call(make, args, NULL) : NULL;
-    Py_XDECREF(make);
-    Py_XDECREF(args);
-    Py_XDECREF(details);
-    int rc = hook ? 0 : -1;
+    const char *ext = "_frozen_importlib_external";
+    PyObject *source_base = NULL, *finder_cls = NULL, *hook = NULL;
+    int rc = -1;
 
-    PyObject *hooks = PySys_GetObject("path_hooks"); /* borrowed */
-    Py_ssize_t at = -1;
-    for (Py_ssize_t i = 0; rc == 0 && hooks && PyList_Check(hooks)
-                           && i < PyList_GET_SIZE(hooks);
-         i++) {
-        /* FileFinder.path_hook's closure is the one to replace. */
-        PyObject *qn = PyObject_GetAttrString(PyList_GET_ITEM(hooks, i),
-                                              "__qualname__");
-        const char *s = qn && PyUnicode_Check(qn) ? PyUnicode_AsUTF8(qn)
-                                                  : NULL;
-        if (s != NULL && strncmp(s, "FileFinder.", 11) == 0) {
-            at = i;
-        }
-        Py_XDECREF(qn);
-        PyErr_Clear();
+    source_base = import_attr(ext, "SourceFileLoader");
+    if (source_base == NULL) {
+        goto done;
     }
-    if (rc == 0 && hooks && PyList_Check(hooks)) {
-        rc = at >= 0 ? PyList_SetItem(hooks, at, Py_NewRef(hook))
-                     : PyList_Append(hooks, hook);
+    finder_cls = import_attr(ext, "FileFinder");
+    if (finder_cls == NULL) {
+        goto done;
+    }
+    hook = make_path_hook(st, source_base, finder_cls);
+    if (hook == NULL || replace_path_hook(hook) < 0) {
+        goto done;
     }
     PyObject *cache = PySys_GetObject("path_importer_cache"); /* borrowed */
     Py_ssize_t pos = 0;
     PyObject *key, *finder;
+    rc = 0;
     while (rc == 0 && cache && PyDict_Check(cache)
            && PyDict_Next(cache, &pos, &key, &finder)) {
         int is_ff = PyObject_IsInstance(finder, finder_cls);
-        rc = is_ff < 0 ? -1
-                       : (is_ff ? patch_finder(st, finder, source_base)
-                                : 0);
+        if (is_ff < 0) {
+            rc = -1;
+        } else if (is_ff) {
+            rc = patch_finder(st, finder, source_base);
+        }
     }
+done:
     Py_XDECREF(hook);
     Py_XDECREF(finder_cls);
     Py_XDECREF(source_base);
@@ -356,22 +415,32 @@ install_path_hook(apy_importer_state_t *st)
 static int
 install_lock_hook(apy_importer_state_t *st)
 {
-    PyObject *mine = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
-    PyObject *bootstrap = mine ? PyImport_ImportModule("_frozen_importlib")
-                               : NULL;
-    PyObject *func = bootstrap ? PyObject_GetAttrString(mine,
-                                                        "_lock_unlock_module")
-                               : NULL;
-    PyObject *orig = func ? PyObject_GetAttrString(bootstrap,
-                                                   "_lock_unlock_module")
-                          : NULL;
+    PyObject *mine = NULL, *bootstrap = NULL, *func = NULL, *orig = NULL;
     int rc = -1;
-    if (orig != NULL && orig != func) {
+
+    mine = PyImport_ImportModule(APY_IMPORTER_MODULE_NAME);
+    if (mine == NULL) {
+        goto done;
+    }
+    bootstrap = PyImport_ImportModule("_frozen_importlib");
+    if (bootstrap == NULL) {
+        goto done;
+    }
+    func = PyObject_GetAttrString(mine, "_lock_unlock_module");
+    if (func == NULL) {
+        goto done;
+    }
+    orig = PyObject_GetAttrString(bootstrap, "_lock_unlock_module");
+    if (orig == NULL) {
+        goto done;
+    }
+    rc = 0;
+    if (orig != func) {
+        /* Not installed yet (install may run twice). */
         Py_XSETREF(st->orig_lock_unlock, Py_NewRef(orig));
         rc = PyObject_SetAttrString(bootstrap, "_lock_unlock_module", func);
-    } else if (orig != NULL) {
-        rc = 0;
     }
+done:
     Py_XDECREF(orig);
     Py_XDECREF(func);
     Py_XDECREF(bootstrap);
@@ -379,6 +448,8 @@ install_lock_hook(apy_importer_state_t *st)
     return rc;
 }
 
+/* Installs the importer (apyrun/importer.h). 0, or -1 with an exception
+ * set. */
 int
 apy_importer_install(void)
 {
@@ -389,17 +460,22 @@ apy_importer_install(void)
     }
     PyObject *finder = PyObject_CallNoArgs(
         (PyObject *)st->notebook_finder_type);
+    if (finder == NULL) {
+        return -1;
+    }
+    int rc = -1;
     PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
-    int rc = finder && meta_path && PyList_Check(meta_path)
-                 ? PyList_Append(meta_path, finder)
-                 : -1;
-    if (rc < 0 && !PyErr_Occurred()) {
+    if (meta_path != NULL && PyList_Check(meta_path)) {
+        rc = PyList_Append(meta_path, finder);
+    } else {
         PyErr_SetString(PyExc_RuntimeError, "sys.meta_path is not a list");
     }
-    Py_XDECREF(finder);
+    Py_DECREF(finder);
     return rc;
 }
 
+/* Adds import_module and AsyncImportError to `module`. 0, or -1 with an
+ * exception set. */
 int
 apy_importer_add_to_module(PyObject *module)
 {
@@ -407,19 +483,23 @@ apy_importer_add_to_module(PyObject *module)
     if (mine == NULL) {
         return -1;
     }
-    PyObject *import_module = PyObject_GetAttrString(mine, "import_module");
-    PyObject *error = import_module
-                          ? PyObject_GetAttrString(mine, "AsyncImportError")
-                          : NULL;
-    Py_DECREF(mine);
-    int rc = error ? 0 : -1;
-    if (rc == 0) {
-        rc = PyModule_AddObjectRef(module, "import_module", import_module);
+    PyObject *import_module = NULL, *error = NULL;
+    int rc = -1;
+
+    import_module = PyObject_GetAttrString(mine, "import_module");
+    if (import_module == NULL) {
+        goto done;
     }
-    if (rc == 0) {
-        rc = PyModule_AddObjectRef(module, "AsyncImportError", error);
+    error = PyObject_GetAttrString(mine, "AsyncImportError");
+    if (error == NULL
+        || PyModule_AddObjectRef(module, "import_module", import_module) < 0
+        || PyModule_AddObjectRef(module, "AsyncImportError", error) < 0) {
+        goto done;
     }
-    Py_XDECREF(import_module);
+    rc = 0;
+done:
     Py_XDECREF(error);
+    Py_XDECREF(import_module);
+    Py_DECREF(mine);
     return rc;
 }

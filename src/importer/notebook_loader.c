@@ -216,9 +216,11 @@ load(apy_importer_state_t *st, PyObject *path, nb_parts_t *parts,
     if (cache != Py_None) {
         PyObject *payload = PyTuple_Pack(3, parts->code, parts->source,
                                          parts->shown);
-        int rc = payload ? apy__importer_cache_write(cache, src, payload)
-                         : -1;
-        Py_XDECREF(payload);
+        int rc = -1;
+        if (payload != NULL) {
+            rc = apy__importer_cache_write(cache, src, payload);
+            Py_DECREF(payload);
+        }
         if (rc < 0) {
             parts_clear(parts);
             Py_DECREF(cache);

@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The .py loader: importlib's SourceFileLoader with three methods
  * replaced, so that a module with top-level await imports while every
- * other module loads exactly as python loads it (same pycs, same
- * get_code path, same tracebacks). TLA code is compiled only when the
- * plain compile fails, cached under a name python never reads (so python
- * still reports the SyntaxError), and run by exec.c. */
+ * other module loads exactly as python loads it (same pycs, same get_code
+ * path, same tracebacks). */
 #include <Python.h>
 
 #include <string.h>
@@ -12,11 +10,17 @@
 #include "apyrun/tla.h"
 #include "importer.h"
 
+/* TLA code is compiled only when the plain compile fails, cached under a
+ * name python never reads (so python still reports the SyntaxError), and
+ * run by exec.c. */
+
 /* Per-thread key naming the source whose TLA code source_to_code just
  * returned, so that _cache_bytecode, called next by SourceLoader.get_code,
  * does not write it to the python-readable pyc. */
 #define TLA_MARK_KEY "apyrun.importer.tla_source"
 
+/* Compiles module source bytes or str as apy_tla_compile does: new code
+ * object (and *is_tla), or NULL with an exception set. */
 PyObject *
 apy__importer_compile(PyObject *data, PyObject *path, int flags, int *is_tla)
 {
@@ -73,8 +77,10 @@ static int
 take_tla_mark(PyObject *path)
 {
     PyObject *tdict = PyThreadState_GetDict(); /* borrowed */
-    PyObject *mark = tdict ? PyDict_GetItemString(tdict, TLA_MARK_KEY)
-                           : NULL; /* borrowed */
+    if (tdict == NULL) {
+        return 0;
+    }
+    PyObject *mark = PyDict_GetItemString(tdict, TLA_MARK_KEY); /* borrowed */
     if (mark == NULL) {
         return 0;
     }
@@ -118,6 +124,46 @@ cached_tla_code(apy_importer_state_t *st, PyObject *path,
     }
     Py_DECREF(r);
     apy__importer_verbose("%U matches %U", *cache_out, path);
+    return code;
+}
+
+/* Exactly SourceLoader.source_to_code: compile(data, path, 'exec',
+ * dont_inherit=True, optimize=optimize) (-1 for NULL) through importlib's
+ * _call_with_frames_removed, whose frame trimming then hides the importer
+ * from a SyntaxError's traceback. A new code object, or NULL with an
+ * exception set. */
+static PyObject *
+plain_compile(apy_importer_state_t *st, PyObject *data, PyObject *path,
+              PyObject *optimize)
+{
+    PyObject *minus_one = NULL, *kw = NULL, *cargs = NULL, *code = NULL;
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    PyObject *compile = PyDict_GetItemString(builtins, "compile");
+    if (compile == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "builtins.compile is missing");
+        return NULL;
+    }
+    if (optimize == NULL) {
+        minus_one = PyLong_FromLong(-1);
+        if (minus_one == NULL) {
+            goto done;
+        }
+        optimize = minus_one;
+    }
+    kw = Py_BuildValue("{s:O,s:O}", "dont_inherit", Py_True, "optimize",
+                       optimize);
+    if (kw == NULL) {
+        goto done;
+    }
+    cargs = Py_BuildValue("(OOOs)", compile, data, path, "exec");
+    if (cargs == NULL) {
+        goto done;
+    }
+    code = PyObject_Call(st->call_with_frames_removed, cargs, kw);
+done:
+    Py_XDECREF(cargs);
+    Py_XDECREF(kw);
+    Py_XDECREF(minus_one);
     return code;
 }
 
@@ -178,26 +224,7 @@ loader_source_to_code(PyObject *self, PyTypeObject *cls,
         Py_DECREF(code);
     }
 
-    /* Exactly SourceLoader.source_to_code: importlib's frame trimming
-     * then hides the importer from a SyntaxError's traceback. */
-    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *compile = PyDict_GetItemString(builtins, "compile");
-    PyObject *minus_one = optimize ? NULL : PyLong_FromLong(-1);
-    PyObject *kw = NULL, *cargs = NULL;
-    if (compile != NULL && (optimize != NULL || minus_one != NULL)) {
-        kw = Py_BuildValue("{s:O,s:O}", "dont_inherit", Py_True, "optimize",
-                           optimize ? optimize : minus_one);
-        cargs = kw ? Py_BuildValue("(OOOs)", compile, data, path, "exec")
-                   : NULL;
-    } else if (compile == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "builtins.compile is missing");
-    }
-    Py_XDECREF(minus_one);
-    PyObject *code = cargs ? PyObject_Call(st->call_with_frames_removed,
-                                           cargs, kw)
-                           : NULL;
-    Py_XDECREF(cargs);
-    Py_XDECREF(kw);
+    PyObject *code = plain_compile(st, data, path, optimize);
     if (code != NULL || !PyErr_ExceptionMatches(PyExc_SyntaxError)) {
         Py_XDECREF(cache);
         return code;

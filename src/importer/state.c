@@ -8,12 +8,15 @@
 #include "apyrun/importer.h"
 #include "importer.h"
 
+/* The importer state of `tp`'s module: borrowed, never NULL for the
+ * importer's own types. */
 apy_importer_state_t *
 apy__importer_state_of(PyTypeObject *tp)
 {
     return PyType_GetModuleState(tp);
 }
 
+/* The imported module's state: borrowed, or NULL with an exception set. */
 apy_importer_state_t *
 apy__importer_find_state(void)
 {
@@ -26,6 +29,8 @@ apy__importer_find_state(void)
     return st;
 }
 
+/* Fetches asyncio's task registry on first use. 0, or -1 with an
+ * exception set. */
 int
 apy__importer_need_asyncio(apy_importer_state_t *st)
 {
@@ -35,8 +40,11 @@ apy__importer_need_asyncio(apy_importer_state_t *st)
     /* asyncio first: _asyncio imported on its own, before the package,
      * initialises twice and ends up with two task registries. */
     PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *mod = asyncio ? PyImport_ImportModule("_asyncio") : NULL;
-    Py_XDECREF(asyncio);
+    if (asyncio == NULL) {
+        return -1;
+    }
+    PyObject *mod = PyImport_ImportModule("_asyncio");
+    Py_DECREF(asyncio);
     if (mod == NULL) {
         return -1;
     }
@@ -45,6 +53,8 @@ apy__importer_need_asyncio(apy_importer_state_t *st)
     return st->current_task != NULL ? 0 : -1;
 }
 
+/* asyncio._get_running_loop(): new reference, Py_None when none runs,
+ * NULL with an exception set. */
 PyObject *
 apy__importer_running_loop(void)
 {
@@ -64,6 +74,32 @@ apy__importer_running_loop(void)
     return loop;
 }
 
+/* Runs coro on loop (another thread's) and waits: new reference to its
+ * result, or NULL with its exception set. */
+PyObject *
+apy__importer_run_threadsafe(PyObject *coro, PyObject *loop)
+{
+    PyObject *asyncio = NULL, *cf = NULL, *r = NULL;
+
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        goto done;
+    }
+    cf = PyObject_CallMethod(asyncio, "run_coroutine_threadsafe", "OO", coro,
+                             loop);
+    if (cf == NULL) {
+        goto done;
+    }
+    /* concurrent.futures.Future.result() waits with the GIL released. */
+    r = PyObject_CallMethod(cf, "result", NULL);
+done:
+    Py_XDECREF(cf);
+    Py_XDECREF(asyncio);
+    return r;
+}
+
+/* Raises AsyncImportError(msg, name=name); steals msg (NULL: its
+ * exception is already set). Always leaves an exception set. */
 void
 apy__importer_raise_async_import_error(apy_importer_state_t *st,
                                        PyObject *name, PyObject *msg)

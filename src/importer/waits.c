@@ -24,6 +24,8 @@ is_importlib_frame(PyFrameObject *frame)
     return yes;
 }
 
+/* 1 when this exec_module was reached by an awaiter's own import
+ * through importlib alone, else 0; never fails. */
 int
 apy__importer_is_awaited_import(apy_importer_state_t *st)
 {
@@ -51,6 +53,8 @@ apy__importer_is_awaited_import(apy_importer_state_t *st)
     return 1;
 }
 
+/* The task being stepped: new reference, Py_None outside a task, NULL
+ * with an exception set. */
 PyObject *
 apy__importer_current_task(apy_importer_state_t *st)
 {
@@ -68,6 +72,8 @@ apy__importer_current_task(apy_importer_state_t *st)
     return Py_NewRef(task);
 }
 
+/* 1 if waiting for rec's body from here would never end, 0 if not, -1
+ * with an exception set. */
 int
 apy__importer_would_cycle(apy_importer_state_t *st, ApyExecObject *rec)
 {

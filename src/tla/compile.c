@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* THE compile of module code that may await at module level (DESIGN 2):
- * the plain compile first; only when that fails the
- * PyCF_ALLOW_TOP_LEVEL_AWAIT compile, kept only if it yields CO_COROUTINE;
- * then, for TLA code, the awaited-imports rewrite (import_rewrite.c, the
- * AST change alone). Anything else keeps python's exact behaviour,
- * including its SyntaxError text. Running the code belongs elsewhere. */
+ * the plain compile, then the TLA compile (kept only if CO_COROUTINE),
+ * then the awaited-imports rewrite (import_rewrite.c). Anything else
+ * keeps python's exact behaviour, SyntaxError text included. Running the
+ * code belongs elsewhere. */
 #include <Python.h>
 
 #include "apyrun/tla.h"
 #include "apyrun/tla_rewrite.h"
 
+/* 1 if code is a CO_COROUTINE code object, else 0; never fails. */
 int
 apy_tla_is_coroutine_code(PyObject *code)
 {
@@ -74,6 +74,8 @@ not_tla:
     Py_RETURN_NONE;
 }
 
+/* Plain compile, then TLA, then the import rewrite (apyrun/tla.h): a new
+ * code object and *is_tla, or NULL with an exception set. */
 PyObject *
 apy_tla_compile(const char *source, PyObject *filename, int flags,
                 int *is_tla)

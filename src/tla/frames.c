@@ -73,6 +73,8 @@ strip_one(PyObject *exc, PyObject *prefix)
     return rc;
 }
 
+/* Drops the leading asyncio/apyrun frames of the current exception's
+ * traceback; the exception stays set. Never fails. */
 void
 apy_tla_strip_internal_frames(void)
 {

@@ -1,19 +1,21 @@
 /* SPDX-License-Identifier: MIT */
-/* The awaited-imports rewrite of TLA code's AST: an import statement at
- * the module level of top-level-await code is preceded by
+/* The awaited-imports rewrite of TLA code's AST: each import statement at
+ * the module level gets an awaited import in front, so that a TLA module
+ * it names runs on the running loop before the statement binds it. Only
+ * the AST changes; compiling, the TLA rule and running the code belong
+ * elsewhere. */
+#include <Python.h>
+
+#include "apyrun/tla_rewrite.h"
+
+/* The statement in front, at the import's own position:
  *     await __import__('_apyrun_importer')._await_import(name, from, level)
- * at the statement's own position, so that a TLA module it names runs on
- * the running loop before the statement binds it. Only the AST changes;
- * compiling, the TLA rule and running the code belong elsewhere.
  *
  * Rejected alternatives: rewriting the statement itself into a call (every
  * form of import, `as` and star binding would have to be re-implemented,
  * with their error messages); rewriting bytecode (no stable format). With
  * a call in front, the statement keeps python's exact semantics and finds
  * the module already in sys.modules. */
-#include <Python.h>
-
-#include "apyrun/tla_rewrite.h"
 
 /* The _ast node types the rewrite reads or builds (borrowed from _ast's
  * module dict while `ast_mod` is held). */
@@ -409,6 +411,8 @@ rewrite_body(ast_types_t *t, PyObject *body)
     return total;
 }
 
+/* Inserts the awaited imports into `tree`: their number, or -1 with an
+ * exception set. */
 Py_ssize_t
 apy_tla_rewrite_imports(PyObject *tree)
 {

@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Driving a TLA module coroutine as the program's main task, with
- * asyncio.run's semantics (asyncio.Runner in 3.11: context copy, SIGINT
- * cancels the main task while it awaits, leftover tasks cancelled, async
- * generators and the default executor shut down; but a SIGINT while user
- * code runs interrupts it, as in python3), written in C so that no runner
- * frame ever shows in the user's traceback. Must not know how the loop is
- * built: it only uses the AbstractEventLoop API (and the loop.h flags). */
+ * asyncio.run's semantics, written in C so that no runner frame ever
+ * shows in the user's traceback. Must not know how the loop is built: it
+ * only uses the AbstractEventLoop API (and the loop.h flags). */
 #include <Python.h>
 #include <frameobject.h>
 
@@ -15,6 +12,11 @@
 #include "apyrun/loop.h"
 #include "apyrun/tla.h"
 #include "stall.h"
+
+/* asyncio.Runner in 3.11: context copy, SIGINT cancels the main task
+ * while it awaits, leftover tasks cancelled, async generators and the
+ * default executor shut down; but a SIGINT while user code runs
+ * interrupts it, as in python3. */
 
 #define SIGINT_CAPSULE "apyrun.tla.sigint"
 
@@ -413,6 +415,8 @@ current_or_new_loop(PyObject *asyncio)
     return apy_tla_new_loop();
 }
 
+/* A new main-task loop with stall detection, not current: new reference,
+ * or NULL with an exception set. */
 PyObject *
 apy_tla_new_loop(void)
 {
@@ -430,6 +434,8 @@ apy_tla_new_loop(void)
     return loop;
 }
 
+/* The thread's open loop or a new one, made current: new reference, or
+ * NULL with an exception set. */
 PyObject *
 apy_tla_open_loop(void)
 {
@@ -492,6 +498,8 @@ done:
     return task;
 }
 
+/* Runs coro as the main task (apyrun/tla.h). 0 (and *result), -1 with
+ * the exception set, or -2 when it can never finish (reported). */
 int
 apy_tla_run_coro(PyObject *loop, PyObject *coro, PyObject **result)
 {
@@ -547,6 +555,8 @@ done:
     return rc;
 }
 
+/* Closes a loop as asyncio.Runner.close does (apyrun/tla.h). 0, -1 with
+ * an exception set (one already set wins), or -2 (reported). */
 int
 apy_tla_close_loop(PyObject *loop)
 {
@@ -573,6 +583,8 @@ apy_tla_close_loop(PyObject *loop)
     return rc;
 }
 
+/* Runs TLA module code as the main task of a new loop (apyrun/tla.h).
+ * 0, -1 with the exception set, or -2 when it can never finish. */
 int
 apy_tla_run_main(PyObject *code, PyObject *globals)
 {

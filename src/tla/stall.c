@@ -148,6 +148,8 @@ write_task(PyObject *task, PyObject *linecache)
     return waiter != NULL ? waiter : Py_NewRef(Py_None);
 }
 
+/* Writes the stall report for main_task to stderr. 0, or -1 with an
+ * exception set. */
 int
 apy__tla_write_stall_report(PyObject *main_task)
 {

@@ -119,6 +119,25 @@ def test_module_level_imports_await_in_statement_order(apyrun, tmp_path,
                            "top 5 b\nmain\n", "")
 
 
+def test_a_policy_whose_local_has_no_loop_yet(apyrun, tmp_path, env):
+    # The persistent loop's lookup reads policy._local._loop; a policy
+    # whose _local is a bare threading.local (no _loop until one is set)
+    # has no current loop, not an error without an exception
+    # (SystemError).
+    write(tmp_path / "tmod.py", """
+        import asyncio
+        VALUE = await asyncio.sleep(0, result=42)
+    """)
+    write(tmp_path / "main.py", """
+        import asyncio, threading
+        asyncio.get_event_loop_policy()._local = threading.local()
+        import tmod
+        print(tmod.VALUE)
+    """)
+    r = run([apyrun, "main.py"], cwd=tmp_path, env=env)
+    assert r == type(r)(0, "42\n", "")
+
+
 def test_a_tla_script_imports_tla_modules(apyrun, tmp_path, env):
     write(tmp_path / "dep.py", """
         import asyncio
