@@ -255,15 +255,23 @@ wake_waiters(apy_importer_state_t *st, ApyExecObject *rec, PyObject *exc)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    /* Futures' callbacks may import: take the list out first. */
-    PyObject *waiters = rec->waiters;
-    rec->waiters = PyList_New(0);
+    /* Futures' callbacks may import: take the list out first. Without
+     * memory for a new one, wake from the old list itself (rec->waiters
+     * is never NULL: awaiters append to it). */
+    PyObject *fresh = PyList_New(0);
+    PyObject *waiters;
+    if (fresh != NULL) {
+        waiters = rec->waiters;
+        rec->waiters = fresh;
+    } else {
+        waiters = Py_NewRef(rec->waiters);
+    }
     PyObject *shared = NULL;
     if (exc != NULL) {
         shared = waiters_exception(st, rec, exc);
     }
     PyErr_Clear();
-    for (Py_ssize_t i = 0; waiters && i < PyList_GET_SIZE(waiters); i++) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(waiters); i++) {
         PyObject *fut = PyList_GET_ITEM(waiters, i); /* borrowed */
         PyObject *done = PyObject_CallMethod(fut, "done", NULL);
         int is_done = 1; /* a future that cannot say is left alone */
@@ -281,6 +289,10 @@ wake_waiters(apy_importer_state_t *st, ApyExecObject *rec, PyObject *exc)
             PyErr_WriteUnraisable(fut);
         }
         Py_XDECREF(r);
+    }
+    if (fresh == NULL
+        && PyList_SetSlice(waiters, 0, PyList_GET_SIZE(waiters), NULL) < 0) {
+        PyErr_Clear();
     }
     Py_XDECREF(shared);
     Py_XDECREF(waiters);

@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The .ipynb loader: a notebook's code cells become one module body.
- * Each cell line is placed at its line in the JSON file (blank lines fill
- * the gaps: markdown cells, JSON structure), so every line number python
- * reports (tracebacks, SyntaxError, inspect) is the notebook file's own.
- * IPython syntax is translated by the notebook runner's translator, line
- * for line; linecache gets the cells as written. Code and texts are
- * cached together (cache.c), so a cached import reads no JSON. Runs
- * through exec.c like any module. */
+/* The .ipynb loader: a notebook's code cells become one module body, each
+ * line at its line in the JSON file, so every line number python reports
+ * is the notebook file's own. IPython syntax is src/ipython's; code and
+ * texts are cached together (cache.c); runs through exec.c like any
+ * module. */
 #include <Python.h>
 
 #include <stdlib.h>
