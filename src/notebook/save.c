@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apyrun/buf.h"
 #include "nb_internal.h"
 
 /* A save that makes a big stream's spill file the notebook (see
@@ -50,7 +51,7 @@ sink_flush(sink_t *s)
 {
     int rc;
 
-    if (s->error == 0 && (rc = apy_nb_write_all(s->fd, s->buf, s->n)) < 0) {
+    if (s->error == 0 && (rc = apy__nb_write_all(s->fd, s->buf, s->n)) < 0) {
         s->error = -rc;
     }
     s->n = 0;
@@ -88,7 +89,7 @@ sink_stream(sink_t *s, const apy_nb_stream_t *stream)
     int rc;
 
     if (s->mem != NULL) {
-        (void)apy_nb_stream_copy(stream, -1, s->mem);
+        (void)apy__nb_stream_copy(stream, -1, s->mem);
         return;
     }
     sink_flush(s);
@@ -96,7 +97,7 @@ sink_stream(sink_t *s, const apy_nb_stream_t *stream)
         adopt_switch(s);
         return;
     }
-    if (s->error == 0 && (rc = apy_nb_stream_copy(stream, s->fd, NULL)) < 0) {
+    if (s->error == 0 && (rc = apy__nb_stream_copy(stream, s->fd, NULL)) < 0) {
         s->error = -rc;
     }
 }
@@ -159,8 +160,8 @@ assemble(const apy_notebook_t *nb, sink_t *s)
 }
 
 int
-apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
-              size_t errlen)
+apy__nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
+               size_t errlen)
 {
     apy_buf_t b = {0};
     sink_t *s;
@@ -168,18 +169,18 @@ apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
     *out = NULL;
     *outlen = 0;
     if (nb->w == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen, "no notebook to render");
+        return apy__nb_fail(-EINVAL, err, errlen, "no notebook to render");
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     s->mem = &b;
     assemble(nb, s);
     free(s);
     *out = apy_buf_take(&b, outlen);
     if (*out == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     return 0;
 }
@@ -343,7 +344,8 @@ prefix_make(apy_nb_target_t *t, const apy_notebook_t *nb, int fd_a,
             strcpy(b->tmp, tmp);
         }
     } else {
-        apy__nb_prefix_free(b); /* its file was replaced: only the fd is left */
+        /* Its file was replaced: only the fd is left. */
+        apy__nb_prefix_free(b);
         b = NULL;
     }
     if (len < PREFIX_MIN || cells == 0 || (t->stop != NULL && *t->stop)
@@ -501,7 +503,7 @@ adopt_switch(sink_t *s)
         return;
     }
     a->moved = 1;
-    apy_nb_stream_moved(a->stream, a->ins);
+    apy__nb_stream_moved(a->stream, a->ins);
     memset(pad, ' ', sizeof(pad));
     for (at = 0; at < a->ins - len; at += got) {
         size_t want = a->ins - len - at < (off_t)sizeof(pad)
@@ -530,7 +532,7 @@ adopt_switch(sink_t *s)
         return;
     }
     s->fd = a->sfd;
-    int rc = apy_nb_stream_copy_tail(a->stream, a->sfd);
+    int rc = apy__nb_stream_copy_tail(a->stream, a->sfd);
     if (rc < 0) {
         s->error = -rc;
     }
@@ -555,7 +557,7 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
     for (size_t i = 0; i < nb->ncells; i++) {
         const apy_nb_wcell_t *w = nb->cells[i].w;
         for (size_t h = 0; h < w->nholes; h++) {
-            int fd = apy_nb_stream_spill_fd(w->holes[h].stream, &sp);
+            int fd = apy__nb_stream_spill_fd(w->holes[h].stream, &sp);
             if (fd >= 0 && sp > a.spilled) {
                 a.stream = w->holes[h].stream;
                 a.sfd = fd;
@@ -620,7 +622,7 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
             || fallocate(a.sfd, FALLOC_FL_COLLAPSE_RANGE, 0, a.ins) < 0) {
             return -ENOTRECOVERABLE;
         }
-        apy_nb_stream_moved(a.stream, 0);
+        apy__nb_stream_moved(a.stream, 0);
     }
     return rc;
 }
@@ -651,8 +653,8 @@ apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
     int rc;
 
     if (nb->w == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cannot write %s: no notebook", t->shown);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cannot write %s: no notebook", t->shown);
     }
     switch (t->kind) {
     case APY_NB_TARGET_REPLACE:
@@ -669,8 +671,8 @@ apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
         break;
     }
     if (rc < 0) {
-        return apy_nb_fail(rc, err, errlen, "cannot write %s: %s", t->shown,
-                           strerror(-rc));
+        return apy__nb_fail(rc, err, errlen, "cannot write %s: %s", t->shown,
+                            strerror(-rc));
     }
     return 0;
 }
@@ -683,8 +685,8 @@ apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
     int rc;
 
     if (nb->w == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cannot write %s: no notebook", out_path);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cannot write %s: no notebook", out_path);
     }
     rc = apy_nb_target_open(out_path, &t, err, errlen);
     if (rc == 0) {
@@ -695,8 +697,8 @@ apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
 }
 
 int
-apy_nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
-             size_t nresults, const char *out_path, char *err, size_t errlen)
+apy__nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
+              size_t nresults, const char *out_path, char *err, size_t errlen)
 {
     size_t i;
     int rc;
