@@ -7,8 +7,4 @@
  * (DESIGN.md section 6). May not return: death by signal re-raises it. */
 int apyrun_main(int argc, char **argv);
 
-/* Gives pymalloc arenas carved from transparent-huge-page regions (arena.c),
- * unless APYRUN_HUGEPAGES=0. Call before the interpreter allocates. */
-void apy_embed_use_hugepage_arenas(void);
-
 #endif

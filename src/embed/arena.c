@@ -28,7 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "apyrun/embed.h"
+#include "embed_internal.h"
 
 #define REGION_SIZE ((size_t)2 << 20) /* one x86-64 / arm64 huge page */
 
@@ -98,7 +98,7 @@ arena_free(void *ctx, void *ptr, size_t size)
 }
 
 void
-apy_embed_use_hugepage_arenas(void)
+apy__embed_use_hugepage_arenas(void)
 {
     const char *env = getenv("APYRUN_HUGEPAGES");
     if (env != NULL && strcmp(env, "0") == 0) {
