@@ -420,33 +420,34 @@ save_replace(const apy_notebook_t *nb, apy_nb_target_t *t, size_t stable)
     if (fd < 0 && (fd = apy__nb_temp_for(t, tmp, sizeof(tmp))) < 0) {
         return fd;
     }
-    rc = lseek(fd, at, SEEK_SET) < 0 ? -errno : 0;
-    if (rc == 0) {
-        rc = write_from(nb, fd, from, stable >= from ? stable : SIZE_MAX,
-                        &marked);
+    if (lseek(fd, at, SEEK_SET) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = write_from(nb, fd, from, stable >= from ? stable : SIZE_MAX,
+                    &marked);
+    if (rc < 0) {
+        goto fail;
     }
     /* A reused file may have held more. */
-    if (rc == 0 && ((end = lseek(fd, 0, SEEK_CUR)) < 0
-                    || ftruncate(fd, end) < 0)) {
+    if ((end = lseek(fd, 0, SEEK_CUR)) < 0 || ftruncate(fd, end) < 0) {
         rc = -errno;
+        goto fail;
     }
-    if (rc == 0 && fsync(fd) < 0) {
+    if (fsync(fd) < 0) {
         rc = -errno;
+        goto fail;
     }
-    if (rc == 0 && t->saved != NULL) {
+    if (t->saved != NULL) {
         /* Over our own last save: exchanged, so that its file can be the
          * next save's prefix without copying all of it. */
         exchanged = renameat2(AT_FDCWD, tmp, AT_FDCWD, t->path,
                               RENAME_EXCHANGE)
                     == 0;
     }
-    if (rc == 0 && !exchanged && rename(tmp, t->path) < 0) {
+    if (!exchanged && rename(tmp, t->path) < 0) {
         rc = -errno;
-    }
-    if (rc < 0) {
-        close(fd);
-        unlink(tmp);
-        return rc;
+        goto fail;
     }
     apy__nb_sync_dir(t->path);
     if (marked < 0 && from > 0 && stable < from) {
@@ -455,6 +456,11 @@ save_replace(const apy_notebook_t *nb, apy_nb_target_t *t, size_t stable)
     }
     prefix_make(t, nb, fd, marked, stable, tmp, exchanged);
     return 0;
+
+fail:
+    close(fd);
+    unlink(tmp);
+    return rc;
 }
 
 /* ---- a signal's save that moves no big output ----
@@ -547,6 +553,7 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
 {
     struct adopt a = {NULL, -1, 0, 0, -1, 0};
     char tmp[PATH_MAX + 64], proc[64];
+    struct stat st;
     sink_t *s;
     off_t sp, end;
     int rc = 0;
@@ -584,38 +591,43 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
     sink_flush(s);
     rc = s->error ? -s->error : s->fd != a.sfd ? -EIO : 0;
     free(s);
-    if (rc == 0 && ((end = lseek(a.sfd, 0, SEEK_CUR)) < 0
-                    || ftruncate(a.sfd, end) < 0)) {
-        rc = -errno;
+    if (rc < 0) {
+        goto drop_head;
     }
-    if (rc == 0) {
-        /* The mode and owner a temporary file would have had. */
-        struct stat st;
-        if (fstat(a.head_fd, &st) < 0
-            || (st.st_uid != geteuid() && fchown(a.sfd, st.st_uid, st.st_gid)
-                                              < 0)
-            || fchmod(a.sfd, st.st_mode & 07777) < 0 || fsync(a.sfd) < 0) {
-            rc = -errno;
-        }
+    if ((end = lseek(a.sfd, 0, SEEK_CUR)) < 0 || ftruncate(a.sfd, end) < 0) {
+        rc = -errno;
+        goto drop_head;
+    }
+    /* The mode and owner a temporary file would have had. */
+    if (fstat(a.head_fd, &st) < 0
+        || (st.st_uid != geteuid()
+            && fchown(a.sfd, st.st_uid, st.st_gid) < 0)
+        || fchmod(a.sfd, st.st_mode & 07777) < 0 || fsync(a.sfd) < 0) {
+        rc = -errno;
+        goto drop_head;
     }
     /* The head's name, freed, names the adopted file. */
     unlink(tmp);
     close(a.head_fd);
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", a.sfd);
-    if (rc == 0 && linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW)
-                       < 0) {
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0) {
         rc = -errno;
+        goto put_back;
     }
-    if (rc == 0 && rename(tmp, t->path) < 0) {
+    if (rename(tmp, t->path) < 0) {
         rc = -errno;
         unlink(tmp);
+        goto put_back;
     }
-    if (rc == 0) {
-        apy__nb_sync_dir(t->path);
-        apy__nb_prefix_free(t->prefix); /* the last save: none follows */
-        t->prefix = NULL;
-        return 0;
-    }
+    apy__nb_sync_dir(t->path);
+    apy__nb_prefix_free(t->prefix); /* the last save: none follows */
+    t->prefix = NULL;
+    return 0;
+
+drop_head:
+    unlink(tmp);
+    close(a.head_fd);
+put_back:
     if (a.moved) {
         /* Back as it was, so that a whole save can still copy it. */
         if (ftruncate(a.sfd, a.ins + a.spilled) < 0

@@ -251,7 +251,10 @@ apy__nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj)
             text = render_source(c, &len);
         } else if (code && strcmp(c->string, "metadata") == 0) {
             rc = add_members(&w->meta, c, APY_NB_META_LEVEL);
-            text = rc == 0 ? render_meta(&w->meta, &len) : NULL;
+            if (rc < 0) {
+                break;
+            }
+            text = render_meta(&w->meta, &len);
         } else {
             text = render_member(APY_NB_MEMBER_LEVEL, c->string, c, &len);
         }
