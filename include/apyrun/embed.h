@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The embedding layer: options -> PyConfig, init, run, finalize, exit. */
+/* The embedding layer's interface: the one entry point main() calls.
+ * Options -> PyConfig, init, run, finalize, exit code live behind it. */
 #ifndef APYRUN_EMBED_H
 #define APYRUN_EMBED_H
 

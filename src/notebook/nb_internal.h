@@ -236,6 +236,8 @@ int apy__nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj);
  * cells were taken out). Returns 0 or -ENOMEM. */
 int apy__nb_wdoc_build(apy_notebook_t *nb, cJSON *root);
 
+/* Free what a cell's / the notebook's writer state owns, and the state
+ * itself (NULL is a no-op). */
 void apy__nb_wcell_free(apy_nb_wcell_t *w);
 void apy__nb_wdoc_free(apy_nb_wdoc_t *w);
 

@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Saving the executed notebook: the pre-rendered pieces of write.c joined
- * in order, into memory, into a temporary file beside a regular target
- * that is fsync()ed and renamed over it (so the target is always either
- * the old file or the whole new one), or into a target that must not be
- * replaced (a device, a FIFO, stdout); with the next save's prefix made
- * ahead and a signal's save that moves no big output. Which target is
- * what, and the files beside it, are target.c's. */
+/* Saving the executed notebook: write.c's pre-rendered pieces joined in
+ * order into memory, into a temporary file fsync()ed and renamed over a
+ * regular target (always the old file or the whole new one), or into a
+ * target never replaced (a device, a FIFO, stdout); the next save's
+ * prefix, and a signal's save that moves no big output. See target.c. */
 #define _GNU_SOURCE /* copy_file_range */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,17 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON text -> annotated cJSON tree. cJSON builds the tree; this file walks
  * the raw text in the same order to do what cJSON does not: strict RFC 8259
- * checks with exact positions (cJSON 1.7.15 accepts raw control characters,
- * bad UTF-8, "01", "1." and "\uZZZZ" as a NUL), line numbers, string
- * lengths (a "\u0000" ends cJSON's C string), exact number texts (cJSON
- * keeps a double), and the tokens Python's json accepts but cJSON does not
- * (NaN, Infinity, -Infinity, numbers over 63 characters, which cJSON's
- * parse_number cuts short): those reach cJSON as same-length strings.
- * cJSON's global error pointer is never read; positions come from here.
- * The walk is iterative (nesting costs heap frames, never C stack) and
- * refuses more than APY_NB_MAX_DEPTH levels, so the renderer recurses no
- * deeper; cJSON's parser and cJSON_Delete recurse at most to cJSON's own
- * limit of 1000 levels: less than 128 KiB of stack (measured). */
+ * checks with exact positions, line numbers, string lengths, exact number
+ * texts, and the tokens Python's json accepts but cJSON does not. No
+ * Python, no global state: cJSON's global error pointer is never read. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -20,6 +12,17 @@
 #include <string.h>
 
 #include "nb_internal.h"
+
+/* What cJSON 1.7.15 gets wrong, and how: it accepts raw control
+ * characters, bad UTF-8, "01", "1." and "\uZZZZ" as a NUL; a "\u0000" ends
+ * its C string (so lengths are kept here); it keeps a double for a number
+ * (so the text is kept); NaN, Infinity, -Infinity and numbers over 63
+ * characters (which its parse_number cuts short) reach it as same-length
+ * strings. The walk is iterative (nesting costs heap frames, never C
+ * stack) and refuses more than APY_NB_MAX_DEPTH levels, so the renderer
+ * recurses no deeper; cJSON's parser and cJSON_Delete recurse at most to
+ * cJSON's own limit of 1000 levels: less than 128 KiB of stack
+ * (measured). */
 
 /* cJSON's parse_number copies at most 63 characters. */
 #define CJSON_NUMBER_MAX 63

@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* A big stream output's text, rendered as it arrives: split into lines as
- * Python's str.splitlines(True) splits (nbformat's split_lines), each line
- * a JSON string in nbformat's layout, kept in memory up to a few MB and
- * beyond that in an unlinked temporary file, so that a cell printing a
- * gigabyte costs the run a few MB, and a save copies the file (in the
- * kernel where it can) instead of holding the text three times. Plain C;
- * the run layer decides which streams are big enough to come here. */
+/* A big stream output's text, rendered as it arrives into nbformat's lines
+ * (str.splitlines(True), each a JSON string in nbformat's layout), kept in
+ * memory up to a few MB and beyond that in an unlinked temporary file, so
+ * that a gigabyte of output costs the run a few MB and a save copies the
+ * file in the kernel. Plain C; the run layer decides what comes here. */
 /* O_TMPFILE, mkostemp and copy_file_range are Linux/GNU interfaces. */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -2,9 +2,8 @@
 /* nbformat 3 -> nbformat 4.5, in place on an annotated cJSON tree, as
  * nbformat.v4.convert.upgrade does it: worksheets flattened, "input" ->
  * "source", "prompt_number" -> "execution_count", heading cells ->
- * markdown, v3 outputs -> v4 outputs. Nodes are moved, not copied, so the
- * line annotations the line map needs survive. The caller deletes the
- * tree, whatever happens here. */
+ * markdown, v3 outputs -> v4. Nodes are moved, not copied, so the line
+ * annotations survive. The caller deletes the tree, whatever happens. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
