@@ -198,7 +198,7 @@ typedef struct {
     unsigned mode;
     unsigned uid, gid;
     struct apy_nb_prefix *prefix; /* REPLACE: the next save's first part,
-                                   * written already (private to save.c) */
+                                   * written already (private to notebook/) */
     struct apy_nb_prefix *saved;  /* REPLACE: the file saved last, open */
     /* Set by the caller, or NULL: once *stop is nonzero (a signal came),
      * a save does not prepare the next one, which can take seconds. */

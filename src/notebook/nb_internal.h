@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Declarations shared by the files of src/notebook/ and nothing else: the
- * byte buffer, the strict JSON scanner that annotates cJSON trees, the
- * Python-compatible JSON renderer and the writer's pre-rendered cells.
- * cJSON types may appear here: this header never leaves notebook/. */
+/* Declarations shared by the files of src/notebook/ (apy__nb_*) and its
+ * tests, nothing else: the strict JSON scanner that annotates cJSON trees,
+ * the Python-compatible JSON renderer, the writer's pre-rendered cells and
+ * the save targets' files. cJSON types may appear here: this header never
+ * leaves notebook/. */
 #ifndef APYRUN_NB_INTERNAL_H
 #define APYRUN_NB_INTERNAL_H
 
