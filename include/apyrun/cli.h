@@ -60,8 +60,8 @@ typedef struct {
  * After a notebook: apyrun's run options are taken up to "--", other
  * words and all after "--" are the notebook's, an unknown option is a
  * usage error. Returns 0, or -1 with a one-line message in err (usage
- * error: exit 2), or UV_ENOMEM-like -12 when out of memory. opts must be
- * freed with apy_cli_free() whatever the result. */
+ * error: exit 2), or -ENOMEM (-12, as libuv's UV_ENOMEM) when out of
+ * memory. opts must be freed with apy_cli_free() whatever the result. */
 int apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
                   size_t errlen);
 

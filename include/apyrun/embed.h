@@ -1,14 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The embedding layer: options -> PyConfig, init, run, finalize, exit. */
+/* The embedding layer's interface: the one entry point main() calls.
+ * Options -> PyConfig, init, run, finalize, exit code live behind it. */
 #ifndef APYRUN_EMBED_H
 #define APYRUN_EMBED_H
 
 /* Runs apyrun with the process's argv and returns the process exit code
  * (DESIGN.md section 6). May not return: death by signal re-raises it. */
 int apyrun_main(int argc, char **argv);
-
-/* Gives pymalloc arenas carved from transparent-huge-page regions (arena.c),
- * unless APYRUN_HUGEPAGES=0. Call before the interpreter allocates. */
-void apy_embed_use_hugepage_arenas(void);
 
 #endif

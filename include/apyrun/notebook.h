@@ -84,8 +84,6 @@ typedef struct apy_nb_stream apy_nb_stream_t;
 /* Returns a new stream (one reference) whose spill file goes in spill_dir
  * (NULL: $TMPDIR, else /tmp), or NULL when out of memory. */
 apy_nb_stream_t *apy_nb_stream_new(const char *spill_dir);
-/* Returns s with one more reference. */
-apy_nb_stream_t *apy_nb_stream_ref(apy_nb_stream_t *s);
 /* Drops a reference; the last one frees s (NULL is a no-op). */
 void apy_nb_stream_unref(apy_nb_stream_t *s);
 /* Appends len bytes of UTF-8 text (a character may be split across
@@ -95,14 +93,11 @@ int apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len);
 /* Ends the text (its last line need not end with a newline). Returns 0 or
  * -ENOMEM. Idempotent. */
 int apy_nb_stream_finish(apy_nb_stream_t *s);
-/* Returns the number of lines rendered so far. */
-size_t apy_nb_stream_lines(const apy_nb_stream_t *s);
 /* A stream for one big value of a display_data's or execute_result's data
  * (an image's base64, a page of HTML): rendered as nbformat writes it,
- * split into lines (split: text/ types, SVG, JavaScript) or one JSON string. */
+ * split into lines (split: text/ types, SVG, JavaScript) or one JSON
+ * string. */
 apy_nb_stream_t *apy_nb_value_new(const char *spill_dir, int split);
-/* Returns 1 for lines, 0 for one string. */
-int apy_nb_stream_split(const apy_nb_stream_t *s);
 
 /* The result of running one code cell, as the run layer hands it over. */
 typedef struct {
@@ -203,7 +198,7 @@ typedef struct {
     unsigned mode;
     unsigned uid, gid;
     struct apy_nb_prefix *prefix; /* REPLACE: the next save's first part,
-                                   * written already (private to save.c) */
+                                   * written already (private to notebook/) */
     struct apy_nb_prefix *saved;  /* REPLACE: the file saved last, open */
     /* Set by the caller, or NULL: once *stop is nonzero (a signal came),
      * a save does not prepare the next one, which can take seconds. */
@@ -246,20 +241,6 @@ void apy_nb_target_close(apy_nb_target_t *t);
  * out_path in one call. */
 int apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
                 size_t errlen);
-
-/* apy_nb_set_result() for each of results[0..nresults), then
- * apy_nb_save(). Stops at the first failure and returns its code. After
- * every cell, prefer set_result for that cell and save: this re-renders
- * every result passed. */
-int apy_nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
-                 size_t nresults, const char *out_path, char *err,
-                 size_t errlen);
-
-/* Renders the notebook as apy_nb_save would write it into a new
- * NUL-terminated buffer *out (free() it) of *outlen bytes. Returns 0,
- * -EINVAL (nb was never parsed) or -ENOMEM. */
-int apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen,
-                  char *err, size_t errlen);
 
 /* Inserts a new code cell (papermill's injected-parameters cell) before
  * index `pos` (pos == ncells appends): source `source` (UTF-8, `len`

@@ -125,7 +125,7 @@ push_param(apy_options_t *opts, const char *name, const char *value)
     apy_param_t *grown = realloc(opts->params,
                                  (opts->nparams + 1) * sizeof(*grown));
     if (grown == NULL) {
-        return -12;
+        return -ENOMEM;
     }
     opts->params = grown;
     opts->params[opts->nparams].name = name;
@@ -321,7 +321,7 @@ apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
     opts->py_argv = calloc((size_t)argc + 1, sizeof(char *));
     if (opts->py_argv == NULL) {
         snprintf(err, errlen, "out of memory");
-        return -12;
+        return -ENOMEM;
     }
     opts->py_argv[opts->py_argc++] = argc > 0 ? argv[0] : "apyrun";
 

@@ -1,7 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* pymalloc's arenas on transparent huge pages.
- *
- * CPython's small-object allocator takes its memory from the OS in arenas
+/* pymalloc's arenas on transparent huge pages, installed by
+ * apy__embed_use_hugepage_arenas through CPython's documented
+ * PyObject_SetArenaAllocator hook. Changes where arenas come from, never
+ * what pymalloc does with them; APYRUN_HUGEPAGES=0 keeps CPython's own
+ * allocator. */
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "embed_internal.h"
+
+/* CPython's small-object allocator takes its memory from the OS in arenas
  * of 1 MiB (Objects/obmalloc.c: ARENA_SIZE with the radix tree), each by
  * default its own anonymous mmap, which the kernel then backs 4 KiB page by
  * page, one page fault each. Starting the interpreter and importing asyncio
@@ -21,14 +33,6 @@
  * The price: a region is resident as a whole once touched, so up to one
  * region (2 MiB) of arena memory not yet handed out by pymalloc is counted
  * in RSS. APYRUN_HUGEPAGES=0 keeps CPython's own allocator. */
-#include <Python.h>
-
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-
-#include "apyrun/embed.h"
 
 #define REGION_SIZE ((size_t)2 << 20) /* one x86-64 / arm64 huge page */
 
@@ -98,7 +102,7 @@ arena_free(void *ctx, void *ptr, size_t size)
 }
 
 void
-apy_embed_use_hugepage_arenas(void)
+apy__embed_use_hugepage_arenas(void)
 {
     const char *env = getenv("APYRUN_HUGEPAGES");
     if (env != NULL && strcmp(env, "0") == 0) {

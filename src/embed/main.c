@@ -20,6 +20,7 @@
 #include "apyrun/module.h"
 #include "apyrun/run.h"
 #include "apyrun_config.h"
+#include "embed_internal.h"
 
 /* The -V line: every version a bug report needs. */
 static void
@@ -130,7 +131,7 @@ apyrun_main(int argc, char **argv)
         fflush(stdout);
     }
 
-    apy_embed_use_hugepage_arenas();
+    apy__embed_use_hugepage_arenas();
     if (PyImport_AppendInittab("apyrun", apy_module_init) < 0
         || PyImport_AppendInittab(APY_IMPORTER_MODULE_NAME,
                                   apy_importer_module_init) < 0) {

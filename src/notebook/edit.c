@@ -19,23 +19,23 @@ apy_nb_insert_code_cell(apy_notebook_t *nb, size_t pos, const char *source,
     int rc = -ENOMEM;
 
     if (pos > nb->ncells || nb->w == NULL) {
-        return apy_nb_fail(-ERANGE, err, errlen, "no cell position %zu",
-                           pos + 1);
+        return apy__nb_fail(-ERANGE, err, errlen, "no cell position %zu",
+                            pos + 1);
     }
-    if (!apy_nb_utf8_valid(source, len) || memchr(source, '\0', len)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "the new cell's source is not valid UTF-8 text");
+    if (!apy__nb_utf8_valid(source, len) || memchr(source, '\0', len)) {
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "the new cell's source is not valid UTF-8 text");
     }
     for (i = 0; i < ntags; i++) {
-        if (!apy_nb_utf8_valid(tags[i], strlen(tags[i]))) {
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "the new cell's tag %zu is not valid UTF-8",
-                               i + 1);
+        if (!apy__nb_utf8_valid(tags[i], strlen(tags[i]))) {
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "the new cell's tag %zu is not valid UTF-8",
+                                i + 1);
         }
     }
     cells = realloc(nb->cells, (nb->ncells + 1) * sizeof(*cells));
     if (cells == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     nb->cells = cells;
     memmove(cells + pos + 1, cells + pos, (nb->ncells - pos) * sizeof(*cells));
@@ -60,18 +60,18 @@ apy_nb_insert_code_cell(apy_notebook_t *nb, size_t pos, const char *source,
         goto fail;
     }
     for (i = 0; i < ntags; i++) {
-        t = apy_nb_new_string(tags[i], strlen(tags[i]), 0);
+        t = apy__nb_new_string(tags[i], strlen(tags[i]), 0);
         if (t == NULL || !cJSON_AddItemToArray(list, t)) {
             cJSON_Delete(t);
             goto fail;
         }
     }
-    t = apy_nb_new_string("code", 4, 0);
+    t = apy__nb_new_string("code", 4, 0);
     if (t == NULL || !cJSON_AddItemToObject(obj, "cell_type", t)) {
         cJSON_Delete(t);
         goto fail;
     }
-    t = apy_nb_new_string(source, len, 0);
+    t = apy__nb_new_string(source, len, 0);
     if (t == NULL || !cJSON_AddItemToObject(obj, "source", t)) {
         cJSON_Delete(t);
         goto fail;
@@ -111,9 +111,9 @@ apy_nb_insert_code_cell(apy_notebook_t *nb, size_t pos, const char *source,
         }
         cell->ntags++;
     }
-    if ((rc = apy_nb_wcell_build(nb, pos, obj)) < 0 ||
+    if ((rc = apy__nb_wcell_build(nb, pos, obj)) < 0 ||
         (nb->out_nbformat_minor >= 5 &&
-         (rc = apy_nb_assign_id(nb, pos)) < 0)) {
+         (rc = apy__nb_assign_id(nb, pos)) < 0)) {
         goto fail;
     }
     cJSON_Delete(obj);
@@ -124,7 +124,7 @@ apy_nb_insert_code_cell(apy_notebook_t *nb, size_t pos, const char *source,
 fail:
     cJSON_Delete(obj);
     apy_nb_remove_cell(nb, pos);
-    return apy_nb_fail(rc < 0 ? rc : -ENOMEM, err, errlen, "out of memory");
+    return apy__nb_fail(rc < 0 ? rc : -ENOMEM, err, errlen, "out of memory");
 }
 
 int
@@ -133,7 +133,7 @@ apy_nb_remove_cell(apy_notebook_t *nb, size_t pos)
     if (pos >= nb->ncells) {
         return -ERANGE;
     }
-    apy_nb_cell_free(&nb->cells[pos]);
+    apy__nb_cell_free(&nb->cells[pos]);
     memmove(nb->cells + pos, nb->cells + pos + 1,
             (nb->ncells - pos - 1) * sizeof(*nb->cells));
     nb->ncells--;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Declarations shared by the files of src/notebook/ and nothing else: the
- * byte buffer, the strict JSON scanner that annotates cJSON trees, the
- * Python-compatible JSON renderer and the writer's pre-rendered cells.
- * cJSON types may appear here: this header never leaves notebook/. */
+/* Declarations shared by the files of src/notebook/ (apy__nb_*) and its
+ * tests, nothing else: the strict JSON scanner that annotates cJSON trees,
+ * the Python-compatible JSON renderer, the writer's pre-rendered cells and
+ * the save targets' files. cJSON types may appear here: this header never
+ * leaves notebook/. */
 #ifndef APYRUN_NB_INTERNAL_H
 #define APYRUN_NB_INTERNAL_H
 
@@ -25,13 +26,13 @@
  *   number:          valuestring = the number's JSON text exactly as
  *                    written (cJSON_Delete frees it: allocated with
  *                    cJSON_malloc), valuedouble = its value.
- * Every string node made by this layer goes through apy_nb_new_string so
+ * Every string node made by this layer goes through apy__nb_new_string so
  * that the length is always there. */
 #define APY_NB_LINE(node) ((node)->valueint)
 
 /* Returns the decoded length in bytes of annotated string node `s`. */
 static inline size_t
-apy_nb_strlen(const cJSON *s)
+apy__nb_strlen(const cJSON *s)
 {
     return (size_t)s->valuedouble;
 }
@@ -40,101 +41,124 @@ apy_nb_strlen(const cJSON *s)
  * caller cJSON_Delete()s it). `what` prefixes messages ("not valid JSON"
  * for a notebook, "outputs: not valid JSON" for the run layer's outputs).
  * Returns 0, -EINVAL with one line in err, or -ENOMEM. */
-int apy_nb_json_parse(const char *text, size_t len, const char *what,
-                      cJSON **out, char *err, size_t errlen);
+int apy__nb_json_parse(const char *text, size_t len, const char *what,
+                       cJSON **out, char *err, size_t errlen);
 
 /* Returns a new string node holding a copy of s[0..len) (may contain NUL
  * bytes), annotated with `line`; NULL when out of memory. */
-cJSON *apy_nb_new_string(const char *s, size_t len, int line);
+cJSON *apy__nb_new_string(const char *s, size_t len, int line);
 
 /* Returns the value of JSON number text s[0..n) (NaN and [-]Infinity
  * included) whatever the C locale's decimal point is. */
-double apy_nb_strtod(const char *s, size_t n);
+double apy__nb_strtod(const char *s, size_t n);
 
 /* Returns 1 if s[0..len) is valid UTF-8 (no surrogates, <= U+10FFFF). */
-int apy_nb_utf8_valid(const char *s, size_t len);
+int apy__nb_utf8_valid(const char *s, size_t len);
 
 /* Returns how many leading bytes of s[0..len) are "plain": >= 0x20 and
  * neither '"' nor '\\' (and < 0x80 too when ascii_only). Both the scanner
  * and the renderer spend their time in such runs (base64 images): this
  * tests 8 bytes at a time. */
-size_t apy_nb_plain_prefix(const char *s, size_t len, int ascii_only);
+size_t apy__nb_plain_prefix(const char *s, size_t len, int ascii_only);
 
 /* ---- Errors (util.c) ---- */
 
 /* Formats one line into err (if err and errlen are non-zero); returns
- * `code` so that callers can `return apy_nb_fail(-EINVAL, ...)`. */
-int apy_nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+ * `code` so that callers can `return apy__nb_fail(-EINVAL, ...)`. */
+int apy__nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Quotes s[0..len) for a message: at most ~40 characters, control
  * characters escaped; writes into out (outlen >= 64). */
-void apy_nb_quote(char *out, size_t outlen, const char *s, size_t len);
+void apy__nb_quote(char *out, size_t outlen, const char *s, size_t len);
 
 /* ---- Rendering as Python's json.dumps(indent=1, sort_keys=True,
  * ensure_ascii=False) does (render.c) ---- */
 
 /* Appends string s[0..len) as a JSON string literal. */
-void apy_nb_render_string(apy_buf_t *b, const char *s, size_t len);
+void apy__nb_render_string(apy_buf_t *b, const char *s, size_t len);
 /* The same without the quotes; s may be cut anywhere (bytes are escaped
  * one by one). */
-void apy_nb_render_string_body(apy_buf_t *b, const char *s, size_t len);
+void apy__nb_render_string_body(apy_buf_t *b, const char *s, size_t len);
 
 /* Appends annotated value v; `level` is its nesting level (the indent of
  * its closing bracket). Duplicate keys: the last one is written. */
-void apy_nb_render_value(apy_buf_t *b, const cJSON *v, int level);
+void apy__nb_render_value(apy_buf_t *b, const cJSON *v, int level);
 
 /* Sets *out to a new array (free() it; NULL when empty) of the members of
  * object `obj` in Python's sort_keys order, the last of duplicate keys
  * only, and *n to their count. Returns 0 or -ENOMEM. */
-int apy_nb_sorted_members(const cJSON *obj, const cJSON ***out, size_t *n);
+int apy__nb_sorted_members(const cJSON *obj, const cJSON ***out, size_t *n);
 
 /* Appends a multi-line text as nbformat writes it: a list of lines split
  * as Python's str.splitlines(True) splits ("[]" when empty). */
-void apy_nb_render_lines(apy_buf_t *b, const char *s, size_t len,
-                         int level);
+void apy__nb_render_lines(apy_buf_t *b, const char *s, size_t len,
+                          int level);
 
 /* Returns the end (exclusive, terminator included) of the line of s that
  * starts at `start`, splitting as Python's str.splitlines() does. */
-size_t apy_nb_splitline(const char *s, size_t len, size_t start);
+size_t apy__nb_splitline(const char *s, size_t len, size_t start);
 
 /* nbformat's rejoin_lines + split_lines for what a cell holds besides its
  * source, applied in place to an annotated tree: outputs (a code cell's
  * list) and attachments (an object). Shapes nbformat would not expect are
  * left alone. Returns 0 or -ENOMEM. */
-int apy_nb_fix_outputs(cJSON *outputs);
-int apy_nb_fix_attachments(cJSON *attachments);
+int apy__nb_fix_outputs(cJSON *outputs);
+int apy__nb_fix_attachments(cJSON *attachments);
 
 /* ---- Reading helpers shared by read.c and v3.c ---- */
 
 /* Returns the last member of object `obj` named `key` (duplicate keys:
  * the last one wins, as in Python's json), or NULL. */
-cJSON *apy_nb_get(const cJSON *obj, const char *key);
+cJSON *apy__nb_get(const cJSON *obj, const char *key);
 
 /* Removes every member named `key` from `obj` and returns the last one
  * (detached: the caller owns it), or NULL. */
-cJSON *apy_nb_detach(cJSON *obj, const char *key);
+cJSON *apy__nb_detach(cJSON *obj, const char *key);
 
 /* Joins a source given as a string or a list of strings. Returns 0 with a
  * malloc()ed NUL-terminated copy in *out (*outlen bytes), 1 if `v` has
  * another type (the caller names the field), -1 when out of memory. */
-int apy_nb_join_source(const cJSON *v, char **out, size_t *outlen);
+int apy__nb_join_source(const cJSON *v, char **out, size_t *outlen);
 
 /* Returns 1 if kernel language `lang` names Python ("python", "python3",
  * "Python 3", "ipython"...), else 0. */
-int apy_nb_is_python(const char *lang);
+int apy__nb_is_python(const char *lang);
 
 /* Frees what one cell owns and zeroes it. */
-void apy_nb_cell_free(apy_nb_cell_t *cell);
+void apy__nb_cell_free(apy_nb_cell_t *cell);
 
 /* Returns a new number node whose JSON text is the decimal `v`; NULL when
  * out of memory. */
-cJSON *apy_nb_new_int(long v);
+cJSON *apy__nb_new_int(long v);
 
 /* Upgrades an nbformat 3 tree in place to nbformat 4.5's shape, as
  * nbformat.v4.convert.upgrade does, keeping line annotations. Returns 0,
  * -EINVAL (wrong shape: err says what) or -ENOMEM. */
-int apy_nb_upgrade_v3(cJSON *root, char *err, size_t errlen);
+int apy__nb_upgrade_v3(cJSON *root, char *err, size_t errlen);
+
+/* ---- Streams, saving and rendering: for this layer (and its tests) ---- */
+
+/* Returns s with one more reference. */
+apy_nb_stream_t *apy__nb_stream_ref(apy_nb_stream_t *s);
+/* Returns the number of lines rendered so far. */
+size_t apy__nb_stream_lines(const apy_nb_stream_t *s);
+/* Returns 1 for lines, 0 for one string. */
+int apy__nb_stream_split(const apy_nb_stream_t *s);
+
+/* apy_nb_set_result() for each of results[0..nresults), then
+ * apy_nb_save(). Stops at the first failure and returns its code. After
+ * every cell, prefer set_result for that cell and save: this re-renders
+ * every result passed. */
+int apy__nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
+                  size_t nresults, const char *out_path, char *err,
+                  size_t errlen);
+
+/* Renders the notebook as apy_nb_save would write it into a new
+ * NUL-terminated buffer *out (free() it) of *outlen bytes. Returns 0,
+ * -EINVAL (nb was never parsed) or -ENOMEM. */
+int apy__nb_render(const apy_notebook_t *nb, char **out, size_t *outlen,
+                   char *err, size_t errlen);
 
 /* ---- Writer (write.c, save.c, edit.c) ---- */
 
@@ -178,22 +202,22 @@ struct apy_nb_wcell {
 };
 
 /* Writes all of data to fd, again after EINTR. 0 or -errno. */
-int apy_nb_write_all(int fd, const void *data, size_t len);
+int apy__nb_write_all(int fd, const void *data, size_t len);
 
 /* Appends the stream's rendered lines to fd (mem == NULL; copy_file_range
  * where possible) or to mem. 0 or -errno. */
-int apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem);
+int apy__nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem);
 
 /* The stream's spill file and the bytes of rendered lines in it, from
  * offset 0; -1 (and 0) when it has none or they were moved. */
-int apy_nb_stream_spill_fd(const apy_nb_stream_t *s, off_t *spilled);
+int apy__nb_stream_spill_fd(const apy_nb_stream_t *s, off_t *spilled);
 
 /* Says the spilled lines now start at `base` of the spill file (the file
  * became a saved notebook: nothing more goes into it); 0 undoes it. */
-void apy_nb_stream_moved(apy_nb_stream_t *s, off_t base);
+void apy__nb_stream_moved(apy_nb_stream_t *s, off_t base);
 
 /* Writes the rendered lines not spilled to fd. 0 or -errno. */
-int apy_nb_stream_copy_tail(const apy_nb_stream_t *s, int fd);
+int apy__nb_stream_copy_tail(const apy_nb_stream_t *s, int fd);
 
 struct apy_nb_wdoc {
     unsigned long gen;    /* bumped by every apy_nb_set_result */
@@ -207,23 +231,25 @@ struct apy_nb_wdoc {
 /* Builds the writer state of cell `index` from its (nbformat 4 shaped,
  * annotated) object; may modify `obj` (it is deleted afterwards).
  * Returns 0 or -ENOMEM. */
-int apy_nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj);
+int apy__nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj);
 
 /* Builds the notebook-level writer state from the root object (after the
  * cells were taken out). Returns 0 or -ENOMEM. */
-int apy_nb_wdoc_build(apy_notebook_t *nb, cJSON *root);
+int apy__nb_wdoc_build(apy_notebook_t *nb, cJSON *root);
 
-void apy_nb_wcell_free(apy_nb_wcell_t *w);
-void apy_nb_wdoc_free(apy_nb_wdoc_t *w);
+/* Free what a cell's / the notebook's writer state owns, and the state
+ * itself (NULL is a no-op). */
+void apy__nb_wcell_free(apy_nb_wcell_t *w);
+void apy__nb_wdoc_free(apy_nb_wdoc_t *w);
 
 /* Gives cell `index` a generated id and its "id" member (see
- * apy_nb_assign_ids). Returns 0 or -ENOMEM. */
-int apy_nb_assign_id(apy_notebook_t *nb, size_t index);
+ * apy__nb_assign_ids). Returns 0 or -ENOMEM. */
+int apy__nb_assign_id(apy_notebook_t *nb, size_t index);
 
 /* Fills in a generated id for every cell that needs one when written as
  * nbformat >= 4.5: deterministic (a hash of index and source, made unique
  * among the notebook's ids). Returns 0 or -ENOMEM. */
-int apy_nb_assign_ids(apy_notebook_t *nb);
+int apy__nb_assign_ids(apy_notebook_t *nb);
 
 /* ---- Targets and the files beside them (target.c, for save.c) ---- */
 

@@ -41,7 +41,7 @@ type_name(const cJSON *v)
 static int
 no_nul(const cJSON *v)
 {
-    return strlen(v->valuestring) == apy_nb_strlen(v);
+    return strlen(v->valuestring) == apy__nb_strlen(v);
 }
 
 /* Checks that v is a string that is all of a C string. Returns 0, or
@@ -61,12 +61,12 @@ check_string(const cJSON *v, size_t no, const char *name, const char *what,
         snprintf(cell, sizeof(cell), "cell %zu: ", no);
     }
     if (cJSON_IsString(v)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "%s'%s' contains a NUL character (\\u0000)", cell,
-                           name);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "%s'%s' contains a NUL character (\\u0000)", cell,
+                            name);
     }
-    return apy_nb_fail(-EINVAL, err, errlen, "%s'%s' must be %s", cell, name,
-                       what);
+    return apy__nb_fail(-EINVAL, err, errlen, "%s'%s' must be %s", cell, name,
+                        what);
 }
 
 /* Copies string node v (checked by the caller) into *out. */
@@ -98,7 +98,7 @@ get_int(const cJSON *v, int *out)
 /* Returns 1 if a kernel language names Python: "python", "python3",
  * "Python 3", "ipython" and the like, in any case. */
 int
-apy_nb_is_python(const char *lang)
+apy__nb_is_python(const char *lang)
 {
     const char *p = lang;
 
@@ -123,7 +123,7 @@ static int
 get_opt_string(const cJSON *obj, const char *key, const char *where,
                char **out, char *err, size_t errlen)
 {
-    const cJSON *v = apy_nb_get(obj, key);
+    const cJSON *v = apy__nb_get(obj, key);
     char name[64];
     int rc;
 
@@ -136,7 +136,7 @@ get_opt_string(const cJSON *obj, const char *key, const char *where,
         return rc;
     }
     if (copy_string(v, out) < 0) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     return 0;
 }
@@ -144,19 +144,19 @@ get_opt_string(const cJSON *obj, const char *key, const char *where,
 static int
 read_kernel(apy_notebook_t *nb, const cJSON *meta, char *err, size_t errlen)
 {
-    const cJSON *ks = apy_nb_get(meta, "kernelspec");
-    const cJSON *li = apy_nb_get(meta, "language_info");
+    const cJSON *ks = apy__nb_get(meta, "kernelspec");
+    const cJSON *li = apy__nb_get(meta, "language_info");
     const char *lang;
     char q[64];
     int rc;
 
     if (ks != NULL && !cJSON_IsObject(ks)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "'metadata.kernelspec' must be an object");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "'metadata.kernelspec' must be an object");
     }
     if (li != NULL && !cJSON_IsObject(li)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "'metadata.language_info' must be an object");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "'metadata.language_info' must be an object");
     }
     if ((rc = get_opt_string(ks, "name", "metadata.kernelspec",
                              &nb->kernel_name, err, errlen)) < 0 ||
@@ -169,10 +169,10 @@ read_kernel(apy_notebook_t *nb, const cJSON *meta, char *err, size_t errlen)
     /* The kernelspec says what the notebook is written in; language_info
      * is what the last kernel reported. No language at all: Python. */
     lang = nb->kernel_language ? nb->kernel_language : nb->language_info_name;
-    if (lang != NULL && !apy_nb_is_python(lang)) {
-        apy_nb_quote(q, sizeof(q), lang, strlen(lang));
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "kernel language is '%s', not Python", q);
+    if (lang != NULL && !apy__nb_is_python(lang)) {
+        apy__nb_quote(q, sizeof(q), lang, strlen(lang));
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "kernel language is '%s', not Python", q);
     }
     return 0;
 }
@@ -223,7 +223,7 @@ build_line_map(apy_nb_cell_t *cell, const cJSON *src, const char *s,
         }
         for (c = src->child, i = 0, start = 0; c != NULL; c = c->next, i++) {
             segs[i].off = start;
-            segs[i].len = apy_nb_strlen(c);
+            segs[i].len = apy__nb_strlen(c);
             segs[i].line = APY_NB_LINE(c);
             start += segs[i].len;
         }
@@ -284,7 +284,7 @@ static int
 read_tags(apy_nb_cell_t *cell, size_t no, const cJSON *meta, char *err,
           size_t errlen)
 {
-    const cJSON *tags = apy_nb_get(meta, "tags"), *t;
+    const cJSON *tags = apy__nb_get(meta, "tags"), *t;
     size_t n = 0;
     int rc;
 
@@ -292,10 +292,10 @@ read_tags(apy_nb_cell_t *cell, size_t no, const cJSON *meta, char *err,
         return 0;
     }
     if (!cJSON_IsArray(tags)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cell %zu: 'metadata.tags' must be a list of "
-                           "strings",
-                           no);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cell %zu: 'metadata.tags' must be a list of "
+                            "strings",
+                            no);
     }
     for (t = tags->child; t != NULL; t = t->next) {
         if ((rc = check_string(t, no, "metadata.tags", "a list of strings",
@@ -309,11 +309,11 @@ read_tags(apy_nb_cell_t *cell, size_t no, const cJSON *meta, char *err,
     }
     cell->tags = calloc(n, sizeof(char *));
     if (cell->tags == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     for (t = tags->child; t != NULL; t = t->next) {
         if (copy_string(t, &cell->tags[cell->ntags]) < 0) {
-            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
         }
         cell->ntags++;
     }
@@ -332,15 +332,15 @@ read_cell(apy_nb_cell_t *cell, size_t no, const cJSON *obj, char *err,
     int rc;
 
     if (!cJSON_IsObject(obj)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cell %zu is %s, not an object", no,
-                           type_name(obj));
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cell %zu is %s, not an object", no,
+                            type_name(obj));
     }
     cell->json_line = APY_NB_LINE(obj);
-    type = apy_nb_get(obj, "cell_type");
+    type = apy__nb_get(obj, "cell_type");
     if (type == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen, "cell %zu: no 'cell_type'",
-                           no);
+        return apy__nb_fail(-EINVAL, err, errlen, "cell %zu: no 'cell_type'",
+                            no);
     }
     if ((rc = check_string(type, no, "cell_type", "a string", err, errlen)) <
         0) {
@@ -358,30 +358,30 @@ read_cell(apy_nb_cell_t *cell, size_t no, const cJSON *obj, char *err,
         cell->kind = APY_NB_OTHER;
     }
 
-    src = apy_nb_get(obj, "source");
+    src = apy__nb_get(obj, "source");
     if (src != NULL) {
-        rc = apy_nb_join_source(src, &joined, &len);
+        rc = apy__nb_join_source(src, &joined, &len);
         if (rc < 0) {
-            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
         }
         if (rc > 0) {
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "cell %zu: 'source' must be a string or a "
-                               "list of strings",
-                               no);
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "cell %zu: 'source' must be a string or a "
+                                "list of strings",
+                                no);
         }
         if (memchr(joined, '\0', len) != NULL) {
             free(joined);
             /* Python refuses source code with NUL bytes anyway; reject it
              * here, where the message can name the cell. */
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "cell %zu: the source contains a NUL "
-                               "character (\\u0000)",
-                               no);
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "cell %zu: the source contains a NUL "
+                                "character (\\u0000)",
+                                no);
         }
         if (build_line_map(cell, src, joined, len) < 0) {
             free(joined);
-            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
         }
         cell->source = normalize_newlines(joined, len, &cell->source_len);
         free(joined);
@@ -389,24 +389,24 @@ read_cell(apy_nb_cell_t *cell, size_t no, const cJSON *obj, char *err,
         cell->source = strdup("");
     }
     if (cell->source == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
 
-    meta = apy_nb_get(obj, "metadata");
+    meta = apy__nb_get(obj, "metadata");
     if (meta != NULL && !cJSON_IsObject(meta)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cell %zu: 'metadata' must be an object", no);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cell %zu: 'metadata' must be an object", no);
     }
     if ((rc = read_tags(cell, no, meta, err, errlen)) < 0) {
         return rc;
     }
-    id = apy_nb_get(obj, "id");
+    id = apy__nb_get(obj, "id");
     if (id != NULL) {
         if ((rc = check_string(id, no, "id", "a string", err, errlen)) < 0) {
             return rc;
         }
         if (copy_string(id, &cell->id) < 0) {
-            return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
         }
     }
     return 0;
@@ -416,29 +416,29 @@ read_cell(apy_nb_cell_t *cell, size_t no, const cJSON *obj, char *err,
 static int
 read_version(apy_notebook_t *nb, const cJSON *root, char *err, size_t errlen)
 {
-    const cJSON *major = apy_nb_get(root, "nbformat");
-    const cJSON *minor = apy_nb_get(root, "nbformat_minor");
+    const cJSON *major = apy__nb_get(root, "nbformat");
+    const cJSON *minor = apy__nb_get(root, "nbformat_minor");
 
     if (major == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "not a notebook: no 'nbformat' version");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "not a notebook: no 'nbformat' version");
     }
     if (get_int(major, &nb->nbformat) < 0) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "'nbformat' must be a non-negative integer");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "'nbformat' must be a non-negative integer");
     }
     if (nb->nbformat != 3 && nb->nbformat != 4) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "nbformat %d is not supported (apyrun reads "
-                           "nbformat 3 and 4)",
-                           nb->nbformat);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "nbformat %d is not supported (apyrun reads "
+                            "nbformat 3 and 4)",
+                            nb->nbformat);
     }
     /* As nbformat's get_version: a missing minor is 0. */
     nb->nbformat_minor = 0;
     if (minor != NULL && get_int(minor, &nb->nbformat_minor) < 0) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "'nbformat_minor' must be a non-negative "
-                           "integer");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "'nbformat_minor' must be a non-negative "
+                            "integer");
     }
     /* nbformat 3 is written as 4.5, as nbformat's own upgrade does. */
     nb->out_nbformat = 4;
@@ -472,50 +472,52 @@ apy_nb_parse(const char *data, size_t len, const char *path,
         err[0] = '\0';
     }
     if (len > (size_t)APY_NB_MAX_FILE_SIZE) {
-        return apy_nb_fail(-EFBIG, err, errlen,
-                           "too large (%zu bytes; the limit is 1 GiB)", len);
+        return apy__nb_fail(-EFBIG, err, errlen,
+                            "too large (%zu bytes; the limit is 1 GiB)", len);
     }
     if (is_blank(data, len)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "the notebook is empty (no JSON at all)");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "the notebook is empty (no JSON at all)");
     }
-    rc = apy_nb_json_parse(data, len, "not valid JSON", &root, err, errlen);
+    rc = apy__nb_json_parse(data, len, "not valid JSON", &root, err, errlen);
     if (rc < 0) {
         return rc;
     }
     if (!cJSON_IsObject(root)) {
-        rc = apy_nb_fail(-EINVAL, err, errlen,
-                         "not a notebook: the JSON is %s, not an object",
-                         type_name(root));
+        rc = apy__nb_fail(-EINVAL, err, errlen,
+                          "not a notebook: the JSON is %s, not an object",
+                          type_name(root));
         goto done;
     }
     if (path != NULL && (nb->path = strdup(path)) == NULL) {
-        rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        rc = apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
         goto done;
     }
     if ((rc = read_version(nb, root, err, errlen)) < 0) {
         goto done;
     }
-    meta = apy_nb_get(root, "metadata");
+    meta = apy__nb_get(root, "metadata");
     if (meta != NULL && !cJSON_IsObject(meta)) {
-        rc = apy_nb_fail(-EINVAL, err, errlen, "'metadata' must be an object");
+        rc = apy__nb_fail(-EINVAL, err, errlen,
+                          "'metadata' must be an object");
         goto done;
     }
     if ((rc = read_kernel(nb, meta, err, errlen)) < 0) {
         goto done;
     }
-    if (nb->nbformat == 3 && (rc = apy_nb_upgrade_v3(root, err, errlen)) < 0) {
+    if (nb->nbformat == 3
+        && (rc = apy__nb_upgrade_v3(root, err, errlen)) < 0) {
         goto done;
     }
-    cells = apy_nb_get(root, "cells");
+    cells = apy__nb_get(root, "cells");
     if (cells == NULL) {
-        rc = apy_nb_fail(-EINVAL, err, errlen,
-                         "not a notebook: no 'cells' list");
+        rc = apy__nb_fail(-EINVAL, err, errlen,
+                          "not a notebook: no 'cells' list");
         goto done;
     }
     if (!cJSON_IsArray(cells)) {
-        rc = apy_nb_fail(-EINVAL, err, errlen,
-                         "'cells' must be a list, not %s", type_name(cells));
+        rc = apy__nb_fail(-EINVAL, err, errlen,
+                          "'cells' must be a list, not %s", type_name(cells));
         goto done;
     }
     n = 0;
@@ -523,7 +525,7 @@ apy_nb_parse(const char *data, size_t len, const char *path,
         n++;
     }
     if (n > 0 && (nb->cells = calloc(n, sizeof(apy_nb_cell_t))) == NULL) {
-        rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        rc = apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
         goto done;
     }
     for (c = cells->child, i = 0; c != NULL; c = c->next, i++) {
@@ -533,15 +535,15 @@ apy_nb_parse(const char *data, size_t len, const char *path,
         if ((rc = read_cell(&nb->cells[i], i + 1, c, err, errlen)) < 0) {
             goto done;
         }
-        if ((rc = apy_nb_wcell_build(nb, i, c)) < 0) {
-            rc = apy_nb_fail(rc, err, errlen, "out of memory");
+        if ((rc = apy__nb_wcell_build(nb, i, c)) < 0) {
+            rc = apy__nb_fail(rc, err, errlen, "out of memory");
             goto done;
         }
     }
-    cJSON_Delete(apy_nb_detach(root, "cells"));
-    if ((rc = apy_nb_wdoc_build(nb, root)) < 0 ||
-        (rc = apy_nb_assign_ids(nb)) < 0) {
-        rc = apy_nb_fail(rc, err, errlen, "out of memory");
+    cJSON_Delete(apy__nb_detach(root, "cells"));
+    if ((rc = apy__nb_wdoc_build(nb, root)) < 0 ||
+        (rc = apy__nb_assign_ids(nb)) < 0) {
+        rc = apy__nb_fail(rc, err, errlen, "out of memory");
         goto done;
     }
     rc = 0;
@@ -625,7 +627,7 @@ read_input(int fd, const struct stat *st, char **data, size_t *len,
     char *buf = malloc(cap);
 
     if (buf == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     for (;;) {
         if (n == cap) {
@@ -635,7 +637,7 @@ read_input(int fd, const struct stat *st, char **data, size_t *len,
             char *p = realloc(buf, grown);
             if (p == NULL) {
                 free(buf);
-                return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+                return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
             }
             buf = p;
             cap = grown;
@@ -647,8 +649,8 @@ read_input(int fd, const struct stat *st, char **data, size_t *len,
             }
             int e = errno;
             free(buf);
-            return apy_nb_fail(-e, err, errlen, "cannot read: %s",
-                               strerror(e));
+            return apy__nb_fail(-e, err, errlen, "cannot read: %s",
+                                strerror(e));
         }
         if (got == 0) {
             break;
@@ -657,8 +659,8 @@ read_input(int fd, const struct stat *st, char **data, size_t *len,
         n += (size_t)got;
         if (n > limit) {
             free(buf);
-            return apy_nb_fail(-EFBIG, err, errlen,
-                               "too large (the limit is 1 GiB)");
+            return apy__nb_fail(-EFBIG, err, errlen,
+                                "too large (the limit is 1 GiB)");
         }
         if (stop) {
             break;
@@ -680,23 +682,23 @@ apy_nb_load(const char *path, apy_notebook_t *nb, char *err, size_t errlen)
     memset(nb, 0, sizeof(*nb));
     fd = open_input(path);
     if (fd < 0) {
-        return apy_nb_fail(fd, err, errlen, "cannot open: %s",
-                           strerror(-fd));
+        return apy__nb_fail(fd, err, errlen, "cannot open: %s",
+                            strerror(-fd));
     }
     if (fstat(fd, &st) < 0) {
         e = errno;
         close(fd);
-        return apy_nb_fail(-e, err, errlen, "cannot read: %s", strerror(e));
+        return apy__nb_fail(-e, err, errlen, "cannot read: %s", strerror(e));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return apy_nb_fail(-EISDIR, err, errlen, "is a directory");
+        return apy__nb_fail(-EISDIR, err, errlen, "is a directory");
     }
     if (S_ISREG(st.st_mode) && st.st_size > APY_NB_MAX_FILE_SIZE) {
         close(fd);
-        return apy_nb_fail(-EFBIG, err, errlen,
-                           "too large (%lld bytes; the limit is 1 GiB)",
-                           (long long)st.st_size);
+        return apy__nb_fail(-EFBIG, err, errlen,
+                            "too large (%lld bytes; the limit is 1 GiB)",
+                            (long long)st.st_size);
     }
     rc = read_input(fd, &st, &data, &len, err, errlen);
     close(fd);
@@ -705,8 +707,8 @@ apy_nb_load(const char *path, apy_notebook_t *nb, char *err, size_t errlen)
     }
     if (len == 0 && S_ISFIFO(st.st_mode)) {
         free(data);
-        return apy_nb_fail(-EINVAL, err, errlen, "the notebook is empty "
-                           "(nothing was written to the FIFO)");
+        return apy__nb_fail(-EINVAL, err, errlen, "the notebook is empty "
+                            "(nothing was written to the FIFO)");
     }
     rc = apy_nb_parse(data, len, path, nb, err, errlen);
     free(data);
@@ -714,7 +716,7 @@ apy_nb_load(const char *path, apy_notebook_t *nb, char *err, size_t errlen)
 }
 
 void
-apy_nb_cell_free(apy_nb_cell_t *cell)
+apy__nb_cell_free(apy_nb_cell_t *cell)
 {
     size_t i;
 
@@ -725,7 +727,7 @@ apy_nb_cell_free(apy_nb_cell_t *cell)
     }
     free(cell->tags);
     free(cell->id);
-    apy_nb_wcell_free(cell->w);
+    apy__nb_wcell_free(cell->w);
     memset(cell, 0, sizeof(*cell));
 }
 
@@ -738,14 +740,14 @@ apy_nb_free(apy_notebook_t *nb)
         return;
     }
     for (i = 0; i < nb->ncells; i++) {
-        apy_nb_cell_free(&nb->cells[i]);
+        apy__nb_cell_free(&nb->cells[i]);
     }
     free(nb->cells);
     free(nb->path);
     free(nb->kernel_name);
     free(nb->kernel_language);
     free(nb->language_info_name);
-    apy_nb_wdoc_free(nb->w);
+    apy__nb_wdoc_free(nb->w);
     memset(nb, 0, sizeof(*nb));
 }
 

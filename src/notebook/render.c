@@ -11,10 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apyrun/buf.h"
 #include "nb_internal.h"
 
 double
-apy_nb_strtod(const char *s, size_t n)
+apy__nb_strtod(const char *s, size_t n)
 {
     char small[72], *buf = small, *end;
     char point = '.';
@@ -165,27 +166,27 @@ render_number(apy_buf_t *b, const cJSON *v)
         apy_buf_puts(b, strcmp(text, "-0") == 0 ? "0" : text);
         return;
     }
-    format_float(apy_nb_strtod(text, strlen(text)), out);
+    format_float(apy__nb_strtod(text, strlen(text)), out);
     apy_buf_puts(b, out);
 }
 
 void
-apy_nb_render_string(apy_buf_t *b, const char *s, size_t len)
+apy__nb_render_string(apy_buf_t *b, const char *s, size_t len)
 {
     apy_buf_putc(b, '"');
-    apy_nb_render_string_body(b, s, len);
+    apy__nb_render_string_body(b, s, len);
     apy_buf_putc(b, '"');
 }
 
 void
-apy_nb_render_string_body(apy_buf_t *b, const char *s, size_t len)
+apy__nb_render_string_body(apy_buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i = 0, run;
     char esc[8];
 
     while (i < len) {
-        run = i + apy_nb_plain_prefix(s + i, len - i, 0);
+        run = i + apy__nb_plain_prefix(s + i, len - i, 0);
         apy_buf_put(b, s + i, run - i);
         if (run == len) {
             break;
@@ -246,7 +247,7 @@ member_cmp(const void *a, const void *b)
 }
 
 int
-apy_nb_sorted_members(const cJSON *obj, const cJSON ***out, size_t *n)
+apy__nb_sorted_members(const cJSON *obj, const cJSON ***out, size_t *n)
 {
     member_t *m;
     const cJSON *c, **items;
@@ -292,7 +293,7 @@ render_object(apy_buf_t *b, const cJSON *v, int level)
     const cJSON **items;
     size_t n, i;
 
-    if (apy_nb_sorted_members(v, &items, &n) < 0) {
+    if (apy__nb_sorted_members(v, &items, &n) < 0) {
         b->failed = 1;
         return;
     }
@@ -304,9 +305,9 @@ render_object(apy_buf_t *b, const cJSON *v, int level)
     for (i = 0; i < n; i++) {
         apy_buf_puts(b, i ? ",\n" : "\n");
         apy_buf_indent(b, level + 1);
-        apy_nb_render_string(b, items[i]->string, strlen(items[i]->string));
+        apy__nb_render_string(b, items[i]->string, strlen(items[i]->string));
         apy_buf_put(b, ": ", 2);
-        apy_nb_render_value(b, items[i], level + 1);
+        apy__nb_render_value(b, items[i], level + 1);
     }
     apy_buf_putc(b, '\n');
     apy_buf_indent(b, level);
@@ -315,7 +316,7 @@ render_object(apy_buf_t *b, const cJSON *v, int level)
 }
 
 void
-apy_nb_render_value(apy_buf_t *b, const cJSON *v, int level)
+apy__nb_render_value(apy_buf_t *b, const cJSON *v, int level)
 {
     const cJSON *c;
 
@@ -335,7 +336,7 @@ apy_nb_render_value(apy_buf_t *b, const cJSON *v, int level)
         render_number(b, v);
         break;
     case cJSON_String:
-        apy_nb_render_string(b, v->valuestring, apy_nb_strlen(v));
+        apy__nb_render_string(b, v->valuestring, apy__nb_strlen(v));
         break;
     case cJSON_Array:
         if (v->child == NULL) {
@@ -346,7 +347,7 @@ apy_nb_render_value(apy_buf_t *b, const cJSON *v, int level)
         for (c = v->child; c != NULL; c = c->next) {
             apy_buf_puts(b, c == v->child ? "\n" : ",\n");
             apy_buf_indent(b, level + 1);
-            apy_nb_render_value(b, c, level + 1);
+            apy__nb_render_value(b, c, level + 1);
         }
         apy_buf_putc(b, '\n');
         apy_buf_indent(b, level);
@@ -362,7 +363,7 @@ apy_nb_render_value(apy_buf_t *b, const cJSON *v, int level)
 }
 
 size_t
-apy_nb_splitline(const char *s, size_t len, size_t start)
+apy__nb_splitline(const char *s, size_t len, size_t start)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i;
@@ -400,7 +401,7 @@ apy_nb_splitline(const char *s, size_t len, size_t start)
 }
 
 void
-apy_nb_render_lines(apy_buf_t *b, const char *s, size_t len, int level)
+apy__nb_render_lines(apy_buf_t *b, const char *s, size_t len, int level)
 {
     size_t start = 0, end;
 
@@ -410,10 +411,10 @@ apy_nb_render_lines(apy_buf_t *b, const char *s, size_t len, int level)
     }
     apy_buf_putc(b, '[');
     while (start < len) {
-        end = apy_nb_splitline(s, len, start);
+        end = apy__nb_splitline(s, len, start);
         apy_buf_puts(b, start == 0 ? "\n" : ",\n");
         apy_buf_indent(b, level + 1);
-        apy_nb_render_string(b, s + start, end - start);
+        apy__nb_render_string(b, s + start, end - start);
         start = end;
     }
     apy_buf_putc(b, '\n');
@@ -422,7 +423,7 @@ apy_nb_render_lines(apy_buf_t *b, const char *s, size_t len, int level)
 }
 
 cJSON *
-apy_nb_get(const cJSON *obj, const char *key)
+apy__nb_get(const cJSON *obj, const char *key)
 {
     cJSON *c, *found = NULL;
 
@@ -441,7 +442,7 @@ apy_nb_get(const cJSON *obj, const char *key)
 }
 
 cJSON *
-apy_nb_detach(cJSON *obj, const char *key)
+apy__nb_detach(cJSON *obj, const char *key)
 {
     cJSON *c, *next, *last = NULL;
 
@@ -465,7 +466,7 @@ join_in_place(cJSON *node)
     char *joined;
     size_t len;
 
-    if (apy_nb_join_source(node, &joined, &len) != 0) {
+    if (apy__nb_join_source(node, &joined, &len) != 0) {
         return -ENOMEM;
     }
     cJSON_Delete(node->child);
@@ -489,12 +490,12 @@ static int
 split_in_place(cJSON *node)
 {
     const char *s = node->valuestring;
-    size_t len = apy_nb_strlen(node), start = 0, end;
+    size_t len = apy__nb_strlen(node), start = 0, end;
     cJSON *head = NULL, *tail = NULL, *line;
 
     while (start < len) {
-        end = apy_nb_splitline(s, len, start);
-        line = apy_nb_new_string(s + start, end - start, APY_NB_LINE(node));
+        end = apy__nb_splitline(s, len, start);
+        line = apy__nb_new_string(s + start, end - start, APY_NB_LINE(node));
         if (line == NULL) {
             cJSON_Delete(head);
             return -ENOMEM;
@@ -568,7 +569,7 @@ fix_mimebundle(cJSON *data)
 }
 
 int
-apy_nb_fix_outputs(cJSON *outputs)
+apy__nb_fix_outputs(cJSON *outputs)
 {
     cJSON *out, *type, *data, *text;
     int rc;
@@ -580,19 +581,19 @@ apy_nb_fix_outputs(cJSON *outputs)
         if (!cJSON_IsObject(out)) {
             continue;
         }
-        type = apy_nb_get(out, "output_type");
-        if (!cJSON_IsString(type) || apy_nb_strlen(type) == 0) {
+        type = apy__nb_get(out, "output_type");
+        if (!cJSON_IsString(type) || apy__nb_strlen(type) == 0) {
             continue;
         }
         if (strcmp(type->valuestring, "execute_result") == 0 ||
             strcmp(type->valuestring, "display_data") == 0) {
-            data = apy_nb_get(out, "data");
+            data = apy__nb_get(out, "data");
             if (cJSON_IsObject(data) && (rc = fix_mimebundle(data)) < 0) {
                 return rc;
             }
             continue;
         }
-        text = apy_nb_get(out, "text");
+        text = apy__nb_get(out, "text");
         if (cJSON_IsArray(text) && all_strings(text) &&
             (rc = join_in_place(text)) < 0) {
             return rc;
@@ -606,7 +607,7 @@ apy_nb_fix_outputs(cJSON *outputs)
 }
 
 int
-apy_nb_fix_attachments(cJSON *attachments)
+apy__nb_fix_attachments(cJSON *attachments)
 {
     cJSON *c;
     int rc;
@@ -623,7 +624,7 @@ apy_nb_fix_attachments(cJSON *attachments)
 }
 
 int
-apy_nb_join_source(const cJSON *v, char **out, size_t *outlen)
+apy__nb_join_source(const cJSON *v, char **out, size_t *outlen)
 {
     const cJSON *c;
     size_t len = 0, o = 0;
@@ -632,10 +633,10 @@ apy_nb_join_source(const cJSON *v, char **out, size_t *outlen)
     *out = NULL;
     *outlen = 0;
     if (cJSON_IsString(v)) {
-        len = apy_nb_strlen(v);
+        len = apy__nb_strlen(v);
     } else if (cJSON_IsArray(v) && all_strings(v)) {
         for (c = v->child; c != NULL; c = c->next) {
-            len += apy_nb_strlen(c);
+            len += apy__nb_strlen(c);
         }
     } else {
         return 1;
@@ -648,8 +649,8 @@ apy_nb_join_source(const cJSON *v, char **out, size_t *outlen)
         memcpy(s, v->valuestring, len);
     } else {
         for (c = v->child; c != NULL; c = c->next) {
-            memcpy(s + o, c->valuestring, apy_nb_strlen(c));
-            o += apy_nb_strlen(c);
+            memcpy(s + o, c->valuestring, apy__nb_strlen(c));
+            o += apy__nb_strlen(c);
         }
     }
     s[len] = '\0';

@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Saving the executed notebook: the pre-rendered pieces of write.c joined
- * in order, into memory, into a temporary file beside a regular target
- * that is fsync()ed and renamed over it (so the target is always either
- * the old file or the whole new one), or into a target that must not be
- * replaced (a device, a FIFO, stdout); with the next save's prefix made
- * ahead and a signal's save that moves no big output. Which target is
- * what, and the files beside it, are target.c's. */
+/* Saving the executed notebook: write.c's pre-rendered pieces joined in
+ * order into memory, into a temporary file fsync()ed and renamed over a
+ * regular target (always the old file or the whole new one), or into a
+ * target never replaced (a device, a FIFO, stdout); the next save's
+ * prefix, and a signal's save that moves no big output. See target.c. */
 #define _GNU_SOURCE /* copy_file_range */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apyrun/buf.h"
 #include "nb_internal.h"
 
 /* A save that makes a big stream's spill file the notebook (see
@@ -50,7 +49,7 @@ sink_flush(sink_t *s)
 {
     int rc;
 
-    if (s->error == 0 && (rc = apy_nb_write_all(s->fd, s->buf, s->n)) < 0) {
+    if (s->error == 0 && (rc = apy__nb_write_all(s->fd, s->buf, s->n)) < 0) {
         s->error = -rc;
     }
     s->n = 0;
@@ -88,7 +87,7 @@ sink_stream(sink_t *s, const apy_nb_stream_t *stream)
     int rc;
 
     if (s->mem != NULL) {
-        (void)apy_nb_stream_copy(stream, -1, s->mem);
+        (void)apy__nb_stream_copy(stream, -1, s->mem);
         return;
     }
     sink_flush(s);
@@ -96,7 +95,7 @@ sink_stream(sink_t *s, const apy_nb_stream_t *stream)
         adopt_switch(s);
         return;
     }
-    if (s->error == 0 && (rc = apy_nb_stream_copy(stream, s->fd, NULL)) < 0) {
+    if (s->error == 0 && (rc = apy__nb_stream_copy(stream, s->fd, NULL)) < 0) {
         s->error = -rc;
     }
 }
@@ -159,8 +158,8 @@ assemble(const apy_notebook_t *nb, sink_t *s)
 }
 
 int
-apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
-              size_t errlen)
+apy__nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
+               size_t errlen)
 {
     apy_buf_t b = {0};
     sink_t *s;
@@ -168,18 +167,18 @@ apy_nb_render(const apy_notebook_t *nb, char **out, size_t *outlen, char *err,
     *out = NULL;
     *outlen = 0;
     if (nb->w == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen, "no notebook to render");
+        return apy__nb_fail(-EINVAL, err, errlen, "no notebook to render");
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     s->mem = &b;
     assemble(nb, s);
     free(s);
     *out = apy_buf_take(&b, outlen);
     if (*out == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     return 0;
 }
@@ -343,7 +342,8 @@ prefix_make(apy_nb_target_t *t, const apy_notebook_t *nb, int fd_a,
             strcpy(b->tmp, tmp);
         }
     } else {
-        apy__nb_prefix_free(b); /* its file was replaced: only the fd is left */
+        /* Its file was replaced: only the fd is left. */
+        apy__nb_prefix_free(b);
         b = NULL;
     }
     if (len < PREFIX_MIN || cells == 0 || (t->stop != NULL && *t->stop)
@@ -418,33 +418,34 @@ save_replace(const apy_notebook_t *nb, apy_nb_target_t *t, size_t stable)
     if (fd < 0 && (fd = apy__nb_temp_for(t, tmp, sizeof(tmp))) < 0) {
         return fd;
     }
-    rc = lseek(fd, at, SEEK_SET) < 0 ? -errno : 0;
-    if (rc == 0) {
-        rc = write_from(nb, fd, from, stable >= from ? stable : SIZE_MAX,
-                        &marked);
+    if (lseek(fd, at, SEEK_SET) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = write_from(nb, fd, from, stable >= from ? stable : SIZE_MAX,
+                    &marked);
+    if (rc < 0) {
+        goto fail;
     }
     /* A reused file may have held more. */
-    if (rc == 0 && ((end = lseek(fd, 0, SEEK_CUR)) < 0
-                    || ftruncate(fd, end) < 0)) {
+    if ((end = lseek(fd, 0, SEEK_CUR)) < 0 || ftruncate(fd, end) < 0) {
         rc = -errno;
+        goto fail;
     }
-    if (rc == 0 && fsync(fd) < 0) {
+    if (fsync(fd) < 0) {
         rc = -errno;
+        goto fail;
     }
-    if (rc == 0 && t->saved != NULL) {
+    if (t->saved != NULL) {
         /* Over our own last save: exchanged, so that its file can be the
          * next save's prefix without copying all of it. */
         exchanged = renameat2(AT_FDCWD, tmp, AT_FDCWD, t->path,
                               RENAME_EXCHANGE)
                     == 0;
     }
-    if (rc == 0 && !exchanged && rename(tmp, t->path) < 0) {
+    if (!exchanged && rename(tmp, t->path) < 0) {
         rc = -errno;
-    }
-    if (rc < 0) {
-        close(fd);
-        unlink(tmp);
-        return rc;
+        goto fail;
     }
     apy__nb_sync_dir(t->path);
     if (marked < 0 && from > 0 && stable < from) {
@@ -453,6 +454,11 @@ save_replace(const apy_notebook_t *nb, apy_nb_target_t *t, size_t stable)
     }
     prefix_make(t, nb, fd, marked, stable, tmp, exchanged);
     return 0;
+
+fail:
+    close(fd);
+    unlink(tmp);
+    return rc;
 }
 
 /* ---- a signal's save that moves no big output ----
@@ -501,7 +507,7 @@ adopt_switch(sink_t *s)
         return;
     }
     a->moved = 1;
-    apy_nb_stream_moved(a->stream, a->ins);
+    apy__nb_stream_moved(a->stream, a->ins);
     memset(pad, ' ', sizeof(pad));
     for (at = 0; at < a->ins - len; at += got) {
         size_t want = a->ins - len - at < (off_t)sizeof(pad)
@@ -530,7 +536,7 @@ adopt_switch(sink_t *s)
         return;
     }
     s->fd = a->sfd;
-    int rc = apy_nb_stream_copy_tail(a->stream, a->sfd);
+    int rc = apy__nb_stream_copy_tail(a->stream, a->sfd);
     if (rc < 0) {
         s->error = -rc;
     }
@@ -545,6 +551,7 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
 {
     struct adopt a = {NULL, -1, 0, 0, -1, 0};
     char tmp[PATH_MAX + 64], proc[64];
+    struct stat st;
     sink_t *s;
     off_t sp, end;
     int rc = 0;
@@ -555,7 +562,7 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
     for (size_t i = 0; i < nb->ncells; i++) {
         const apy_nb_wcell_t *w = nb->cells[i].w;
         for (size_t h = 0; h < w->nholes; h++) {
-            int fd = apy_nb_stream_spill_fd(w->holes[h].stream, &sp);
+            int fd = apy__nb_stream_spill_fd(w->holes[h].stream, &sp);
             if (fd >= 0 && sp > a.spilled) {
                 a.stream = w->holes[h].stream;
                 a.sfd = fd;
@@ -582,45 +589,50 @@ save_adopting(const apy_notebook_t *nb, apy_nb_target_t *t)
     sink_flush(s);
     rc = s->error ? -s->error : s->fd != a.sfd ? -EIO : 0;
     free(s);
-    if (rc == 0 && ((end = lseek(a.sfd, 0, SEEK_CUR)) < 0
-                    || ftruncate(a.sfd, end) < 0)) {
-        rc = -errno;
+    if (rc < 0) {
+        goto drop_head;
     }
-    if (rc == 0) {
-        /* The mode and owner a temporary file would have had. */
-        struct stat st;
-        if (fstat(a.head_fd, &st) < 0
-            || (st.st_uid != geteuid() && fchown(a.sfd, st.st_uid, st.st_gid)
-                                              < 0)
-            || fchmod(a.sfd, st.st_mode & 07777) < 0 || fsync(a.sfd) < 0) {
-            rc = -errno;
-        }
+    if ((end = lseek(a.sfd, 0, SEEK_CUR)) < 0 || ftruncate(a.sfd, end) < 0) {
+        rc = -errno;
+        goto drop_head;
+    }
+    /* The mode and owner a temporary file would have had. */
+    if (fstat(a.head_fd, &st) < 0
+        || (st.st_uid != geteuid()
+            && fchown(a.sfd, st.st_uid, st.st_gid) < 0)
+        || fchmod(a.sfd, st.st_mode & 07777) < 0 || fsync(a.sfd) < 0) {
+        rc = -errno;
+        goto drop_head;
     }
     /* The head's name, freed, names the adopted file. */
     unlink(tmp);
     close(a.head_fd);
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", a.sfd);
-    if (rc == 0 && linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW)
-                       < 0) {
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0) {
         rc = -errno;
+        goto put_back;
     }
-    if (rc == 0 && rename(tmp, t->path) < 0) {
+    if (rename(tmp, t->path) < 0) {
         rc = -errno;
         unlink(tmp);
+        goto put_back;
     }
-    if (rc == 0) {
-        apy__nb_sync_dir(t->path);
-        apy__nb_prefix_free(t->prefix); /* the last save: none follows */
-        t->prefix = NULL;
-        return 0;
-    }
+    apy__nb_sync_dir(t->path);
+    apy__nb_prefix_free(t->prefix); /* the last save: none follows */
+    t->prefix = NULL;
+    return 0;
+
+drop_head:
+    unlink(tmp);
+    close(a.head_fd);
+put_back:
     if (a.moved) {
         /* Back as it was, so that a whole save can still copy it. */
         if (ftruncate(a.sfd, a.ins + a.spilled) < 0
             || fallocate(a.sfd, FALLOC_FL_COLLAPSE_RANGE, 0, a.ins) < 0) {
             return -ENOTRECOVERABLE;
         }
-        apy_nb_stream_moved(a.stream, 0);
+        apy__nb_stream_moved(a.stream, 0);
     }
     return rc;
 }
@@ -651,8 +663,8 @@ apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
     int rc;
 
     if (nb->w == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cannot write %s: no notebook", t->shown);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cannot write %s: no notebook", t->shown);
     }
     switch (t->kind) {
     case APY_NB_TARGET_REPLACE:
@@ -669,8 +681,8 @@ apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
         break;
     }
     if (rc < 0) {
-        return apy_nb_fail(rc, err, errlen, "cannot write %s: %s", t->shown,
-                           strerror(-rc));
+        return apy__nb_fail(rc, err, errlen, "cannot write %s: %s", t->shown,
+                            strerror(-rc));
     }
     return 0;
 }
@@ -683,8 +695,8 @@ apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
     int rc;
 
     if (nb->w == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cannot write %s: no notebook", out_path);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cannot write %s: no notebook", out_path);
     }
     rc = apy_nb_target_open(out_path, &t, err, errlen);
     if (rc == 0) {
@@ -695,8 +707,8 @@ apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
 }
 
 int
-apy_nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
-             size_t nresults, const char *out_path, char *err, size_t errlen)
+apy__nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
+              size_t nresults, const char *out_path, char *err, size_t errlen)
 {
     size_t i;
     int rc;

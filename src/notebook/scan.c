@@ -1,17 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON text -> annotated cJSON tree. cJSON builds the tree; this file walks
  * the raw text in the same order to do what cJSON does not: strict RFC 8259
- * checks with exact positions (cJSON 1.7.15 accepts raw control characters,
- * bad UTF-8, "01", "1." and "\uZZZZ" as a NUL), line numbers, string
- * lengths (a "\u0000" ends cJSON's C string), exact number texts (cJSON
- * keeps a double), and the tokens Python's json accepts but cJSON does not
- * (NaN, Infinity, -Infinity, numbers over 63 characters, which cJSON's
- * parse_number cuts short): those reach cJSON as same-length strings.
- * cJSON's global error pointer is never read; positions come from here.
- * The walk is iterative (nesting costs heap frames, never C stack) and
- * refuses more than APY_NB_MAX_DEPTH levels, so the renderer recurses no
- * deeper; cJSON's parser and cJSON_Delete recurse at most to cJSON's own
- * limit of 1000 levels: less than 128 KiB of stack (measured). */
+ * checks with exact positions, line numbers, string lengths, exact number
+ * texts, and the tokens Python's json accepts but cJSON does not. No
+ * Python, no global state: cJSON's global error pointer is never read. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -20,6 +12,17 @@
 #include <string.h>
 
 #include "nb_internal.h"
+
+/* What cJSON 1.7.15 gets wrong, and how: it accepts raw control
+ * characters, bad UTF-8, "01", "1." and "\uZZZZ" as a NUL; a "\u0000" ends
+ * its C string (so lengths are kept here); it keeps a double for a number
+ * (so the text is kept); NaN, Infinity, -Infinity and numbers over 63
+ * characters (which its parse_number cuts short) reach it as same-length
+ * strings. The walk is iterative (nesting costs heap frames, never C
+ * stack) and refuses more than APY_NB_MAX_DEPTH levels, so the renderer
+ * recurses no deeper; cJSON's parser and cJSON_Delete recurse at most to
+ * cJSON's own limit of 1000 levels: less than 128 KiB of stack
+ * (measured). */
 
 /* cJSON's parse_number copies at most 63 characters. */
 #define CJSON_NUMBER_MAX 63
@@ -66,9 +69,9 @@ scan_error(scanner_t *sc, size_t at, const char *fmt, const char *detail)
         }
     }
     snprintf(msg, sizeof(msg), fmt, detail);
-    return apy_nb_fail(-EINVAL, sc->err, sc->errlen,
-                       "%s: %s (line %d, column %zu)", sc->what, msg, sc->line,
-                       col);
+    return apy__nb_fail(-EINVAL, sc->err, sc->errlen,
+                        "%s: %s (line %d, column %zu)", sc->what, msg,
+                        sc->line, col);
 }
 
 static void
@@ -132,7 +135,7 @@ utf8_seq(const unsigned char *s, size_t n)
 }
 
 int
-apy_nb_utf8_valid(const char *s, size_t len)
+apy__nb_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, n;
@@ -189,7 +192,7 @@ scan_string(scanner_t *sc, size_t *dlen, int *has_nul)
     for (;;) {
         /* Plain ASCII runs are most of a notebook (base64 images are
          * megabytes of them): one tight loop. */
-        p = pos + apy_nb_plain_prefix((const char *)s + pos, len - pos, 1);
+        p = pos + apy__nb_plain_prefix((const char *)s + pos, len - pos, 1);
         d += p - pos;
         pos = p;
         if (pos >= len) {
@@ -282,7 +285,7 @@ add_patch(scanner_t *sc, size_t pos, size_t len)
         size_t cap = sc->cappatches ? 2 * sc->cappatches : 16;
         patch_t *p = realloc(sc->patches, cap * sizeof(*p));
         if (p == NULL) {
-            return apy_nb_fail(-ENOMEM, sc->err, sc->errlen, "out of memory");
+            return apy__nb_fail(-ENOMEM, sc->err, sc->errlen, "out of memory");
         }
         sc->patches = p;
         sc->cappatches = cap;
@@ -369,12 +372,12 @@ annotate_number(scanner_t *sc, cJSON *node, size_t start)
     char *text = cJSON_malloc(n + 1);
 
     if (text == NULL) {
-        return apy_nb_fail(-ENOMEM, sc->err, sc->errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, sc->err, sc->errlen, "out of memory");
     }
     memcpy(text, sc->s + start, n);
     text[n] = '\0';
     if (cJSON_IsString(node)) {
-        node->valuedouble = apy_nb_strtod(text, n);
+        node->valuedouble = apy__nb_strtod(text, n);
         node->valueint = 0;
     }
     if (node->valuestring != NULL) {
@@ -528,8 +531,8 @@ value:
     skip_ws(sc);
     if (sc->pos >= sc->len) {
         if (top == NULL) {
-            return apy_nb_fail(-EINVAL, sc->err, sc->errlen,
-                               "%s: the text is empty", sc->what);
+            return apy__nb_fail(-EINVAL, sc->err, sc->errlen,
+                                "%s: the text is empty", sc->what);
         }
         return scan_error(sc, sc->pos, "%sunexpected end of the text", "");
     }
@@ -634,8 +637,8 @@ member:
 }
 
 int
-apy_nb_json_parse(const char *text, size_t len, const char *what, cJSON **out,
-                  char *err, size_t errlen)
+apy__nb_json_parse(const char *text, size_t len, const char *what, cJSON **out,
+                   char *err, size_t errlen)
 {
     scanner_t sc;
     cJSON *tree;
@@ -659,7 +662,7 @@ apy_nb_json_parse(const char *text, size_t len, const char *what, cJSON **out,
     sc.errlen = errlen;
     sc.frames = malloc(APY_NB_MAX_DEPTH * sizeof(frame_t));
     if (sc.frames == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
 
     /* Not NUL-terminated mode: cJSON stops after the value and the walk
@@ -674,12 +677,12 @@ apy_nb_json_parse(const char *text, size_t len, const char *what, cJSON **out,
         }
         if (sc.npatches == 0) {
             /* A valid text cJSON refused: its allocations failed. */
-            rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            rc = apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
             goto done;
         }
         copy = malloc(len ? len : 1);
         if (copy == NULL) {
-            rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            rc = apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
             goto done;
         }
         memcpy(copy, text, len);
@@ -693,7 +696,7 @@ apy_nb_json_parse(const char *text, size_t len, const char *what, cJSON **out,
         tree = cJSON_ParseWithLengthOpts(copy, len, NULL, 0);
         free(copy);
         if (tree == NULL) {
-            rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+            rc = apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
             goto done;
         }
         sc.pos = 0;
@@ -713,7 +716,7 @@ done:
 }
 
 cJSON *
-apy_nb_new_string(const char *s, size_t len, int line)
+apy__nb_new_string(const char *s, size_t len, int line)
 {
     cJSON *node = cJSON_CreateString("");
     char *copy;
@@ -738,7 +741,7 @@ apy_nb_new_string(const char *s, size_t len, int line)
 }
 
 cJSON *
-apy_nb_new_int(long v)
+apy__nb_new_int(long v)
 {
     cJSON *node = cJSON_CreateNumber((double)v);
     char text[32];

@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* A big stream output's text, rendered as it arrives: split into lines as
- * Python's str.splitlines(True) splits (nbformat's split_lines), each line
- * a JSON string in nbformat's layout, kept in memory up to a few MB and
- * beyond that in an unlinked temporary file, so that a cell printing a
- * gigabyte costs the run a few MB, and a save copies the file (in the
- * kernel where it can) instead of holding the text three times. Plain C;
- * the run layer decides which streams are big enough to come here. */
+/* A big stream output's text, rendered as it arrives into nbformat's lines
+ * (str.splitlines(True), each a JSON string in nbformat's layout), kept in
+ * memory up to a few MB and beyond that in an unlinked temporary file, so
+ * that a gigabyte of output costs the run a few MB and a save copies the
+ * file in the kernel. Plain C; the run layer decides what comes here. */
 /* O_TMPFILE, mkostemp and copy_file_range are Linux/GNU interfaces. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apyrun/buf.h"
 #include "nb_internal.h"
 
 /* Bytes copied into a target between two starts of writeback. */
@@ -35,7 +34,7 @@ struct apy_nb_stream {
     char *dir;          /* where the spill file goes; NULL: $TMPDIR */
     int fd;             /* the spill file, or -1 */
     off_t spilled;      /* bytes of rendered text in it */
-    off_t base;         /* where in it they start (apy_nb_stream_moved) */
+    off_t base;         /* where in it they start (apy__nb_stream_moved) */
     apy_buf_t out;   /* rendered text after what was spilled */
     apy_buf_t line;  /* the line being received, raw UTF-8 */
     size_t scan;        /* bytes of `line` known to hold no line end */
@@ -73,13 +72,13 @@ apy_nb_value_new(const char *spill_dir, int split)
 }
 
 int
-apy_nb_stream_split(const apy_nb_stream_t *s)
+apy__nb_stream_split(const apy_nb_stream_t *s)
 {
     return s->level != 0;
 }
 
 apy_nb_stream_t *
-apy_nb_stream_ref(apy_nb_stream_t *s)
+apy__nb_stream_ref(apy_nb_stream_t *s)
 {
     s->refs++;
     return s;
@@ -163,7 +162,7 @@ spill(apy_nb_stream_t *s)
     }
     /* Beside a target, written back from now on, not all at a save's
      * fsync, should the file itself become the saved notebook
-     * (apy_nb_stream_moved). */
+     * (apy__nb_stream_moved). */
     if (off > 0 && s->dir != NULL) {
         (void)sync_file_range(s->fd, s->base + s->spilled, (off_t)off,
                               SYNC_FILE_RANGE_WRITE);
@@ -181,7 +180,7 @@ put_line(apy_nb_stream_t *s, const char *line, size_t n)
         apy_buf_put(&s->out, ",\n", 2);
     }
     apy_buf_indent(&s->out, s->level);
-    apy_nb_render_string(&s->out, line, n);
+    apy__nb_render_string(&s->out, line, n);
     if (s->out.len >= SPILL_CHUNK) {
         spill(s);
     }
@@ -275,7 +274,7 @@ apy_nb_stream_put(apy_nb_stream_t *s, const char *utf8, size_t len)
         if (s->nlines++ == 0) {
             apy_buf_putc(&s->out, '"');
         }
-        apy_nb_render_string_body(&s->out, utf8, len);
+        apy__nb_render_string_body(&s->out, utf8, len);
         if (s->out.len >= SPILL_CHUNK) {
             spill(s);
         }
@@ -304,20 +303,20 @@ apy_nb_stream_finish(apy_nb_stream_t *s)
 }
 
 size_t
-apy_nb_stream_lines(const apy_nb_stream_t *s)
+apy__nb_stream_lines(const apy_nb_stream_t *s)
 {
     return s->nlines;
 }
 
 int
-apy_nb_stream_spill_fd(const apy_nb_stream_t *s, off_t *spilled)
+apy__nb_stream_spill_fd(const apy_nb_stream_t *s, off_t *spilled)
 {
     *spilled = s->fd >= 0 && s->base == 0 ? s->spilled : 0;
     return *spilled > 0 ? s->fd : -1;
 }
 
 void
-apy_nb_stream_moved(apy_nb_stream_t *s, off_t base)
+apy__nb_stream_moved(apy_nb_stream_t *s, off_t base)
 {
     s->base = base;
     if (base != 0) {
@@ -326,13 +325,13 @@ apy_nb_stream_moved(apy_nb_stream_t *s, off_t base)
 }
 
 int
-apy_nb_stream_copy_tail(const apy_nb_stream_t *s, int fd)
+apy__nb_stream_copy_tail(const apy_nb_stream_t *s, int fd)
 {
-    return apy_nb_write_all(fd, s->out.data, s->out.len);
+    return apy__nb_write_all(fd, s->out.data, s->out.len);
 }
 
 int
-apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem)
+apy__nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem)
 {
     char buf[1 << 16];
     off_t off = s->base;
@@ -371,7 +370,7 @@ apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem)
         }
         if (mem != NULL) {
             apy_buf_put(mem, buf, (size_t)got);
-        } else if ((got = apy_nb_write_all(fd, buf, (size_t)got)) < 0) {
+        } else if ((got = apy__nb_write_all(fd, buf, (size_t)got)) < 0) {
             return (int)got;
         }
         off += got;
@@ -380,5 +379,5 @@ apy_nb_stream_copy(const apy_nb_stream_t *s, int fd, apy_buf_t *mem)
         apy_buf_put(mem, s->out.data, s->out.len);
         return mem->failed ? -ENOMEM : 0;
     }
-    return apy_nb_write_all(fd, s->out.data, s->out.len);
+    return apy__nb_write_all(fd, s->out.data, s->out.len);
 }

@@ -165,17 +165,17 @@ check_link_rule(const char *link, const struct stat *lst, const char *shown,
 
     strcpy(dir, link);
     if (stat(dirname(dir), &dst) < 0) {
-        return apy_nb_fail(-errno, err, errlen, "cannot write %s: %s", shown,
-                           strerror(errno));
+        return apy__nb_fail(-errno, err, errlen, "cannot write %s: %s", shown,
+                            strerror(errno));
     }
     if ((dst.st_mode & S_ISVTX) && (dst.st_mode & S_IWOTH)
         && lst->st_uid != geteuid() && lst->st_uid != dst.st_uid) {
-        return apy_nb_fail(-EACCES, err, errlen,
-                           "cannot write %s: it is a symlink owned by "
-                           "another user in a sticky world-writable "
-                           "directory (the kernel's protected_symlinks "
-                           "rule)",
-                           shown);
+        return apy__nb_fail(-EACCES, err, errlen,
+                            "cannot write %s: it is a symlink owned by "
+                            "another user in a sticky world-writable "
+                            "directory (the kernel's protected_symlinks "
+                            "rule)",
+                            shown);
     }
     return 0;
 }
@@ -199,8 +199,8 @@ follow_links(const char *path, const char *shown, char *final,
     *magic = 0;
     *st_ok = 0;
     if (strlen(path) >= PATH_MAX) {
-        return apy_nb_fail(-ENAMETOOLONG, err, errlen, "cannot write %s: %s",
-                           shown, strerror(ENAMETOOLONG));
+        return apy__nb_fail(-ENAMETOOLONG, err, errlen, "cannot write %s: %s",
+                            shown, strerror(ENAMETOOLONG));
     }
     strcpy(final, path);
     for (hops = 0;; hops++) {
@@ -208,8 +208,8 @@ follow_links(const char *path, const char *shown, char *final,
             if (errno == ENOENT) {
                 return 0;
             }
-            return apy_nb_fail(-errno, err, errlen, "cannot write %s: %s",
-                               shown, strerror(errno));
+            return apy__nb_fail(-errno, err, errlen, "cannot write %s: %s",
+                                shown, strerror(errno));
         }
         strcpy(dir, final);
         dirname(dir);
@@ -221,32 +221,32 @@ follow_links(const char *path, const char *shown, char *final,
             break;
         }
         if (hops >= 40) {
-            return apy_nb_fail(-ELOOP, err, errlen, "cannot write %s: %s",
-                               shown, strerror(ELOOP));
+            return apy__nb_fail(-ELOOP, err, errlen, "cannot write %s: %s",
+                                shown, strerror(ELOOP));
         }
         if ((rc = check_link_rule(final, &lst, shown, err, errlen)) < 0) {
             return rc;
         }
         n = readlink(final, next, sizeof(next) - 1);
         if (n < 0) {
-            return apy_nb_fail(-errno, err, errlen, "cannot write %s: %s",
-                               shown, strerror(errno));
+            return apy__nb_fail(-errno, err, errlen, "cannot write %s: %s",
+                                shown, strerror(errno));
         }
         next[n] = '\0';
         if (next[0] == '/') {
             strcpy(final, next);
         } else if ((size_t)snprintf(final, PATH_MAX, "%s/%s", dir, next)
                    >= PATH_MAX) {
-            return apy_nb_fail(-ENAMETOOLONG, err, errlen,
-                               "cannot write %s: %s", shown,
-                               strerror(ENAMETOOLONG));
+            return apy__nb_fail(-ENAMETOOLONG, err, errlen,
+                                "cannot write %s: %s", shown,
+                                strerror(ENAMETOOLONG));
         }
     }
     if (stat(final, st) == 0) {
         *st_ok = 1;
     } else if (errno != ENOENT) {
-        return apy_nb_fail(-errno, err, errlen, "cannot write %s: %s", shown,
-                           strerror(errno));
+        return apy__nb_fail(-errno, err, errlen, "cannot write %s: %s", shown,
+                            strerror(errno));
     }
     return 0;
 }
@@ -270,8 +270,8 @@ apy_nb_target_open(const char *out_path, apy_nb_target_t *t, char *err,
             return rc;
         }
         if (st_ok && S_ISDIR(st.st_mode)) {
-            return apy_nb_fail(-EISDIR, err, errlen,
-                               "cannot write %s: is a directory", out_path);
+            return apy__nb_fail(-EISDIR, err, errlen,
+                                "cannot write %s: is a directory", out_path);
         }
         if (st_ok && fstat(STDOUT_FILENO, &out) == 0
             && out.st_dev == st.st_dev && out.st_ino == st.st_ino) {
@@ -297,7 +297,7 @@ apy_nb_target_open(const char *out_path, apy_nb_target_t *t, char *err,
     if (t->shown == NULL || (t->kind != APY_NB_TARGET_STDOUT
                              && t->path == NULL)) {
         apy_nb_target_close(t);
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     if (t->kind == APY_NB_TARGET_STDOUT) {
         /* The notebook gets the real stdout; fd 1 (what the cells print)
@@ -307,8 +307,8 @@ apy_nb_target_open(const char *out_path, apy_nb_target_t *t, char *err,
         if (t->fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
             rc = -errno;
             apy_nb_target_close(t);
-            return apy_nb_fail(rc, err, errlen, "cannot write %s: %s",
-                               out_path, strerror(-rc));
+            return apy__nb_fail(rc, err, errlen, "cannot write %s: %s",
+                                out_path, strerror(-rc));
         }
     }
     if (t->kind == APY_NB_TARGET_REPLACE) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Small pieces every file of the notebook layer uses: the one-line error
  * message into the caller's buffer, quoting for messages, and the number
- * and string helpers of reading and rendering. No global state: errors never go anywhere but `err`. */
+ * and string helpers of reading and rendering. No global state: errors
+ * never go anywhere but `err`. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 #include "nb_internal.h"
 
 int
-apy_nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+apy__nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -25,7 +26,7 @@ apy_nb_fail(int code, char *err, size_t errlen, const char *fmt, ...)
 }
 
 void
-apy_nb_quote(char *out, size_t outlen, const char *s, size_t len)
+apy__nb_quote(char *out, size_t outlen, const char *s, size_t len)
 {
     size_t o = 0, i;
     const size_t limit = 40;
@@ -50,7 +51,7 @@ apy_nb_quote(char *out, size_t outlen, const char *s, size_t len)
 
 
 size_t
-apy_nb_plain_prefix(const char *s, size_t len, int ascii_only)
+apy__nb_plain_prefix(const char *s, size_t len, int ascii_only)
 {
     const uint64_t ones = 0x0101010101010101ULL;
     const uint64_t highs = 0x8080808080808080ULL;
@@ -82,7 +83,7 @@ apy_nb_plain_prefix(const char *s, size_t len, int ascii_only)
 }
 
 int
-apy_nb_write_all(int fd, const void *data, size_t len)
+apy__nb_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
     ssize_t got;

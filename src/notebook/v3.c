@@ -2,14 +2,14 @@
 /* nbformat 3 -> nbformat 4.5, in place on an annotated cJSON tree, as
  * nbformat.v4.convert.upgrade does it: worksheets flattened, "input" ->
  * "source", "prompt_number" -> "execution_count", heading cells ->
- * markdown, v3 outputs -> v4 outputs. Nodes are moved, not copied, so the
- * line annotations the line map needs survive. The caller deletes the
- * tree, whatever happens here. */
+ * markdown, v3 outputs -> v4. Nodes are moved, not copied, so the line
+ * annotations survive. The caller deletes the tree, whatever happens. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "apyrun/buf.h"
 #include "nb_internal.h"
 
 /* Adds `item` to `obj` as `key`, after removing any member of that name;
@@ -20,7 +20,7 @@ put_member(cJSON *obj, const char *key, cJSON *item)
     if (item == NULL) {
         return -ENOMEM;
     }
-    cJSON_Delete(apy_nb_detach(obj, key));
+    cJSON_Delete(apy__nb_detach(obj, key));
     /* cJSON_AddItemToObject copies the key; an item moved from elsewhere
      * may still carry its old one. */
     if (item->string != NULL) {
@@ -98,7 +98,7 @@ to_mime_key(cJSON *d)
         return 0;
     }
     for (i = 0; i < sizeof(mime_map) / sizeof(mime_map[0]); i++) {
-        v = apy_nb_detach(d, mime_map[i][0]);
+        v = apy__nb_detach(d, mime_map[i][0]);
         if (v != NULL && (rc = put_member(d, mime_map[i][1], v)) < 0) {
             return rc;
         }
@@ -109,11 +109,11 @@ to_mime_key(cJSON *d)
 static int
 upgrade_output(cJSON *out)
 {
-    cJSON *type = apy_nb_get(out, "output_type"), *data, *c, *next, *json;
+    cJSON *type = apy__nb_get(out, "output_type"), *data, *c, *next, *json;
     int rc;
 
     if (is_string(type, "pyout") || is_string(type, "display_data")) {
-        if (apy_nb_get(out, "metadata") == NULL &&
+        if (apy__nb_get(out, "metadata") == NULL &&
             (rc = put_member(out, "metadata", cJSON_CreateObject())) < 0) {
             return rc;
         }
@@ -121,7 +121,7 @@ upgrade_output(cJSON *out)
             if ((rc = set_string(type, "execute_result")) < 0) {
                 return rc;
             }
-            c = apy_nb_detach(out, "prompt_number");
+            c = apy__nb_detach(out, "prompt_number");
             if ((rc = put_member(out, "execution_count",
                                  c ? c : cJSON_CreateNull())) < 0) {
                 return rc;
@@ -144,15 +144,15 @@ upgrade_output(cJSON *out)
         }
         if ((rc = put_member(out, "data", data)) < 0 ||
             (rc = to_mime_key(data)) < 0 ||
-            (rc = to_mime_key(apy_nb_get(out, "metadata"))) < 0) {
+            (rc = to_mime_key(apy__nb_get(out, "metadata"))) < 0) {
             return rc;
         }
         /* v3 kept JSON output as a string; v4 holds the value. One that
          * does not parse stays a string. */
-        c = apy_nb_get(data, "application/json");
+        c = apy__nb_get(data, "application/json");
         if (cJSON_IsString(c) &&
-            apy_nb_json_parse(c->valuestring, apy_nb_strlen(c), "json", &json,
-                              NULL, 0) == 0) {
+            apy__nb_json_parse(c->valuestring, apy__nb_strlen(c), "json",
+                               &json, NULL, 0) == 0) {
             if ((rc = put_member(data, "application/json", json)) < 0) {
                 return rc;
             }
@@ -163,9 +163,9 @@ upgrade_output(cJSON *out)
         return set_string(type, "error");
     }
     if (is_string(type, "stream")) {
-        c = apy_nb_detach(out, "stream");
+        c = apy__nb_detach(out, "stream");
         return put_member(out, "name",
-                          c ? c : apy_nb_new_string("stdout", 6, 0));
+                          c ? c : apy__nb_new_string("stdout", 6, 0));
     }
     return 0;
 }
@@ -198,8 +198,8 @@ strip_terminator(const char *s, size_t start, size_t end)
 static int
 upgrade_heading(cJSON *cell, size_t no, char *err, size_t errlen)
 {
-    cJSON *level = apy_nb_detach(cell, "level");
-    cJSON *src = apy_nb_get(cell, "source"), *node;
+    cJSON *level = apy__nb_detach(cell, "level");
+    cJSON *src = apy__nb_get(cell, "source"), *node;
     char *joined = NULL;
     size_t len = 0, start, end, i;
     double d = 1;
@@ -211,8 +211,8 @@ upgrade_heading(cJSON *cell, size_t no, char *err, size_t errlen)
         if (!cJSON_IsNumber(level) ||
             level->valuedouble != floor(level->valuedouble)) {
             cJSON_Delete(level);
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "cell %zu: 'level' must be an integer", no);
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "cell %zu: 'level' must be an integer", no);
         }
         d = level->valuedouble;
         cJSON_Delete(level);
@@ -222,13 +222,13 @@ upgrade_heading(cJSON *cell, size_t no, char *err, size_t errlen)
     hashes = d < 0 ? 0 : d > 64 ? 64 : (long)d;
     line = APY_NB_LINE(cell);
     if (src != NULL) {
-        rc = apy_nb_join_source(src, &joined, &len);
+        rc = apy__nb_join_source(src, &joined, &len);
         if (rc != 0) {
             return rc < 0 ? -ENOMEM
-                          : apy_nb_fail(-EINVAL, err, errlen,
-                                        "cell %zu: 'source' must be a "
-                                        "string or a list of strings",
-                                        no);
+                          : apy__nb_fail(-EINVAL, err, errlen,
+                                         "cell %zu: 'source' must be a "
+                                         "string or a list of strings",
+                                         no);
         }
         line = (cJSON_IsArray(src) && src->child) ? APY_NB_LINE(src->child)
                                                   : APY_NB_LINE(src);
@@ -238,7 +238,7 @@ upgrade_heading(cJSON *cell, size_t no, char *err, size_t errlen)
     }
     apy_buf_putc(&b, ' ');
     for (start = 0; start < len; start = end) {
-        end = apy_nb_splitline(joined, len, start);
+        end = apy__nb_splitline(joined, len, start);
         if (start > 0) {
             apy_buf_putc(&b, ' ');
         }
@@ -250,7 +250,7 @@ upgrade_heading(cJSON *cell, size_t no, char *err, size_t errlen)
         apy_buf_free(&b);
         return -ENOMEM;
     }
-    node = apy_nb_new_string(b.data, b.len, line);
+    node = apy__nb_new_string(b.data, b.len, line);
     apy_buf_free(&b);
     return put_member(cell, "source", node);
 }
@@ -262,41 +262,41 @@ upgrade_code(cJSON *cell, cJSON *meta, size_t no, char *err, size_t errlen)
     char q[64];
     int rc;
 
-    c = apy_nb_detach(cell, "language");
+    c = apy__nb_detach(cell, "language");
     if (c != NULL) {
         /* IJulia and IRkernel wrote their language into every v3 cell. */
-        if (cJSON_IsString(c) && !apy_nb_is_python(c->valuestring)) {
-            apy_nb_quote(q, sizeof(q), c->valuestring, apy_nb_strlen(c));
+        if (cJSON_IsString(c) && !apy__nb_is_python(c->valuestring)) {
+            apy__nb_quote(q, sizeof(q), c->valuestring, apy__nb_strlen(c));
             cJSON_Delete(c);
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "cell %zu: language is '%s', not Python", no,
-                               q);
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "cell %zu: language is '%s', not Python", no,
+                                q);
         }
         cJSON_Delete(c);
     }
-    c = apy_nb_detach(cell, "collapsed");
+    c = apy__nb_detach(cell, "collapsed");
     if (c != NULL && (rc = put_member(meta, "collapsed", c)) < 0) {
         return rc;
     }
-    c = apy_nb_detach(cell, "input");
+    c = apy__nb_detach(cell, "input");
     if (c == NULL) {
-        c = apy_nb_new_string("", 0, APY_NB_LINE(cell));
+        c = apy__nb_new_string("", 0, APY_NB_LINE(cell));
     } else if (!is_string_list(c)) {
         cJSON_Delete(c);
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cell %zu: 'input' must be a string or a list of "
-                           "strings",
-                           no);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cell %zu: 'input' must be a string or a list of "
+                            "strings",
+                            no);
     }
     if ((rc = put_member(cell, "source", c)) < 0) {
         return rc;
     }
-    c = apy_nb_detach(cell, "prompt_number");
+    c = apy__nb_detach(cell, "prompt_number");
     if ((rc = put_member(cell, "execution_count",
                          c ? c : cJSON_CreateNull())) < 0) {
         return rc;
     }
-    outputs = apy_nb_get(cell, "outputs");
+    outputs = apy__nb_get(cell, "outputs");
     if (outputs == NULL) {
         return put_member(cell, "outputs", cJSON_CreateArray());
     }
@@ -311,39 +311,39 @@ upgrade_code(cJSON *cell, cJSON *meta, size_t no, char *err, size_t errlen)
 }
 
 int
-apy_nb_upgrade_v3(cJSON *root, char *err, size_t errlen)
+apy__nb_upgrade_v3(cJSON *root, char *err, size_t errlen)
 {
     cJSON *ws, *w, *wc, *cells, *c, *meta, *type;
     size_t k = 0, no = 0;
     int rc;
 
-    ws = apy_nb_get(root, "worksheets");
+    ws = apy__nb_get(root, "worksheets");
     if (ws == NULL) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "not a notebook: no 'worksheets' list "
-                           "(nbformat 3)");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "not a notebook: no 'worksheets' list "
+                            "(nbformat 3)");
     }
     if (!cJSON_IsArray(ws)) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "'worksheets' must be a list");
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "'worksheets' must be a list");
     }
     cells = cJSON_CreateArray();
     if (cells == NULL || put_member(root, "cells", cells) < 0) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     APY_NB_LINE(cells) = APY_NB_LINE(ws);
     /* In the unlikely event of several worksheets, nbformat flattens
      * them: so does this, numbering cells across them. */
     for (w = ws->child; w != NULL; w = w->next) {
         k++;
-        wc = apy_nb_get(w, "cells");
+        wc = apy__nb_get(w, "cells");
         if (!cJSON_IsObject(w) || wc == NULL) {
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "worksheet %zu: no 'cells' list", k);
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "worksheet %zu: no 'cells' list", k);
         }
         if (!cJSON_IsArray(wc)) {
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "worksheet %zu: 'cells' must be a list", k);
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "worksheet %zu: 'cells' must be a list", k);
         }
         while ((c = wc->child) != NULL) {
             cJSON_DetachItemViaPointer(wc, c);
@@ -352,19 +352,19 @@ apy_nb_upgrade_v3(cJSON *root, char *err, size_t errlen)
             if (!cJSON_IsObject(c)) {
                 continue; /* read_cell names it */
             }
-            meta = apy_nb_get(c, "metadata");
+            meta = apy__nb_get(c, "metadata");
             if (meta == NULL) {
                 meta = cJSON_CreateObject();
                 if ((rc = put_member(c, "metadata", meta)) < 0) {
-                    return apy_nb_fail(rc, err, errlen, "out of memory");
+                    return apy__nb_fail(rc, err, errlen, "out of memory");
                 }
             }
             if (!cJSON_IsObject(meta)) {
-                return apy_nb_fail(-EINVAL, err, errlen,
-                                   "cell %zu: 'metadata' must be an object",
-                                   no);
+                return apy__nb_fail(-EINVAL, err, errlen,
+                                    "cell %zu: 'metadata' must be an object",
+                                    no);
             }
-            type = apy_nb_get(c, "cell_type");
+            type = apy__nb_get(c, "cell_type");
             rc = 0;
             if (is_string(type, "code")) {
                 rc = upgrade_code(c, meta, no, err, errlen);
@@ -377,24 +377,24 @@ apy_nb_upgrade_v3(cJSON *root, char *err, size_t errlen)
                 rc = set_string(type, "markdown");
             }
             if (rc == -ENOMEM) {
-                return apy_nb_fail(rc, err, errlen, "out of memory");
+                return apy__nb_fail(rc, err, errlen, "out of memory");
             }
             if (rc < 0) {
                 return rc;
             }
         }
     }
-    meta = apy_nb_get(root, "metadata");
+    meta = apy__nb_get(root, "metadata");
     if (cJSON_IsObject(meta)) {
-        cJSON_Delete(apy_nb_detach(meta, "name"));
-        cJSON_Delete(apy_nb_detach(meta, "signature"));
+        cJSON_Delete(apy__nb_detach(meta, "name"));
+        cJSON_Delete(apy__nb_detach(meta, "signature"));
     }
-    cJSON_Delete(apy_nb_detach(root, "worksheets"));
-    cJSON_Delete(apy_nb_detach(root, "orig_nbformat"));
-    cJSON_Delete(apy_nb_detach(root, "orig_nbformat_minor"));
-    if (put_member(root, "nbformat", apy_nb_new_int(4)) < 0 ||
-        put_member(root, "nbformat_minor", apy_nb_new_int(5)) < 0) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    cJSON_Delete(apy__nb_detach(root, "worksheets"));
+    cJSON_Delete(apy__nb_detach(root, "orig_nbformat"));
+    cJSON_Delete(apy__nb_detach(root, "orig_nbformat_minor"));
+    if (put_member(root, "nbformat", apy__nb_new_int(4)) < 0 ||
+        put_member(root, "nbformat_minor", apy__nb_new_int(5)) < 0) {
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     return 0;
 }

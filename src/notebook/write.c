@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apyrun/buf.h"
 #include "nb_internal.h"
 
 static int
@@ -125,7 +126,7 @@ static void
 put_key(apy_buf_t *b, int level, const char *key)
 {
     apy_buf_indent(b, level);
-    apy_nb_render_string(b, key, strlen(key));
+    apy__nb_render_string(b, key, strlen(key));
     apy_buf_put(b, ": ", 2);
 }
 
@@ -136,7 +137,7 @@ render_member(int level, const char *key, const cJSON *value, size_t *len)
     apy_buf_t b = {0};
 
     put_key(&b, level, key);
-    apy_nb_render_value(&b, value, level);
+    apy__nb_render_value(&b, value, level);
     return apy_buf_take(&b, len);
 }
 
@@ -150,7 +151,7 @@ add_members(apy_nb_pieces_t *p, const cJSON *obj, int level)
     size_t n, i, len;
     int rc;
 
-    if ((rc = apy_nb_sorted_members(obj, &items, &n)) < 0) {
+    if ((rc = apy__nb_sorted_members(obj, &items, &n)) < 0) {
         return rc;
     }
     for (i = 0; i < n && rc == 0; i++) {
@@ -204,21 +205,21 @@ render_source(const cJSON *src, size_t *len)
     char *joined = NULL;
     size_t n = 0;
 
-    if (src != NULL && apy_nb_join_source(src, &joined, &n) < 0) {
+    if (src != NULL && apy__nb_join_source(src, &joined, &n) < 0) {
         return NULL;
     }
     put_key(&b, APY_NB_MEMBER_LEVEL, "source");
-    apy_nb_render_lines(&b, joined ? joined : "", n, APY_NB_MEMBER_LEVEL);
+    apy__nb_render_lines(&b, joined ? joined : "", n, APY_NB_MEMBER_LEVEL);
     free(joined);
     return apy_buf_take(&b, len);
 }
 
 int
-apy_nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj)
+apy__nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj)
 {
     apy_nb_cell_t *cell = &nb->cells[index];
     apy_nb_wcell_t *w;
-    cJSON *meta = apy_nb_get(obj, "metadata");
+    cJSON *meta = apy__nb_get(obj, "metadata");
     const cJSON *c, **items;
     char *text;
     size_t len, n, i;
@@ -231,16 +232,17 @@ apy_nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj)
     cell->w = w;
     /* nbformat's strip_transient, then rejoin_lines + split_lines. */
     if (cJSON_IsObject(meta)) {
-        cJSON_Delete(apy_nb_detach(meta, "trusted"));
+        cJSON_Delete(apy__nb_detach(meta, "trusted"));
     }
-    if ((code && (rc = apy_nb_fix_outputs(apy_nb_get(obj, "outputs"))) < 0) ||
-        (rc = apy_nb_fix_attachments(apy_nb_get(obj, "attachments"))) < 0) {
+    if ((code &&
+         (rc = apy__nb_fix_outputs(apy__nb_get(obj, "outputs"))) < 0) ||
+        (rc = apy__nb_fix_attachments(apy__nb_get(obj, "attachments"))) < 0) {
         return rc;
     }
     /* Members come sorted and unique, so that every piece is appended:
      * inserting them in document order would cost O(n^2) for a cell with
      * a huge metadata object. */
-    if ((rc = apy_nb_sorted_members(obj, &items, &n)) < 0) {
+    if ((rc = apy__nb_sorted_members(obj, &items, &n)) < 0) {
         return rc;
     }
     for (i = 0; i < n && rc == 0; i++) {
@@ -249,7 +251,10 @@ apy_nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj)
             text = render_source(c, &len);
         } else if (code && strcmp(c->string, "metadata") == 0) {
             rc = add_members(&w->meta, c, APY_NB_META_LEVEL);
-            text = rc == 0 ? render_meta(&w->meta, &len) : NULL;
+            if (rc < 0) {
+                break;
+            }
+            text = render_meta(&w->meta, &len);
         } else {
             text = render_member(APY_NB_MEMBER_LEVEL, c->string, c, &len);
         }
@@ -292,12 +297,12 @@ apy_nb_wcell_build(apy_notebook_t *nb, size_t index, cJSON *obj)
 }
 
 int
-apy_nb_wdoc_build(apy_notebook_t *nb, cJSON *root)
+apy__nb_wdoc_build(apy_notebook_t *nb, cJSON *root)
 {
     apy_nb_wdoc_t *w;
     apy_nb_pieces_t top = {0};
     apy_buf_t head = {0}, tail = {0};
-    cJSON *meta = apy_nb_get(root, "metadata");
+    cJSON *meta = apy__nb_get(root, "metadata");
     char *text, num[32];
     size_t len, i;
     int rc = -ENOMEM, before = 0;
@@ -308,9 +313,9 @@ apy_nb_wdoc_build(apy_notebook_t *nb, cJSON *root)
     }
     nb->w = w;
     if (cJSON_IsObject(meta)) {
-        cJSON_Delete(apy_nb_detach(meta, "orig_nbformat"));
-        cJSON_Delete(apy_nb_detach(meta, "orig_nbformat_minor"));
-        cJSON_Delete(apy_nb_detach(meta, "signature"));
+        cJSON_Delete(apy__nb_detach(meta, "orig_nbformat"));
+        cJSON_Delete(apy__nb_detach(meta, "orig_nbformat_minor"));
+        cJSON_Delete(apy__nb_detach(meta, "signature"));
     }
     if ((rc = add_members(&top, root, 1)) < 0) {
         goto done;
@@ -353,7 +358,7 @@ done:
 }
 
 void
-apy_nb_wcell_free(apy_nb_wcell_t *w)
+apy__nb_wcell_free(apy_nb_wcell_t *w)
 {
     if (w == NULL) {
         return;
@@ -365,7 +370,7 @@ apy_nb_wcell_free(apy_nb_wcell_t *w)
 }
 
 void
-apy_nb_wdoc_free(apy_nb_wdoc_t *w)
+apy__nb_wdoc_free(apy_nb_wdoc_t *w)
 {
     if (w == NULL) {
         return;
@@ -453,7 +458,7 @@ assign_id(apy_notebook_t *nb, size_t index, idset_t *set)
         }
     }
     put_key(&b, APY_NB_MEMBER_LEVEL, "id");
-    apy_nb_render_string(&b, id, strlen(id));
+    apy__nb_render_string(&b, id, strlen(id));
     text = apy_buf_take(&b, &len);
     if (pieces_add(&cell->w->members, "id", text, len) < 0) {
         return -ENOMEM;
@@ -469,13 +474,13 @@ assign_id(apy_notebook_t *nb, size_t index, idset_t *set)
 }
 
 int
-apy_nb_assign_id(apy_notebook_t *nb, size_t index)
+apy__nb_assign_id(apy_notebook_t *nb, size_t index)
 {
     return assign_id(nb, index, NULL);
 }
 
 int
-apy_nb_assign_ids(apy_notebook_t *nb)
+apy__nb_assign_ids(apy_notebook_t *nb)
 {
     idset_t set;
     size_t i;
@@ -511,9 +516,9 @@ static const char *const output_types[] = {"stream", "display_data",
 static int
 is_hole(const cJSON *o)
 {
-    const cJSON *t = apy_nb_get(o, "output_type");
+    const cJSON *t = apy__nb_get(o, "output_type");
     return strcmp(t->valuestring, "stream") == 0
-           && cJSON_IsNull(apy_nb_get(o, "text"));
+           && cJSON_IsNull(apy__nb_get(o, "text"));
 }
 
 /* Cuts the places of big data values out of the output rendered at
@@ -533,7 +538,7 @@ cut_values(apy_buf_t *b, size_t start, const apy_nb_result_t *res,
     int rc = 0;
 
     /* The tag as rendered: a quote, then its escaped text. */
-    apy_nb_render_string(&tag, res->value_tag, strlen(res->value_tag));
+    apy__nb_render_string(&tag, res->value_tag, strlen(res->value_tag));
     if (tag.failed || tag.len < 2) {
         apy_buf_free(&tag);
         return -1;
@@ -550,13 +555,13 @@ cut_values(apy_buf_t *b, size_t start, const apy_nb_result_t *res,
         }
         cut = (size_t)(at - b->data);
         stop = (size_t)(end + 1 - b->data);
-        if (apy_nb_stream_split(res->streams[*k])) {
+        if (apy__nb_stream_split(res->streams[*k])) {
             /* "[\n" INDENT "tag" "\n" INDENT "]": the stream writes the
              * lines with their indent; no lines at all are "[]". */
             while (cut > start && b->data[cut - 1] == ' ') {
                 cut--;
             }
-            if (apy_nb_stream_lines(res->streams[*k]) == 0) {
+            if (apy__nb_stream_lines(res->streams[*k]) == 0) {
                 while (cut > start && b->data[cut - 1] != '[') {
                     cut--;
                 }
@@ -568,7 +573,7 @@ cut_values(apy_buf_t *b, size_t start, const apy_nb_result_t *res,
         memmove(b->data + cut, b->data + stop, b->len - stop);
         b->len -= stop - cut;
         holes[*k].off = cut;
-        holes[*k].stream = apy_nb_stream_ref(res->streams[*k]);
+        holes[*k].stream = apy__nb_stream_ref(res->streams[*k]);
         (*k)++;
         from = cut;
     }
@@ -593,7 +598,7 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
     *nholes = 0;
     if (res->nstreams > 0
         && (*holes = calloc(res->nstreams, sizeof(**holes))) == NULL) {
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     put_key(&b, APY_NB_MEMBER_LEVEL, "outputs");
     apy_buf_put(&b, tree->child ? "[" : "[]", tree->child ? 1 : 2);
@@ -602,33 +607,33 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
         apy_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
         if (!is_hole(o)) {
             size_t start = b.len;
-            apy_nb_render_value(&b, o, APY_NB_MEMBER_LEVEL + 1);
+            apy__nb_render_value(&b, o, APY_NB_MEMBER_LEVEL + 1);
             if (res->value_tag != NULL
                 && cut_values(&b, start, res, *holes, &k) < 0) {
                 apy_buf_free(&b);
                 holes_free(*holes, k);
                 *holes = NULL;
-                return apy_nb_fail(-EINVAL, err, errlen,
-                                   "outputs: a big value out of order");
+                return apy__nb_fail(-EINVAL, err, errlen,
+                                    "outputs: a big value out of order");
             }
             continue;
         }
-        name = apy_nb_get(o, "name");
+        name = apy__nb_get(o, "name");
         if (k == res->nstreams || !cJSON_IsString(name)) {
             apy_buf_free(&b);
             holes_free(*holes, k);
             *holes = NULL;
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "outputs: a stream with no text or name");
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "outputs: a stream with no text or name");
         }
         apy_buf_puts(&b, "{\n");
         put_key(&b, APY_NB_MEMBER_LEVEL + 2, "name");
-        apy_nb_render_string(&b, name->valuestring, apy_nb_strlen(name));
+        apy__nb_render_string(&b, name->valuestring, apy__nb_strlen(name));
         apy_buf_puts(&b, ",\n");
         put_key(&b, APY_NB_MEMBER_LEVEL + 2, "output_type");
         apy_buf_puts(&b, "\"stream\",\n");
         put_key(&b, APY_NB_MEMBER_LEVEL + 2, "text");
-        if (apy_nb_stream_lines(res->streams[k]) == 0) {
+        if (apy__nb_stream_lines(res->streams[k]) == 0) {
             apy_buf_puts(&b, "[]\n");
         } else {
             apy_buf_puts(&b, "[\n");
@@ -637,7 +642,7 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
             apy_buf_indent(&b, APY_NB_MEMBER_LEVEL + 2);
             apy_buf_puts(&b, "]\n");
         }
-        (*holes)[k].stream = apy_nb_stream_ref(res->streams[k]);
+        (*holes)[k].stream = apy__nb_stream_ref(res->streams[k]);
         k++;
         apy_buf_indent(&b, APY_NB_MEMBER_LEVEL + 1);
         apy_buf_putc(&b, '}');
@@ -653,7 +658,7 @@ render_with_holes(const cJSON *tree, const apy_nb_result_t *res,
         holes_free(*holes, k);
         *holes = NULL;
         *nholes = 0;
-        return apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
     return 0;
 }
@@ -673,25 +678,25 @@ render_outputs(const apy_nb_result_t *res, char **text, size_t *len,
     *nholes = 0;
     if (res->outputs == NULL) {
         *text = render_literal(APY_NB_MEMBER_LEVEL, "outputs", "[]", len);
-        return *text ? 0 : apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+        return *text ? 0 : apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
     }
-    rc = apy_nb_json_parse(res->outputs, res->outputs_len,
-                           "outputs: not valid JSON", &tree, err, errlen);
+    rc = apy__nb_json_parse(res->outputs, res->outputs_len,
+                            "outputs: not valid JSON", &tree, err, errlen);
     if (rc < 0) {
         return rc;
     }
     if (!cJSON_IsArray(tree)) {
-        rc = apy_nb_fail(-EINVAL, err, errlen, "outputs: not a JSON list");
+        rc = apy__nb_fail(-EINVAL, err, errlen, "outputs: not a JSON list");
         goto done;
     }
     for (o = tree->child; o != NULL; o = o->next) {
         k++;
-        t = apy_nb_get(o, "output_type");
+        t = apy__nb_get(o, "output_type");
         if (!cJSON_IsObject(o) || !cJSON_IsString(t)) {
-            rc = apy_nb_fail(-EINVAL, err, errlen,
-                             "outputs: output %zu is not an object with "
-                             "a string 'output_type'",
-                             k);
+            rc = apy__nb_fail(-EINVAL, err, errlen,
+                              "outputs: output %zu is not an object with "
+                              "a string 'output_type'",
+                              k);
             goto done;
         }
         for (i = 0; i < sizeof(output_types) / sizeof(output_types[0]); i++) {
@@ -701,16 +706,16 @@ render_outputs(const apy_nb_result_t *res, char **text, size_t *len,
         }
         if (i == sizeof(output_types) / sizeof(output_types[0])) {
             char q[64];
-            apy_nb_quote(q, sizeof(q), t->valuestring, apy_nb_strlen(t));
-            rc = apy_nb_fail(-EINVAL, err, errlen,
-                             "outputs: output %zu: unknown output_type "
-                             "'%s'",
-                             k, q);
+            apy__nb_quote(q, sizeof(q), t->valuestring, apy__nb_strlen(t));
+            rc = apy__nb_fail(-EINVAL, err, errlen,
+                              "outputs: output %zu: unknown output_type "
+                              "'%s'",
+                              k, q);
             goto done;
         }
     }
-    if (apy_nb_fix_outputs(tree) < 0) {
-        rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    if (apy__nb_fix_outputs(tree) < 0) {
+        rc = apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
         goto done;
     }
     rc = render_with_holes(tree, res, text, len, holes, nholes, err, errlen);
@@ -743,21 +748,21 @@ render_timing(const apy_nb_result_t *res, char **text, size_t *len, char *err,
         if (vals[i] == NULL) {
             continue;
         }
-        if (!apy_nb_utf8_valid(vals[i], strlen(vals[i]))) {
+        if (!apy__nb_utf8_valid(vals[i], strlen(vals[i]))) {
             apy_buf_free(&b);
-            return apy_nb_fail(-EINVAL, err, errlen,
-                               "timestamp '%s' is not valid UTF-8", keys[i]);
+            return apy__nb_fail(-EINVAL, err, errlen,
+                                "timestamp '%s' is not valid UTF-8", keys[i]);
         }
         apy_buf_puts(&b, first ? "\n" : ",\n");
         first = 0;
         put_key(&b, APY_NB_META_LEVEL + 1, keys[i]);
-        apy_nb_render_string(&b, vals[i], strlen(vals[i]));
+        apy__nb_render_string(&b, vals[i], strlen(vals[i]));
     }
     apy_buf_putc(&b, '\n');
     apy_buf_indent(&b, APY_NB_META_LEVEL);
     apy_buf_putc(&b, '}');
     *text = apy_buf_take(&b, len);
-    return *text ? 0 : apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    return *text ? 0 : apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
 }
 
 int
@@ -775,19 +780,19 @@ apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res, char *err,
     int rc;
 
     if (res->cell >= nb->ncells) {
-        return apy_nb_fail(-ERANGE, err, errlen, "no cell %zu (of %zu)",
-                           res->cell + 1, nb->ncells);
+        return apy__nb_fail(-ERANGE, err, errlen, "no cell %zu (of %zu)",
+                            res->cell + 1, nb->ncells);
     }
     cell = &nb->cells[res->cell];
     w = cell->w;
     if (cell->kind != APY_NB_CODE) {
-        return apy_nb_fail(-EINVAL, err, errlen, "cell %zu is not a code cell",
-                           res->cell + 1);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cell %zu is not a code cell", res->cell + 1);
     }
     if (res->execution_count < 0 && res->execution_count != APY_NB_NO_COUNT) {
-        return apy_nb_fail(-EINVAL, err, errlen,
-                           "cell %zu: execution_count %ld is negative",
-                           res->cell + 1, res->execution_count);
+        return apy__nb_fail(-EINVAL, err, errlen,
+                            "cell %zu: execution_count %ld is negative",
+                            res->cell + 1, res->execution_count);
     }
     /* Prepare everything that can fail; the commit below cannot. */
     if ((rc = render_outputs(res, &out_text, &out_len, &holes, &nholes, err,
@@ -859,7 +864,7 @@ apy_nb_set_result(apy_notebook_t *nb, const apy_nb_result_t *res, char *err,
     return 0;
 
 nomem:
-    rc = apy_nb_fail(-ENOMEM, err, errlen, "out of memory");
+    rc = apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
 fail:
     holes_free(holes, nholes);
     free(out_text);

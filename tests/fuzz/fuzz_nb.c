@@ -14,6 +14,7 @@
 
 #include "apyrun/notebook.h"
 #include "fuzz.h"
+#include "nb_internal.h" /* apy__nb_render */
 
 static const char base_nb[] =
     "{\"cells\": [{\"cell_type\": \"code\", \"source\": \"x = 1\"}], "
@@ -124,7 +125,7 @@ round_trip(const apy_notebook_t *nb)
     size_t len, len2;
     int rc;
 
-    REQUIRE(apy_nb_render(nb, &out, &len, err, sizeof(err)) == 0);
+    REQUIRE(apy__nb_render(nb, &out, &len, err, sizeof(err)) == 0);
     rc = apy_nb_parse(out, len, NULL, &again, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "fuzz_nb: written notebook does not parse: %s\n%s\n",
@@ -133,7 +134,7 @@ round_trip(const apy_notebook_t *nb)
     }
     same_cells(nb, &again);
     check_exact_line_map(&again);
-    REQUIRE(apy_nb_render(&again, &out2, &len2, err, sizeof(err)) == 0);
+    REQUIRE(apy__nb_render(&again, &out2, &len2, err, sizeof(err)) == 0);
     REQUIRE(len == len2 && memcmp(out, out2, len) == 0);
     free(out2);
     apy_nb_free(&again);
@@ -172,7 +173,7 @@ exercise_notebook(apy_notebook_t *nb)
     REQUIRE(apy_nb_remove_cell(nb, nb->ncells - 1) == 0);
     if (i == nb->ncells) {
         /* No result was set: removing the inserted cell restores it. */
-        REQUIRE(apy_nb_render(nb, &after, &len, err, sizeof(err)) == 0);
+        REQUIRE(apy__nb_render(nb, &after, &len, err, sizeof(err)) == 0);
         REQUIRE(strcmp(before, after) == 0);
         free(after);
     }

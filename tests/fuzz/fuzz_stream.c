@@ -42,7 +42,7 @@ render_with(apy_notebook_t *nb, const char *outputs, size_t len,
     res.nstreams = st != NULL;
     res.value_tag = TAG;
     REQUIRE(apy_nb_set_result(nb, &res, err, sizeof(err)) == 0);
-    REQUIRE(apy_nb_render(nb, &out, &outlen, err, sizeof(err)) == 0);
+    REQUIRE(apy__nb_render(nb, &out, &outlen, err, sizeof(err)) == 0);
     return out;
 }
 
@@ -79,9 +79,9 @@ check_value(apy_notebook_t *nb, const char *mime, int split,
         apy_buf_puts(&json, mime);
         apy_buf_puts(&json, "\": ");
         if (tagged) {
-            apy_nb_render_string(&json, TAG "0", strlen(TAG "0"));
+            apy__nb_render_string(&json, TAG "0", strlen(TAG "0"));
         } else {
-            apy_nb_render_string(&json, text, len);
+            apy__nb_render_string(&json, text, len);
         }
         apy_buf_puts(&json, ", \"z/z\": \"after\"}}]");
         REQUIRE(!json.failed);
@@ -113,7 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512], *whole, *streamed;
     size_t step;
 
-    if (size < 1 || !apy_nb_utf8_valid((const char *)data + 1, size - 1)) {
+    if (size < 1 || !apy__nb_utf8_valid((const char *)data + 1, size - 1)) {
         return 0;
     }
     step = (size_t)(data[0] % 16) + 1;
@@ -124,7 +124,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          sizeof(err)) == 0);
     apy_buf_puts(&json, "[{\"output_type\": \"stream\", "
                            "\"name\": \"stdout\", \"text\": ");
-    apy_nb_render_string(&json, text, len);
+    apy__nb_render_string(&json, text, len);
     apy_buf_puts(&json, "}]");
     REQUIRE(!json.failed);
     whole = render_with(&nb, json.data, json.len, NULL);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "apyrun/notebook.h"
+#include "nb_internal.h" /* apy__nb_render, apy__nb_stream_lines */
 
 #ifndef APY_NB_FIXTURES
 #define APY_NB_FIXTURES "fixtures"
@@ -172,7 +173,7 @@ render(const apy_notebook_t *nb)
     char *out;
     size_t len;
 
-    CHECK(apy_nb_render(nb, &out, &len, err, sizeof(err)) == 0);
+    CHECK(apy__nb_render(nb, &out, &len, err, sizeof(err)) == 0);
     CHECK(strlen(out) == len);
     return out;
 }
@@ -1410,7 +1411,7 @@ TEST_CASE(stream_renders_as_text)
         res.outputs = json.data;
         res.outputs_len = json.len;
         CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
-        CHECK_INT(apy_nb_render(&nb, &whole, &len, err, sizeof(err)), 0);
+        CHECK_INT(apy__nb_render(&nb, &whole, &len, err, sizeof(err)), 0);
 
         apy_nb_stream_t *st = apy_nb_stream_new(NULL);
         CHECK(st != NULL);
@@ -1430,7 +1431,7 @@ TEST_CASE(stream_renders_as_text)
         res.nstreams = 1;
         CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
         apy_nb_stream_unref(st); /* the cell keeps its own reference */
-        CHECK_INT(apy_nb_render(&nb, &streamed, &len, err, sizeof(err)), 0);
+        CHECK_INT(apy__nb_render(&nb, &streamed, &len, err, sizeof(err)), 0);
         CHECK_STR(streamed, whole);
         free(whole);
         free(streamed);
@@ -1462,7 +1463,7 @@ TEST_CASE(stream_spills_and_saves)
         CHECK_INT(apy_nb_stream_put(st, line, strlen(line)), 0);
     }
     CHECK_INT(apy_nb_stream_finish(st), 0);
-    CHECK_INT(apy_nb_stream_lines(st), 300000);
+    CHECK_INT(apy__nb_stream_lines(st), 300000);
     memset(&res, 0, sizeof(res));
     res.cell = 1;
     res.outputs = hole;
@@ -1473,7 +1474,7 @@ TEST_CASE(stream_spills_and_saves)
     apy_nb_stream_unref(st);
     snprintf(path, sizeof(path), "%s/out.ipynb", dir);
     CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), 0);
-    CHECK_INT(apy_nb_render(&nb, &out, &len, err, sizeof(err)), 0);
+    CHECK_INT(apy__nb_render(&nb, &out, &len, err, sizeof(err)), 0);
     saved = read_file(path, &got);
     CHECK_INT(got, len);
     CHECK(memcmp(saved, out, len) == 0);
@@ -1619,7 +1620,7 @@ TEST_CASE(target_saves_reuse_a_prefix)
         /* The old target became the next prefix (only the bytes new in
          * this save were copied into it). */
         swapped += t.prefix != NULL && temp_inode(dir) == target;
-        CHECK_INT(apy_nb_render(&nb, &out, &len, err, sizeof(err)), 0);
+        CHECK_INT(apy__nb_render(&nb, &out, &len, err, sizeof(err)), 0);
         saved = read_file(path, &got);
         CHECK_INT(got, len);
         CHECK(memcmp(saved, out, len) == 0);
