@@ -127,21 +127,15 @@ typedef struct {
     const char *idle;          /* "iopub.status.idle" */
 } apy_nb_result_t;
 
-/* Reads and parses the notebook at `path` (see apy_nb_parse). Returns 0,
- * or: -ENOENT, -EACCES, -EISDIR... (the file cannot be read), -EFBIG
- * (over APY_NB_MAX_FILE_SIZE), -EINVAL (not a notebook apyrun can run),
- * -ENOMEM. On failure *nb is zeroed and err holds one line. */
-int apy_nb_load(const char *path, apy_notebook_t *nb, char *err,
-                size_t errlen);
-
-/* Parses `len` bytes of notebook JSON (need not be NUL-terminated; a
- * leading UTF-8 BOM is skipped). `path` is only copied into nb->path
- * (may be NULL). nbformat 4 (any minor) and 3 are read; a notebook whose
- * kernel language is not Python is rejected. Returns 0 with *nb filled
- * (free it with apy_nb_free), or -EINVAL / -ENOMEM with *nb zeroed and one
- * line in err, e.g. "not valid JSON: expected ',' or '}' (line 3, column
- * 7)", "cell 4: 'source' must be a string or a list of strings" (cells are
- * numbered from 1), "kernel language is 'R', not Python".
+/* Reads and parses the notebook at `path`. Returns 0 with *nb filled
+ * (free it with apy_nb_free), or: -ENOENT, -EACCES, -EISDIR... (the file
+ * cannot be read), -EFBIG (over APY_NB_MAX_FILE_SIZE), -EINVAL (not a
+ * notebook apyrun can run), -ENOMEM; on failure *nb is zeroed and err
+ * holds one line, e.g. "not valid JSON: expected ',' or '}' (line 3,
+ * column 7)", "cell 4: 'source' must be a string or a list of strings"
+ * (cells are numbered from 1), "kernel language is 'R', not Python".
+ * A leading UTF-8 BOM is skipped. nbformat 4 (any minor) and 3 are read;
+ * a notebook whose kernel language is not Python is rejected.
  * JSON is read strictly (RFC 8259) plus what Python's json accepts and
  * Jupyter may write: NaN, Infinity, -Infinity and numbers of any length.
  * Duplicate keys: the last one wins, as in Python's json. Rejected: invalid
@@ -149,8 +143,8 @@ int apy_nb_load(const char *path, apy_notebook_t *nb, char *err,
  * or in a field apyrun reads (source, cell_type, tags, id, kernel names),
  * nesting deeper than APY_NB_MAX_DEPTH. "\u0000" elsewhere (outputs,
  * metadata) is kept and written back. */
-int apy_nb_parse(const char *data, size_t len, const char *path,
-                 apy_notebook_t *nb, char *err, size_t errlen);
+int apy_nb_load(const char *path, apy_notebook_t *nb, char *err,
+                size_t errlen);
 
 /* Frees everything *nb owns and zeroes it; a zeroed nb is a no-op. */
 void apy_nb_free(apy_notebook_t *nb);
@@ -236,11 +230,6 @@ int apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
  * removed). A zeroed or closed target with fd -1 is a
  * no-op. */
 void apy_nb_target_close(apy_nb_target_t *t);
-
-/* apy_nb_target_open, apy_nb_target_save and apy_nb_target_close of
- * out_path in one call. */
-int apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
-                size_t errlen);
 
 /* Inserts a new code cell (papermill's injected-parameters cell) before
  * index `pos` (pos == ncells appends): source `source` (UTF-8, `len`

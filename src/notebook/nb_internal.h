@@ -137,7 +137,19 @@ cJSON *apy__nb_new_int(long v);
  * -EINVAL (wrong shape: err says what) or -ENOMEM. */
 int apy__nb_upgrade_v3(cJSON *root, char *err, size_t errlen);
 
-/* ---- Streams, saving and rendering: for this layer (and its tests) ---- */
+/* ---- Parsing, streams, saving and rendering: for this layer (and its
+ * tests and benchmark) ---- */
+
+/* Parses `len` bytes of notebook JSON (need not be NUL-terminated), as
+ * apy_nb_load does once it has read the file: the same results, the same
+ * messages. `path` is only copied into nb->path (may be NULL). */
+int apy__nb_parse(const char *data, size_t len, const char *path,
+                  apy_notebook_t *nb, char *err, size_t errlen);
+
+/* apy_nb_target_open, apy_nb_target_save and apy_nb_target_close of
+ * out_path in one call. */
+int apy__nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
+                 size_t errlen);
 
 /* Returns s with one more reference. */
 apy_nb_stream_t *apy__nb_stream_ref(apy_nb_stream_t *s);
@@ -146,15 +158,7 @@ size_t apy__nb_stream_lines(const apy_nb_stream_t *s);
 /* Returns 1 for lines, 0 for one string. */
 int apy__nb_stream_split(const apy_nb_stream_t *s);
 
-/* apy_nb_set_result() for each of results[0..nresults), then
- * apy_nb_save(). Stops at the first failure and returns its code. After
- * every cell, prefer set_result for that cell and save: this re-renders
- * every result passed. */
-int apy__nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
-                  size_t nresults, const char *out_path, char *err,
-                  size_t errlen);
-
-/* Renders the notebook as apy_nb_save would write it into a new
+/* Renders the notebook as apy__nb_save would write it into a new
  * NUL-terminated buffer *out (free() it) of *outlen bytes. Returns 0,
  * -EINVAL (nb was never parsed) or -ENOMEM. */
 int apy__nb_render(const apy_notebook_t *nb, char **out, size_t *outlen,

@@ -2,7 +2,7 @@
 /* .ipynb file -> apy_notebook_t: reading the file, checking the notebook's
  * shape and kernel language, and converting cells to owned structs with
  * their line maps. The cJSON tree is built, handed to the writer to
- * pre-render, and deleted here, at the one exit of apy_nb_parse. */
+ * pre-render, and deleted here, at the one exit of apy__nb_parse. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -460,8 +460,8 @@ is_blank(const char *s, size_t len)
 }
 
 int
-apy_nb_parse(const char *data, size_t len, const char *path,
-             apy_notebook_t *nb, char *err, size_t errlen)
+apy__nb_parse(const char *data, size_t len, const char *path,
+              apy_notebook_t *nb, char *err, size_t errlen)
 {
     cJSON *root = NULL, *cells, *c, *meta;
     size_t i, n;
@@ -710,7 +710,7 @@ apy_nb_load(const char *path, apy_notebook_t *nb, char *err, size_t errlen)
         return apy__nb_fail(-EINVAL, err, errlen, "the notebook is empty "
                             "(nothing was written to the FIFO)");
     }
-    rc = apy_nb_parse(data, len, path, nb, err, errlen);
+    rc = apy__nb_parse(data, len, path, nb, err, errlen);
     free(data);
     return rc;
 }

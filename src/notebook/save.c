@@ -688,8 +688,8 @@ apy_nb_target_save(const apy_notebook_t *nb, apy_nb_target_t *t,
 }
 
 int
-apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
-            size_t errlen)
+apy__nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
+             size_t errlen)
 {
     apy_nb_target_t t;
     int rc;
@@ -704,21 +704,6 @@ apy_nb_save(const apy_notebook_t *nb, const char *out_path, char *err,
         apy_nb_target_close(&t);
     }
     return rc;
-}
-
-int
-apy__nb_write(apy_notebook_t *nb, const apy_nb_result_t *results,
-              size_t nresults, const char *out_path, char *err, size_t errlen)
-{
-    size_t i;
-    int rc;
-
-    for (i = 0; i < nresults; i++) {
-        if ((rc = apy_nb_set_result(nb, &results[i], err, errlen)) < 0) {
-            return rc;
-        }
-    }
-    return apy_nb_save(nb, out_path, err, errlen);
 }
 
 void

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "apyrun/notebook.h"
+#include "nb_internal.h" /* apy__nb_parse, apy__nb_save */
 
 #define NCELLS 200
 #define IMAGE_BYTES (5 * 1024 * 1024)
@@ -94,7 +95,7 @@ make_notebook(size_t *len)
     return s;
 }
 
-/* Times one apy_nb_parse of text (freed here). */
+/* Times one apy__nb_parse of text (freed here). */
 static void
 time_once(const char *what, char *text, size_t len)
 {
@@ -102,7 +103,7 @@ time_once(const char *what, char *text, size_t len)
     char err[256];
     double t = now_ms();
 
-    if (apy_nb_parse(text, len, NULL, &nb, err, sizeof(err)) != 0) {
+    if (apy__nb_parse(text, len, NULL, &nb, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: %s\n", what, err);
         exit(1);
     }
@@ -191,7 +192,7 @@ main(int argc, char **argv)
         "2024-01-31T12:00:00.000000Z";
     for (r = 0; r < RUNS; r++) {
         t = now_ms();
-        if (apy_nb_parse(text, len, in_path, &nb, err, sizeof(err)) != 0) {
+        if (apy__nb_parse(text, len, in_path, &nb, err, sizeof(err)) != 0) {
             fprintf(stderr, "parse: %s\n", err);
             return 1;
         }
@@ -213,7 +214,7 @@ main(int argc, char **argv)
         set_t[r] = now_ms() - t;
 
         t = now_ms();
-        if (apy_nb_save(&nb, out_path, err, sizeof(err)) != 0) {
+        if (apy__nb_save(&nb, out_path, err, sizeof(err)) != 0) {
             fprintf(stderr, "save: %s\n", err);
             return 1;
         }

@@ -126,7 +126,7 @@ round_trip(const apy_notebook_t *nb)
     int rc;
 
     REQUIRE(apy__nb_render(nb, &out, &len, err, sizeof(err)) == 0);
-    rc = apy_nb_parse(out, len, NULL, &again, err, sizeof(err));
+    rc = apy__nb_parse(out, len, NULL, &again, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "fuzz_nb: written notebook does not parse: %s\n%s\n",
                 err, out);
@@ -188,8 +188,8 @@ exercise_outputs(const char *data, size_t size)
     char err[256];
     int rc;
 
-    REQUIRE(apy_nb_parse(base_nb, sizeof(base_nb) - 1, NULL, &nb, err,
-                         sizeof(err)) == 0);
+    REQUIRE(apy__nb_parse(base_nb, sizeof(base_nb) - 1, NULL, &nb, err,
+                          sizeof(err)) == 0);
     memset(&res, 0, sizeof(res));
     res.execution_count = APY_NB_NO_COUNT;
     res.outputs = data;
@@ -211,8 +211,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc;
 
     err[0] = '\0';
-    rc = apy_nb_parse((const char *)data, size, "fuzz.ipynb", &nb, err,
-                      sizeof(err));
+    rc = apy__nb_parse((const char *)data, size, "fuzz.ipynb", &nb, err,
+                       sizeof(err));
     if (rc == 0) {
         exercise_notebook(&nb);
         apy_nb_free(&nb);

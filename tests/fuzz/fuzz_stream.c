@@ -120,8 +120,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
 
-    REQUIRE(apy_nb_parse(base_nb, sizeof(base_nb) - 1, NULL, &nb, err,
-                         sizeof(err)) == 0);
+    REQUIRE(apy__nb_parse(base_nb, sizeof(base_nb) - 1, NULL, &nb, err,
+                          sizeof(err)) == 0);
     apy_buf_puts(&json, "[{\"output_type\": \"stream\", "
                            "\"name\": \"stdout\", \"text\": ");
     apy__nb_render_string(&json, text, len);

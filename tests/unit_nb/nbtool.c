@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "apyrun/notebook.h"
+#include "nb_internal.h" /* apy__nb_save */
 
 static int
 give_results(apy_notebook_t *nb, char *err, size_t errlen)
@@ -88,7 +89,7 @@ main(int argc, char **argv)
             rc = give_results(&nb, err, sizeof(err));
         }
         if (rc == 0) {
-            rc = apy_nb_save(&nb, argv[3], err, sizeof(err));
+            rc = apy__nb_save(&nb, argv[3], err, sizeof(err));
         }
         if (rc < 0) {
             fprintf(stderr, "%s\n", err);

@@ -95,7 +95,8 @@ static char err[512];
 static void
 parse_ok(const char *json, apy_notebook_t *nb)
 {
-    int rc = apy_nb_parse(json, strlen(json), "t.ipynb", nb, err, sizeof(err));
+    int rc =
+        apy__nb_parse(json, strlen(json), "t.ipynb", nb, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "parse failed (%d): %s\n", rc, err);
         exit(1);
@@ -119,7 +120,7 @@ parse_fails_n(const char *json, size_t len, int code, const char *msg,
               int line)
 {
     apy_notebook_t nb;
-    int rc = apy_nb_parse(json, len, "t.ipynb", &nb, err, sizeof(err));
+    int rc = apy__nb_parse(json, len, "t.ipynb", &nb, err, sizeof(err));
 
     if (rc != code || strcmp(err, msg) != 0) {
         fprintf(stderr,
@@ -694,7 +695,7 @@ kernel_case(const char *meta, const char *msg, int line)
     snprintf(json, sizeof(json),
              "{\"cells\": [], \"metadata\": %s, \"nbformat\": 4}", meta);
     if (msg == NULL) {
-        if (apy_nb_parse(json, strlen(json), NULL, &nb, err, sizeof(err)) !=
+        if (apy__nb_parse(json, strlen(json), NULL, &nb, err, sizeof(err)) !=
             0) {
             fprintf(stderr, "%s:%d: %s\n", __FILE__, line, err);
             exit(1);
@@ -1231,8 +1232,8 @@ TEST_CASE(load_streams)
     json[head - 2] = '"';
     json[head - 1] = '\001';
     memset(json + head, ' ', tail);
-    CHECK_INT(apy_nb_parse(json, head + tail, "t.ipynb", &nb, err,
-                           sizeof(err)), -EINVAL);
+    CHECK_INT(apy__nb_parse(json, head + tail, "t.ipynb", &nb, err,
+                            sizeof(err)), -EINVAL);
     char whole[sizeof(err)];
     strcpy(whole, err);
     CHECK_STR(whole, "not valid JSON: expected ',' or '}' (line 1, column "
@@ -1473,7 +1474,7 @@ TEST_CASE(stream_spills_and_saves)
     CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
     apy_nb_stream_unref(st);
     snprintf(path, sizeof(path), "%s/out.ipynb", dir);
-    CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), 0);
+    CHECK_INT(apy__nb_save(&nb, path, err, sizeof(err)), 0);
     CHECK_INT(apy__nb_render(&nb, &out, &len, err, sizeof(err)), 0);
     saved = read_file(path, &got);
     CHECK_INT(got, len);
@@ -1867,7 +1868,7 @@ TEST_CASE(save_new_file)
 
     load_ok(fixture("v4_5_standard.ipynb"), &nb);
     snprintf(path, sizeof(path), "%s/out.ipynb", dir);
-    CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), 0);
+    CHECK_INT(apy__nb_save(&nb, path, err, sizeof(err)), 0);
     out = render(&nb);
     saved = read_file(path, NULL);
     CHECK_STR(saved, out);
@@ -1903,13 +1904,13 @@ TEST_CASE(save_inplace_keeps_mode)
     res.execution_count = 1;
     CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
     snprintf(other, sizeof(other), "%s/other.ipynb", dir);
-    CHECK_INT(apy_nb_save(&nb, other, err, sizeof(err)), 0);
+    CHECK_INT(apy__nb_save(&nb, other, err, sizeof(err)), 0);
     in = read_file(path, NULL);
     CHECK_STR(in, before);
     free(in);
 
     /* --inplace: the input is replaced, its mode kept. */
-    CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), 0);
+    CHECK_INT(apy__nb_save(&nb, path, err, sizeof(err)), 0);
     after = read_file(path, NULL);
     CHECK(strcmp(after, before) != 0);
     CHECK(strstr(after, "   \"outputs\": [],\n   \"source\": [\n"
@@ -1939,7 +1940,7 @@ TEST_CASE(save_failure_keeps_old_file)
     CHECK(getrlimit(RLIMIT_FSIZE, &rl) == 0);
     rl.rlim_cur = 1000;
     CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
-    CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), -EFBIG);
+    CHECK_INT(apy__nb_save(&nb, path, err, sizeof(err)), -EFBIG);
     rl.rlim_cur = rl.rlim_max;
     CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
     {
@@ -1952,7 +1953,7 @@ TEST_CASE(save_failure_keeps_old_file)
     CHECK_INT(count_entries(dir), 1);
     free(before);
     /* And with room, the same save succeeds. */
-    CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), 0);
+    CHECK_INT(apy__nb_save(&nb, path, err, sizeof(err)), 0);
     CHECK_INT(count_entries(dir), 1);
     apy_nb_free(&nb);
     remove_dir(dir);
@@ -1965,10 +1966,10 @@ TEST_CASE(save_errors)
     char want[512];
 
     load_ok(fixture("no_cells.ipynb"), &nb);
-    CHECK_INT(apy_nb_save(&nb, dir, err, sizeof(err)), -EISDIR);
+    CHECK_INT(apy__nb_save(&nb, dir, err, sizeof(err)), -EISDIR);
     snprintf(want, sizeof(want), "cannot write %s: is a directory", dir);
     CHECK_STR(err, want);
-    CHECK_INT(apy_nb_save(&nb, "/nonexistent/dir/x.ipynb", err, sizeof(err)),
+    CHECK_INT(apy__nb_save(&nb, "/nonexistent/dir/x.ipynb", err, sizeof(err)),
               -ENOENT);
     CHECK_STR(err, "cannot write /nonexistent/dir/x.ipynb: No such file or "
                    "directory");
@@ -1989,7 +1990,7 @@ TEST_CASE(save_through_symlink)
     write_file(real, "old");
     CHECK(symlink("real.ipynb", link) == 0);
     load_ok(fixture("no_cells.ipynb"), &nb);
-    CHECK_INT(apy_nb_save(&nb, link, err, sizeof(err)), 0);
+    CHECK_INT(apy__nb_save(&nb, link, err, sizeof(err)), 0);
     CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
     saved = read_file(real, NULL);
     out = render(&nb);
@@ -2029,7 +2030,7 @@ TEST_CASE(write_many_saves)
         res.outputs_len = strlen(outputs);
         res.busy = res.idle = ts;
         CHECK_INT(apy_nb_set_result(&nb, &res, err, sizeof(err)), 0);
-        CHECK_INT(apy_nb_save(&nb, path, err, sizeof(err)), 0);
+        CHECK_INT(apy__nb_save(&nb, path, err, sizeof(err)), 0);
         CHECK_INT(count_entries(dir), 1);
     }
     apy_nb_free(&nb);
