@@ -6,7 +6,7 @@
 #include <Python.h>
 #include <errno.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 

@@ -6,7 +6,7 @@
 #include <Python.h>
 #include <structmember.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 static void handle_dealloc(PyObject *self);
 
@@ -546,7 +546,7 @@ handle_dealloc(PyObject *self)
     /* Only exact apyrun types are recycled: a subclass's instances have
      * another size and come through subtype_dealloc. */
     if (tp->tp_dealloc == handle_dealloc) {
-        st = PyType_GetModuleState(tp);
+        st = apy__loop_state_at(PyType_GetModuleState(tp));
     }
     if (st != NULL && !st->freelist_off) {
         if (tp == st->handle_type && st->nhandle_free < APY_FREELIST_MAX) {

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 static void loop_dealloc(PyObject *self);
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apyrun/loop_ds.h"
+#include "queues.h"
 
 /* --- the ready queue's ring --- */
 

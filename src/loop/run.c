@@ -9,7 +9,7 @@
 #include <pythread.h>
 
 #include "apyrun/loop.h"
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 

@@ -6,7 +6,7 @@
  * themselves and never look anything up by name. */
 #include <Python.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 

@@ -7,7 +7,7 @@
 #include <Python.h>
 #include <errno.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
@@ -352,7 +352,7 @@ apy_loop_handle_signal(PyObject *op, PyObject *sig)
 static PyObject *
 signal_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    apy_loop_state_t *st = PyModule_GetState(module);
+    apy_loop_state_t *st = apy__loop_state_at(PyModule_GetState(module));
     if (nargs < 1 || !PyLong_Check(args[0])) {
         Py_RETURN_NONE;
     }

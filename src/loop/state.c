@@ -5,7 +5,7 @@
  * caches every Python object the loop calls. No per-call lookups. */
 #include <Python.h>
 
-#include "apyrun/loop_stream.h"
+#include "handles/stream.h"
 
 /* Every PyObject* field of the state, for traverse and clear. */
 #define STATE_OBJECTS(X)                                                   \
@@ -99,7 +99,7 @@ apy_loop_state_of(PyTypeObject *tp, destructor marker)
      * of any subclass, Python-level ones included. */
     for (; tp != NULL; tp = tp->tp_base) {
         if (tp->tp_dealloc == marker) {
-            return PyType_GetModuleState(tp);
+            return apy__loop_state_at(PyType_GetModuleState(tp));
         }
     }
     return NULL;
@@ -396,6 +396,17 @@ init_transports(PyObject *module, apy_loop_state_t *st)
     return r ? -1 : 0;
 }
 
+/* A zeroed state, or NULL with MemoryError. */
+apy_loop_state_t *
+apy_loop_state_new(void)
+{
+    apy_loop_state_t *st = PyMem_Calloc(1, sizeof(*st));
+    if (st == NULL) {
+        PyErr_NoMemory();
+    }
+    return st;
+}
+
 /* 0, or -1 with an exception set. */
 int
 apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
@@ -436,6 +447,9 @@ apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
 int
 apy_loop_state_traverse(apy_loop_state_t *st, visitproc visit, void *arg)
 {
+    if (st == NULL) {
+        return 0;
+    }
 #define VISIT(field) Py_VISIT(st->field);
     STATE_OBJECTS(VISIT)
 #undef VISIT
@@ -446,6 +460,9 @@ apy_loop_state_traverse(apy_loop_state_t *st, visitproc visit, void *arg)
 void
 apy_loop_state_clear(apy_loop_state_t *st)
 {
+    if (st == NULL) {
+        return;
+    }
 #define CLEAR(field) Py_CLEAR(st->field);
     STATE_OBJECTS(CLEAR)
 #undef CLEAR
@@ -461,4 +478,26 @@ apy_loop_state_clear(apy_loop_state_t *st)
     for (int i = 0; i < APY_NSIG; i++) {
         st->signal_loops[i] = NULL;
     }
+}
+
+/* Clears and frees st; NULL is allowed. */
+void
+apy_loop_state_free(apy_loop_state_t *st)
+{
+    apy_loop_state_clear(st);
+    PyMem_Free(st);
+}
+
+/* Borrowed, or NULL before init; never fails. */
+PyObject *
+apy_loop_state_loop_type(const apy_loop_state_t *st)
+{
+    return st->loop_type;
+}
+
+/* Borrowed, or NULL before init; never fails. */
+PyObject *
+apy_loop_state_policy_type(const apy_loop_state_t *st)
+{
+    return st->policy_type;
 }

@@ -9,7 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "apyrun/loop_wakeup.h"
+#include "wakeup.h"
 
 #define WAKEUP_OF(handle, field)                                           \
     ((apy_wakeup_t *)((char *)(handle)-offsetof(apy_wakeup_t, field)))

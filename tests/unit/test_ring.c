@@ -3,7 +3,7 @@
  * wrap-around, and take_all's unwrapping. */
 #include <stdint.h>
 
-#include "apyrun/loop_ds.h"
+#include "queues.h"
 #include "runner.h"
 
 #define ITEM(i) ((void *)(uintptr_t)((i) + 1))

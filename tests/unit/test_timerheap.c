@@ -3,7 +3,7 @@
  * equal deadlines, and compaction of cancelled entries. */
 #include <stdint.h>
 
-#include "apyrun/loop_ds.h"
+#include "queues.h"
 #include "runner.h"
 
 typedef struct {

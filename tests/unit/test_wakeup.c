@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "apyrun/loop_wakeup.h"
+#include "wakeup.h"
 #include "runner.h"
 
 static uv_loop_t loop;

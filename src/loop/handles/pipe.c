@@ -7,7 +7,7 @@
  * only the opening differs: libuv's pipe on the socket's own fd. */
 #include <Python.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 PyObject *
 apy_unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "apyrun/loop_internal.h"
+#include "../internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 #define POLL_MAP_MIN 64

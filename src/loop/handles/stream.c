@@ -8,7 +8,7 @@
  * methods in stream_api.c. */
 #include <Python.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 /* --- records: the libuv side --- */
 

@@ -9,7 +9,7 @@
 #include <structmember.h>
 #include <sys/socket.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 #define T(o) ((ApyStreamObject *)(o))
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 /* Enters t's context for protocol callbacks; returns 1 if it did (pair
  * with ctx_exit). Never fails: a context already entered is left as is. */

@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 

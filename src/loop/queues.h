@@ -3,8 +3,8 @@
  * the ready queue (a ring of pointers) and the timer heap keyed by
  * (when, seq). No Python.h here: they hold opaque pointers and never own
  * what they point to; the loop decides what a pointer means. */
-#ifndef APYRUN_LOOP_DS_H
-#define APYRUN_LOOP_DS_H
+#ifndef APY_LOOP_QUEUES_H
+#define APY_LOOP_QUEUES_H
 
 #include <stddef.h>
 #include <stdint.h>

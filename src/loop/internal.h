@@ -1,18 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by the loop layer (src/loop, src/loop/handles) and the
- * module layer: the module state the loop caches its Python objects in,
- * the Handle and Loop object layouts, and the C-level entry points
- * between the loop's files. Nothing outside those two layers includes
- * this; other layers use apyrun/loop.h. */
-#ifndef APYRUN_LOOP_INTERNAL_H
-#define APYRUN_LOOP_INTERNAL_H
+/* Private to the loop layer (src/loop, src/loop/handles): the state the
+ * loop caches its Python objects in, the Handle and Loop object layouts,
+ * and the C-level entry points between the loop's files. Nothing outside
+ * src/loop includes this; other layers use apyrun/loop.h. */
+#ifndef APY_LOOP_INTERNAL_H
+#define APY_LOOP_INTERNAL_H
 
 #include <Python.h>
 #include <signal.h>
 #include <uv.h>
 
-#include "apyrun/loop_ds.h"
-#include "apyrun/loop_wakeup.h"
+#include "apyrun/loop.h"
+#include "queues.h"
+#include "wakeup.h"
 
 #define APY_NSIG 65          /* Linux's NSIG: signals are 1..64 */
 #define APY_FREELIST_MAX 256 /* dead Handles kept for reuse, per type */
@@ -42,10 +42,10 @@ typedef struct {
     char scheduled; /* in its loop's timer heap */
 } ApyTimerHandleObject;
 
-/* Per-module state of `apyrun`: heap types and the Python objects the
- * loop calls, fetched once at import instead of per call. The module's
- * state struct starts with this one. */
-typedef struct apy_loop_state_s {
+/* The loop's part of the `apyrun` module state (apyrun/loop.h): heap
+ * types and the Python objects the loop calls, fetched once at import
+ * instead of per call. The module's state starts with a pointer to it. */
+struct apy_loop_state_s {
     PyTypeObject *handle_type;
     PyTypeObject *timer_type;
     PyTypeObject *core_type; /* _LoopCore: the C half of apyrun.Loop */
@@ -147,7 +147,16 @@ typedef struct apy_loop_state_s {
      * a loop clears its entries when it removes handlers or dies). */
     ApyLoopObject *signal_loops[APY_NSIG];
     double clock_resolution;
-} apy_loop_state_t;
+};
+
+/* The loop state behind a module state (PyModule_GetState,
+ * PyType_GetModuleState of one of our types): its first member is the
+ * pointer apy_loop_state_new() returned. Borrowed. */
+static inline apy_loop_state_t *
+apy__loop_state_at(void *module_state)
+{
+    return *(apy_loop_state_t **)module_state;
+}
 
 /* libuv state of one loop: C memory outside the Python object, freed only
  * once every handle in it has finished closing (STYLE.md, ownership). */
@@ -216,17 +225,6 @@ struct ApyLoopObject {
 };
 
 /* --- state.c --- */
-
-/* Fills st: imports asyncio pieces, creates the heap types, apyrun.Loop,
- * EventLoopPolicy and NeverCompletedError, and adds them to module.
- * Returns 0, or -1 with an exception set (st is then cleared by the
- * module's m_clear). */
-int apy_loop_state_init(PyObject *module, apy_loop_state_t *st);
-
-/* GC traverse and clear of everything st holds. */
-int apy_loop_state_traverse(apy_loop_state_t *st, visitproc visit,
-                            void *arg);
-void apy_loop_state_clear(apy_loop_state_t *st);
 
 /* Returns the state owning type tp (or one of its bases) when marker is
  * the tp_dealloc of the apyrun type looked for; NULL (no exception)

@@ -4,10 +4,10 @@
  * stream_io.c (reads, writes, flow control) and stream_api.c (the Python
  * methods and attributes), and used by the handle kinds that open the
  * stream (tcp.c). Only the loop layer includes this. */
-#ifndef APYRUN_LOOP_STREAM_H
-#define APYRUN_LOOP_STREAM_H
+#ifndef APY_LOOP_STREAM_H
+#define APY_LOOP_STREAM_H
 
-#include "apyrun/loop_internal.h"
+#include "../internal.h"
 
 /* Pointer-sized __slots__ of transports._FlowControlMixin and its bases
  * (_extra, _high_water, _loop, _low_water, _protocol_paused). Our layout

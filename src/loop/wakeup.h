@@ -3,8 +3,8 @@
  * uv_async for other threads, a pipe whose write end becomes Python's
  * signal wakeup fd, and one uv_timer for the nearest deadline. All three
  * are unreferenced, so they never keep uv_run alive on their own. */
-#ifndef APYRUN_LOOP_WAKEUP_H
-#define APYRUN_LOOP_WAKEUP_H
+#ifndef APY_LOOP_WAKEUP_H
+#define APY_LOOP_WAKEUP_H
 
 #include <uv.h>
 
