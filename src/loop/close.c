@@ -13,60 +13,6 @@
 /* Teardown passes before giving up on a loop libuv will not close. */
 #define TEARDOWN_MAX_PASSES 1000
 
-/* OSError from a UV_E* code; always returns -1 (contract: loop_internal.h). */
-int
-apy_loop_set_uv_error(int err)
-{
-    /* On Unix, libuv's error codes are negated errno values: OSError picks
-     * the matching subclass (ConnectionResetError, ...) from errno. */
-    errno = -err;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
-}
-
-/* Keeps the exception for run_once() and stops uv_run; never fails. */
-void
-apy_loop_stash_error(ApyLoopObject *self)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    if (value == NULL) {
-        return;
-    }
-    if (self->uv_error != NULL) {
-        /* The loop stops with the first; the second must not vanish. */
-        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-        PyErr_WriteUnraisable((PyObject *)self);
-        Py_DECREF(value);
-    }
-    else {
-        self->uv_error = value;
-    }
-    if (self->uv != NULL) {
-        uv_stop(&self->uv->loop);
-    }
-}
-
-/* -1 with the stashed exception raised, or 0. */
-int
-apy_loop_raise_stashed(ApyLoopObject *self)
-{
-    PyObject *value = self->uv_error;
-    if (value == NULL) {
-        return 0;
-    }
-    self->uv_error = NULL;
-    PyObject *tb = PyException_GetTraceback(value);
-    PyErr_Restore(Py_NewRef(Py_TYPE(value)), value, tb);
-    return -1;
-}
-
 static void
 close_any(uv_handle_t *handle, void *arg)
 {

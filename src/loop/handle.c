@@ -29,7 +29,7 @@ handle_state(PyObject *self)
 static int
 loop_debug(apy_loop_state_t *st, PyObject *loop)
 {
-    if (apy_loop_is_core(loop)) {
+    if (apy_loop_is_core(st, loop)) {
         return ((ApyLoopObject *)loop)->debug;
     }
     PyObject *res = PyObject_CallMethodNoArgs(loop, st->str_get_debug);
@@ -276,7 +276,7 @@ static int
 timer_notify_loop(apy_loop_state_t *st, ApyHandleObject *h)
 {
     ApyTimerHandleObject *t = (ApyTimerHandleObject *)h;
-    if (apy_loop_is_core(h->loop)) {
+    if (apy_loop_is_core(st, h->loop)) {
         if (t->scheduled) {
             ((ApyLoopObject *)h->loop)->timer_cancelled_count++;
         }

@@ -49,6 +49,7 @@ struct apy_loop_state_s {
     PyTypeObject *handle_type;
     PyTypeObject *timer_type;
     PyTypeObject *core_type; /* _LoopCore: the C half of apyrun.Loop */
+    destructor core_dealloc; /* its tp_dealloc: tells our loops apart */
     PyTypeObject *selector_view_type;
     PyObject *selector_key; /* selectors.SelectorKey */
     PyObject *loop_type;     /* apyrun.Loop */
@@ -224,12 +225,81 @@ struct ApyLoopObject {
     char native_tcp;  /* TCP and Unix stream sockets get native transports */
 };
 
-/* --- state.c --- */
+/* --- core.c --- */
+
+/* Returns 1 if obj is an instance of _LoopCore (any subclass, any
+ * instance of the module), else 0; never fails. */
+int apy_loop_is_core(apy_loop_state_t *st, PyObject *obj);
 
 /* Returns the state owning type tp (or one of its bases) when marker is
  * the tp_dealloc of the apyrun type looked for; NULL (no exception)
  * if tp does not derive from such a type. Borrowed. */
 apy_loop_state_t *apy_loop_state_of(PyTypeObject *tp, destructor marker);
+
+/* Monotonic time in seconds, the clock and conversion time.monotonic()
+ * uses (CLOCK_MONOTONIC nanoseconds / 1e9). */
+double apy_loop_now(void);
+
+/* Appends a Handle (or any object with _run/_cancelled) to the ready
+ * queue, taking a new reference. Returns 0, or -1 with MemoryError. */
+int apy_loop_push_ready(ApyLoopObject *self, PyObject *handle);
+
+/* Wakes the loop if another thread may find it blocked in uv_run. */
+void apy_loop_wake(ApyLoopObject *self);
+
+/* Raises RuntimeError('Event loop is closed') and returns -1 if closed. */
+int apy_loop_check_closed(ApyLoopObject *self);
+
+/* asyncio's _check_thread(): -1 with RuntimeError when called from a
+ * thread other than the one running the loop, else 0. */
+int apy_loop_check_thread(ApyLoopObject *self);
+
+/* Turns coroutine origin tracking on or off as BaseEventLoop's
+ * _set_coroutine_origin_tracking(). Returns 0 or -1. */
+int apy_loop_track_origins(ApyLoopObject *self, int enabled);
+
+/* --- errors.c --- */
+
+/* Raises OSError for a libuv error code (one place for the mapping: on
+ * Unix UV_E* is -errno, so CPython picks the OSError subclass). Always
+ * returns -1. */
+int apy_loop_set_uv_error(int err);
+
+/* Takes the pending exception: a new reference to it, normalised, with
+ * its traceback attached, and clears it; NULL if none was set. */
+PyObject *apy_loop_take_exception(void);
+
+/* For a libuv callback whose Python code raised what must stop the loop
+ * (SystemExit, KeyboardInterrupt, a failing exception handler): moves the
+ * pending exception into the loop and asks uv_run to return; run_once()
+ * raises it. A second one while the first waits is reported as
+ * unraisable. Needs the GIL and an exception set; never fails. */
+void apy_loop_stash_error(ApyLoopObject *self);
+
+/* Raises the exception a libuv callback stashed, if any: returns -1 with
+ * it set, or 0 when there was none. */
+int apy_loop_raise_stashed(ApyLoopObject *self);
+
+/* --- gil (inline) --- */
+
+/* For libuv callbacks (native transports) that must run Python code: a
+ * blocking uv_run runs without the GIL, a non-blocking one with it. Takes
+ * the GIL back if the loop released it, and keeps it for the rest of that
+ * uv_run: once a callback ran, libuv does not block again in the same
+ * uv_run (uv__io_poll returns after dispatching events, and pending
+ * callbacks make the poll non-blocking), so holding the GIL to the end
+ * costs nothing and saves a release per callback. poll_io() takes it back
+ * itself if no callback did. The caller must not return to libuv with a
+ * Python exception pending: see apy_loop_stash_error(). */
+static inline void
+apy_loop_gil_take(ApyLoopObject *self)
+{
+    PyThreadState *ts = self->released;
+    if (ts != NULL) {
+        self->released = NULL;
+        PyEval_RestoreThread(ts);
+    }
+}
 
 /* --- handle.c --- */
 
@@ -260,65 +330,6 @@ int apy_handle_run(ApyHandleObject *h);
 /* Cancels a Handle as Handle.cancel() does. Returns 0 or -1. */
 int apy_handle_cancel(ApyHandleObject *h);
 
-/* --- loop.c --- */
-
-extern PyType_Spec apy_loop_core_spec;
-
-/* Returns 1 if obj is an instance of _LoopCore (any subclass), else 0. */
-int apy_loop_is_core(PyObject *obj);
-
-/* Monotonic time in seconds, the clock and conversion time.monotonic()
- * uses (CLOCK_MONOTONIC nanoseconds / 1e9). */
-double apy_loop_now(void);
-
-/* Appends a Handle (or any object with _run/_cancelled) to the ready
- * queue, taking a new reference. Returns 0, or -1 with MemoryError. */
-int apy_loop_push_ready(ApyLoopObject *self, PyObject *handle);
-
-/* Wakes the loop if another thread may find it blocked in uv_run. */
-void apy_loop_wake(ApyLoopObject *self);
-
-/* For libuv callbacks (native transports) that must run Python code: a
- * blocking uv_run runs without the GIL, a non-blocking one with it. Takes
- * the GIL back if the loop released it, and keeps it for the rest of that
- * uv_run: once a callback ran, libuv does not block again in the same
- * uv_run (uv__io_poll returns after dispatching events, and pending
- * callbacks make the poll non-blocking), so holding the GIL to the end
- * costs nothing and saves a release per callback. poll_io() takes it back
- * itself if no callback did. The caller must not return to libuv with a
- * Python exception pending: see apy_loop_stash_error(). */
-static inline void
-apy_loop_gil_take(ApyLoopObject *self)
-{
-    PyThreadState *ts = self->released;
-    if (ts != NULL) {
-        self->released = NULL;
-        PyEval_RestoreThread(ts);
-    }
-}
-
-/* For a libuv callback whose Python code raised what must stop the loop
- * (SystemExit, KeyboardInterrupt, a failing exception handler): moves the
- * pending exception into the loop and asks uv_run to return; run_once()
- * raises it. A second one while the first waits is reported as
- * unraisable. Needs the GIL and an exception set; never fails. */
-void apy_loop_stash_error(ApyLoopObject *self);
-
-/* Raises the exception a libuv callback stashed, if any: returns -1 with
- * it set, or 0 when there was none. */
-int apy_loop_raise_stashed(ApyLoopObject *self);
-
-/* Raises RuntimeError('Event loop is closed') and returns -1 if closed. */
-int apy_loop_check_closed(ApyLoopObject *self);
-
-/* asyncio's _check_thread(): -1 with RuntimeError when called from a
- * thread other than the one running the loop, else 0. */
-int apy_loop_check_thread(ApyLoopObject *self);
-
-/* Turns coroutine origin tracking on or off as BaseEventLoop's
- * _set_coroutine_origin_tracking(). Returns 0 or -1. */
-int apy_loop_track_origins(ApyLoopObject *self, int enabled);
-
 /* --- schedule.c (methods of _LoopCore) --- */
 
 PyObject *apy_loop_call_soon(PyObject *self, PyObject *const *args,
@@ -345,39 +356,6 @@ int apy_loop_next_deadline(ApyLoopObject *self, double *when);
 
 /* Moves timers due before end_time to the ready queue. Returns 0 or -1. */
 int apy_loop_pop_due_timers(ApyLoopObject *self, double end_time);
-
-/* --- run.c (methods of _LoopCore) --- */
-
-PyObject *apy_loop_run_forever(PyObject *self, PyObject *unused);
-PyObject *apy_loop_run_until_complete(PyObject *self, PyObject *future);
-PyObject *apy_loop_run_once(PyObject *self, PyObject *unused);
-
-/* --- close.c --- */
-
-/* Raises OSError for a libuv error code (one place for the mapping: on
- * Unix UV_E* is -errno, so CPython picks the OSError subclass). Always
- * returns -1. */
-int apy_loop_set_uv_error(int err);
-
-/* Allocates and initialises self->uv (libuv loop and wakeups). Returns 0
- * or -1 with OSError set. */
-int apy_loop_uv_open(ApyLoopObject *self);
-
-/* Closes every libuv handle, runs the loop until they are closed, closes
- * the libuv loop and frees self->uv. Python references held by poll
- * records are dropped first. Never fails (a loop that cannot close is
- * leaked rather than freed under libuv's feet). */
-void apy_loop_uv_teardown(ApyLoopObject *self);
-
-PyObject *apy_loop_close(PyObject *self, PyObject *unused);
-
-/* --- handles/poll.c: loop._selector --- */
-
-extern PyType_Spec apy_selector_view_spec;
-
-/* Returns loop._selector: a read-only selectors-like view of the fd
- * watchers (None once closed, as asyncio). New reference or NULL. */
-PyObject *apy_loop_selector_view(ApyLoopObject *loop);
 
 /* --- signals.c --- */
 
@@ -407,6 +385,47 @@ int apy_loop_remove_all_signal_handlers(ApyLoopObject *self);
 
 /* Forgets self in the per-signal table (dealloc). Never fails. */
 void apy_loop_forget_signals(ApyLoopObject *self);
+
+/* --- handles/poll.c: loop._selector --- */
+
+extern PyType_Spec apy_selector_view_spec;
+
+/* Returns loop._selector: a read-only selectors-like view of the fd
+ * watchers (None once closed, as asyncio). New reference or NULL. */
+PyObject *apy_loop_selector_view(ApyLoopObject *loop);
+
+/* --- handles/poll.c --- */
+
+PyObject *apy_loop_add_reader(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargs);
+PyObject *apy_loop_add_writer(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargs);
+PyObject *apy_loop_remove_reader(PyObject *self, PyObject *fd);
+PyObject *apy_loop_remove_writer(PyObject *self, PyObject *fd);
+PyObject *apy_loop_add_reader_pub(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs);
+PyObject *apy_loop_add_writer_pub(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs);
+PyObject *apy_loop_remove_reader_pub(PyObject *self, PyObject *fd);
+PyObject *apy_loop_remove_writer_pub(PyObject *self, PyObject *fd);
+
+/* selectors._fileobj_to_fd(): returns the fd, or -1 with ValueError. */
+int apy_poll_fileobj_to_fd(PyObject *obj);
+
+/* Before a uv_run: re-registers fds started since the last one, dropping
+ * the ones the user closed meanwhile (libuv would abort on them). */
+void apy_poll_preflight(apy_uv_t *uv);
+
+/* After a uv_run: appends reader/writer Handles of fired fds to the ready
+ * queue as asyncio's _process_events does. Returns 0 or -1. */
+int apy_poll_dispatch(ApyLoopObject *self);
+
+/* Drops the Python references of every record and starts closing them
+ * (teardown). Never fails. */
+void apy_poll_close_all(apy_uv_t *uv);
+
+/* GC support for the Handles the records hold. */
+int apy_poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
 
 /* --- handles/stream.c --- */
 
@@ -450,37 +469,32 @@ extern PyType_Spec apy_tcp_transport_spec;
  * on a Unix stream socket; same base. */
 extern PyType_Spec apy_unix_transport_spec;
 
-/* --- handles/poll.c --- */
+/* --- run.c (methods of _LoopCore) --- */
 
-PyObject *apy_loop_add_reader(PyObject *self, PyObject *const *args,
-                              Py_ssize_t nargs);
-PyObject *apy_loop_add_writer(PyObject *self, PyObject *const *args,
-                              Py_ssize_t nargs);
-PyObject *apy_loop_remove_reader(PyObject *self, PyObject *fd);
-PyObject *apy_loop_remove_writer(PyObject *self, PyObject *fd);
-PyObject *apy_loop_add_reader_pub(PyObject *self, PyObject *const *args,
-                                  Py_ssize_t nargs);
-PyObject *apy_loop_add_writer_pub(PyObject *self, PyObject *const *args,
-                                  Py_ssize_t nargs);
-PyObject *apy_loop_remove_reader_pub(PyObject *self, PyObject *fd);
-PyObject *apy_loop_remove_writer_pub(PyObject *self, PyObject *fd);
+PyObject *apy_loop_run_forever(PyObject *self, PyObject *unused);
+PyObject *apy_loop_run_until_complete(PyObject *self, PyObject *future);
+PyObject *apy_loop_run_once(PyObject *self, PyObject *unused);
 
-/* selectors._fileobj_to_fd(): returns the fd, or -1 with ValueError. */
-int apy_poll_fileobj_to_fd(PyObject *obj);
+/* --- close.c --- */
 
-/* Before a uv_run: re-registers fds started since the last one, dropping
- * the ones the user closed meanwhile (libuv would abort on them). */
-void apy_poll_preflight(apy_uv_t *uv);
+/* Allocates and initialises self->uv (libuv loop and wakeups). Returns 0
+ * or -1 with OSError set. */
+int apy_loop_uv_open(ApyLoopObject *self);
 
-/* After a uv_run: appends reader/writer Handles of fired fds to the ready
- * queue as asyncio's _process_events does. Returns 0 or -1. */
-int apy_poll_dispatch(ApyLoopObject *self);
+/* Closes every libuv handle, runs the loop until they are closed, closes
+ * the libuv loop and frees self->uv. Python references held by poll
+ * records are dropped first. Never fails (a loop that cannot close is
+ * leaked rather than freed under libuv's feet). */
+void apy_loop_uv_teardown(ApyLoopObject *self);
 
-/* Drops the Python references of every record and starts closing them
- * (teardown). Never fails. */
-void apy_poll_close_all(apy_uv_t *uv);
+PyObject *apy_loop_close(PyObject *self, PyObject *unused);
 
-/* GC support for the Handles the records hold. */
-int apy_poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
+/* --- attrs.c, loop.c: the type --- */
+
+/* The descriptors of _LoopCore (attrs.c). */
+extern PyGetSetDef apy_loop_getset[];
+
+/* Type spec of _LoopCore (loop.c). */
+extern PyType_Spec apy_loop_core_spec;
 
 #endif

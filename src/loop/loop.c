@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* _LoopCore: the C half of apyrun.Loop. Owns the object's lifetime (new,
- * __init__, finalize, GC, dealloc), the attributes asyncio's inherited
- * Python methods read, the small methods, and the method table. The
- * scheduling, running, I/O and signal methods live in their own files. */
+/* _LoopCore: the C half of apyrun.Loop, the top of the loop's files but
+ * state.c. Owns the object's lifetime (new, __init__, finalize, GC,
+ * dealloc), the small methods, the method table and the C controls of
+ * apyrun/loop.h. The attributes are in attrs.c; the scheduling, running,
+ * I/O and signal methods live in their own files. */
 #include <Python.h>
 #include <pythread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
@@ -15,21 +15,9 @@ static void loop_dealloc(PyObject *self);
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
-/* Seconds on CLOCK_MONOTONIC; never fails. */
-double
-apy_loop_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    /* time.monotonic() turns the same nanosecond count into seconds the
-     * same way, so loop.time() and time.monotonic() agree exactly. */
-    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    return (double)ns / 1e9;
-}
-
 /* 1 if obj is a _LoopCore instance, else 0; never fails. */
-int
-apy_loop_is_core(PyObject *obj)
+static int
+is_core(PyObject *obj)
 {
     /* _LoopCore has its own layout, so it is on the tp_base chain of
      * every subclass: usually one step up from apyrun.Loop. */
@@ -37,56 +25,6 @@ apy_loop_is_core(PyObject *obj)
         if (tp->tp_dealloc == loop_dealloc) {
             return 1;
         }
-    }
-    return 0;
-}
-
-/* 0, or -1 with MemoryError; takes a new reference. */
-int
-apy_loop_push_ready(ApyLoopObject *self, PyObject *handle)
-{
-    if (apy_ring_push(&self->ready, handle) < 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_INCREF(handle);
-    return 0;
-}
-
-/* Sends the uv_async only if the loop may be blocked; never fails. */
-void
-apy_loop_wake(ApyLoopObject *self)
-{
-    /* Only a loop blocked in uv_run needs the syscall; while it runs
-     * callbacks it holds the GIL, and so sees the ready queue itself. */
-    if (self->sleeping && self->uv != NULL) {
-        apy_wakeup_send(&self->uv->wakeup);
-    }
-}
-
-/* 0, or -1 with RuntimeError once closed. */
-int
-apy_loop_check_closed(ApyLoopObject *self)
-{
-    if (self->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-        return -1;
-    }
-    return 0;
-}
-
-/* 0, or -1 with RuntimeError from a foreign thread while running. */
-int
-apy_loop_check_thread(ApyLoopObject *self)
-{
-    if (!self->running) {
-        return 0;
-    }
-    if (PyThread_get_thread_ident() != self->thread_id) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Non-thread-safe operation invoked on an event loop "
-                        "other than the current one");
-        return -1;
     }
     return 0;
 }
@@ -317,47 +255,12 @@ loop_get_debug(PyObject *self, PyObject *unused)
     return PyBool_FromLong(LOOP(self)->debug);
 }
 
-/* sys.set_coroutine_origin_tracking_depth() dance of BaseEventLoop's
- * _set_coroutine_origin_tracking(). Returns 0 or -1. */
-static int
-loop_origin_tracking(ApyLoopObject *self, int enabled)
-{
-    apy_loop_state_t *st = self->st;
-    PyObject *res;
-    if (!enabled == !self->origin_tracking) {
-        return 0;
-    }
-    if (enabled) {
-        res = PyObject_CallNoArgs(st->get_origin_depth);
-        if (res == NULL) {
-            return -1;
-        }
-        self->saved_origin_depth = _PyLong_AsInt(res);
-        Py_DECREF(res);
-        if (self->saved_origin_depth == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        /* asyncio.constants.DEBUG_STACK_DEPTH */
-        res = PyObject_CallFunction(st->set_origin_depth, "i", 10);
-    }
-    else {
-        res = PyObject_CallFunction(st->set_origin_depth, "i",
-                                    self->saved_origin_depth);
-    }
-    if (res == NULL) {
-        return -1;
-    }
-    Py_DECREF(res);
-    self->origin_tracking = (char)(enabled != 0);
-    return 0;
-}
-
 /* loop._set_coroutine_origin_tracking(on): None, or NULL. */
 static PyObject *
 loop_set_origin_tracking(PyObject *self, PyObject *enabled)
 {
     int on = PyObject_IsTrue(enabled);
-    if (on < 0 || loop_origin_tracking(LOOP(self), on) < 0) {
+    if (on < 0 || apy_loop_track_origins(LOOP(self), on) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -389,13 +292,6 @@ loop_set_debug(PyObject *self, PyObject *enabled)
         Py_DECREF(h);
     }
     Py_RETURN_NONE;
-}
-
-/* 0, or -1 if sys.*_coroutine_origin_tracking_depth failed. */
-int
-apy_loop_track_origins(ApyLoopObject *self, int enabled)
-{
-    return loop_origin_tracking(self, enabled);
 }
 
 /* loop._check_closed(): None, or NULL with RuntimeError. */
@@ -525,251 +421,6 @@ loop_process_events(PyObject *self, PyObject *events)
     Py_RETURN_NONE;
 }
 
-/* --- descriptors for the attributes asyncio's Python code reads --- */
-
-/* New reference to a bool. */
-static PyObject *
-get_bool(char v)
-{
-    return PyBool_FromLong(v);
-}
-
-static int
-set_bool(char *field, PyObject *value)
-{
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    int v = PyObject_IsTrue(value);
-    if (v < 0) {
-        return -1;
-    }
-    *field = (char)v;
-    return 0;
-}
-
-/* Getters below return new references (None for unset objects). */
-static PyObject *
-get_debug_attr(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->debug);
-}
-
-static int
-set_debug_attr(PyObject *self, PyObject *v, void *c)
-{
-    return set_bool(&LOOP(self)->debug, v);
-}
-
-/* loop._closed: new bool. */
-static PyObject *
-get_closed_attr(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->closed);
-}
-
-/* loop._stopping: new bool. */
-static PyObject *
-get_stopping_attr(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->stopping);
-}
-
-static int
-set_stopping_attr(PyObject *self, PyObject *v, void *c)
-{
-    return set_bool(&LOOP(self)->stopping, v);
-}
-
-/* loop._thread_id: new int while running, else None. */
-static PyObject *
-get_thread_id(PyObject *self, void *c)
-{
-    if (!LOOP(self)->running) {
-        Py_RETURN_NONE;
-    }
-    return PyLong_FromUnsignedLong(LOOP(self)->thread_id);
-}
-
-/* loop._timer_cancelled_count: new int. */
-static PyObject *
-get_cancelled_count(PyObject *self, void *c)
-{
-    return PyLong_FromSsize_t(LOOP(self)->timer_cancelled_count);
-}
-
-static int
-set_cancelled_count(PyObject *self, PyObject *v, void *c)
-{
-    Py_ssize_t n = v ? PyLong_AsSsize_t(v) : -1;
-    if (n == -1 && (v == NULL || PyErr_Occurred())) {
-        if (v == NULL) {
-            PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        }
-        return -1;
-    }
-    LOOP(self)->timer_cancelled_count = n;
-    return 0;
-}
-
-/* loop._task_factory: new reference or None. */
-static PyObject *
-get_task_factory_attr(PyObject *self, void *c)
-{
-    return loop_get_task_factory(self, NULL);
-}
-
-static int
-set_task_factory_attr(PyObject *self, PyObject *v, void *c)
-{
-    Py_XSETREF(LOOP(self)->task_factory,
-               v == NULL || v == Py_None ? NULL : Py_NewRef(v));
-    return 0;
-}
-
-/* loop._current_handle (debug mode): new reference or None. */
-static PyObject *
-get_current_handle(PyObject *self, void *c)
-{
-    PyObject *h = LOOP(self)->current_handle;
-    return Py_NewRef(h ? h : Py_None);
-}
-
-static int
-set_current_handle(PyObject *self, PyObject *v, void *c)
-{
-    Py_XSETREF(LOOP(self)->current_handle,
-               v == NULL || v == Py_None ? NULL : Py_NewRef(v));
-    return 0;
-}
-
-/* loop.slow_callback_duration: new float. */
-static PyObject *
-get_slow_duration(PyObject *self, void *c)
-{
-    return PyFloat_FromDouble(LOOP(self)->slow_callback_duration);
-}
-
-static int
-set_slow_duration(PyObject *self, PyObject *v, void *c)
-{
-    double d = v ? PyFloat_AsDouble(v) : -1.0;
-    if (v == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    if (d == -1.0 && PyErr_Occurred()) {
-        return -1;
-    }
-    LOOP(self)->slow_callback_duration = d;
-    return 0;
-}
-
-/* loop._clock_resolution: new float. */
-static PyObject *
-get_clock_resolution(PyObject *self, void *c)
-{
-    return PyFloat_FromDouble(LOOP(self)->st->clock_resolution);
-}
-
-/* loop._signal_handlers: new reference to the loop's dict. */
-static PyObject *
-get_signal_handlers(PyObject *self, void *c)
-{
-    return Py_NewRef(LOOP(self)->signal_handlers);
-}
-
-/* loop._internal_fds: new int. */
-static PyObject *
-get_internal_fds(PyObject *self, void *c)
-{
-    /* asyncio counts its self-pipe; ours is the signal pipe. */
-    return PyLong_FromLong(LOOP(self)->uv != NULL);
-}
-
-/* loop._coroutine_origin_tracking_enabled: new bool. */
-static PyObject *
-get_origin_tracking(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->origin_tracking);
-}
-
-/* A snapshot of the ready queue, oldest first (inspection only). */
-static PyObject *
-get_ready(PyObject *self, void *c)
-{
-    apy_ring_t *r = &LOOP(self)->ready;
-    PyObject *list = PyList_New((Py_ssize_t)r->len);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < r->len; i++) {
-        PyObject *h = apy_ring_at(r, i);
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h));
-    }
-    return list;
-}
-
-/* A snapshot of the timer heap in heap order (inspection only). */
-static PyObject *
-get_scheduled(PyObject *self, void *c)
-{
-    apy_theap_t *h = &LOOP(self)->timers;
-    PyObject *list = PyList_New((Py_ssize_t)h->len);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < h->len; i++) {
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h->v[i].data));
-    }
-    return list;
-}
-
-/* loop._native_tcp: new bool; whether TCP sockets get TCPTransport. */
-static PyObject *
-get_native_tcp(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->native_tcp);
-}
-
-static int
-set_native_tcp(PyObject *self, PyObject *v, void *c)
-{
-    return set_bool(&LOOP(self)->native_tcp, v);
-}
-
-/* loop._selector: see apy_loop_selector_view(). */
-static PyObject *
-get_selector(PyObject *self, void *c)
-{
-    return apy_loop_selector_view(LOOP(self));
-}
-
-static PyGetSetDef loop_getset[] = {
-    {"_selector", get_selector, NULL, NULL, NULL},
-    {"_debug", get_debug_attr, set_debug_attr, NULL, NULL},
-    {"_closed", get_closed_attr, NULL, NULL, NULL},
-    {"_stopping", get_stopping_attr, set_stopping_attr, NULL, NULL},
-    {"_thread_id", get_thread_id, NULL, NULL, NULL},
-    {"_timer_cancelled_count", get_cancelled_count, set_cancelled_count,
-     NULL, NULL},
-    {"_task_factory", get_task_factory_attr, set_task_factory_attr, NULL,
-     NULL},
-    {"_current_handle", get_current_handle, set_current_handle, NULL, NULL},
-    {"slow_callback_duration", get_slow_duration, set_slow_duration, NULL,
-     NULL},
-    {"_clock_resolution", get_clock_resolution, NULL, NULL, NULL},
-    {"_signal_handlers", get_signal_handlers, NULL, NULL, NULL},
-    {"_internal_fds", get_internal_fds, NULL, NULL, NULL},
-    {"_coroutine_origin_tracking_enabled", get_origin_tracking, NULL, NULL,
-     NULL},
-    {"_ready", get_ready, NULL, NULL, NULL},
-    {"_scheduled", get_scheduled, NULL, NULL, NULL},
-    {"_native_tcp", get_native_tcp, set_native_tcp, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
 #define FN(f) ((PyCFunction)(void (*)(void))(f))
 
@@ -829,7 +480,7 @@ static PyType_Slot loop_slots[] = {
     {Py_tp_traverse, loop_traverse},
     {Py_tp_clear, loop_clear},
     {Py_tp_methods, loop_methods},
-    {Py_tp_getset, loop_getset},
+    {Py_tp_getset, apy_loop_getset},
     {Py_tp_doc, "C core of apyrun.Loop: scheduling, timers, running, "
                 "I/O watchers and signals on libuv."},
     {0, NULL},
@@ -841,3 +492,25 @@ PyType_Spec apy_loop_core_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = loop_slots,
 };
+
+/* 1 for an apyrun loop (flag set), 0 otherwise; never fails. */
+int
+apy_loop_set_stall_check(PyObject *loop, int on)
+{
+    if (!is_core(loop)) {
+        return 0;
+    }
+    LOOP(loop)->stall_check = (char)(on != 0);
+    return 1;
+}
+
+/* 1 for an apyrun loop (*in_callback set), 0 otherwise; never fails. */
+int
+apy_loop_in_callback(PyObject *loop, int *in_callback)
+{
+    if (!is_core(loop)) {
+        return 0;
+    }
+    *in_callback = LOOP(loop)->in_callback;
+    return 1;
+}

@@ -8,7 +8,6 @@
 #include <math.h>
 #include <pythread.h>
 
-#include "apyrun/loop.h"
 #include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
@@ -613,24 +612,5 @@ error:
     return NULL;
 }
 
-/* 1 for an apyrun loop (flag set), 0 otherwise; never fails. */
-int
-apy_loop_set_stall_check(PyObject *loop, int on)
-{
-    if (!apy_loop_is_core(loop)) {
-        return 0;
-    }
-    LOOP(loop)->stall_check = (char)(on != 0);
-    return 1;
-}
 
-/* 1 for an apyrun loop (*in_callback set), 0 otherwise; never fails. */
-int
-apy_loop_in_callback(PyObject *loop, int *in_callback)
-{
-    if (!apy_loop_is_core(loop)) {
-        return 0;
-    }
-    *in_callback = LOOP(loop)->in_callback;
-    return 1;
-}
+//END

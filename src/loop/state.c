@@ -91,20 +91,6 @@
     X(kw_warn_on_full_buffer)                                              \
     X(empty_tuple)
 
-/* Borrowed state, or NULL (no exception) for foreign types. */
-apy_loop_state_t *
-apy_loop_state_of(PyTypeObject *tp, destructor marker)
-{
-    /* Our types have their own layouts, so they sit on the tp_base chain
-     * of any subclass, Python-level ones included. */
-    for (; tp != NULL; tp = tp->tp_base) {
-        if (tp->tp_dealloc == marker) {
-            return apy__loop_state_at(PyType_GetModuleState(tp));
-        }
-    }
-    return NULL;
-}
-
 /* Returns getattr(module named modname, name), or the module itself if
  * name is NULL. New reference or NULL. */
 static PyObject *
@@ -426,6 +412,7 @@ apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
     if (st->core_type == NULL) {
         return -1;
     }
+    st->core_dealloc = st->core_type->tp_dealloc;
     st->selector_view_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &apy_selector_view_spec, NULL);
     if (st->selector_view_type == NULL) {

@@ -3,9 +3,10 @@
  * (C memory, freed only by the close callback, owning a reference to its
  * transport while open), creation as _SelectorSocketTransport.__init__,
  * close and connection_lost, and the error routing every path shares
- * (_fatal_error, _force_close, callback exceptions). Handle kinds (tcp.c)
+ * (_fatal_error, _force_close, callback exceptions), stopping reads and
+ * set_protocol. The bottom of the stream chain: handle kinds (tcp.c)
  * open the stream; reads and writes are in stream_io.c, the Python-facing
- * methods in stream_api.c. */
+ * methods in stream_api.c; nothing here calls them. */
 #include <Python.h>
 
 #include "stream.h"
@@ -100,6 +101,41 @@ io_ref(PyObject *sock, int delta)
     return r;
 }
 
+/* Stops reading; never fails. */
+void
+apy_stream_read_stop(ApyStreamObject *t)
+{
+    if (!t->reading) {
+        return;
+    }
+    t->reading = 0;
+    if (t->uv == NULL) {
+        return;
+    }
+    if (t->in_alloc) {
+        /* libuv 1.44 calls read_cb right after alloc_cb without checking
+         * it is still set: uv_read_stop() now would make that a NULL
+         * call. on_read stops instead. */
+        t->stop_pending = 1;
+        return;
+    }
+    uv_read_stop(&t->uv->u.stream);
+}
+
+/* 0, or -1 with an exception. */
+int
+apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol)
+{
+    int b = PyObject_IsInstance(protocol, t->loop->st->buffered_protocol);
+    if (b < 0) {
+        return -1;
+    }
+    Py_XSETREF(t->protocol, Py_NewRef(protocol));
+    t->buffered = (char)b;
+    t->protocol_connected = 1;
+    return 0;
+}
+
 /* Starts closing t's handle: the socket object lets go of the fd first,
  * since libuv closes it. Idempotent; never fails (a failing detach is
  * reported as unraisable). Needs the GIL and no exception pending. */
@@ -145,22 +181,6 @@ apy_stream_close_all(apy_uv_t *uv)
 }
 
 /* --- errors --- */
-
-/* Takes the pending exception: a new reference to it, normalised, with
- * its traceback attached. Never fails when one is set. */
-PyObject *
-apy_stream_take_exception(void)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-}
 
 /* loop.call_exception_handler({message, exception, transport, protocol}).
  * Returns 0 or -1 (only if the handler machinery itself raised). */
@@ -289,7 +309,7 @@ apy_stream_callback_failed(ApyStreamObject *t, const char *message,
         apy_loop_stash_error(t->loop);
         return;
     }
-    PyObject *exc = apy_stream_take_exception();
+    PyObject *exc = apy_loop_take_exception();
     if (exc == NULL) {
         return;
     }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Native stream transports: an asyncio.Transport on a uv_stream_t, split
- * over src/loop/handles/stream.c (life, close, error routing),
- * stream_io.c (reads, writes, flow control) and stream_api.c (the Python
- * methods and attributes), and used by the handle kinds that open the
- * stream (tcp.c). Only the loop layer includes this. */
+ * over a chain of files, each using only the ones before it:
+ * src/loop/handles/stream.c (life, close, error routing, stopping reads,
+ * set_protocol) <- stream_io.c (reads, writes, flow control) <-
+ * stream_api.c (the Python methods and attributes) <- the handle kinds
+ * that open the stream (tcp.c, pipe.c). Private to src/loop. */
 #ifndef APY_LOOP_STREAM_H
 #define APY_LOOP_STREAM_H
 
@@ -116,9 +117,6 @@ PyObject *apy_unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
  * closes). Idempotent; never fails; no exception may be pending. */
 void apy_stream_close_handle(ApyStreamObject *t);
 
-/* The pending exception, normalised with its traceback: new reference. */
-PyObject *apy_stream_take_exception(void);
-
 /* loop.call_exception_handler({message, exception, transport,
  * protocol}). */
 int apy_stream_call_handler(ApyStreamObject *t, const char *message,
@@ -142,6 +140,13 @@ int apy_stream_close(ApyStreamObject *t);
 /* _call_connection_lost(exc). */
 int apy_stream_connection_lost(ApyStreamObject *t, PyObject *exc);
 
+/* Stops reading (deferred to the read callback inside libuv's alloc
+ * callback); never fails. */
+void apy_stream_read_stop(ApyStreamObject *t);
+
+/* set_protocol(protocol): also notes whether it is a BufferedProtocol. */
+int apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol);
+
 /* Routes the exception raised by Python code a libuv callback ran:
  * SystemExit/KeyboardInterrupt stop the loop, others are a fatal error
  * (fatal) or go to the exception handler. Clears it; never fails. */
@@ -150,9 +155,8 @@ void apy_stream_callback_failed(ApyStreamObject *t, const char *message,
 
 /* --- stream_io.c --- */
 
-/* uv_read_start when t wants data (returns 0 or UV_E*); stop reading. */
+/* uv_read_start when t wants data (returns 0 or UV_E*). */
 int apy_stream_read_start(ApyStreamObject *t);
-void apy_stream_read_stop(ApyStreamObject *t);
 
 /* Bytes still queued in libuv (0 once the connection is lost). */
 Py_ssize_t apy_stream_write_size(ApyStreamObject *t);
@@ -169,8 +173,5 @@ int apy_stream_send(ApyStreamObject *t, PyObject *keep, const char *p,
                     size_t len);
 
 /* --- stream_api.c --- */
-
-/* set_protocol(protocol): also notes whether it is a BufferedProtocol. */
-int apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol);
 
 #endif

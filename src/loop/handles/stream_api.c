@@ -13,20 +13,6 @@
 
 #define T(o) ((ApyStreamObject *)(o))
 
-/* 0, or -1 with an exception. */
-int
-apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol)
-{
-    int b = PyObject_IsInstance(protocol, t->loop->st->buffered_protocol);
-    if (b < 0) {
-        return -1;
-    }
-    Py_XSETREF(t->protocol, Py_NewRef(protocol));
-    t->buffered = (char)b;
-    t->protocol_connected = 1;
-    return 0;
-}
-
 /* --- writing --- */
 
 /* write(data): None, or NULL (TypeError, RuntimeError after write_eof()
@@ -299,7 +285,7 @@ stream_start_reading(PyObject *op, PyObject *unused)
     int err = apy_stream_read_start(t);
     if (err < 0) {
         apy_loop_set_uv_error(err);
-        PyObject *exc = apy_stream_take_exception();
+        PyObject *exc = apy_loop_take_exception();
         int r = apy_stream_fatal_error(t, exc,
                                        "Fatal read error on socket "
                                        "transport");

@@ -60,27 +60,6 @@ apy_stream_read_start(ApyStreamObject *t)
     return err;
 }
 
-/* Stops reading; never fails. */
-void
-apy_stream_read_stop(ApyStreamObject *t)
-{
-    if (!t->reading) {
-        return;
-    }
-    t->reading = 0;
-    if (t->uv == NULL) {
-        return;
-    }
-    if (t->in_alloc) {
-        /* libuv 1.44 calls read_cb right after alloc_cb without checking
-         * it is still set: uv_read_stop() now would make that a NULL
-         * call. on_read stops instead. */
-        t->stop_pending = 1;
-        return;
-    }
-    uv_read_stop(&t->uv->u.stream);
-}
-
 /* BufferedProtocol: the protocol's buffer for the next read, held in
  * t->rview until on_read. On error buf stays empty (libuv then calls
  * on_read with UV_ENOBUFS) and the exception waits in t->alloc_error:
@@ -119,7 +98,7 @@ alloc_from_protocol(ApyStreamObject *t, uv_buf_t *buf)
         Py_DECREF(res);
     }
     if (!t->has_rview) {
-        Py_XSETREF(t->alloc_error, apy_stream_take_exception());
+        Py_XSETREF(t->alloc_error, apy_loop_take_exception());
     }
     ctx_exit(t, entered);
     t->in_alloc = 0;
@@ -309,7 +288,7 @@ call_flow_method(ApyStreamObject *t, PyObject *method, const char *msg)
         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         return -1;
     }
-    PyObject *exc = apy_stream_take_exception();
+    PyObject *exc = apy_loop_take_exception();
     int res = apy_stream_call_handler(t, msg, exc);
     Py_XDECREF(exc);
     return res;
@@ -348,7 +327,7 @@ static int
 write_failed(ApyStreamObject *t, int err)
 {
     apy_loop_set_uv_error(err);
-    PyObject *exc = apy_stream_take_exception();
+    PyObject *exc = apy_loop_take_exception();
     int r = apy_stream_fatal_error(t, exc,
                                    "Fatal write error on socket transport");
     if (r == 0 && t->empty_waiter != NULL) {

@@ -336,7 +336,7 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
 {
     apy_loop_state_t *st = LOOP(self)->st;
     PyErr_SetFromErrno(PyExc_OSError);
-    PyObject *exc = apy_stream_take_exception();
+    PyObject *exc = apy_loop_take_exception();
     PyObject *tsock = PyObject_CallOneArg(st->transport_socket, a[1]);
     PyObject *ctx = tsock ? Py_BuildValue(
                                 "{s:s,s:O,s:O}", "message",
@@ -454,7 +454,7 @@ error:
     if (!PyErr_ExceptionMatches(PyExc_SystemExit) &&
         !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         /* asyncio logs these only in debug mode and goes on serving. */
-        PyObject *exc = apy_stream_take_exception();
+        PyObject *exc = apy_loop_take_exception();
         r = 0;
         if (loop->debug && exc != NULL) {
             PyObject *c = Py_BuildValue(
