@@ -382,6 +382,36 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
     return h != NULL ? 0 : -1;
 }
 
+/* Debug mode's report of a failed transport creation for an accepted
+ * connection: loop.call_exception_handler({message, exception[,
+ * protocol]}). Needs no exception pending. Returns 0, or -1 with the
+ * exception of building the context or of the handler. */
+static int
+report_accept_error(ApyLoopObject *loop, PyObject *exc, PyObject *protocol)
+{
+    PyObject *c = Py_BuildValue(
+        "{s:s,s:O}", "message",
+        "Error on transport creation for incoming connection", "exception",
+        exc);
+    if (c == NULL) {
+        return -1;
+    }
+    /* The handler must not be called with a failed insertion pending. */
+    if (protocol != NULL && PyDict_SetItemString(c, "protocol", protocol) <
+                                0) {
+        Py_DECREF(c);
+        return -1;
+    }
+    PyObject *res = PyObject_CallMethodOneArg(
+        (PyObject *)loop, loop->st->str_call_exception_handler, c);
+    Py_DECREF(c);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
 /* One accepted connection on fd, as _accept_connection2 minus the task:
  * a socket object like socket.accept()'s, then protocol_factory() and
  * the transport in a copy of the current context. Errors of that part
@@ -394,7 +424,7 @@ accept_one(ApyLoopObject *loop, PyObject *lsock, int fd,
 {
     apy_loop_state_t *st = loop->st;
     PyObject *conn = NULL, *addr = NULL, *extra = NULL, *protocol = NULL;
-    PyObject *tr = NULL, *ctx = NULL;
+    PyObject *tr = NULL, *ctx = NULL, *et, *ev, *etb;
     int r = -1;
 
     /* socket.socket(lsock.family, lsock.type, lsock.proto, fileno=fd) */
@@ -436,15 +466,25 @@ accept_one(ApyLoopObject *loop, PyObject *lsock, int fd,
         Py_DECREF(res);
     }
     extra = Py_BuildValue("{s:O}", "peername", addr);
+    if (extra == NULL) {
+        goto error;
+    }
     ctx = PyContext_CopyCurrent();
-    if (extra == NULL || ctx == NULL || PyContext_Enter(ctx) < 0) {
+    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
         goto error;
     }
     protocol = PyObject_CallNoArgs(protocol_factory);
     if (protocol != NULL) {
         tr = tcp_transport_new(loop, conn, fd, protocol, NULL, extra, server);
     }
-    if (PyContext_Exit(ctx) < 0 || tr == NULL) {
+    /* Leave the context with the factory's or the transport's exception
+     * set aside: nothing may run with one pending. */
+    PyErr_Fetch(&et, &ev, &etb);
+    int exit_failed = PyContext_Exit(ctx) < 0;
+    if (et != NULL) {
+        _PyErr_ChainExceptions(et, ev, etb);
+    }
+    if (exit_failed || tr == NULL) {
         goto error;
     }
     r = 0;
@@ -457,25 +497,12 @@ error:
         PyObject *exc = apy_loop_take_exception();
         r = 0;
         if (loop->debug && exc != NULL) {
-            PyObject *c = Py_BuildValue(
-                "{s:s,s:O}", "message",
-                "Error on transport creation for incoming connection",
-                "exception", exc);
-            if (c != NULL && protocol != NULL) {
-                PyDict_SetItemString(c, "protocol", protocol);
-            }
-            res = c ? PyObject_CallMethodOneArg(
-                          (PyObject *)loop, st->str_call_exception_handler, c)
-                    : NULL;
-            Py_XDECREF(c);
-            Py_XDECREF(res);
-            r = res ? 0 : -1;
+            r = report_accept_error(loop, exc, protocol);
         }
         Py_XDECREF(exc);
     }
     if (tr == NULL) {
         /* Still ours unless the transport took it (it is detached then). */
-        PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
         res = PyObject_CallMethod(conn, "close", NULL);
         Py_XDECREF(res);
