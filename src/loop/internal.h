@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "apyrun/loop.h"
+#include "args.h"
 #include "queues.h"
 #include "wakeup.h"
 
@@ -136,6 +137,14 @@ struct apy_loop_state_s {
     PyObject *kw_firstiter_finalizer;
     PyObject *kw_warn_on_full_buffer;
     PyObject *empty_tuple;
+
+    /* parameter names of the vectorcall methods, interned (args.h) */
+    PyObject *args_context;           /* call_soon & co. */
+    PyObject *args_create_task;       /* (coro, name, context) */
+    PyObject *args_extra_info;        /* (name, default) */
+    PyObject *args_socket_transport;  /* _make_socket_transport */
+    PyObject *args_ssl_transport;     /* _make_ssl_transport */
+    PyObject *args_accept_connection; /* _accept_connection */
 
     /* Raw memory of dead Handles, untracked, reused by handle_alloc. */
     ApyHandleObject *handle_free[APY_FREELIST_MAX];

@@ -15,30 +15,16 @@
  * _MIN_CANCELLED_TIMER_HANDLES_FRACTION). */
 #define MIN_SCHEDULED_FOR_COMPACTION 100
 
-/* Finds context= among the keywords of a vectorcall. Returns 0 with
- * *context set (NULL if absent), or -1 with TypeError for any other
+/* Finds context= among the keywords of a vectorcall; the positional
+ * arguments are the callback's (*args). Returns 0 with *context set
+ * (borrowed, NULL if absent), or -1 with TypeError for any other
  * keyword. */
-static int
+static inline int
 parse_context(apy_loop_state_t *st, const char *fname, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames, PyObject **context)
 {
-    *context = NULL;
-    if (kwnames == NULL) {
-        return 0;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i); /* borrowed */
-        if (name == st->str_context ||
-            PyUnicode_Compare(name, st->str_context) == 0) {
-            *context = args[nargs + i];
-            continue;
-        }
-        PyErr_Format(PyExc_TypeError,
-                     "%s() got an unexpected keyword argument '%U'", fname,
-                     name);
-        return -1;
-    }
-    return 0;
+    return apy__args_parse(fname, args + nargs, 0, kwnames, st->args_context,
+                           0, 0, context);
 }
 
 static int
@@ -250,38 +236,23 @@ apy_loop_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
     ApyLoopObject *self = LOOP(op);
     apy_loop_state_t *st = self->st;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *name = Py_None, *context = Py_None, *task;
+    PyObject *a[3], *task;
 
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "create_task() takes exactly 1 positional argument "
-                     "(%zd given)",
-                     nargs);
+    /* create_task(coro, *, name=None, context=None) */
+    if (apy__args_parse("create_task", args, nargs, kwnames,
+                        st->args_create_task, 1, 1, a) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
-        PyObject *kw = PyTuple_GET_ITEM(kwnames, i); /* borrowed */
-        if (PyUnicode_CompareWithASCIIString(kw, "name") == 0) {
-            name = args[nargs + i];
-        }
-        else if (PyUnicode_CompareWithASCIIString(kw, "context") == 0) {
-            context = args[nargs + i];
-        }
-        else {
-            PyErr_Format(PyExc_TypeError,
-                         "create_task() got an unexpected keyword argument "
-                         "'%U'",
-                         kw);
-            return NULL;
-        }
-    }
+    PyObject *coro = a[0];
+    PyObject *name = a[1] != NULL ? a[1] : Py_None;
+    PyObject *context = a[2] != NULL ? a[2] : Py_None;
     if (apy_loop_check_closed(self) < 0) {
         return NULL;
     }
     if (self->task_factory == NULL) {
         /* _asyncio.Task(coro, loop=self[, name=][, context=]) without
          * passing None keywords the Task would only have to skip. */
-        PyObject *cargs[5] = {NULL, args[0], op, NULL, NULL};
+        PyObject *cargs[5] = {NULL, coro, op, NULL, NULL};
         PyObject *kw = st->kw_loop;
         if (name != Py_None && context != Py_None) {
             cargs[3] = name;
@@ -301,11 +272,11 @@ apy_loop_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
     }
     if (context == Py_None) {
         /* The legacy factory signature, as asyncio. */
-        task = PyObject_CallFunctionObjArgs(self->task_factory, op, args[0],
+        task = PyObject_CallFunctionObjArgs(self->task_factory, op, coro,
                                             NULL);
     }
     else {
-        PyObject *fargs[3] = {op, args[0], context};
+        PyObject *fargs[3] = {op, coro, context};
         task = PyObject_Vectorcall(self->task_factory, fargs, 2,
                                    st->kw_context);
     }

@@ -89,7 +89,13 @@
     X(kw_context)                                                          \
     X(kw_firstiter_finalizer)                                              \
     X(kw_warn_on_full_buffer)                                              \
-    X(empty_tuple)
+    X(empty_tuple)                                                         \
+    X(args_context)                                                        \
+    X(args_create_task)                                                    \
+    X(args_extra_info)                                                     \
+    X(args_socket_transport)                                               \
+    X(args_ssl_transport)                                                  \
+    X(args_accept_connection)
 
 /* Returns getattr(module named modname, name), or the module itself if
  * name is NULL. New reference or NULL. */
@@ -167,6 +173,30 @@ init_imports(apy_loop_state_t *st)
     return 0;
 }
 
+/* A tuple of the interned names, up to a NULL, for apy__args_parse().
+ * New reference or NULL. */
+static PyObject *
+names_tuple(const char *const *names)
+{
+    Py_ssize_t n = 0;
+    while (names[n] != NULL) {
+        n++;
+    }
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_InternFromString(names[i]);
+        if (s == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    return t;
+}
+
 static int
 init_strings(apy_loop_state_t *st)
 {
@@ -222,6 +252,25 @@ init_strings(apy_loop_state_t *st)
        "ssl_shutdown_timeout");
     KW(kw_fileno, "(s)", "fileno");
 #undef KW
+#define NAMES(field, ...)                                                  \
+    do {                                                                   \
+        st->field = names_tuple((const char *const[]){__VA_ARGS__, NULL}); \
+        if (st->field == NULL) {                                           \
+            return -1;                                                     \
+        }                                                                  \
+    } while (0)
+    NAMES(args_context, "context");
+    NAMES(args_create_task, "coro", "name", "context");
+    NAMES(args_extra_info, "name", "default");
+    NAMES(args_socket_transport, "sock", "protocol", "waiter", "extra",
+          "server");
+    NAMES(args_ssl_transport, "rawsock", "protocol", "sslcontext", "waiter",
+          "server_side", "server_hostname", "extra", "server",
+          "ssl_handshake_timeout", "ssl_shutdown_timeout");
+    NAMES(args_accept_connection, "protocol_factory", "sock", "sslcontext",
+          "server", "backlog", "ssl_handshake_timeout",
+          "ssl_shutdown_timeout");
+#undef NAMES
     return 0;
 }
 

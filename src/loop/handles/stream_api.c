@@ -390,30 +390,14 @@ static PyObject *
 stream_get_extra_info(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
                       PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *name = nargs > 0 ? args[0] : NULL;
-    PyObject *deflt = nargs > 1 ? args[1] : NULL;
-    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *a[2]; /* name, default=None */
 
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *kw = PyTuple_GET_ITEM(kwnames, i); /* borrowed */
-        PyObject **slot =
-            PyUnicode_CompareWithASCIIString(kw, "name") == 0      ? &name
-            : PyUnicode_CompareWithASCIIString(kw, "default") == 0 ? &deflt
-                                                                   : NULL;
-        if (slot == NULL || *slot != NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "get_extra_info() got an unexpected or repeated "
-                         "argument '%U'", kw);
-            return NULL;
-        }
-        *slot = args[nargs + i];
-    }
-    if (name == NULL || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError,
-                        "get_extra_info(name, default=None)");
+    if (apy__args_parse("get_extra_info", args, PyVectorcall_NARGS(nargsf),
+                        kwnames, T(op)->loop->st->args_extra_info, 2, 1,
+                        a) < 0) {
         return NULL;
     }
+    PyObject *name = a[0], *deflt = a[1];
     PyObject *v = PyDict_GetItemWithError(T(op)->extra, name);
     if (v == NULL && PyErr_Occurred()) {
         return NULL;

@@ -21,59 +21,6 @@
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
-/* Matches vectorcall arguments to parameter names: the first npos may be
- * positional, all may be keywords. Fills out[] (NULL where absent).
- * Returns 0, or -1 with TypeError. */
-static int
-parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames, const char *const *names, int nnames,
-           int npos, int nrequired, PyObject **out)
-{
-    for (int i = 0; i < nnames; i++) {
-        out[i] = NULL;
-    }
-    if (nargs > npos) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional "
-                     "arguments (%zd given)", fname, npos, nargs);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        out[i] = args[i];
-    }
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        PyObject *kw = PyTuple_GET_ITEM(kwnames, k); /* borrowed */
-        int found = 0;
-        for (int i = 0; i < nnames; i++) {
-            if (PyUnicode_CompareWithASCIIString(kw, names[i]) == 0) {
-                if (out[i] != NULL) {
-                    PyErr_Format(PyExc_TypeError, "%s() got multiple values "
-                                 "for argument '%s'", fname, names[i]);
-                    return -1;
-                }
-                out[i] = args[nargs + k];
-                found = 1;
-                break;
-            }
-        }
-        if (!found) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%U'",
-                         fname, kw);
-            return -1;
-        }
-    }
-    for (int i = 0; i < nrequired; i++) {
-        if (out[i] == NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() missing required argument '%s'", fname,
-                         names[i]);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Returns sock's fd if the loop should give it a native transport (an
  * AF_INET/AF_INET6 SOCK_STREAM socket, or AF_UNIX if unix_ok; native_tcp
  * on), else -1; *domain is its family. Never raises: anything unusual
@@ -200,13 +147,12 @@ PyObject *
 apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
                                Py_ssize_t nargsf, PyObject *kwnames)
 {
-    static const char *const names[] = {"sock", "protocol", "waiter",
-                                        "extra", "server"};
     PyObject *a[5];
     ApyLoopObject *loop = LOOP(self);
 
-    if (parse_args("_make_socket_transport", args, PyVectorcall_NARGS(nargsf),
-                   kwnames, names, 5, 3, 2, a) < 0) {
+    if (apy__args_parse("_make_socket_transport", args,
+                        PyVectorcall_NARGS(nargsf), kwnames,
+                        loop->st->args_socket_transport, 3, 2, a) < 0) {
         return NULL;
     }
     int domain;
@@ -230,17 +176,13 @@ PyObject *
 apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
                             Py_ssize_t nargsf, PyObject *kwnames)
 {
-    static const char *const names[] = {
-        "rawsock",     "protocol", "sslcontext",
-        "waiter",      "server_side", "server_hostname",
-        "extra",       "server",   "ssl_handshake_timeout",
-        "ssl_shutdown_timeout"};
     PyObject *a[10];
     ApyLoopObject *loop = LOOP(self);
     apy_loop_state_t *st = loop->st;
 
-    if (parse_args("_make_ssl_transport", args, PyVectorcall_NARGS(nargsf),
-                   kwnames, names, 10, 4, 3, a) < 0) {
+    if (apy__args_parse("_make_ssl_transport", args,
+                        PyVectorcall_NARGS(nargsf), kwnames,
+                        st->args_ssl_transport, 4, 3, a) < 0) {
         return NULL;
     }
     /* TLS on a Unix socket keeps asyncio's transport: on the native one,
@@ -526,16 +468,13 @@ PyObject *
 apy_loop_accept_connection(PyObject *self, PyObject *const *args,
                            Py_ssize_t nargsf, PyObject *kwnames)
 {
-    static const char *const names[] = {
-        "protocol_factory", "sock",    "sslcontext",
-        "server",           "backlog", "ssl_handshake_timeout",
-        "ssl_shutdown_timeout"};
     PyObject *a[7];
     ApyLoopObject *loop = LOOP(self);
     struct sockaddr_storage ss;
 
-    if (parse_args("_accept_connection", args, PyVectorcall_NARGS(nargsf),
-                   kwnames, names, 7, 7, 2, a) < 0) {
+    if (apy__args_parse("_accept_connection", args,
+                        PyVectorcall_NARGS(nargsf), kwnames,
+                        loop->st->args_accept_connection, 7, 2, a) < 0) {
         return NULL;
     }
     int tls = a[2] != NULL ? PyObject_IsTrue(a[2]) : 0;
