@@ -189,7 +189,7 @@ get_ready(PyObject *self, void *c)
         return NULL;
     }
     for (size_t i = 0; i < r->len; i++) {
-        PyObject *h = apy_ring_at(r, i);
+        PyObject *h = apy__ring_at(r, i);
         PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h));
     }
     return list;
@@ -223,14 +223,14 @@ set_native_tcp(PyObject *self, PyObject *v, void *c)
     return set_bool(&LOOP(self)->native_tcp, v);
 }
 
-/* loop._selector: see apy_loop_selector_view(). */
+/* loop._selector: see apy__loop_selector_view(). */
 static PyObject *
 get_selector(PyObject *self, void *c)
 {
-    return apy_loop_selector_view(LOOP(self));
+    return apy__loop_selector_view(LOOP(self));
 }
 
-PyGetSetDef apy_loop_getset[] = {
+PyGetSetDef apy__loop_getset[] = {
     {"_selector", get_selector, NULL, NULL, NULL},
     {"_debug", get_debug_attr, set_debug_attr, NULL, NULL},
     {"_closed", get_closed_attr, NULL, NULL, NULL},

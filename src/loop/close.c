@@ -27,14 +27,14 @@ close_any(uv_handle_t *handle, void *arg)
 static void
 uv_state_destroy(apy_uv_t *uv)
 {
-    apy_stream_close_all(uv);
-    apy_poll_close_all(uv);
-    apy_wakeup_close(&uv->wakeup);
+    apy__stream_close_all(uv);
+    apy__poll_close_all(uv);
+    apy__wakeup_close(&uv->wakeup);
     uv_walk(&uv->loop, close_any, NULL);
     for (int pass = 0; pass < TEARDOWN_MAX_PASSES; pass++) {
         /* Only close callbacks are left to run: this never blocks. */
         uv_run(&uv->loop, UV_RUN_NOWAIT);
-        if (apy_wakeup_closed(&uv->wakeup) && uv->nrecords == 0 &&
+        if (apy__wakeup_closed(&uv->wakeup) && uv->nrecords == 0 &&
             uv_loop_close(&uv->loop) == 0) {
             PyMem_RawFree(uv->polls);
             PyMem_RawFree(uv->rbuf);
@@ -47,7 +47,7 @@ uv_state_destroy(apy_uv_t *uv)
 
 /* Opens self->uv; 0, or -1 with OSError/MemoryError set. */
 int
-apy_loop_uv_open(ApyLoopObject *self)
+apy__loop_uv_open(ApyLoopObject *self)
 {
     apy_uv_t *uv = PyMem_RawCalloc(1, sizeof(*uv));
     int err;
@@ -59,12 +59,12 @@ apy_loop_uv_open(ApyLoopObject *self)
     err = uv_loop_init(&uv->loop);
     if (err < 0) {
         PyMem_RawFree(uv);
-        return apy_loop_set_uv_error(err);
+        return apy__loop_set_uv_error(err);
     }
-    err = apy_wakeup_init(&uv->wakeup, &uv->loop);
+    err = apy__wakeup_init(&uv->wakeup, &uv->loop);
     if (err < 0) {
         uv_state_destroy(uv);
-        return apy_loop_set_uv_error(err);
+        return apy__loop_set_uv_error(err);
     }
     self->uv = uv;
     return 0;
@@ -72,7 +72,7 @@ apy_loop_uv_open(ApyLoopObject *self)
 
 /* Closes and frees self->uv (leaks it if libuv refuses); never fails. */
 void
-apy_loop_uv_teardown(ApyLoopObject *self)
+apy__loop_uv_teardown(ApyLoopObject *self)
 {
     apy_uv_t *uv = self->uv;
     if (uv == NULL) {
@@ -121,7 +121,7 @@ static int
 close_signals(ApyLoopObject *self)
 {
     if (!_Py_IsFinalizing()) {
-        return apy_loop_remove_all_signal_handlers(self);
+        return apy__loop_remove_all_signal_handlers(self);
     }
     if (PyDict_GET_SIZE(self->signal_handlers) > 0) {
         if (PyErr_WarnFormat(PyExc_ResourceWarning, 1,
@@ -131,7 +131,7 @@ close_signals(ApyLoopObject *self)
             return -1;
         }
         PyDict_Clear(self->signal_handlers);
-        apy_loop_forget_signals(self);
+        apy__loop_forget_signals(self);
     }
     return 0;
 }
@@ -139,7 +139,7 @@ close_signals(ApyLoopObject *self)
 /* loop.close(): None (new reference), or NULL with RuntimeError if
  * running or the first error of the executor/signal cleanup. */
 PyObject *
-apy_loop_close(PyObject *op, PyObject *unused)
+apy__loop_close(PyObject *op, PyObject *unused)
 {
     ApyLoopObject *self = LOOP(op);
     int r = 0;
@@ -169,15 +169,15 @@ apy_loop_close(PyObject *op, PyObject *unused)
     {
         void **items;
         size_t n;
-        while (apy_ring_take_all(&self->ready, &items, &n) < 0) {
-            Py_DECREF((PyObject *)apy_ring_pop(&self->ready));
+        while (apy__ring_take_all(&self->ready, &items, &n) < 0) {
+            Py_DECREF((PyObject *)apy__ring_pop(&self->ready));
         }
         for (size_t i = 0; i < n; i++) {
             Py_DECREF((PyObject *)items[i]);
         }
         free(items);
     }
-    apy_loop_clear_timers(self);
+    apy__loop_clear_timers(self);
     if (shutdown_executor(op) < 0) {
         r = -1;
     }
@@ -192,7 +192,7 @@ apy_loop_close(PyObject *op, PyObject *unused)
         PyErr_Clear();
         r = -1;
     }
-    apy_loop_uv_teardown(self);
+    apy__loop_uv_teardown(self);
     if (r < 0) {
         PyErr_Restore(type, value, tb);
         return NULL;

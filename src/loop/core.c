@@ -11,7 +11,7 @@
 
 /* Seconds on CLOCK_MONOTONIC; never fails. */
 double
-apy_loop_now(void)
+apy__loop_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -23,9 +23,9 @@ apy_loop_now(void)
 
 /* 0, or -1 with MemoryError; takes a new reference. */
 int
-apy_loop_push_ready(ApyLoopObject *self, PyObject *handle)
+apy__loop_push_ready(ApyLoopObject *self, PyObject *handle)
 {
-    if (apy_ring_push(&self->ready, handle) < 0) {
+    if (apy__ring_push(&self->ready, handle) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -35,18 +35,18 @@ apy_loop_push_ready(ApyLoopObject *self, PyObject *handle)
 
 /* Sends the uv_async only if the loop may be blocked; never fails. */
 void
-apy_loop_wake(ApyLoopObject *self)
+apy__loop_wake(ApyLoopObject *self)
 {
     /* Only a loop blocked in uv_run needs the syscall; while it runs
      * callbacks it holds the GIL, and so sees the ready queue itself. */
     if (self->sleeping && self->uv != NULL) {
-        apy_wakeup_send(&self->uv->wakeup);
+        apy__wakeup_send(&self->uv->wakeup);
     }
 }
 
 /* 0, or -1 with RuntimeError once closed. */
 int
-apy_loop_check_closed(ApyLoopObject *self)
+apy__loop_check_closed(ApyLoopObject *self)
 {
     if (self->closed) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
@@ -57,7 +57,7 @@ apy_loop_check_closed(ApyLoopObject *self)
 
 /* 0, or -1 with RuntimeError from a foreign thread while running. */
 int
-apy_loop_check_thread(ApyLoopObject *self)
+apy__loop_check_thread(ApyLoopObject *self)
 {
     if (!self->running) {
         return 0;
@@ -74,7 +74,7 @@ apy_loop_check_thread(ApyLoopObject *self)
 /* 1 if obj is a _LoopCore instance (of any module instance), else 0;
  * never fails. */
 int
-apy_loop_is_core(apy_loop_state_t *st, PyObject *obj)
+apy__loop_is_core(apy_loop_state_t *st, PyObject *obj)
 {
     /* _LoopCore has its own layout, so it is on the tp_base chain of
      * every subclass: usually one step up from apyrun.Loop. */
@@ -89,7 +89,7 @@ apy_loop_is_core(apy_loop_state_t *st, PyObject *obj)
 /* sys.set_coroutine_origin_tracking_depth() dance of BaseEventLoop's
  * _set_coroutine_origin_tracking(): 0, or -1 if sys.* failed. */
 int
-apy_loop_track_origins(ApyLoopObject *self, int enabled)
+apy__loop_track_origins(ApyLoopObject *self, int enabled)
 {
     apy_loop_state_t *st = self->st;
     PyObject *res;
@@ -123,7 +123,7 @@ apy_loop_track_origins(ApyLoopObject *self, int enabled)
 
 /* Borrowed state, or NULL (no exception) for foreign types. */
 apy_loop_state_t *
-apy_loop_state_of(PyTypeObject *tp, destructor marker)
+apy__loop_state_of(PyTypeObject *tp, destructor marker)
 {
     /* Our types have their own layouts, so they sit on the tp_base chain
      * of any subclass, Python-level ones included. */

@@ -10,7 +10,7 @@
 
 /* OSError from a UV_E* code; always returns -1 (contract: internal.h). */
 int
-apy_loop_set_uv_error(int err)
+apy__loop_set_uv_error(int err)
 {
     /* On Unix, libuv's error codes are negated errno values: OSError picks
      * the matching subclass (ConnectionResetError, ...) from errno. */
@@ -22,7 +22,7 @@ apy_loop_set_uv_error(int err)
 /* New reference to the pending exception, normalised, traceback attached;
  * NULL if none. Clears it. */
 PyObject *
-apy_loop_take_exception(void)
+apy__loop_take_exception(void)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -37,9 +37,9 @@ apy_loop_take_exception(void)
 
 /* Keeps the exception for run_once() and stops uv_run; never fails. */
 void
-apy_loop_stash_error(ApyLoopObject *self)
+apy__loop_stash_error(ApyLoopObject *self)
 {
-    PyObject *value = apy_loop_take_exception();
+    PyObject *value = apy__loop_take_exception();
     if (value == NULL) {
         return;
     }
@@ -59,7 +59,7 @@ apy_loop_stash_error(ApyLoopObject *self)
 
 /* -1 with the stashed exception raised, or 0. */
 int
-apy_loop_raise_stashed(ApyLoopObject *self)
+apy__loop_raise_stashed(ApyLoopObject *self)
 {
     PyObject *value = self->uv_error;
     if (value == NULL) {

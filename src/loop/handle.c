@@ -21,7 +21,7 @@ is_timer(apy_loop_state_t *st, PyObject *self)
 static apy_loop_state_t *
 handle_state(PyObject *self)
 {
-    return apy_loop_state_of(Py_TYPE(self), handle_dealloc);
+    return apy__loop_state_of(Py_TYPE(self), handle_dealloc);
 }
 
 /* Returns 1/0 for loop.get_debug(), -1 on error, without a call for our
@@ -29,7 +29,7 @@ handle_state(PyObject *self)
 static int
 loop_debug(apy_loop_state_t *st, PyObject *loop)
 {
-    if (apy_loop_is_core(st, loop)) {
+    if (apy__loop_is_core(st, loop)) {
         return ((ApyLoopObject *)loop)->debug;
     }
     PyObject *res = PyObject_CallMethodNoArgs(loop, st->str_get_debug);
@@ -135,7 +135,7 @@ handle_fill(apy_loop_state_t *st, ApyHandleObject *h, PyObject *callback,
 
 /* New reference to a Handle, or NULL with an exception set. */
 PyObject *
-apy_handle_new(apy_loop_state_t *st, PyObject *callback,
+apy__handle_new(apy_loop_state_t *st, PyObject *callback,
                PyObject *const *args, Py_ssize_t nargs, PyObject *loop,
                PyObject *context, int debug)
 {
@@ -153,7 +153,7 @@ apy_handle_new(apy_loop_state_t *st, PyObject *callback,
 
 /* New reference to an unscheduled TimerHandle, or NULL. */
 PyObject *
-apy_timer_new(apy_loop_state_t *st, double when, PyObject *callback,
+apy__timer_new(apy_loop_state_t *st, double when, PyObject *callback,
               PyObject *const *args, Py_ssize_t nargs, PyObject *loop,
               PyObject *context, int debug)
 {
@@ -239,7 +239,7 @@ error:
 
 /* 0, or -1 with the exception that must stop the loop. */
 int
-apy_handle_run(ApyHandleObject *h)
+apy__handle_run(ApyHandleObject *h)
 {
     PyObject *cb = h->callback;
     PyObject *args = h->args;
@@ -276,7 +276,7 @@ static int
 timer_notify_loop(apy_loop_state_t *st, ApyHandleObject *h)
 {
     ApyTimerHandleObject *t = (ApyTimerHandleObject *)h;
-    if (apy_loop_is_core(st, h->loop)) {
+    if (apy__loop_is_core(st, h->loop)) {
         if (t->scheduled) {
             ((ApyLoopObject *)h->loop)->timer_cancelled_count++;
         }
@@ -290,7 +290,7 @@ timer_notify_loop(apy_loop_state_t *st, ApyHandleObject *h)
 
 /* Handle.cancel(); 0, or -1 if the loop or repr() failed. */
 int
-apy_handle_cancel(ApyHandleObject *h)
+apy__handle_cancel(ApyHandleObject *h)
 {
     if (h->cancelled) {
         return 0;
@@ -415,7 +415,7 @@ handle_repr(PyObject *self)
 static PyObject *
 handle_cancel_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_handle_cancel((ApyHandleObject *)self) < 0) {
+    if (apy__handle_cancel((ApyHandleObject *)self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -440,7 +440,7 @@ handle_get_context(PyObject *self, PyObject *unused)
 static PyObject *
 handle_run_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_handle_run((ApyHandleObject *)self) < 0) {
+    if (apy__handle_run((ApyHandleObject *)self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -461,7 +461,7 @@ handle_new_py(PyTypeObject *type, PyObject *args, PyObject *kwds)
     static char *hkw[] = {"callback", "args", "loop", "context", NULL};
     static char *tkw[] = {"when", "callback", "args", "loop", "context",
                           NULL};
-    apy_loop_state_t *st = apy_loop_state_of(type, handle_dealloc);
+    apy_loop_state_t *st = apy__loop_state_of(type, handle_dealloc);
     PyObject *callback, *cargs, *loop, *context = Py_None, *seq;
     double when = 0;
     int timer = PyType_IsSubtype(type, st->timer_type);
@@ -658,7 +658,7 @@ static PyType_Slot handle_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_handle_spec = {
+PyType_Spec apy__handle_spec = {
     .name = "apyrun.Handle",
     .basicsize = sizeof(ApyHandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
@@ -689,7 +689,7 @@ static PyType_Slot timer_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_timer_spec = {
+PyType_Spec apy__timer_spec = {
     .name = "apyrun.TimerHandle",
     .basicsize = sizeof(ApyTimerHandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,

@@ -238,56 +238,56 @@ struct ApyLoopObject {
 
 /* Returns 1 if obj is an instance of _LoopCore (any subclass, any
  * instance of the module), else 0; never fails. */
-int apy_loop_is_core(apy_loop_state_t *st, PyObject *obj);
+int apy__loop_is_core(apy_loop_state_t *st, PyObject *obj);
 
 /* Returns the state owning type tp (or one of its bases) when marker is
  * the tp_dealloc of the apyrun type looked for; NULL (no exception)
  * if tp does not derive from such a type. Borrowed. */
-apy_loop_state_t *apy_loop_state_of(PyTypeObject *tp, destructor marker);
+apy_loop_state_t *apy__loop_state_of(PyTypeObject *tp, destructor marker);
 
 /* Monotonic time in seconds, the clock and conversion time.monotonic()
  * uses (CLOCK_MONOTONIC nanoseconds / 1e9). */
-double apy_loop_now(void);
+double apy__loop_now(void);
 
 /* Appends a Handle (or any object with _run/_cancelled) to the ready
  * queue, taking a new reference. Returns 0, or -1 with MemoryError. */
-int apy_loop_push_ready(ApyLoopObject *self, PyObject *handle);
+int apy__loop_push_ready(ApyLoopObject *self, PyObject *handle);
 
 /* Wakes the loop if another thread may find it blocked in uv_run. */
-void apy_loop_wake(ApyLoopObject *self);
+void apy__loop_wake(ApyLoopObject *self);
 
 /* Raises RuntimeError('Event loop is closed') and returns -1 if closed. */
-int apy_loop_check_closed(ApyLoopObject *self);
+int apy__loop_check_closed(ApyLoopObject *self);
 
 /* asyncio's _check_thread(): -1 with RuntimeError when called from a
  * thread other than the one running the loop, else 0. */
-int apy_loop_check_thread(ApyLoopObject *self);
+int apy__loop_check_thread(ApyLoopObject *self);
 
 /* Turns coroutine origin tracking on or off as BaseEventLoop's
  * _set_coroutine_origin_tracking(). Returns 0 or -1. */
-int apy_loop_track_origins(ApyLoopObject *self, int enabled);
+int apy__loop_track_origins(ApyLoopObject *self, int enabled);
 
 /* --- errors.c --- */
 
 /* Raises OSError for a libuv error code (one place for the mapping: on
  * Unix UV_E* is -errno, so CPython picks the OSError subclass). Always
  * returns -1. */
-int apy_loop_set_uv_error(int err);
+int apy__loop_set_uv_error(int err);
 
 /* Takes the pending exception: a new reference to it, normalised, with
  * its traceback attached, and clears it; NULL if none was set. */
-PyObject *apy_loop_take_exception(void);
+PyObject *apy__loop_take_exception(void);
 
 /* For a libuv callback whose Python code raised what must stop the loop
  * (SystemExit, KeyboardInterrupt, a failing exception handler): moves the
  * pending exception into the loop and asks uv_run to return; run_once()
  * raises it. A second one while the first waits is reported as
  * unraisable. Needs the GIL and an exception set; never fails. */
-void apy_loop_stash_error(ApyLoopObject *self);
+void apy__loop_stash_error(ApyLoopObject *self);
 
 /* Raises the exception a libuv callback stashed, if any: returns -1 with
  * it set, or 0 when there was none. */
-int apy_loop_raise_stashed(ApyLoopObject *self);
+int apy__loop_raise_stashed(ApyLoopObject *self);
 
 /* --- gil (inline) --- */
 
@@ -299,9 +299,9 @@ int apy_loop_raise_stashed(ApyLoopObject *self);
  * callbacks make the poll non-blocking), so holding the GIL to the end
  * costs nothing and saves a release per callback. poll_io() takes it back
  * itself if no callback did. The caller must not return to libuv with a
- * Python exception pending: see apy_loop_stash_error(). */
+ * Python exception pending: see apy__loop_stash_error(). */
 static inline void
-apy_loop_gil_take(ApyLoopObject *self)
+apy__loop_gil_take(ApyLoopObject *self)
 {
     PyThreadState *ts = self->released;
     if (ts != NULL) {
@@ -313,18 +313,18 @@ apy_loop_gil_take(ApyLoopObject *self)
 /* --- handle.c --- */
 
 /* Type specs for Handle and TimerHandle (TimerHandle's base is Handle). */
-extern PyType_Spec apy_handle_spec;
-extern PyType_Spec apy_timer_spec;
+extern PyType_Spec apy__handle_spec;
+extern PyType_Spec apy__timer_spec;
 
 /* Returns a new Handle for callback(*args) in context (NULL: a copy of
  * the current context), attached to loop; in debug mode it records the
  * creation stack. New reference, or NULL with an exception set. */
-PyObject *apy_handle_new(apy_loop_state_t *st, PyObject *callback,
+PyObject *apy__handle_new(apy_loop_state_t *st, PyObject *callback,
                          PyObject *const *args, Py_ssize_t nargs,
                          PyObject *loop, PyObject *context, int debug);
 
-/* Like apy_handle_new() for a TimerHandle due at when (not scheduled). */
-PyObject *apy_timer_new(apy_loop_state_t *st, double when,
+/* Like apy__handle_new() for a TimerHandle due at when (not scheduled). */
+PyObject *apy__timer_new(apy_loop_state_t *st, double when,
                         PyObject *callback, PyObject *const *args,
                         Py_ssize_t nargs, PyObject *loop, PyObject *context,
                         int debug);
@@ -334,107 +334,107 @@ PyObject *apy_timer_new(apy_loop_state_t *st, double when,
  * goes to the loop's exception handler. Returns 0, or -1 with the
  * exception set when it must stop the loop (SystemExit,
  * KeyboardInterrupt, or a failing exception handler). */
-int apy_handle_run(ApyHandleObject *h);
+int apy__handle_run(ApyHandleObject *h);
 
 /* Cancels a Handle as Handle.cancel() does. Returns 0 or -1. */
-int apy_handle_cancel(ApyHandleObject *h);
+int apy__handle_cancel(ApyHandleObject *h);
 
 /* --- schedule.c (methods of _LoopCore) --- */
 
-PyObject *apy_loop_call_soon(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_call_soon(PyObject *self, PyObject *const *args,
                              Py_ssize_t nargsf, PyObject *kwnames);
-PyObject *apy_loop_call_soon_threadsafe(PyObject *self,
+PyObject *apy__loop_call_soon_threadsafe(PyObject *self,
                                         PyObject *const *args,
                                         Py_ssize_t nargsf,
                                         PyObject *kwnames);
-PyObject *apy_loop_call_later(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_call_later(PyObject *self, PyObject *const *args,
                               Py_ssize_t nargsf, PyObject *kwnames);
-PyObject *apy_loop_call_at(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_call_at(PyObject *self, PyObject *const *args,
                            Py_ssize_t nargsf, PyObject *kwnames);
-PyObject *apy_loop_create_future(PyObject *self, PyObject *unused);
-PyObject *apy_loop_create_task(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_create_future(PyObject *self, PyObject *unused);
+PyObject *apy__loop_create_task(PyObject *self, PyObject *const *args,
                                Py_ssize_t nargsf, PyObject *kwnames);
 
 /* Drops every scheduled timer (close()). Never fails. */
-void apy_loop_clear_timers(ApyLoopObject *self);
+void apy__loop_clear_timers(ApyLoopObject *self);
 
 /* Removes cancelled timers (compacting when they dominate) and returns
  * the earliest live deadline in *when; returns 1 if there is one, else 0.
  * Never fails. */
-int apy_loop_next_deadline(ApyLoopObject *self, double *when);
+int apy__loop_next_deadline(ApyLoopObject *self, double *when);
 
 /* Moves timers due before end_time to the ready queue. Returns 0 or -1. */
-int apy_loop_pop_due_timers(ApyLoopObject *self, double end_time);
+int apy__loop_pop_due_timers(ApyLoopObject *self, double end_time);
 
 /* --- signals.c --- */
 
-PyObject *apy_loop_add_signal_handler(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_add_signal_handler(PyObject *self, PyObject *const *args,
                                       Py_ssize_t nargs);
-PyObject *apy_loop_remove_signal_handler(PyObject *self, PyObject *sig);
+PyObject *apy__loop_remove_signal_handler(PyObject *self, PyObject *sig);
 
 /* _handle_signal(sig), as _UnixSelectorEventLoop's: queues sig's Handle,
  * or removes it if cancelled. Returns None, or NULL on error. */
-PyObject *apy_loop_handle_signal(PyObject *self, PyObject *sig);
+PyObject *apy__loop_handle_signal(PyObject *self, PyObject *sig);
 
 /* The Python-level handler installed by add_signal_handler(); a module
  * function (self is the module). */
-extern PyMethodDef apy_signal_dispatch_def;
+extern PyMethodDef apy__signal_dispatch_def;
 
 /* Makes the loop's pipe Python's signal wakeup fd while the loop runs in
  * the main thread, so a signal interrupts a blocked uv_run. Returns 0 or
  * -1 with an exception set. */
-int apy_loop_wakeup_install(ApyLoopObject *self);
+int apy__loop_wakeup_install(ApyLoopObject *self);
 
-/* Restores the wakeup fd apy_loop_wakeup_install() replaced. Never fails
+/* Restores the wakeup fd apy__loop_wakeup_install() replaced. Never fails
  * (errors are reported as unraisable). */
-void apy_loop_wakeup_uninstall(ApyLoopObject *self);
+void apy__loop_wakeup_uninstall(ApyLoopObject *self);
 
 /* Removes every add_signal_handler() registration (close()). */
-int apy_loop_remove_all_signal_handlers(ApyLoopObject *self);
+int apy__loop_remove_all_signal_handlers(ApyLoopObject *self);
 
 /* Forgets self in the per-signal table (dealloc). Never fails. */
-void apy_loop_forget_signals(ApyLoopObject *self);
+void apy__loop_forget_signals(ApyLoopObject *self);
 
 /* --- handles/poll.c: loop._selector --- */
 
-extern PyType_Spec apy_selector_view_spec;
+extern PyType_Spec apy__selector_view_spec;
 
 /* Returns loop._selector: a read-only selectors-like view of the fd
  * watchers (None once closed, as asyncio). New reference or NULL. */
-PyObject *apy_loop_selector_view(ApyLoopObject *loop);
+PyObject *apy__loop_selector_view(ApyLoopObject *loop);
 
 /* --- handles/poll.c --- */
 
-PyObject *apy_loop_add_reader(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_add_reader(PyObject *self, PyObject *const *args,
                               Py_ssize_t nargs);
-PyObject *apy_loop_add_writer(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_add_writer(PyObject *self, PyObject *const *args,
                               Py_ssize_t nargs);
-PyObject *apy_loop_remove_reader(PyObject *self, PyObject *fd);
-PyObject *apy_loop_remove_writer(PyObject *self, PyObject *fd);
-PyObject *apy_loop_add_reader_pub(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_remove_reader(PyObject *self, PyObject *fd);
+PyObject *apy__loop_remove_writer(PyObject *self, PyObject *fd);
+PyObject *apy__loop_add_reader_pub(PyObject *self, PyObject *const *args,
                                   Py_ssize_t nargs);
-PyObject *apy_loop_add_writer_pub(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_add_writer_pub(PyObject *self, PyObject *const *args,
                                   Py_ssize_t nargs);
-PyObject *apy_loop_remove_reader_pub(PyObject *self, PyObject *fd);
-PyObject *apy_loop_remove_writer_pub(PyObject *self, PyObject *fd);
+PyObject *apy__loop_remove_reader_pub(PyObject *self, PyObject *fd);
+PyObject *apy__loop_remove_writer_pub(PyObject *self, PyObject *fd);
 
 /* selectors._fileobj_to_fd(): returns the fd, or -1 with ValueError. */
-int apy_poll_fileobj_to_fd(PyObject *obj);
+int apy__poll_fileobj_to_fd(PyObject *obj);
 
 /* Before a uv_run: re-registers fds started since the last one, dropping
  * the ones the user closed meanwhile (libuv would abort on them). */
-void apy_poll_preflight(apy_uv_t *uv);
+void apy__poll_preflight(apy_uv_t *uv);
 
 /* After a uv_run: appends reader/writer Handles of fired fds to the ready
  * queue as asyncio's _process_events does. Returns 0 or -1. */
-int apy_poll_dispatch(ApyLoopObject *self);
+int apy__poll_dispatch(ApyLoopObject *self);
 
 /* Drops the Python references of every record and starts closing them
  * (teardown). Never fails. */
-void apy_poll_close_all(apy_uv_t *uv);
+void apy__poll_close_all(apy_uv_t *uv);
 
 /* GC support for the Handles the records hold. */
-int apy_poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
+int apy__poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
 
 /* --- handles/stream.c --- */
 
@@ -442,7 +442,7 @@ int apy_poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
  * the transports lose their handle (their sockets are detached, libuv
  * closes the fds) and are released by the close callbacks. Needs the GIL;
  * never fails. */
-void apy_stream_close_all(apy_uv_t *uv);
+void apy__stream_close_all(apy_uv_t *uv);
 
 /* --- handles/tcp.c (methods of _LoopCore) --- */
 
@@ -450,7 +450,7 @@ void apy_stream_close_all(apy_uv_t *uv);
  * server=None): an apyrun.TCPTransport for a TCP socket when the loop's
  * native_tcp is on, else selector_events' transport. New reference or
  * NULL. */
-PyObject *apy_loop_make_socket_transport(PyObject *self,
+PyObject *apy__loop_make_socket_transport(PyObject *self,
                                          PyObject *const *args,
                                          Py_ssize_t nargsf,
                                          PyObject *kwnames);
@@ -458,7 +458,7 @@ PyObject *apy_loop_make_socket_transport(PyObject *self,
 /* loop._make_ssl_transport(...): as selector_events', with sslproto's
  * SSLProtocol over an apyrun.TCPTransport when native. New reference to
  * the app transport, or NULL. */
-PyObject *apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_make_ssl_transport(PyObject *self, PyObject *const *args,
                                       Py_ssize_t nargsf, PyObject *kwnames);
 
 /* loop._accept_connection(protocol_factory, sock, sslcontext=None,
@@ -467,43 +467,43 @@ PyObject *apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
  * listening socket. For a TCP socket of a loop with native_tcp on and no
  * TLS, accepts in C (up to backlog connections) and makes each transport
  * at once; otherwise selector_events' Python version. None, or NULL. */
-PyObject *apy_loop_accept_connection(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_accept_connection(PyObject *self, PyObject *const *args,
                                      Py_ssize_t nargsf, PyObject *kwnames);
 
 /* Type spec of apyrun.TCPTransport (its base, asyncio's
  * transports._FlowControlMixin, is given at creation). */
-extern PyType_Spec apy_tcp_transport_spec;
+extern PyType_Spec apy__tcp_transport_spec;
 
 /* Type spec of apyrun.UnixTransport (handles/pipe.c), the same transport
  * on a Unix stream socket; same base. */
-extern PyType_Spec apy_unix_transport_spec;
+extern PyType_Spec apy__unix_transport_spec;
 
 /* --- run.c (methods of _LoopCore) --- */
 
-PyObject *apy_loop_run_forever(PyObject *self, PyObject *unused);
-PyObject *apy_loop_run_until_complete(PyObject *self, PyObject *future);
-PyObject *apy_loop_run_once(PyObject *self, PyObject *unused);
+PyObject *apy__loop_run_forever(PyObject *self, PyObject *unused);
+PyObject *apy__loop_run_until_complete(PyObject *self, PyObject *future);
+PyObject *apy__loop_run_once(PyObject *self, PyObject *unused);
 
 /* --- close.c --- */
 
 /* Allocates and initialises self->uv (libuv loop and wakeups). Returns 0
  * or -1 with OSError set. */
-int apy_loop_uv_open(ApyLoopObject *self);
+int apy__loop_uv_open(ApyLoopObject *self);
 
 /* Closes every libuv handle, runs the loop until they are closed, closes
  * the libuv loop and frees self->uv. Python references held by poll
  * records are dropped first. Never fails (a loop that cannot close is
  * leaked rather than freed under libuv's feet). */
-void apy_loop_uv_teardown(ApyLoopObject *self);
+void apy__loop_uv_teardown(ApyLoopObject *self);
 
-PyObject *apy_loop_close(PyObject *self, PyObject *unused);
+PyObject *apy__loop_close(PyObject *self, PyObject *unused);
 
 /* --- attrs.c, loop.c: the type --- */
 
 /* The descriptors of _LoopCore (attrs.c). */
-extern PyGetSetDef apy_loop_getset[];
+extern PyGetSetDef apy__loop_getset[];
 
 /* Type spec of _LoopCore (loop.c). */
-extern PyType_Spec apy_loop_core_spec;
+extern PyType_Spec apy__loop_core_spec;
 
 #endif

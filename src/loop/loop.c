@@ -36,7 +36,7 @@ is_core(PyObject *obj)
 static PyObject *
 loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    apy_loop_state_t *st = apy_loop_state_of(type, loop_dealloc);
+    apy_loop_state_t *st = apy__loop_state_of(type, loop_dealloc);
     if (st != NULL && type == st->core_type) {
         PyErr_SetString(PyExc_TypeError,
                         "_LoopCore is abstract: instantiate apyrun.Loop");
@@ -47,12 +47,12 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->st = st;
-    apy_ring_init(&self->ready);
-    apy_theap_init(&self->timers);
+    apy__ring_init(&self->ready);
+    apy__theap_init(&self->timers);
     self->slow_callback_duration = 0.1;
     self->saved_wakeup_fd = -1;
     self->signal_handlers = PyDict_New();
-    if (self->signal_handlers == NULL || apy_loop_uv_open(self) < 0) {
+    if (self->signal_handlers == NULL || apy__loop_uv_open(self) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -149,7 +149,7 @@ loop_traverse(PyObject *op, visitproc visit, void *arg)
     ApyLoopObject *self = LOOP(op);
     Py_VISIT(Py_TYPE(op));
     for (size_t i = 0; i < self->ready.len; i++) {
-        Py_VISIT((PyObject *)apy_ring_at(&self->ready, i));
+        Py_VISIT((PyObject *)apy__ring_at(&self->ready, i));
     }
     for (size_t i = 0; i < self->timers.len; i++) {
         Py_VISIT((PyObject *)self->timers.v[i].data);
@@ -160,7 +160,7 @@ loop_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->stall_future);
     Py_VISIT(self->uv_error);
     if (self->uv != NULL) {
-        return apy_poll_traverse(self->uv, visit, arg);
+        return apy__poll_traverse(self->uv, visit, arg);
     }
     return 0;
 }
@@ -171,9 +171,9 @@ loop_clear_ready(ApyLoopObject *self)
 {
     void **items;
     size_t n;
-    while (apy_ring_take_all(&self->ready, &items, &n) < 0) {
+    while (apy__ring_take_all(&self->ready, &items, &n) < 0) {
         /* No memory to unwrap: release one by one instead. */
-        PyObject *h = apy_ring_pop(&self->ready);
+        PyObject *h = apy__ring_pop(&self->ready);
         Py_DECREF(h);
     }
     for (size_t i = 0; i < n; i++) {
@@ -187,14 +187,14 @@ loop_clear(PyObject *op)
 {
     ApyLoopObject *self = LOOP(op);
     loop_clear_ready(self);
-    apy_loop_clear_timers(self);
+    apy__loop_clear_timers(self);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->current_handle);
     Py_CLEAR(self->signal_handlers);
     Py_CLEAR(self->stall_future);
     Py_CLEAR(self->uv_error);
     if (self->uv != NULL) {
-        apy_poll_close_all(self->uv);
+        apy__poll_close_all(self->uv);
     }
     return 0;
 }
@@ -208,11 +208,11 @@ loop_dealloc(PyObject *op)
     PyObject_GC_UnTrack(op);
     /* apyrun.Loop's subtype_dealloc already ran the finalizer (close());
      * whatever is left of libuv is torn down in C. */
-    apy_loop_forget_signals(self);
-    apy_loop_uv_teardown(self);
+    apy__loop_forget_signals(self);
+    apy__loop_uv_teardown(self);
     loop_clear(op);
-    apy_ring_free(&self->ready);
-    apy_theap_free(&self->timers);
+    apy__ring_free(&self->ready);
+    apy__theap_free(&self->timers);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -223,7 +223,7 @@ loop_dealloc(PyObject *op)
 static PyObject *
 loop_time(PyObject *self, PyObject *unused)
 {
-    return PyFloat_FromDouble(apy_loop_now());
+    return PyFloat_FromDouble(apy__loop_now());
 }
 
 /* loop.is_running(): new reference to a bool. */
@@ -260,7 +260,7 @@ static PyObject *
 loop_set_origin_tracking(PyObject *self, PyObject *enabled)
 {
     int on = PyObject_IsTrue(enabled);
-    if (on < 0 || apy_loop_track_origins(LOOP(self), on) < 0) {
+    if (on < 0 || apy__loop_track_origins(LOOP(self), on) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -284,7 +284,7 @@ loop_set_debug(PyObject *self, PyObject *enabled)
             return NULL;
         }
         PyObject *args[2] = {meth, enabled};
-        PyObject *h = apy_loop_call_soon_threadsafe(self, args, 2, NULL);
+        PyObject *h = apy__loop_call_soon_threadsafe(self, args, 2, NULL);
         Py_DECREF(meth);
         if (h == NULL) {
             return NULL;
@@ -298,7 +298,7 @@ loop_set_debug(PyObject *self, PyObject *enabled)
 static PyObject *
 loop_check_closed_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_loop_check_closed(LOOP(self)) < 0) {
+    if (apy__loop_check_closed(LOOP(self)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -308,7 +308,7 @@ loop_check_closed_meth(PyObject *self, PyObject *unused)
 static PyObject *
 loop_check_thread_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_loop_check_thread(LOOP(self)) < 0) {
+    if (apy__loop_check_thread(LOOP(self)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -360,7 +360,7 @@ loop_add_callback(PyObject *self, PyObject *handle)
     if (c < 0) {
         return NULL;
     }
-    if (!c && apy_loop_push_ready(LOOP(self), handle) < 0) {
+    if (!c && apy__loop_push_ready(LOOP(self), handle) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -371,7 +371,7 @@ static PyObject *
 loop_write_to_self(PyObject *self, PyObject *unused)
 {
     if (LOOP(self)->uv != NULL) {
-        apy_wakeup_send(&LOOP(self)->uv->wakeup);
+        apy__wakeup_send(&LOOP(self)->uv->wakeup);
     }
     Py_RETURN_NONE;
 }
@@ -425,21 +425,21 @@ loop_process_events(PyObject *self, PyObject *events)
 #define FN(f) ((PyCFunction)(void (*)(void))(f))
 
 static PyMethodDef loop_methods[] = {
-    {"call_soon", FN(apy_loop_call_soon), FASTKW, NULL},
-    {"call_soon_threadsafe", FN(apy_loop_call_soon_threadsafe), FASTKW,
+    {"call_soon", FN(apy__loop_call_soon), FASTKW, NULL},
+    {"call_soon_threadsafe", FN(apy__loop_call_soon_threadsafe), FASTKW,
      NULL},
-    {"call_later", FN(apy_loop_call_later), FASTKW, NULL},
-    {"call_at", FN(apy_loop_call_at), FASTKW, NULL},
+    {"call_later", FN(apy__loop_call_later), FASTKW, NULL},
+    {"call_at", FN(apy__loop_call_at), FASTKW, NULL},
     {"time", loop_time, METH_NOARGS, NULL},
-    {"create_future", apy_loop_create_future, METH_NOARGS, NULL},
-    {"create_task", FN(apy_loop_create_task), FASTKW, NULL},
+    {"create_future", apy__loop_create_future, METH_NOARGS, NULL},
+    {"create_task", FN(apy__loop_create_task), FASTKW, NULL},
     {"get_task_factory", loop_get_task_factory, METH_NOARGS, NULL},
     {"set_task_factory", loop_set_task_factory, METH_O, NULL},
-    {"run_forever", apy_loop_run_forever, METH_NOARGS, NULL},
-    {"run_until_complete", apy_loop_run_until_complete, METH_O, NULL},
-    {"_run_once", apy_loop_run_once, METH_NOARGS, NULL},
+    {"run_forever", apy__loop_run_forever, METH_NOARGS, NULL},
+    {"run_until_complete", apy__loop_run_until_complete, METH_O, NULL},
+    {"_run_once", apy__loop_run_once, METH_NOARGS, NULL},
     {"stop", loop_stop, METH_NOARGS, NULL},
-    {"close", apy_loop_close, METH_NOARGS, NULL},
+    {"close", apy__loop_close, METH_NOARGS, NULL},
     {"is_running", loop_is_running, METH_NOARGS, NULL},
     {"is_closed", loop_is_closed, METH_NOARGS, NULL},
     {"get_debug", loop_get_debug, METH_NOARGS, NULL},
@@ -453,22 +453,22 @@ static PyMethodDef loop_methods[] = {
     {"_add_callback_signalsafe", loop_add_callback_signalsafe, METH_O, NULL},
     {"_write_to_self", loop_write_to_self, METH_NOARGS, NULL},
     {"_process_events", loop_process_events, METH_O, NULL},
-    {"_add_reader", FN(apy_loop_add_reader), METH_FASTCALL, NULL},
-    {"_add_writer", FN(apy_loop_add_writer), METH_FASTCALL, NULL},
-    {"_remove_reader", apy_loop_remove_reader, METH_O, NULL},
-    {"_remove_writer", apy_loop_remove_writer, METH_O, NULL},
-    {"add_reader", FN(apy_loop_add_reader_pub), METH_FASTCALL, NULL},
-    {"add_writer", FN(apy_loop_add_writer_pub), METH_FASTCALL, NULL},
-    {"remove_reader", apy_loop_remove_reader_pub, METH_O, NULL},
-    {"remove_writer", apy_loop_remove_writer_pub, METH_O, NULL},
-    {"add_signal_handler", FN(apy_loop_add_signal_handler), METH_FASTCALL,
+    {"_add_reader", FN(apy__loop_add_reader), METH_FASTCALL, NULL},
+    {"_add_writer", FN(apy__loop_add_writer), METH_FASTCALL, NULL},
+    {"_remove_reader", apy__loop_remove_reader, METH_O, NULL},
+    {"_remove_writer", apy__loop_remove_writer, METH_O, NULL},
+    {"add_reader", FN(apy__loop_add_reader_pub), METH_FASTCALL, NULL},
+    {"add_writer", FN(apy__loop_add_writer_pub), METH_FASTCALL, NULL},
+    {"remove_reader", apy__loop_remove_reader_pub, METH_O, NULL},
+    {"remove_writer", apy__loop_remove_writer_pub, METH_O, NULL},
+    {"add_signal_handler", FN(apy__loop_add_signal_handler), METH_FASTCALL,
      NULL},
-    {"remove_signal_handler", apy_loop_remove_signal_handler, METH_O, NULL},
-    {"_handle_signal", apy_loop_handle_signal, METH_O, NULL},
-    {"_make_socket_transport", FN(apy_loop_make_socket_transport), FASTKW,
+    {"remove_signal_handler", apy__loop_remove_signal_handler, METH_O, NULL},
+    {"_handle_signal", apy__loop_handle_signal, METH_O, NULL},
+    {"_make_socket_transport", FN(apy__loop_make_socket_transport), FASTKW,
      NULL},
-    {"_make_ssl_transport", FN(apy_loop_make_ssl_transport), FASTKW, NULL},
-    {"_accept_connection", FN(apy_loop_accept_connection), FASTKW, NULL},
+    {"_make_ssl_transport", FN(apy__loop_make_ssl_transport), FASTKW, NULL},
+    {"_accept_connection", FN(apy__loop_accept_connection), FASTKW, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -480,13 +480,13 @@ static PyType_Slot loop_slots[] = {
     {Py_tp_traverse, loop_traverse},
     {Py_tp_clear, loop_clear},
     {Py_tp_methods, loop_methods},
-    {Py_tp_getset, apy_loop_getset},
+    {Py_tp_getset, apy__loop_getset},
     {Py_tp_doc, "C core of apyrun.Loop: scheduling, timers, running, "
                 "I/O watchers and signals on libuv."},
     {0, NULL},
 };
 
-PyType_Spec apy_loop_core_spec = {
+PyType_Spec apy__loop_core_spec = {
     .name = "apyrun._LoopCore",
     .basicsize = sizeof(ApyLoopObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,

@@ -198,7 +198,7 @@ run_handle(ApyLoopObject *self, PyObject *h)
             return 0;
         }
         if (!self->debug) {
-            r = apy_handle_run((ApyHandleObject *)h);
+            r = apy__handle_run((ApyHandleObject *)h);
             Py_DECREF(h);
             return r;
         }
@@ -216,9 +216,9 @@ run_handle(ApyLoopObject *self, PyObject *h)
     if (self->debug) {
         Py_XSETREF(self->current_handle, Py_NewRef(h));
     }
-    double t0 = apy_loop_now();
+    double t0 = apy__loop_now();
     if (PyObject_TypeCheck(h, st->handle_type)) {
-        r = apy_handle_run((ApyHandleObject *)h);
+        r = apy__handle_run((ApyHandleObject *)h);
     }
     else {
         PyObject *res = PyObject_CallMethodNoArgs(h, st->str_run);
@@ -226,7 +226,7 @@ run_handle(ApyLoopObject *self, PyObject *h)
         r = res ? 0 : -1;
     }
     if (self->debug) {
-        double dt = apy_loop_now() - t0;
+        double dt = apy__loop_now() - t0;
         if (r == 0 && dt >= self->slow_callback_duration) {
             /* logger.warning('Executing %s took %.3f seconds', ...) */
             PyObject *desc = PyObject_CallMethod(st->base_events,
@@ -258,7 +258,7 @@ poll_io(ApyLoopObject *self)
 {
     apy_uv_t *uv = self->uv;
     double when;
-    int has_deadline = apy_loop_next_deadline(self, &when);
+    int has_deadline = apy__loop_next_deadline(self, &when);
 
     if (self->ready.len > 0 || self->stopping) {
         /* Internal wakeups need no polling here: thread-safe calls are
@@ -266,14 +266,14 @@ poll_io(ApyLoopObject *self)
          * are seen by PyErr_CheckSignals(). So with no user watchers the
          * iteration makes no syscall at all. */
         if (uv_loop_alive(&uv->loop)) {
-            apy_poll_preflight(uv);
+            apy__poll_preflight(uv);
             uv_run(&uv->loop, UV_RUN_NOWAIT);
         }
-        return apy_loop_raise_stashed(self);
+        return apy__loop_raise_stashed(self);
     }
     long long timeout = -1;
     if (has_deadline) {
-        double d = when - apy_loop_now();
+        double d = when - apy__loop_now();
         if (d <= 0) {
             timeout = 0;
         }
@@ -287,10 +287,10 @@ poll_io(ApyLoopObject *self)
     }
     if (timeout == 0) {
         if (uv_loop_alive(&uv->loop)) {
-            apy_poll_preflight(uv);
+            apy__poll_preflight(uv);
             uv_run(&uv->loop, UV_RUN_NOWAIT);
         }
-        return apy_loop_raise_stashed(self);
+        return apy__loop_raise_stashed(self);
     }
     /* From here another thread must wake us: set the flag before running
      * any Python code (the stall check) that could let one in. */
@@ -305,10 +305,10 @@ poll_io(ApyLoopObject *self)
             timeout = 0;
         }
     }
-    apy_poll_preflight(uv);
-    apy_wakeup_arm(&uv->wakeup, timeout);
+    apy__poll_preflight(uv);
+    apy__wakeup_arm(&uv->wakeup, timeout);
     /* Not Py_BEGIN_ALLOW_THREADS: the thread state is kept in the loop so
-     * a libuv callback can take the GIL back (apy_loop_gil_take), which
+     * a libuv callback can take the GIL back (apy__loop_gil_take), which
      * it then keeps until uv_run returns. */
     self->released = PyEval_SaveThread();
     uv_run(&uv->loop, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
@@ -316,9 +316,9 @@ poll_io(ApyLoopObject *self)
         PyEval_RestoreThread(self->released);
         self->released = NULL;
     }
-    apy_wakeup_disarm(&uv->wakeup);
+    apy__wakeup_disarm(&uv->wakeup);
     self->sleeping = 0;
-    return apy_loop_raise_stashed(self);
+    return apy__loop_raise_stashed(self);
 }
 
 /* One iteration of the loop, as BaseEventLoop._run_once. Returns 0, or -1
@@ -329,8 +329,8 @@ run_once(ApyLoopObject *self)
     if (poll_io(self) < 0) {
         return -1;
     }
-    apy_wakeup_take(&self->uv->wakeup);
-    if (self->uv->fired_head != NULL && apy_poll_dispatch(self) < 0) {
+    apy__wakeup_take(&self->uv->wakeup);
+    if (self->uv->fired_head != NULL && apy__poll_dispatch(self) < 0) {
         return -1;
     }
     /* Runs Python-level signal handlers: KeyboardInterrupt from the
@@ -339,8 +339,8 @@ run_once(ApyLoopObject *self)
         return -1;
     }
     if (self->timers.len > 0 &&
-        apy_loop_pop_due_timers(
-            self, apy_loop_now() + self->st->clock_resolution) < 0) {
+        apy__loop_pop_due_timers(
+            self, apy__loop_now() + self->st->clock_resolution) < 0) {
         return -1;
     }
     /* Only what is ready now: callbacks scheduled by these callbacks wait
@@ -353,7 +353,7 @@ run_once(ApyLoopObject *self)
     int rc = 0;
     self->in_callback = 1;
     for (size_t ntodo = self->ready.len; ntodo > 0; ntodo--) {
-        PyObject *h = apy_ring_pop(&self->ready);
+        PyObject *h = apy__ring_pop(&self->ready);
         if (h == NULL) {
             break; /* only pops happen here, but never trust a count */
         }
@@ -368,9 +368,9 @@ run_once(ApyLoopObject *self)
 
 /* loop._run_once(): None, or NULL with what stopped the iteration. */
 PyObject *
-apy_loop_run_once(PyObject *op, PyObject *unused)
+apy__loop_run_once(PyObject *op, PyObject *unused)
 {
-    if (apy_loop_check_closed(LOOP(op)) < 0 || run_once(LOOP(op)) < 0) {
+    if (apy__loop_check_closed(LOOP(op)) < 0 || run_once(LOOP(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -450,21 +450,21 @@ run_forever_impl(ApyLoopObject *self)
     PyObject *old_hooks, *type, *value, *tb;
     int r = 0;
 
-    if (apy_loop_check_closed(self) < 0 || check_running(self) < 0) {
+    if (apy__loop_check_closed(self) < 0 || check_running(self) < 0) {
         return -1;
     }
-    if (apy_loop_track_origins(self, self->debug) < 0) {
+    if (apy__loop_track_origins(self, self->debug) < 0) {
         return -1;
     }
     old_hooks = swap_asyncgen_hooks(self);
     if (old_hooks == NULL) {
-        apy_loop_track_origins(self, 0);
+        apy__loop_track_origins(self, 0);
         return -1;
     }
     self->thread_id = PyThread_get_thread_ident();
     self->running = 1;
     if (set_running_loop(self, (PyObject *)self) < 0 ||
-        apy_loop_wakeup_install(self) < 0) {
+        apy__loop_wakeup_install(self) < 0) {
         r = -1;
     }
     while (r == 0) {
@@ -485,9 +485,9 @@ run_forever_impl(ApyLoopObject *self)
     PyErr_Fetch(&type, &value, &tb);
     self->stopping = 0;
     self->running = 0;
-    apy_loop_wakeup_uninstall(self);
+    apy__loop_wakeup_uninstall(self);
     if (set_running_loop(self, Py_None) < 0 ||
-        apy_loop_track_origins(self, 0) < 0) {
+        apy__loop_track_origins(self, 0) < 0) {
         r = -1;
     }
     PyObject *res = PyObject_Call(self->st->set_asyncgen_hooks, old_hooks,
@@ -511,7 +511,7 @@ run_forever_impl(ApyLoopObject *self)
 
 /* loop.run_forever(): None, or NULL with what stopped the loop. */
 PyObject *
-apy_loop_run_forever(PyObject *op, PyObject *unused)
+apy__loop_run_forever(PyObject *op, PyObject *unused)
 {
     if (run_forever_impl(LOOP(op)) < 0) {
         return NULL;
@@ -531,14 +531,14 @@ call_method_ignore(PyObject *obj, const char *name, PyObject *arg)
 /* loop.run_until_complete(f): new reference to the result, or NULL
  * (its exception, RuntimeError, NeverCompletedError). */
 PyObject *
-apy_loop_run_until_complete(PyObject *op, PyObject *future)
+apy__loop_run_until_complete(PyObject *op, PyObject *future)
 {
     ApyLoopObject *self = LOOP(op);
     apy_loop_state_t *st = self->st;
     PyObject *fut, *type, *value, *tb;
     int new_task;
 
-    if (apy_loop_check_closed(self) < 0 || check_running(self) < 0) {
+    if (apy__loop_check_closed(self) < 0 || check_running(self) < 0) {
         return NULL;
     }
     if (PyObject_TypeCheck(future, (PyTypeObject *)st->future_type)) {

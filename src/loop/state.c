@@ -375,9 +375,9 @@ init_transports(PyObject *module, apy_loop_state_t *st)
         return -1;
     }
     st->tcp_transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_tcp_transport_spec, base);
+        module, &apy__tcp_transport_spec, base);
     st->unix_transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_unix_transport_spec, base);
+        module, &apy__unix_transport_spec, base);
     Py_DECREF(base);
     if (st->tcp_transport_type == NULL || st->unix_transport_type == NULL) {
         return -1;
@@ -447,23 +447,23 @@ int
 apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
 {
     st->handle_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_handle_spec, NULL);
+        module, &apy__handle_spec, NULL);
     if (st->handle_type == NULL) {
         return -1;
     }
     st->timer_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_timer_spec, (PyObject *)st->handle_type);
+        module, &apy__timer_spec, (PyObject *)st->handle_type);
     if (st->timer_type == NULL) {
         return -1;
     }
     st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_loop_core_spec, NULL);
+        module, &apy__loop_core_spec, NULL);
     if (st->core_type == NULL) {
         return -1;
     }
     st->core_dealloc = st->core_type->tp_dealloc;
     st->selector_view_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_selector_view_spec, NULL);
+        module, &apy__selector_view_spec, NULL);
     if (st->selector_view_type == NULL) {
         return -1;
     }
@@ -472,7 +472,7 @@ apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
         return -1;
     }
     st->signal_dispatch =
-        PyCMethod_New(&apy_signal_dispatch_def, module, NULL, NULL);
+        PyCMethod_New(&apy__signal_dispatch_def, module, NULL, NULL);
     if (st->signal_dispatch == NULL) {
         return -1;
     }

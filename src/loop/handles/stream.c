@@ -53,14 +53,14 @@ on_close(uv_handle_t *handle)
     if (t != NULL) {
         /* The loop outlives this: whoever runs uv_run holds a reference
          * to it, and teardown only runs with the GIL held. */
-        apy_loop_gil_take(t->loop);
+        apy__loop_gil_take(t->loop);
         Py_DECREF(t);
     }
 }
 
 /* A zeroed record, or NULL with MemoryError. */
 apy_stream_uv_t *
-apy_stream_record_new(ApyLoopObject *loop)
+apy__stream_record_new(ApyLoopObject *loop)
 {
     apy_stream_uv_t *rec = PyMem_RawCalloc(1, sizeof(*rec));
     if (rec == NULL) {
@@ -73,7 +73,7 @@ apy_stream_record_new(ApyLoopObject *loop)
 
 /* Closes (or frees) a record without transport; never fails. */
 void
-apy_stream_discard(apy_stream_uv_t *rec, int init_done)
+apy__stream_discard(apy_stream_uv_t *rec, int init_done)
 {
     if (!init_done) {
         PyMem_RawFree(rec);
@@ -103,7 +103,7 @@ io_ref(PyObject *sock, int delta)
 
 /* Stops reading; never fails. */
 void
-apy_stream_read_stop(ApyStreamObject *t)
+apy__stream_read_stop(ApyStreamObject *t)
 {
     if (!t->reading) {
         return;
@@ -124,7 +124,7 @@ apy_stream_read_stop(ApyStreamObject *t)
 
 /* 0, or -1 with an exception. */
 int
-apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol)
+apy__stream_set_protocol(ApyStreamObject *t, PyObject *protocol)
 {
     int b = PyObject_IsInstance(protocol, t->loop->st->buffered_protocol);
     if (b < 0) {
@@ -140,7 +140,7 @@ apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol)
  * since libuv closes it. Idempotent; never fails (a failing detach is
  * reported as unraisable). Needs the GIL and no exception pending. */
 void
-apy_stream_close_handle(ApyStreamObject *t)
+apy__stream_close_handle(ApyStreamObject *t)
 {
     apy_stream_uv_t *rec = t->uv;
     if (rec == NULL) {
@@ -166,12 +166,12 @@ apy_stream_close_handle(ApyStreamObject *t)
 
 /* Teardown: every open stream starts closing; never fails. */
 void
-apy_stream_close_all(apy_uv_t *uv)
+apy__stream_close_all(apy_uv_t *uv)
 {
     while (uv->streams != NULL) {
         apy_stream_uv_t *rec = uv->streams;
         if (rec->owner != NULL && rec->owner->uv == rec) {
-            apy_stream_close_handle(rec->owner);
+            apy__stream_close_handle(rec->owner);
         }
         else {
             record_unlink(rec);
@@ -185,7 +185,7 @@ apy_stream_close_all(apy_uv_t *uv)
 /* loop.call_exception_handler({message, exception, transport, protocol}).
  * Returns 0 or -1 (only if the handler machinery itself raised). */
 int
-apy_stream_call_handler(ApyStreamObject *t, const char *message,
+apy__stream_call_handler(ApyStreamObject *t, const char *message,
                         PyObject *exc)
 {
     apy_loop_state_t *st = t->loop->st;
@@ -206,7 +206,7 @@ apy_stream_call_handler(ApyStreamObject *t, const char *message,
 /* logger.debug(fmt, t, arg, exc_info=exc) when the loop is in debug mode.
  * Returns 0 or -1. */
 int
-apy_stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
+apy__stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
                      PyObject *exc)
 {
     if (!t->loop->debug) {
@@ -234,19 +234,19 @@ apy_stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
 /* Schedules callable(*args) in t's context, as loop.call_soon. Returns 0,
  * or -1 (RuntimeError once the loop is closed). */
 int
-apy_stream_soon(ApyStreamObject *t, PyObject *callable,
+apy__stream_soon(ApyStreamObject *t, PyObject *callable,
                 PyObject *const *args, Py_ssize_t nargs)
 {
     ApyLoopObject *loop = t->loop;
-    if (apy_loop_check_closed(loop) < 0) {
+    if (apy__loop_check_closed(loop) < 0) {
         return -1;
     }
-    PyObject *h = apy_handle_new(loop->st, callable, args, nargs,
+    PyObject *h = apy__handle_new(loop->st, callable, args, nargs,
                                  (PyObject *)loop, t->context, loop->debug);
     if (h == NULL) {
         return -1;
     }
-    int r = apy_loop_push_ready(loop, h);
+    int r = apy__loop_push_ready(loop, h);
     Py_DECREF(h);
     return r;
 }
@@ -255,14 +255,14 @@ apy_stream_soon(ApyStreamObject *t, PyObject *callable,
  * soon. libuv's queued writes go with the handle, which that closes.
  * Returns 0 or -1. */
 int
-apy_stream_force_close(ApyStreamObject *t, PyObject *exc)
+apy__stream_force_close(ApyStreamObject *t, PyObject *exc)
 {
     if (t->conn_lost) {
         return 0;
     }
     if (!t->closing) {
         t->closing = 1;
-        apy_stream_read_stop(t);
+        apy__stream_read_stop(t);
     }
     t->conn_lost++;
     PyObject *meth = PyObject_GetAttr((PyObject *)t,
@@ -270,7 +270,7 @@ apy_stream_force_close(ApyStreamObject *t, PyObject *exc)
     if (meth == NULL) {
         return -1;
     }
-    int r = apy_stream_soon(t, meth, &exc, 1);
+    int r = apy__stream_soon(t, meth, &exc, 1);
     Py_DECREF(meth);
     return r;
 }
@@ -279,21 +279,21 @@ apy_stream_force_close(ApyStreamObject *t, PyObject *exc)
  * in debug mode, others go to the exception handler; then _force_close.
  * Returns 0 or -1. */
 int
-apy_stream_fatal_error(ApyStreamObject *t, PyObject *exc,
+apy__stream_fatal_error(ApyStreamObject *t, PyObject *exc,
                        const char *message)
 {
     if (PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
         PyObject *msg = PyUnicode_FromString(message);
-        int r = msg ? apy_stream_log_debug(t, "%r: %s", msg, exc) : -1;
+        int r = msg ? apy__stream_log_debug(t, "%r: %s", msg, exc) : -1;
         Py_XDECREF(msg);
         if (r < 0) {
             return -1;
         }
     }
-    else if (apy_stream_call_handler(t, message, exc) < 0) {
+    else if (apy__stream_call_handler(t, message, exc) < 0) {
         return -1;
     }
-    return apy_stream_force_close(t, exc);
+    return apy__stream_force_close(t, exc);
 }
 
 /* For Python code run from a libuv callback that raised: SystemExit and
@@ -301,23 +301,23 @@ apy_stream_fatal_error(ApyStreamObject *t, PyObject *exc,
  * transport (fatal != 0) or goes to the exception handler as an escaping
  * callback exception would. Clears the exception; never fails. */
 void
-apy_stream_callback_failed(ApyStreamObject *t, const char *message,
+apy__stream_callback_failed(ApyStreamObject *t, const char *message,
                            int fatal)
 {
     if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-        apy_loop_stash_error(t->loop);
+        apy__loop_stash_error(t->loop);
         return;
     }
-    PyObject *exc = apy_loop_take_exception();
+    PyObject *exc = apy__loop_take_exception();
     if (exc == NULL) {
         return;
     }
-    int r = fatal ? apy_stream_fatal_error(t, exc, message)
-                  : apy_stream_call_handler(t, message, exc);
+    int r = fatal ? apy__stream_fatal_error(t, exc, message)
+                  : apy__stream_call_handler(t, message, exc);
     Py_DECREF(exc);
     if (r < 0) {
-        apy_loop_stash_error(t->loop);
+        apy__loop_stash_error(t->loop);
     }
 }
 
@@ -326,13 +326,13 @@ apy_stream_callback_failed(ApyStreamObject *t, const char *message,
 /* close(): stop reading; connection_lost once libuv has written
  * everything (soon if nothing is queued). Returns 0 or -1. */
 int
-apy_stream_close(ApyStreamObject *t)
+apy__stream_close(ApyStreamObject *t)
 {
     if (t->closing) {
         return 0;
     }
     t->closing = 1;
-    apy_stream_read_stop(t);
+    apy__stream_read_stop(t);
     if (t->nwrites > 0) {
         return 0; /* on_write calls connection_lost when drained */
     }
@@ -343,7 +343,7 @@ apy_stream_close(ApyStreamObject *t)
         return -1;
     }
     PyObject *none = Py_None;
-    int r = apy_stream_soon(t, meth, &none, 1);
+    int r = apy__stream_soon(t, meth, &none, 1);
     Py_DECREF(meth);
     return r;
 }
@@ -353,7 +353,7 @@ apy_stream_close(ApyStreamObject *t)
  * protocol and server (server._detach()). Then a sendfile waiter learns
  * the connection is gone. Returns 0 or -1. */
 int
-apy_stream_connection_lost(ApyStreamObject *t, PyObject *exc)
+apy__stream_connection_lost(ApyStreamObject *t, PyObject *exc)
 {
     apy_loop_state_t *st = t->loop->st;
     PyObject *type = NULL, *value = NULL, *tb = NULL;
@@ -371,7 +371,7 @@ apy_stream_connection_lost(ApyStreamObject *t, PyObject *exc)
         Py_XDECREF(res);
     }
     /* finally: */
-    apy_stream_close_handle(t);
+    apy__stream_close_handle(t);
     PyObject *sock = t->sock, *protocol = t->protocol, *server = t->server;
     t->sock = t->protocol = t->server = NULL;
     Py_XDECREF(sock);
@@ -459,7 +459,7 @@ schedule_start(ApyStreamObject *t, PyObject *waiter)
         return -1;
     }
     PyObject *arg = (PyObject *)t;
-    int r = apy_stream_soon(t, meth, &arg, 1);
+    int r = apy__stream_soon(t, meth, &arg, 1);
     Py_DECREF(meth);
     if (r < 0) {
         return -1;
@@ -468,25 +468,25 @@ schedule_start(ApyStreamObject *t, PyObject *waiter)
     if (meth == NULL) {
         return -1;
     }
-    r = apy_stream_soon(t, meth, NULL, 0);
+    r = apy__stream_soon(t, meth, NULL, 0);
     Py_DECREF(meth);
     if (r < 0 || waiter == NULL || waiter == Py_None) {
         return r;
     }
     PyObject *args[2] = {waiter, Py_None};
-    return apy_stream_soon(t, st->set_result_unless_cancelled, args, 2);
+    return apy__stream_soon(t, st->set_result_unless_cancelled, args, 2);
 }
 
-/* A new transport on rec (see loop_stream.h), or NULL. */
+/* A new transport on rec (see stream.h), or NULL. */
 PyObject *
-apy_stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
+apy__stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
                PyObject *sock, int fd, PyObject *protocol, PyObject *waiter,
                PyObject *extra, PyObject *server)
 {
     apy_loop_state_t *st = loop->st;
     ApyStreamObject *t = PyObject_GC_New(ApyStreamObject, tp);
     if (t == NULL) {
-        apy_stream_discard(rec, 1);
+        apy__stream_discard(rec, 1);
         return NULL;
     }
     memset((char *)t + sizeof(PyObject), 0, sizeof(*t) - sizeof(PyObject));
@@ -507,7 +507,7 @@ apy_stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
     t->extra = extra != NULL && extra != Py_None ? Py_NewRef(extra)
                                                  : PyDict_New();
     if (t->extra == NULL || fill_extra(t, sock) < 0 ||
-        apy_stream_set_protocol(t, protocol) < 0) {
+        apy__stream_set_protocol(t, protocol) < 0) {
         goto error;
     }
     if (server != NULL && server != Py_None) {
@@ -536,7 +536,7 @@ error:
     {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        apy_stream_close_handle(t);
+        apy__stream_close_handle(t);
         t->closing = 1;
         t->conn_lost = 1;
         Py_CLEAR(t->sock);

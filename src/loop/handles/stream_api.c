@@ -67,7 +67,7 @@ stream_write(PyObject *op, PyObject *data)
     }
     else {
         /* bytes are immutable: libuv may keep pointing into them. */
-        r = apy_stream_send(t, view.obj == NULL ? data : NULL, view.buf,
+        r = apy__stream_send(t, view.obj == NULL ? data : NULL, view.buf,
                             (size_t)view.len);
     }
     if (view.obj != NULL) {
@@ -124,7 +124,7 @@ stream_can_write_eof(PyObject *op, PyObject *unused)
 static PyObject *
 stream_get_write_buffer_size(PyObject *op, PyObject *unused)
 {
-    return PyLong_FromSsize_t(apy_stream_write_size(T(op)));
+    return PyLong_FromSsize_t(apy__stream_write_size(T(op)));
 }
 
 /* get_write_buffer_limits(): new tuple (low, high). */
@@ -194,7 +194,7 @@ static PyObject *
 stream_set_write_buffer_limits(PyObject *op, PyObject *args, PyObject *kwds)
 {
     if (set_limits(T(op), args, kwds) < 0 ||
-        apy_stream_maybe_pause(T(op)) < 0) {
+        apy__stream_maybe_pause(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -214,7 +214,7 @@ stream_set_limits_private(PyObject *op, PyObject *args, PyObject *kwds)
 static PyObject *
 stream_maybe_pause_meth(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_maybe_pause(T(op)) < 0) {
+    if (apy__stream_maybe_pause(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -224,7 +224,7 @@ stream_maybe_pause_meth(PyObject *op, PyObject *unused)
 static PyObject *
 stream_maybe_resume_meth(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_maybe_resume(T(op)) < 0) {
+    if (apy__stream_maybe_resume(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -248,8 +248,8 @@ stream_pause_reading(PyObject *op, PyObject *unused)
         Py_RETURN_NONE;
     }
     t->paused = 1;
-    apy_stream_read_stop(t);
-    if (apy_stream_log_debug(t, "%r pauses reading", NULL, NULL) < 0) {
+    apy__stream_read_stop(t);
+    if (apy__stream_log_debug(t, "%r pauses reading", NULL, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -264,12 +264,12 @@ stream_resume_reading(PyObject *op, PyObject *unused)
         Py_RETURN_NONE;
     }
     t->paused = 0;
-    int err = apy_stream_read_start(t);
+    int err = apy__stream_read_start(t);
     if (err < 0) {
-        apy_loop_set_uv_error(err);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
-    if (apy_stream_log_debug(t, "%r resumes reading", NULL, NULL) < 0) {
+    if (apy__stream_log_debug(t, "%r resumes reading", NULL, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -282,11 +282,11 @@ stream_start_reading(PyObject *op, PyObject *unused)
 {
     ApyStreamObject *t = T(op);
     t->started = 1;
-    int err = apy_stream_read_start(t);
+    int err = apy__stream_read_start(t);
     if (err < 0) {
-        apy_loop_set_uv_error(err);
-        PyObject *exc = apy_loop_take_exception();
-        int r = apy_stream_fatal_error(t, exc,
+        apy__loop_set_uv_error(err);
+        PyObject *exc = apy__loop_take_exception();
+        int r = apy__stream_fatal_error(t, exc,
                                        "Fatal read error on socket "
                                        "transport");
         Py_XDECREF(exc);
@@ -310,7 +310,7 @@ stream_is_closing(PyObject *op, PyObject *unused)
 static PyObject *
 stream_close_meth(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_close(T(op)) < 0) {
+    if (apy__stream_close(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -320,7 +320,7 @@ stream_close_meth(PyObject *op, PyObject *unused)
 static PyObject *
 stream_abort(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_force_close(T(op), Py_None) < 0) {
+    if (apy__stream_force_close(T(op), Py_None) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -330,7 +330,7 @@ stream_abort(PyObject *op, PyObject *unused)
 static PyObject *
 stream_force_close_meth(PyObject *op, PyObject *exc)
 {
-    if (apy_stream_force_close(T(op), exc) < 0) {
+    if (apy__stream_force_close(T(op), exc) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -347,7 +347,7 @@ stream_fatal_error_meth(PyObject *op, PyObject *args, PyObject *kwds)
                                      &exc, &message)) {
         return NULL;
     }
-    if (apy_stream_fatal_error(T(op), exc, message) < 0) {
+    if (apy__stream_fatal_error(T(op), exc, message) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -358,7 +358,7 @@ stream_fatal_error_meth(PyObject *op, PyObject *args, PyObject *kwds)
 static PyObject *
 stream_connection_lost_meth(PyObject *op, PyObject *exc)
 {
-    if (apy_stream_connection_lost(T(op), exc) < 0) {
+    if (apy__stream_connection_lost(T(op), exc) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -370,7 +370,7 @@ stream_connection_lost_meth(PyObject *op, PyObject *exc)
 static PyObject *
 stream_set_protocol_meth(PyObject *op, PyObject *protocol)
 {
-    if (apy_stream_set_protocol(T(op), protocol) < 0) {
+    if (apy__stream_set_protocol(T(op), protocol) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -418,7 +418,7 @@ stream_make_empty_waiter(PyObject *op, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
         return NULL;
     }
-    PyObject *fut = apy_loop_create_future((PyObject *)t->loop, NULL);
+    PyObject *fut = apy__loop_create_future((PyObject *)t->loop, NULL);
     if (fut == NULL) {
         return NULL;
     }
@@ -459,7 +459,7 @@ stream_repr(PyObject *op)
         "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>",
         _PyType_Name(Py_TYPE(op)), state, t->fd,
         t->reading ? "polling" : "idle", t->nwrites ? "polling" : "idle",
-        apy_stream_write_size(t));
+        apy__stream_write_size(t));
 }
 
 /* --- attributes asyncio's Python code reads --- */
@@ -707,7 +707,7 @@ stream_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-PyType_Slot apy_stream_slots[] = {
+PyType_Slot apy__stream_slots[] = {
     {Py_tp_dealloc, stream_dealloc},
     {Py_tp_traverse, stream_traverse},
     {Py_tp_clear, stream_clear},

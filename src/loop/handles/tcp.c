@@ -91,25 +91,25 @@ tcp_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
     if (set_nodelay(sock, fd) < 0) {
         return NULL;
     }
-    apy_stream_uv_t *rec = apy_stream_record_new(loop);
+    apy_stream_uv_t *rec = apy__stream_record_new(loop);
     if (rec == NULL) {
         return NULL;
     }
     int err = uv_tcp_init(&loop->uv->loop, &rec->u.tcp);
     if (err < 0) {
-        apy_stream_discard(rec, 0);
-        apy_loop_set_uv_error(err);
+        apy__stream_discard(rec, 0);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
     /* Opening fails before the handle takes the fd (EEXIST: someone
      * watches it with add_reader), so closing the handle leaves it be. */
     err = uv_tcp_open(&rec->u.tcp, fd);
     if (err < 0) {
-        apy_stream_discard(rec, 1);
-        apy_loop_set_uv_error(err);
+        apy__stream_discard(rec, 1);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
-    return apy_stream_new(loop->st->tcp_transport_type, loop, rec, sock, fd,
+    return apy__stream_new(loop->st->tcp_transport_type, loop, rec, sock, fd,
                           protocol, waiter, extra, server);
 }
 
@@ -142,9 +142,9 @@ call_selector(PyObject *fn, PyObject *self, PyObject *const *args,
 }
 
 /* loop._make_socket_transport(sock, protocol, waiter=None, *, extra=None,
- * server=None): see loop_internal.h. */
+ * server=None): see internal.h. */
 PyObject *
-apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
+apy__loop_make_socket_transport(PyObject *self, PyObject *const *args,
                                Py_ssize_t nargsf, PyObject *kwnames)
 {
     PyObject *a[5];
@@ -162,7 +162,7 @@ apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
                              args, nargsf, kwnames);
     }
     if (domain == AF_UNIX) {
-        return apy_unix_transport_new(loop, a[0], fd, a[1], a[2], a[3],
+        return apy__unix_transport_new(loop, a[0], fd, a[1], a[2], a[3],
                                       a[4]);
     }
     return tcp_transport_new(loop, a[0], fd, a[1], a[2], a[3], a[4]);
@@ -171,9 +171,9 @@ apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
 /* loop._make_ssl_transport(rawsock, protocol, sslcontext, waiter=None, *,
  * server_side=False, server_hostname=None, extra=None, server=None,
  * ssl_handshake_timeout=..., ssl_shutdown_timeout=...): see
- * loop_internal.h. */
+ * internal.h. */
 PyObject *
-apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
+apy__loop_make_ssl_transport(PyObject *self, PyObject *const *args,
                             Py_ssize_t nargsf, PyObject *kwnames)
 {
     PyObject *a[10];
@@ -278,7 +278,7 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
 {
     apy_loop_state_t *st = LOOP(self)->st;
     PyErr_SetFromErrno(PyExc_OSError);
-    PyObject *exc = apy_loop_take_exception();
+    PyObject *exc = apy__loop_take_exception();
     PyObject *tsock = PyObject_CallOneArg(st->transport_socket, a[1]);
     PyObject *ctx = tsock ? Py_BuildValue(
                                 "{s:s,s:O,s:O}", "message",
@@ -316,7 +316,7 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
     for (int i = 0; i < 7; i++) {
         cargs[2 + i] = a[i] != NULL ? a[i] : i == 4 ? backlog : Py_None;
     }
-    PyObject *h = apy_loop_call_later(self, cargs, 9, NULL);
+    PyObject *h = apy__loop_call_later(self, cargs, 9, NULL);
     Py_DECREF(start);
     Py_DECREF(delay);
     Py_DECREF(backlog);
@@ -436,7 +436,7 @@ error:
     if (!PyErr_ExceptionMatches(PyExc_SystemExit) &&
         !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         /* asyncio logs these only in debug mode and goes on serving. */
-        PyObject *exc = apy_loop_take_exception();
+        PyObject *exc = apy__loop_take_exception();
         r = 0;
         if (loop->debug && exc != NULL) {
             r = report_accept_error(loop, exc, protocol);
@@ -463,9 +463,9 @@ done:
 
 /* loop._accept_connection(protocol_factory, sock, sslcontext=None,
  * server=None, backlog=100, ssl_handshake_timeout=...,
- * ssl_shutdown_timeout=...): see loop_internal.h. */
+ * ssl_shutdown_timeout=...): see internal.h. */
 PyObject *
-apy_loop_accept_connection(PyObject *self, PyObject *const *args,
+apy__loop_accept_connection(PyObject *self, PyObject *const *args,
                            Py_ssize_t nargsf, PyObject *kwnames)
 {
     PyObject *a[7];
@@ -521,10 +521,10 @@ apy_loop_accept_connection(PyObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
-PyType_Spec apy_tcp_transport_spec = {
+PyType_Spec apy__tcp_transport_spec = {
     .name = "apyrun.TCPTransport",
     .basicsize = sizeof(ApyStreamObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = apy_stream_slots,
+    .slots = apy__stream_slots,
 };
