@@ -85,11 +85,12 @@ get_cancelled_count(PyObject *self, void *c)
 static int
 set_cancelled_count(PyObject *self, PyObject *v, void *c)
 {
-    Py_ssize_t n = v ? PyLong_AsSsize_t(v) : -1;
-    if (n == -1 && (v == NULL || PyErr_Occurred())) {
-        if (v == NULL) {
-            PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        }
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(v);
+    if (n == -1 && PyErr_Occurred()) {
         return -1;
     }
     LOOP(self)->timer_cancelled_count = n;
@@ -138,11 +139,11 @@ get_slow_duration(PyObject *self, void *c)
 static int
 set_slow_duration(PyObject *self, PyObject *v, void *c)
 {
-    double d = v ? PyFloat_AsDouble(v) : -1.0;
     if (v == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
         return -1;
     }
+    double d = PyFloat_AsDouble(v);
     if (d == -1.0 && PyErr_Occurred()) {
         return -1;
     }

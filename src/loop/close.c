@@ -106,14 +106,22 @@ shutdown_executor(PyObject *self)
         Py_DECREF(executor);
         return -1;
     }
-    PyObject *kw = Py_BuildValue("{s:O}", "wait", Py_False);
-    PyObject *meth = kw ? PyObject_GetAttrString(executor, "shutdown") : NULL;
-    res = meth ? PyObject_Call(meth, LOOP(self)->st->empty_tuple, kw) : NULL;
-    Py_XDECREF(meth);
-    Py_XDECREF(kw);
+    /* executor.shutdown(wait=False) */
+    PyObject *meth = PyObject_GetAttrString(executor, "shutdown");
     Py_DECREF(executor);
-    Py_XDECREF(res);
-    return res ? 0 : -1;
+    if (meth == NULL) {
+        return -1;
+    }
+    PyObject *args[2] = {NULL, Py_False};
+    res = PyObject_Vectorcall(meth, args + 1,
+                              0 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                              LOOP(self)->st->kw_wait);
+    Py_DECREF(meth);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
 }
 
 /* _UnixSelectorEventLoop.close()'s signal part. Returns 0 or -1. */
@@ -155,10 +163,12 @@ apy__loop_close(PyObject *op, PyObject *unused)
     if (self->debug) {
         PyObject *logger = PyObject_GetAttrString(self->st->base_events,
                                                   "logger");
-        PyObject *res = logger ? PyObject_CallMethod(logger, "debug", "sO",
-                                                     "Close %r", op)
-                               : NULL;
-        Py_XDECREF(logger);
+        if (logger == NULL) {
+            return NULL;
+        }
+        PyObject *res = PyObject_CallMethod(logger, "debug", "sO",
+                                            "Close %r", op);
+        Py_DECREF(logger);
         if (res == NULL) {
             return NULL;
         }

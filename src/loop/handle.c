@@ -321,6 +321,32 @@ apy__handle_cancel(ApyHandleObject *h)
     return 0;
 }
 
+/* "created at file:line" from the last frame of a source traceback.
+ * New reference, or NULL. */
+static PyObject *
+created_at(PyObject *source_traceback)
+{
+    PyObject *file = NULL, *line = NULL, *res = NULL;
+    PyObject *frame = PySequence_GetItem(source_traceback, -1);
+    if (frame == NULL) {
+        return NULL;
+    }
+    file = PySequence_GetItem(frame, 0);
+    if (file == NULL) {
+        goto done;
+    }
+    line = PySequence_GetItem(frame, 1);
+    if (line == NULL) {
+        goto done;
+    }
+    res = PyUnicode_FromFormat("created at %S:%S", file, line);
+done:
+    Py_XDECREF(line);
+    Py_XDECREF(file);
+    Py_DECREF(frame);
+    return res;
+}
+
 /* Returns the list asyncio's _repr_info() builds. New reference. */
 static PyObject *
 handle_repr_info(ApyHandleObject *h)
@@ -365,15 +391,7 @@ handle_repr_info(ApyHandleObject *h)
     }
     if (h->source_traceback != NULL &&
         PyObject_IsTrue(h->source_traceback) == 1) {
-        PyObject *frame = PySequence_GetItem(h->source_traceback, -1);
-        PyObject *file = frame ? PySequence_GetItem(frame, 0) : NULL;
-        PyObject *line = file ? PySequence_GetItem(frame, 1) : NULL;
-        if (line != NULL) {
-            item = PyUnicode_FromFormat("created at %S:%S", file, line);
-        }
-        Py_XDECREF(frame);
-        Py_XDECREF(file);
-        Py_XDECREF(line);
+        item = created_at(h->source_traceback);
         if (item == NULL || PyList_Append(info, item) < 0) {
             goto error;
         }
@@ -400,8 +418,12 @@ handle_repr(PyObject *self)
         return NULL;
     }
     PyObject *sep = PyUnicode_FromString(" ");
-    PyObject *joined = sep ? PyUnicode_Join(sep, info) : NULL;
-    Py_XDECREF(sep);
+    if (sep == NULL) {
+        Py_DECREF(info);
+        return NULL;
+    }
+    PyObject *joined = PyUnicode_Join(sep, info);
+    Py_DECREF(sep);
     Py_DECREF(info);
     if (joined == NULL) {
         return NULL;

@@ -113,6 +113,7 @@ struct apy_loop_state_s {
     PyObject *kw_ssl_timeouts; /* ("ssl_handshake_timeout",
                                   "ssl_shutdown_timeout") */
     PyObject *kw_fileno;       /* ("fileno",) */
+    PyObject *kw_wait;         /* ("wait",) */
     long connlost_log_threshold; /* LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 
     /* interned names and keyword tuples for vectorcall */
@@ -289,7 +290,21 @@ void apy__loop_stash_error(ApyLoopObject *self);
  * it set, or 0 when there was none. */
 int apy__loop_raise_stashed(ApyLoopObject *self);
 
-/* --- gil (inline) --- */
+/* --- inline helpers --- */
+
+/* Truth of a call's result, consuming it: res is a new reference, or NULL
+ * with an exception set (then -1). Returns 1, 0, or -1 with an exception
+ * set. Lets "bool(f())" read as one step. */
+static inline int
+apy__loop_truth(PyObject *res)
+{
+    if (res == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return t;
+}
 
 /* For libuv callbacks (native transports) that must run Python code: a
  * blocking uv_run runs without the GIL, a non-blocking one with it. Takes

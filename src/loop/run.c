@@ -23,13 +23,7 @@
 static int
 method_true(PyObject *obj, const char *name)
 {
-    PyObject *r = PyObject_CallMethod(obj, name, NULL);
-    if (r == NULL) {
-        return -1;
-    }
-    int t = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return t;
+    return apy__loop_truth(PyObject_CallMethod(obj, name, NULL));
 }
 
 /* Returns 1 when executor is a ThreadPoolExecutor whose threads are all
@@ -42,18 +36,29 @@ executor_idle(PyObject *executor)
     int idle = 0;
 
     threads = PyObject_GetAttrString(executor, "_threads");
-    queue = threads ? PyObject_GetAttrString(executor, "_work_queue") : NULL;
-    sem = queue ? PyObject_GetAttrString(executor, "_idle_semaphore") : NULL;
-    value = sem ? PyObject_GetAttrString(sem, "_value") : NULL;
-    if (value != NULL) {
-        /* A worker releases _idle_semaphore after finishing an item, so
-         * one count per thread means every thread waits for work. */
-        Py_ssize_t nthreads = PyObject_Size(threads);
-        long nidle = PyLong_AsLong(value);
-        PyObject *empty = PyObject_CallMethod(queue, "empty", NULL);
-        idle = nthreads >= 0 && nidle >= nthreads && empty == Py_True;
-        Py_XDECREF(empty);
+    if (threads == NULL) {
+        goto done;
     }
+    queue = PyObject_GetAttrString(executor, "_work_queue");
+    if (queue == NULL) {
+        goto done;
+    }
+    sem = PyObject_GetAttrString(executor, "_idle_semaphore");
+    if (sem == NULL) {
+        goto done;
+    }
+    value = PyObject_GetAttrString(sem, "_value");
+    if (value == NULL) {
+        goto done;
+    }
+    /* A worker releases _idle_semaphore after finishing an item, so one
+     * count per thread means every thread waits for work. */
+    Py_ssize_t nthreads = PyObject_Size(threads);
+    long nidle = PyLong_AsLong(value);
+    PyObject *empty = PyObject_CallMethod(queue, "empty", NULL);
+    idle = nthreads >= 0 && nidle >= nthreads && empty == Py_True;
+    Py_XDECREF(empty);
+done:
     PyErr_Clear();
     Py_XDECREF(threads);
     Py_XDECREF(queue);
@@ -169,10 +174,11 @@ stall_timeout(ApyLoopObject *self)
         "nothing is scheduled to wake it (no callbacks, timers, I/O "
         "watchers, signal handlers or other threads)",
         fut);
-    PyObject *exc = msg ? PyObject_CallOneArg(
-                              self->st->never_completed_error, msg)
-                        : NULL;
-    Py_XDECREF(msg);
+    if (msg == NULL) {
+        return -2;
+    }
+    PyObject *exc = PyObject_CallOneArg(self->st->never_completed_error, msg);
+    Py_DECREF(msg);
     if (exc != NULL) {
         if (PyObject_SetAttrString(exc, "future", fut) == 0) {
             PyErr_SetObject(self->st->never_completed_error, exc);
@@ -183,6 +189,33 @@ stall_timeout(ApyLoopObject *self)
 }
 
 /* --- one iteration --- */
+
+/* Debug mode's logger.warning('Executing %s took %.3f seconds', ...)
+ * for a slow callback h. Returns 0, or -1 with an exception set. */
+static int
+warn_slow(apy_loop_state_t *st, PyObject *h, double dt)
+{
+    PyObject *logger = NULL, *res = NULL;
+    PyObject *desc = PyObject_CallMethod(st->base_events, "_format_handle",
+                                         "O", h);
+    if (desc == NULL) {
+        return -1;
+    }
+    logger = PyObject_GetAttrString(st->base_events, "logger");
+    if (logger == NULL) {
+        goto done;
+    }
+    res = PyObject_CallMethod(logger, "warning", "sOd",
+                              "Executing %s took %.3f seconds", desc, dt);
+done:
+    Py_XDECREF(logger);
+    Py_DECREF(desc);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
 
 /* Runs one ready handle (new reference consumed). Returns 0 or -1. */
 static int
@@ -205,9 +238,8 @@ run_handle(ApyLoopObject *self, PyObject *h)
     }
     else {
         /* A foreign handle from _add_callback(): asyncio's protocol. */
-        PyObject *c = PyObject_GetAttr(h, st->str_cancelled_attr);
-        int cancelled = c ? PyObject_IsTrue(c) : -1;
-        Py_XDECREF(c);
+        int cancelled =
+            apy__loop_truth(PyObject_GetAttr(h, st->str_cancelled_attr));
         if (cancelled != 0) {
             Py_DECREF(h);
             return cancelled < 0 ? -1 : 0;
@@ -228,21 +260,7 @@ run_handle(ApyLoopObject *self, PyObject *h)
     if (self->debug) {
         double dt = apy__loop_now() - t0;
         if (r == 0 && dt >= self->slow_callback_duration) {
-            /* logger.warning('Executing %s took %.3f seconds', ...) */
-            PyObject *desc = PyObject_CallMethod(st->base_events,
-                                                 "_format_handle", "O", h);
-            PyObject *logger =
-                desc ? PyObject_GetAttrString(st->base_events, "logger")
-                     : NULL;
-            PyObject *res =
-                logger ? PyObject_CallMethod(logger, "warning", "sOd",
-                                             "Executing %s took %.3f seconds",
-                                             desc, dt)
-                       : NULL;
-            Py_XDECREF(logger);
-            Py_XDECREF(desc);
-            Py_XDECREF(res);
-            r = res ? 0 : -1;
+            r = warn_slow(st, h, dt);
         }
         Py_CLEAR(self->current_handle);
     }
@@ -421,25 +439,33 @@ swap_asyncgen_hooks(ApyLoopObject *self)
         return NULL;
     }
     PyObject *args[3] = {NULL, NULL, NULL};
+    PyObject *r = NULL;
     args[1] = PyObject_GetAttrString((PyObject *)self,
                                      "_asyncgen_firstiter_hook");
-    args[2] = args[1] ? PyObject_GetAttrString((PyObject *)self,
-                                               "_asyncgen_finalizer_hook")
-                      : NULL;
-    PyObject *r = NULL;
-    if (args[2] != NULL) {
-        r = PyObject_Vectorcall(st->set_asyncgen_hooks, args + 1,
-                                0 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                st->kw_firstiter_finalizer);
+    if (args[1] == NULL) {
+        goto error;
     }
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
+    args[2] = PyObject_GetAttrString((PyObject *)self,
+                                     "_asyncgen_finalizer_hook");
+    if (args[2] == NULL) {
+        goto error;
+    }
+    r = PyObject_Vectorcall(st->set_asyncgen_hooks, args + 1,
+                            0 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                            st->kw_firstiter_finalizer);
     if (r == NULL) {
-        Py_DECREF(old);
-        return NULL;
+        goto error;
     }
     Py_DECREF(r);
+    Py_DECREF(args[1]);
+    Py_DECREF(args[2]);
     return old;
+
+error:
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    Py_DECREF(old);
+    return NULL;
 }
 
 /* BaseEventLoop.run_forever in C. Returns 0, or -1 with the exception
@@ -522,8 +548,13 @@ apy__loop_run_forever(PyObject *op, PyObject *unused)
 static int
 call_method_ignore(PyObject *obj, const char *name, PyObject *arg)
 {
-    PyObject *r = arg ? PyObject_CallMethod(obj, name, "O", arg)
-                      : PyObject_CallMethod(obj, name, NULL);
+    PyObject *r;
+    if (arg != NULL) {
+        r = PyObject_CallMethod(obj, name, "O", arg);
+    }
+    else {
+        r = PyObject_CallMethod(obj, name, NULL);
+    }
     Py_XDECREF(r);
     return r ? 0 : -1;
 }

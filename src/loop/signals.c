@@ -107,8 +107,11 @@ check_signal(apy_loop_state_t *st, PyObject *sig)
     if (ok < 0) {
         return -1;
     }
-    long n = ok ? PyLong_AsLong(sig) : -1;
-    if (!ok || n <= 0 || n >= APY_NSIG) {
+    long n = -1;
+    if (ok) {
+        n = PyLong_AsLong(sig);
+    }
+    if (n <= 0 || n >= APY_NSIG) {
         PyErr_Format(PyExc_ValueError, "invalid signal number %S", sig);
         return -1;
     }
@@ -166,13 +169,10 @@ apy__loop_add_signal_handler(PyObject *op, PyObject *const *args,
         return NULL;
     }
     callback = args[1];
-    res = PyObject_CallOneArg(st->iscoroutine, callback);
-    is_coro = res ? PyObject_IsTrue(res) : -1;
-    Py_XDECREF(res);
+    is_coro = apy__loop_truth(PyObject_CallOneArg(st->iscoroutine, callback));
     if (is_coro == 0) {
-        res = PyObject_CallOneArg(st->iscoroutinefunction, callback);
-        is_coro = res ? PyObject_IsTrue(res) : -1;
-        Py_XDECREF(res);
+        is_coro = apy__loop_truth(
+            PyObject_CallOneArg(st->iscoroutinefunction, callback));
     }
     if (is_coro < 0) {
         return NULL;
@@ -326,9 +326,8 @@ apy__loop_handle_signal(PyObject *op, PyObject *sig)
         Py_RETURN_NONE;
     }
     Py_INCREF(handle);
-    PyObject *c = PyObject_GetAttr(handle, self->st->str_cancelled_attr);
-    int cancelled = c ? PyObject_IsTrue(c) : -1;
-    Py_XDECREF(c);
+    int cancelled = apy__loop_truth(
+        PyObject_GetAttr(handle, self->st->str_cancelled_attr));
     PyObject *res = NULL;
     if (cancelled > 0) {
         res = PyObject_CallMethod(op, "remove_signal_handler", "O", sig);

@@ -56,6 +56,7 @@
     X(selector_accept_connection)                                          \
     X(socket_type)                                                         \
     X(kw_fileno)                                                           \
+    X(kw_wait)                                                             \
     X(str_data_received)                                                   \
     X(str_get_buffer)                                                      \
     X(str_buffer_updated)                                                  \
@@ -251,6 +252,7 @@ init_strings(apy_loop_state_t *st)
     KW(kw_ssl_timeouts, "(ss)", "ssl_handshake_timeout",
        "ssl_shutdown_timeout");
     KW(kw_fileno, "(s)", "fileno");
+    KW(kw_wait, "(s)", "wait");
 #undef KW
 #define NAMES(field, ...)                                                  \
     do {                                                                   \
@@ -305,10 +307,12 @@ init_classes(PyObject *module, apy_loop_state_t *st)
 {
     PyObject *unix_loop = import_attr("asyncio.unix_events",
                                       "_UnixSelectorEventLoop");
-    PyObject *policy_base =
-        unix_loop ? import_attr("asyncio", "DefaultEventLoopPolicy") : NULL;
+    if (unix_loop == NULL) {
+        return -1;
+    }
+    PyObject *policy_base = import_attr("asyncio", "DefaultEventLoopPolicy");
     if (policy_base == NULL) {
-        Py_XDECREF(unix_loop);
+        Py_DECREF(unix_loop);
         return -1;
     }
     st->loop_type = PyObject_CallFunction(
@@ -401,13 +405,18 @@ init_transports(PyObject *module, apy_loop_state_t *st)
     }
     PyObject *threshold = import_attr("asyncio.constants",
                                       "LOG_THRESHOLD_FOR_CONNLOST_WRITES");
+    if (threshold == NULL) {
+        return -1;
+    }
     PyObject *mode = import_attr("asyncio.constants", "_SendfileMode");
-    PyObject *try_native = mode ? PyObject_GetAttrString(mode, "TRY_NATIVE")
-                                : NULL;
-    Py_XDECREF(mode);
-    if (threshold == NULL || try_native == NULL) {
-        Py_XDECREF(threshold);
-        Py_XDECREF(try_native);
+    if (mode == NULL) {
+        Py_DECREF(threshold);
+        return -1;
+    }
+    PyObject *try_native = PyObject_GetAttrString(mode, "TRY_NATIVE");
+    Py_DECREF(mode);
+    if (try_native == NULL) {
+        Py_DECREF(threshold);
         return -1;
     }
     st->connlost_log_threshold = PyLong_AsLong(threshold);

@@ -160,8 +160,11 @@ apy__poll_fileobj_to_fd(PyObject *obj)
     }
     else {
         PyObject *f = PyObject_CallMethod(obj, "fileno", NULL);
-        num = f ? PyNumber_Long(f) : NULL;
-        Py_XDECREF(f);
+        num = NULL;
+        if (f != NULL) {
+            num = PyNumber_Long(f);
+            Py_DECREF(f);
+        }
         if (num == NULL) {
             if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
                 PyErr_ExceptionMatches(PyExc_TypeError) ||
@@ -447,9 +450,8 @@ dispatch_one(ApyLoopObject *self, apy_poll_t *rec, int writable)
         cancelled = ((ApyHandleObject *)h)->cancelled;
     }
     else {
-        PyObject *c = PyObject_GetAttr(h, self->st->str_cancelled_attr);
-        cancelled = c ? PyObject_IsTrue(c) : -1;
-        Py_XDECREF(c);
+        cancelled = apy__loop_truth(
+            PyObject_GetAttr(h, self->st->str_cancelled_attr));
         if (cancelled < 0) {
             return -1;
         }
@@ -587,19 +589,31 @@ view_get_map(PyObject *op, PyObject *unused)
 {
     ApyLoopObject *loop = (ApyLoopObject *)((SelectorViewObject *)op)->loop;
     PyObject *map = PyDict_New();
-    for (int fd = 0; map != NULL && loop->uv && fd < loop->uv->npolls; fd++) {
+    if (map == NULL) {
+        return NULL;
+    }
+    for (int fd = 0; loop->uv != NULL && fd < loop->uv->npolls; fd++) {
         PyObject *fdobj = PyLong_FromLong(fd);
-        PyObject *key = fdobj ? make_key(loop, fdobj, fd) : NULL;
-        if (key != NULL && PyDict_SetItem(map, fdobj, key) < 0) {
-            Py_CLEAR(map);
+        if (fdobj == NULL) {
+            goto error;
         }
-        else if (key == NULL && PyErr_Occurred()) {
-            Py_CLEAR(map);
+        PyObject *key = make_key(loop, fdobj, fd);
+        int r = 0;
+        if (key != NULL) {
+            r = PyDict_SetItem(map, fdobj, key);
+            Py_DECREF(key);
         }
-        Py_XDECREF(key);
-        Py_XDECREF(fdobj);
+        Py_DECREF(fdobj);
+        /* No key and no exception: nothing watches fd. */
+        if (r < 0 || (key == NULL && PyErr_Occurred())) {
+            goto error;
+        }
     }
     return map;
+
+error:
+    Py_DECREF(map);
+    return NULL;
 }
 
 /* Always NULL with NotImplementedError: the view is read-only. */

@@ -91,12 +91,23 @@ apy__stream_discard(apy_stream_uv_t *rec, int init_done)
 static int
 io_ref(PyObject *sock, int delta)
 {
+    int r = 0;
     PyObject *n = PyObject_GetAttrString(sock, "_io_refs");
-    long refs = n != NULL ? PyLong_AsLong(n) : -1;
-    Py_XDECREF(n);
-    PyObject *m = refs >= 0 ? PyLong_FromLong(refs + delta) : NULL;
-    int r = m != NULL && PyObject_SetAttrString(sock, "_io_refs", m) == 0;
-    Py_XDECREF(m);
+    if (n == NULL) {
+        goto done;
+    }
+    long refs = PyLong_AsLong(n);
+    Py_DECREF(n);
+    if (refs < 0) {
+        goto done;
+    }
+    PyObject *m = PyLong_FromLong(refs + delta);
+    if (m == NULL) {
+        goto done;
+    }
+    r = PyObject_SetAttrString(sock, "_io_refs", m) == 0;
+    Py_DECREF(m);
+done:
     PyErr_Clear();
     return r;
 }
@@ -216,19 +227,32 @@ apy__stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
     if (meth == NULL) {
         return -1;
     }
-    PyObject *args = arg != NULL ? Py_BuildValue("(sOO)", fmt, t, arg)
-                                 : Py_BuildValue("(sO)", fmt, t);
-    PyObject *kw = exc != NULL ? Py_BuildValue("{s:O}", "exc_info", exc)
-                               : NULL;
-    PyObject *r = NULL;
-    if (args != NULL && (exc == NULL || kw != NULL)) {
-        r = PyObject_Call(meth, args, kw);
+    PyObject *args, *kw = NULL, *r = NULL;
+    if (arg != NULL) {
+        args = Py_BuildValue("(sOO)", fmt, t, arg);
     }
+    else {
+        args = Py_BuildValue("(sO)", fmt, t);
+    }
+    if (args == NULL) {
+        goto done;
+    }
+    if (exc != NULL) {
+        kw = Py_BuildValue("{s:O}", "exc_info", exc);
+        if (kw == NULL) {
+            goto done;
+        }
+    }
+    r = PyObject_Call(meth, args, kw);
+done:
     Py_XDECREF(kw);
     Py_XDECREF(args);
     Py_DECREF(meth);
-    Py_XDECREF(r);
-    return r != NULL ? 0 : -1;
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
 }
 
 /* Schedules callable(*args) in t's context, as loop.call_soon. Returns 0,
@@ -284,8 +308,11 @@ apy__stream_fatal_error(ApyStreamObject *t, PyObject *exc,
 {
     if (PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
         PyObject *msg = PyUnicode_FromString(message);
-        int r = msg ? apy__stream_log_debug(t, "%r: %s", msg, exc) : -1;
-        Py_XDECREF(msg);
+        if (msg == NULL) {
+            return -1;
+        }
+        int r = apy__stream_log_debug(t, "%r: %s", msg, exc);
+        Py_DECREF(msg);
         if (r < 0) {
             return -1;
         }
@@ -394,12 +421,16 @@ apy__stream_connection_lost(ApyStreamObject *t, PyObject *exc)
     if (r == 0 && t->empty_waiter != NULL) {
         PyObject *err = PyObject_CallFunction(
             PyExc_ConnectionError, "s", "Connection is closed by peer");
-        PyObject *res = err ? PyObject_CallMethod(t->empty_waiter,
-                                                  "set_exception", "O", err)
-                            : NULL;
-        Py_XDECREF(err);
-        Py_XDECREF(res);
-        r = res ? 0 : -1;
+        if (err == NULL) {
+            return -1;
+        }
+        PyObject *res = PyObject_CallMethod(t->empty_waiter, "set_exception",
+                                            "O", err);
+        Py_DECREF(err);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
     }
     return r;
 }
@@ -521,10 +552,17 @@ apy__stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
     }
     PyObject *transports = PyObject_GetAttr((PyObject *)loop,
                                             st->str_transports);
-    PyObject *key = transports ? PyLong_FromLong(fd) : NULL;
-    int r = key ? PyObject_SetItem(transports, key, (PyObject *)t) : -1;
-    Py_XDECREF(key);
-    Py_XDECREF(transports);
+    if (transports == NULL) {
+        goto error;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL) {
+        Py_DECREF(transports);
+        goto error;
+    }
+    int r = PyObject_SetItem(transports, key, (PyObject *)t);
+    Py_DECREF(key);
+    Py_DECREF(transports);
     if (r < 0 || schedule_start(t, waiter) < 0) {
         goto error;
     }

@@ -530,10 +530,11 @@ get_flag(PyObject *op, void *c)
 static int
 set_flag(PyObject *op, PyObject *v, void *c)
 {
-    int b = v ? PyObject_IsTrue(v) : -1;
     if (v == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
     }
+    int b = PyObject_IsTrue(v);
     if (b < 0) {
         return -1;
     }

@@ -135,11 +135,13 @@ read_data(ApyStreamObject *t, const char *base, ssize_t n, int buffered)
         return;
     }
     if (buffered) {
+        res = NULL;
         arg = PyLong_FromSsize_t(n);
-        res = arg ? PyObject_CallMethodOneArg(t->protocol,
-                                              st->str_buffer_updated, arg)
-                  : NULL;
-        Py_XDECREF(arg);
+        if (arg != NULL) {
+            res = PyObject_CallMethodOneArg(t->protocol,
+                                            st->str_buffer_updated, arg);
+            Py_DECREF(arg);
+        }
         if (res == NULL) {
             apy__stream_callback_failed(
                 t, "Fatal error: protocol.buffer_updated() call failed.", 1);
@@ -175,10 +177,8 @@ read_eof(ApyStreamObject *t)
     if (t->protocol == NULL) {
         return;
     }
-    PyObject *res = PyObject_CallMethodNoArgs(t->protocol,
-                                              st->str_eof_received);
-    int keep_open = res ? PyObject_IsTrue(res) : -1;
-    Py_XDECREF(res);
+    int keep_open = apy__loop_truth(
+        PyObject_CallMethodNoArgs(t->protocol, st->str_eof_received));
     if (keep_open < 0) {
         apy__stream_callback_failed(
             t, "Fatal error: protocol.eof_received() call failed.", 1);

@@ -280,17 +280,21 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
     PyErr_SetFromErrno(PyExc_OSError);
     PyObject *exc = apy__loop_take_exception();
     PyObject *tsock = PyObject_CallOneArg(st->transport_socket, a[1]);
-    PyObject *ctx = tsock ? Py_BuildValue(
-                                "{s:s,s:O,s:O}", "message",
-                                "socket.accept() out of system resource",
-                                "exception", exc, "socket", tsock)
-                          : NULL;
-    Py_XDECREF(tsock);
+    if (tsock == NULL) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    PyObject *ctx = Py_BuildValue("{s:s,s:O,s:O}", "message",
+                                  "socket.accept() out of system resource",
+                                  "exception", exc, "socket", tsock);
+    Py_DECREF(tsock);
     Py_XDECREF(exc);
-    PyObject *r = ctx ? PyObject_CallMethodOneArg(
-                            self, st->str_call_exception_handler, ctx)
-                      : NULL;
-    Py_XDECREF(ctx);
+    if (ctx == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(
+        self, st->str_call_exception_handler, ctx);
+    Py_DECREF(ctx);
     if (r == NULL) {
         return -1;
     }
@@ -322,6 +326,43 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
     Py_DECREF(backlog);
     Py_XDECREF(h);
     return h != NULL ? 0 : -1;
+}
+
+/* socket.socket(lsock.family, lsock.type, lsock.proto, fileno=fd): the
+ * object socket.accept() would have made. New reference, or NULL (fd is
+ * then still the caller's). */
+static PyObject *
+new_socket(apy_loop_state_t *st, PyObject *lsock, int fd)
+{
+    PyObject *family = NULL, *type = NULL, *proto = NULL, *fdobj = NULL;
+    PyObject *conn = NULL;
+
+    family = PyObject_GetAttrString(lsock, "family");
+    if (family == NULL) {
+        goto error;
+    }
+    type = PyObject_GetAttrString(lsock, "type");
+    if (type == NULL) {
+        goto error;
+    }
+    proto = PyObject_GetAttrString(lsock, "proto");
+    if (proto == NULL) {
+        goto error;
+    }
+    fdobj = PyLong_FromLong(fd);
+    if (fdobj == NULL) {
+        goto error;
+    }
+    PyObject *args[5] = {NULL, family, type, proto, fdobj};
+    conn = PyObject_Vectorcall(st->socket_type, args + 1,
+                               3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                               st->kw_fileno);
+error:
+    Py_XDECREF(family);
+    Py_XDECREF(type);
+    Py_XDECREF(proto);
+    Py_XDECREF(fdobj);
+    return conn;
 }
 
 /* Debug mode's report of a failed transport creation for an accepted
@@ -370,20 +411,7 @@ accept_one(ApyLoopObject *loop, PyObject *lsock, int fd,
     int r = -1;
 
     /* socket.socket(lsock.family, lsock.type, lsock.proto, fileno=fd) */
-    PyObject *family = PyObject_GetAttrString(lsock, "family");
-    PyObject *type = family ? PyObject_GetAttrString(lsock, "type") : NULL;
-    PyObject *proto = type ? PyObject_GetAttrString(lsock, "proto") : NULL;
-    PyObject *fdobj = proto ? PyLong_FromLong(fd) : NULL;
-    if (fdobj != NULL) {
-        PyObject *args[5] = {NULL, family, type, proto, fdobj};
-        conn = PyObject_Vectorcall(st->socket_type, args + 1,
-                                   3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                   st->kw_fileno);
-    }
-    Py_XDECREF(family);
-    Py_XDECREF(type);
-    Py_XDECREF(proto);
-    Py_XDECREF(fdobj);
+    conn = new_socket(st, lsock, fd);
     if (conn == NULL) {
         close(fd);
         return -1;
