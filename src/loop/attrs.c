@@ -231,6 +231,8 @@ get_selector(PyObject *self, void *c)
     return apy__loop_selector_view(LOOP(self));
 }
 
+/* _LoopCore's descriptors, under the names asyncio's code reads; the
+ * type's spec (loop.c) points at this table. */
 PyGetSetDef apy__loop_getset[] = {
     {"_selector", get_selector, NULL, NULL, NULL},
     {"_debug", get_debug_attr, set_debug_attr, NULL, NULL},

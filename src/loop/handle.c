@@ -680,6 +680,7 @@ static PyType_Slot handle_slots[] = {
     {0, NULL},
 };
 
+/* apyrun.Handle; state.c creates it from this spec. */
 PyType_Spec apy__handle_spec = {
     .name = "apyrun.Handle",
     .basicsize = sizeof(ApyHandleObject),
@@ -711,6 +712,7 @@ static PyType_Slot timer_slots[] = {
     {0, NULL},
 };
 
+/* apyrun.TimerHandle, a Handle subclass (base given by state.c). */
 PyType_Spec apy__timer_spec = {
     .name = "apyrun.TimerHandle",
     .basicsize = sizeof(ApyTimerHandleObject),

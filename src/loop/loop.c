@@ -486,6 +486,7 @@ static PyType_Slot loop_slots[] = {
     {0, NULL},
 };
 
+/* _LoopCore; state.c creates it and builds apyrun.Loop on it. */
 PyType_Spec apy__loop_core_spec = {
     .name = "apyrun._LoopCore",
     .basicsize = sizeof(ApyLoopObject),

@@ -383,6 +383,7 @@ signal_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_XNewRef(ret);
 }
 
+/* signal_dispatch as a module function (state.c binds it). */
 PyMethodDef apy__signal_dispatch_def = {
     "_signal_dispatch", (PyCFunction)(void (*)(void))signal_dispatch,
     METH_FASTCALL, "Signal handler of apyrun loops' add_signal_handler()."};

@@ -9,6 +9,7 @@
 
 #include "stream.h"
 
+/* New reference, or NULL with an exception set (contract: stream.h). */
 PyObject *
 apy__unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
                        PyObject *protocol, PyObject *waiter, PyObject *extra,
@@ -35,6 +36,7 @@ apy__unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
                           protocol, waiter, extra, server);
 }
 
+/* apyrun.UnixTransport: stream_api.c's slots, base given by state.c. */
 PyType_Spec apy__unix_transport_spec = {
     .name = "apyrun.UnixTransport",
     .basicsize = sizeof(ApyStreamObject),

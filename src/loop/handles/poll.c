@@ -678,6 +678,7 @@ static PyType_Slot view_slots[] = {
     {0, NULL},
 };
 
+/* The type of loop._selector; state.c creates it from this spec. */
 PyType_Spec apy__selector_view_spec = {
     .name = "apyrun.LibuvSelectorView",
     .basicsize = sizeof(SelectorViewObject),

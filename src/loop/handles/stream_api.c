@@ -708,6 +708,7 @@ stream_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
+/* The slots every stream transport type shares (tcp.c, pipe.c). */
 PyType_Slot apy__stream_slots[] = {
     {Py_tp_dealloc, stream_dealloc},
     {Py_tp_traverse, stream_traverse},

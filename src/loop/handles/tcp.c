@@ -549,6 +549,7 @@ apy__loop_accept_connection(PyObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* apyrun.TCPTransport: stream_api.c's slots, base given by state.c. */
 PyType_Spec apy__tcp_transport_spec = {
     .name = "apyrun.TCPTransport",
     .basicsize = sizeof(ApyStreamObject),
