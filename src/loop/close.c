@@ -6,66 +6,12 @@
 #include <Python.h>
 #include <errno.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
 /* Teardown passes before giving up on a loop libuv will not close. */
 #define TEARDOWN_MAX_PASSES 1000
-
-/* OSError from a UV_E* code; always returns -1 (contract: loop_internal.h). */
-int
-apy_loop_set_uv_error(int err)
-{
-    /* On Unix, libuv's error codes are negated errno values: OSError picks
-     * the matching subclass (ConnectionResetError, ...) from errno. */
-    errno = -err;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
-}
-
-/* Keeps the exception for run_once() and stops uv_run; never fails. */
-void
-apy_loop_stash_error(ApyLoopObject *self)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    if (value == NULL) {
-        return;
-    }
-    if (self->uv_error != NULL) {
-        /* The loop stops with the first; the second must not vanish. */
-        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-        PyErr_WriteUnraisable((PyObject *)self);
-        Py_DECREF(value);
-    }
-    else {
-        self->uv_error = value;
-    }
-    if (self->uv != NULL) {
-        uv_stop(&self->uv->loop);
-    }
-}
-
-/* -1 with the stashed exception raised, or 0. */
-int
-apy_loop_raise_stashed(ApyLoopObject *self)
-{
-    PyObject *value = self->uv_error;
-    if (value == NULL) {
-        return 0;
-    }
-    self->uv_error = NULL;
-    PyObject *tb = PyException_GetTraceback(value);
-    PyErr_Restore(Py_NewRef(Py_TYPE(value)), value, tb);
-    return -1;
-}
 
 static void
 close_any(uv_handle_t *handle, void *arg)
@@ -81,14 +27,14 @@ close_any(uv_handle_t *handle, void *arg)
 static void
 uv_state_destroy(apy_uv_t *uv)
 {
-    apy_stream_close_all(uv);
-    apy_poll_close_all(uv);
-    apy_wakeup_close(&uv->wakeup);
+    apy__stream_close_all(uv);
+    apy__poll_close_all(uv);
+    apy__wakeup_close(&uv->wakeup);
     uv_walk(&uv->loop, close_any, NULL);
     for (int pass = 0; pass < TEARDOWN_MAX_PASSES; pass++) {
         /* Only close callbacks are left to run: this never blocks. */
         uv_run(&uv->loop, UV_RUN_NOWAIT);
-        if (apy_wakeup_closed(&uv->wakeup) && uv->nrecords == 0 &&
+        if (apy__wakeup_closed(&uv->wakeup) && uv->nrecords == 0 &&
             uv_loop_close(&uv->loop) == 0) {
             PyMem_RawFree(uv->polls);
             PyMem_RawFree(uv->rbuf);
@@ -101,7 +47,7 @@ uv_state_destroy(apy_uv_t *uv)
 
 /* Opens self->uv; 0, or -1 with OSError/MemoryError set. */
 int
-apy_loop_uv_open(ApyLoopObject *self)
+apy__loop_uv_open(ApyLoopObject *self)
 {
     apy_uv_t *uv = PyMem_RawCalloc(1, sizeof(*uv));
     int err;
@@ -113,12 +59,12 @@ apy_loop_uv_open(ApyLoopObject *self)
     err = uv_loop_init(&uv->loop);
     if (err < 0) {
         PyMem_RawFree(uv);
-        return apy_loop_set_uv_error(err);
+        return apy__loop_set_uv_error(err);
     }
-    err = apy_wakeup_init(&uv->wakeup, &uv->loop);
+    err = apy__wakeup_init(&uv->wakeup, &uv->loop);
     if (err < 0) {
         uv_state_destroy(uv);
-        return apy_loop_set_uv_error(err);
+        return apy__loop_set_uv_error(err);
     }
     self->uv = uv;
     return 0;
@@ -126,7 +72,7 @@ apy_loop_uv_open(ApyLoopObject *self)
 
 /* Closes and frees self->uv (leaks it if libuv refuses); never fails. */
 void
-apy_loop_uv_teardown(ApyLoopObject *self)
+apy__loop_uv_teardown(ApyLoopObject *self)
 {
     apy_uv_t *uv = self->uv;
     if (uv == NULL) {
@@ -160,14 +106,22 @@ shutdown_executor(PyObject *self)
         Py_DECREF(executor);
         return -1;
     }
-    PyObject *kw = Py_BuildValue("{s:O}", "wait", Py_False);
-    PyObject *meth = kw ? PyObject_GetAttrString(executor, "shutdown") : NULL;
-    res = meth ? PyObject_Call(meth, LOOP(self)->st->empty_tuple, kw) : NULL;
-    Py_XDECREF(meth);
-    Py_XDECREF(kw);
+    /* executor.shutdown(wait=False) */
+    PyObject *meth = PyObject_GetAttrString(executor, "shutdown");
     Py_DECREF(executor);
-    Py_XDECREF(res);
-    return res ? 0 : -1;
+    if (meth == NULL) {
+        return -1;
+    }
+    PyObject *args[2] = {NULL, Py_False};
+    res = PyObject_Vectorcall(meth, args + 1,
+                              0 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                              LOOP(self)->st->kw_wait);
+    Py_DECREF(meth);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
 }
 
 /* _UnixSelectorEventLoop.close()'s signal part. Returns 0 or -1. */
@@ -175,7 +129,7 @@ static int
 close_signals(ApyLoopObject *self)
 {
     if (!_Py_IsFinalizing()) {
-        return apy_loop_remove_all_signal_handlers(self);
+        return apy__loop_remove_all_signal_handlers(self);
     }
     if (PyDict_GET_SIZE(self->signal_handlers) > 0) {
         if (PyErr_WarnFormat(PyExc_ResourceWarning, 1,
@@ -185,7 +139,7 @@ close_signals(ApyLoopObject *self)
             return -1;
         }
         PyDict_Clear(self->signal_handlers);
-        apy_loop_forget_signals(self);
+        apy__loop_forget_signals(self);
     }
     return 0;
 }
@@ -193,7 +147,7 @@ close_signals(ApyLoopObject *self)
 /* loop.close(): None (new reference), or NULL with RuntimeError if
  * running or the first error of the executor/signal cleanup. */
 PyObject *
-apy_loop_close(PyObject *op, PyObject *unused)
+apy__loop_close(PyObject *op, PyObject *unused)
 {
     ApyLoopObject *self = LOOP(op);
     int r = 0;
@@ -209,10 +163,12 @@ apy_loop_close(PyObject *op, PyObject *unused)
     if (self->debug) {
         PyObject *logger = PyObject_GetAttrString(self->st->base_events,
                                                   "logger");
-        PyObject *res = logger ? PyObject_CallMethod(logger, "debug", "sO",
-                                                     "Close %r", op)
-                               : NULL;
-        Py_XDECREF(logger);
+        if (logger == NULL) {
+            return NULL;
+        }
+        PyObject *res = PyObject_CallMethod(logger, "debug", "sO",
+                                            "Close %r", op);
+        Py_DECREF(logger);
         if (res == NULL) {
             return NULL;
         }
@@ -223,15 +179,15 @@ apy_loop_close(PyObject *op, PyObject *unused)
     {
         void **items;
         size_t n;
-        while (apy_ring_take_all(&self->ready, &items, &n) < 0) {
-            Py_DECREF((PyObject *)apy_ring_pop(&self->ready));
+        while (apy__ring_take_all(&self->ready, &items, &n) < 0) {
+            Py_DECREF((PyObject *)apy__ring_pop(&self->ready));
         }
         for (size_t i = 0; i < n; i++) {
             Py_DECREF((PyObject *)items[i]);
         }
         free(items);
     }
-    apy_loop_clear_timers(self);
+    apy__loop_clear_timers(self);
     if (shutdown_executor(op) < 0) {
         r = -1;
     }
@@ -246,7 +202,7 @@ apy_loop_close(PyObject *op, PyObject *unused)
         PyErr_Clear();
         r = -1;
     }
-    apy_loop_uv_teardown(self);
+    apy__loop_uv_teardown(self);
     if (r < 0) {
         PyErr_Restore(type, value, tb);
         return NULL;

@@ -6,7 +6,7 @@
 #include <Python.h>
 #include <structmember.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 static void handle_dealloc(PyObject *self);
 
@@ -21,7 +21,7 @@ is_timer(apy_loop_state_t *st, PyObject *self)
 static apy_loop_state_t *
 handle_state(PyObject *self)
 {
-    return apy_loop_state_of(Py_TYPE(self), handle_dealloc);
+    return apy__loop_state_of(Py_TYPE(self), handle_dealloc);
 }
 
 /* Returns 1/0 for loop.get_debug(), -1 on error, without a call for our
@@ -29,7 +29,7 @@ handle_state(PyObject *self)
 static int
 loop_debug(apy_loop_state_t *st, PyObject *loop)
 {
-    if (apy_loop_is_core(loop)) {
+    if (apy__loop_is_core(st, loop)) {
         return ((ApyLoopObject *)loop)->debug;
     }
     PyObject *res = PyObject_CallMethodNoArgs(loop, st->str_get_debug);
@@ -135,7 +135,7 @@ handle_fill(apy_loop_state_t *st, ApyHandleObject *h, PyObject *callback,
 
 /* New reference to a Handle, or NULL with an exception set. */
 PyObject *
-apy_handle_new(apy_loop_state_t *st, PyObject *callback,
+apy__handle_new(apy_loop_state_t *st, PyObject *callback,
                PyObject *const *args, Py_ssize_t nargs, PyObject *loop,
                PyObject *context, int debug)
 {
@@ -153,7 +153,7 @@ apy_handle_new(apy_loop_state_t *st, PyObject *callback,
 
 /* New reference to an unscheduled TimerHandle, or NULL. */
 PyObject *
-apy_timer_new(apy_loop_state_t *st, double when, PyObject *callback,
+apy__timer_new(apy_loop_state_t *st, double when, PyObject *callback,
               PyObject *const *args, Py_ssize_t nargs, PyObject *loop,
               PyObject *context, int debug)
 {
@@ -239,7 +239,7 @@ error:
 
 /* 0, or -1 with the exception that must stop the loop. */
 int
-apy_handle_run(ApyHandleObject *h)
+apy__handle_run(ApyHandleObject *h)
 {
     PyObject *cb = h->callback;
     PyObject *args = h->args;
@@ -276,7 +276,7 @@ static int
 timer_notify_loop(apy_loop_state_t *st, ApyHandleObject *h)
 {
     ApyTimerHandleObject *t = (ApyTimerHandleObject *)h;
-    if (apy_loop_is_core(h->loop)) {
+    if (apy__loop_is_core(st, h->loop)) {
         if (t->scheduled) {
             ((ApyLoopObject *)h->loop)->timer_cancelled_count++;
         }
@@ -290,7 +290,7 @@ timer_notify_loop(apy_loop_state_t *st, ApyHandleObject *h)
 
 /* Handle.cancel(); 0, or -1 if the loop or repr() failed. */
 int
-apy_handle_cancel(ApyHandleObject *h)
+apy__handle_cancel(ApyHandleObject *h)
 {
     if (h->cancelled) {
         return 0;
@@ -319,6 +319,32 @@ apy_handle_cancel(ApyHandleObject *h)
     Py_XDECREF(cb);
     Py_XDECREF(args);
     return 0;
+}
+
+/* "created at file:line" from the last frame of a source traceback.
+ * New reference, or NULL. */
+static PyObject *
+created_at(PyObject *source_traceback)
+{
+    PyObject *file = NULL, *line = NULL, *res = NULL;
+    PyObject *frame = PySequence_GetItem(source_traceback, -1);
+    if (frame == NULL) {
+        return NULL;
+    }
+    file = PySequence_GetItem(frame, 0);
+    if (file == NULL) {
+        goto done;
+    }
+    line = PySequence_GetItem(frame, 1);
+    if (line == NULL) {
+        goto done;
+    }
+    res = PyUnicode_FromFormat("created at %S:%S", file, line);
+done:
+    Py_XDECREF(line);
+    Py_XDECREF(file);
+    Py_DECREF(frame);
+    return res;
 }
 
 /* Returns the list asyncio's _repr_info() builds. New reference. */
@@ -365,15 +391,7 @@ handle_repr_info(ApyHandleObject *h)
     }
     if (h->source_traceback != NULL &&
         PyObject_IsTrue(h->source_traceback) == 1) {
-        PyObject *frame = PySequence_GetItem(h->source_traceback, -1);
-        PyObject *file = frame ? PySequence_GetItem(frame, 0) : NULL;
-        PyObject *line = file ? PySequence_GetItem(frame, 1) : NULL;
-        if (line != NULL) {
-            item = PyUnicode_FromFormat("created at %S:%S", file, line);
-        }
-        Py_XDECREF(frame);
-        Py_XDECREF(file);
-        Py_XDECREF(line);
+        item = created_at(h->source_traceback);
         if (item == NULL || PyList_Append(info, item) < 0) {
             goto error;
         }
@@ -400,8 +418,12 @@ handle_repr(PyObject *self)
         return NULL;
     }
     PyObject *sep = PyUnicode_FromString(" ");
-    PyObject *joined = sep ? PyUnicode_Join(sep, info) : NULL;
-    Py_XDECREF(sep);
+    if (sep == NULL) {
+        Py_DECREF(info);
+        return NULL;
+    }
+    PyObject *joined = PyUnicode_Join(sep, info);
+    Py_DECREF(sep);
     Py_DECREF(info);
     if (joined == NULL) {
         return NULL;
@@ -415,7 +437,7 @@ handle_repr(PyObject *self)
 static PyObject *
 handle_cancel_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_handle_cancel((ApyHandleObject *)self) < 0) {
+    if (apy__handle_cancel((ApyHandleObject *)self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -440,7 +462,7 @@ handle_get_context(PyObject *self, PyObject *unused)
 static PyObject *
 handle_run_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_handle_run((ApyHandleObject *)self) < 0) {
+    if (apy__handle_run((ApyHandleObject *)self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -461,7 +483,7 @@ handle_new_py(PyTypeObject *type, PyObject *args, PyObject *kwds)
     static char *hkw[] = {"callback", "args", "loop", "context", NULL};
     static char *tkw[] = {"when", "callback", "args", "loop", "context",
                           NULL};
-    apy_loop_state_t *st = apy_loop_state_of(type, handle_dealloc);
+    apy_loop_state_t *st = apy__loop_state_of(type, handle_dealloc);
     PyObject *callback, *cargs, *loop, *context = Py_None, *seq;
     double when = 0;
     int timer = PyType_IsSubtype(type, st->timer_type);
@@ -546,7 +568,7 @@ handle_dealloc(PyObject *self)
     /* Only exact apyrun types are recycled: a subclass's instances have
      * another size and come through subtype_dealloc. */
     if (tp->tp_dealloc == handle_dealloc) {
-        st = PyType_GetModuleState(tp);
+        st = apy__loop_state_at(PyType_GetModuleState(tp));
     }
     if (st != NULL && !st->freelist_off) {
         if (tp == st->handle_type && st->nhandle_free < APY_FREELIST_MAX) {
@@ -658,7 +680,8 @@ static PyType_Slot handle_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_handle_spec = {
+/* apyrun.Handle; state.c creates it from this spec. */
+PyType_Spec apy__handle_spec = {
     .name = "apyrun.Handle",
     .basicsize = sizeof(ApyHandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
@@ -689,7 +712,8 @@ static PyType_Slot timer_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_timer_spec = {
+/* apyrun.TimerHandle, a Handle subclass (base given by state.c). */
+PyType_Spec apy__timer_spec = {
     .name = "apyrun.TimerHandle",
     .basicsize = sizeof(ApyTimerHandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,

@@ -1,35 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* _LoopCore: the C half of apyrun.Loop. Owns the object's lifetime (new,
- * __init__, finalize, GC, dealloc), the attributes asyncio's inherited
- * Python methods read, the small methods, and the method table. The
- * scheduling, running, I/O and signal methods live in their own files. */
+/* _LoopCore: the C half of apyrun.Loop, the top of the loop's files but
+ * state.c. Owns the object's lifetime (new, __init__, finalize, GC,
+ * dealloc), the small methods, the method table and the C controls of
+ * apyrun/loop.h. The attributes are in attrs.c; the scheduling, running,
+ * I/O and signal methods live in their own files. */
 #include <Python.h>
 #include <pythread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 static void loop_dealloc(PyObject *self);
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
-/* Seconds on CLOCK_MONOTONIC; never fails. */
-double
-apy_loop_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    /* time.monotonic() turns the same nanosecond count into seconds the
-     * same way, so loop.time() and time.monotonic() agree exactly. */
-    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    return (double)ns / 1e9;
-}
-
 /* 1 if obj is a _LoopCore instance, else 0; never fails. */
-int
-apy_loop_is_core(PyObject *obj)
+static int
+is_core(PyObject *obj)
 {
     /* _LoopCore has its own layout, so it is on the tp_base chain of
      * every subclass: usually one step up from apyrun.Loop. */
@@ -41,56 +29,6 @@ apy_loop_is_core(PyObject *obj)
     return 0;
 }
 
-/* 0, or -1 with MemoryError; takes a new reference. */
-int
-apy_loop_push_ready(ApyLoopObject *self, PyObject *handle)
-{
-    if (apy_ring_push(&self->ready, handle) < 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_INCREF(handle);
-    return 0;
-}
-
-/* Sends the uv_async only if the loop may be blocked; never fails. */
-void
-apy_loop_wake(ApyLoopObject *self)
-{
-    /* Only a loop blocked in uv_run needs the syscall; while it runs
-     * callbacks it holds the GIL, and so sees the ready queue itself. */
-    if (self->sleeping && self->uv != NULL) {
-        apy_wakeup_send(&self->uv->wakeup);
-    }
-}
-
-/* 0, or -1 with RuntimeError once closed. */
-int
-apy_loop_check_closed(ApyLoopObject *self)
-{
-    if (self->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-        return -1;
-    }
-    return 0;
-}
-
-/* 0, or -1 with RuntimeError from a foreign thread while running. */
-int
-apy_loop_check_thread(ApyLoopObject *self)
-{
-    if (!self->running) {
-        return 0;
-    }
-    if (PyThread_get_thread_ident() != self->thread_id) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Non-thread-safe operation invoked on an event loop "
-                        "other than the current one");
-        return -1;
-    }
-    return 0;
-}
-
 /* --- object lifetime --- */
 
 /* _LoopCore.__new__: a new loop with its libuv state, or NULL
@@ -98,7 +36,7 @@ apy_loop_check_thread(ApyLoopObject *self)
 static PyObject *
 loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    apy_loop_state_t *st = apy_loop_state_of(type, loop_dealloc);
+    apy_loop_state_t *st = apy__loop_state_of(type, loop_dealloc);
     if (st != NULL && type == st->core_type) {
         PyErr_SetString(PyExc_TypeError,
                         "_LoopCore is abstract: instantiate apyrun.Loop");
@@ -109,12 +47,12 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->st = st;
-    apy_ring_init(&self->ready);
-    apy_theap_init(&self->timers);
+    apy__ring_init(&self->ready);
+    apy__theap_init(&self->timers);
     self->slow_callback_duration = 0.1;
     self->saved_wakeup_fd = -1;
     self->signal_handlers = PyDict_New();
-    if (self->signal_handlers == NULL || apy_loop_uv_open(self) < 0) {
+    if (self->signal_handlers == NULL || apy__loop_uv_open(self) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -211,7 +149,7 @@ loop_traverse(PyObject *op, visitproc visit, void *arg)
     ApyLoopObject *self = LOOP(op);
     Py_VISIT(Py_TYPE(op));
     for (size_t i = 0; i < self->ready.len; i++) {
-        Py_VISIT((PyObject *)apy_ring_at(&self->ready, i));
+        Py_VISIT((PyObject *)apy__ring_at(&self->ready, i));
     }
     for (size_t i = 0; i < self->timers.len; i++) {
         Py_VISIT((PyObject *)self->timers.v[i].data);
@@ -222,7 +160,7 @@ loop_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->stall_future);
     Py_VISIT(self->uv_error);
     if (self->uv != NULL) {
-        return apy_poll_traverse(self->uv, visit, arg);
+        return apy__poll_traverse(self->uv, visit, arg);
     }
     return 0;
 }
@@ -233,9 +171,9 @@ loop_clear_ready(ApyLoopObject *self)
 {
     void **items;
     size_t n;
-    while (apy_ring_take_all(&self->ready, &items, &n) < 0) {
+    while (apy__ring_take_all(&self->ready, &items, &n) < 0) {
         /* No memory to unwrap: release one by one instead. */
-        PyObject *h = apy_ring_pop(&self->ready);
+        PyObject *h = apy__ring_pop(&self->ready);
         Py_DECREF(h);
     }
     for (size_t i = 0; i < n; i++) {
@@ -249,14 +187,14 @@ loop_clear(PyObject *op)
 {
     ApyLoopObject *self = LOOP(op);
     loop_clear_ready(self);
-    apy_loop_clear_timers(self);
+    apy__loop_clear_timers(self);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->current_handle);
     Py_CLEAR(self->signal_handlers);
     Py_CLEAR(self->stall_future);
     Py_CLEAR(self->uv_error);
     if (self->uv != NULL) {
-        apy_poll_close_all(self->uv);
+        apy__poll_close_all(self->uv);
     }
     return 0;
 }
@@ -270,11 +208,11 @@ loop_dealloc(PyObject *op)
     PyObject_GC_UnTrack(op);
     /* apyrun.Loop's subtype_dealloc already ran the finalizer (close());
      * whatever is left of libuv is torn down in C. */
-    apy_loop_forget_signals(self);
-    apy_loop_uv_teardown(self);
+    apy__loop_forget_signals(self);
+    apy__loop_uv_teardown(self);
     loop_clear(op);
-    apy_ring_free(&self->ready);
-    apy_theap_free(&self->timers);
+    apy__ring_free(&self->ready);
+    apy__theap_free(&self->timers);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -285,7 +223,7 @@ loop_dealloc(PyObject *op)
 static PyObject *
 loop_time(PyObject *self, PyObject *unused)
 {
-    return PyFloat_FromDouble(apy_loop_now());
+    return PyFloat_FromDouble(apy__loop_now());
 }
 
 /* loop.is_running(): new reference to a bool. */
@@ -317,47 +255,12 @@ loop_get_debug(PyObject *self, PyObject *unused)
     return PyBool_FromLong(LOOP(self)->debug);
 }
 
-/* sys.set_coroutine_origin_tracking_depth() dance of BaseEventLoop's
- * _set_coroutine_origin_tracking(). Returns 0 or -1. */
-static int
-loop_origin_tracking(ApyLoopObject *self, int enabled)
-{
-    apy_loop_state_t *st = self->st;
-    PyObject *res;
-    if (!enabled == !self->origin_tracking) {
-        return 0;
-    }
-    if (enabled) {
-        res = PyObject_CallNoArgs(st->get_origin_depth);
-        if (res == NULL) {
-            return -1;
-        }
-        self->saved_origin_depth = _PyLong_AsInt(res);
-        Py_DECREF(res);
-        if (self->saved_origin_depth == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        /* asyncio.constants.DEBUG_STACK_DEPTH */
-        res = PyObject_CallFunction(st->set_origin_depth, "i", 10);
-    }
-    else {
-        res = PyObject_CallFunction(st->set_origin_depth, "i",
-                                    self->saved_origin_depth);
-    }
-    if (res == NULL) {
-        return -1;
-    }
-    Py_DECREF(res);
-    self->origin_tracking = (char)(enabled != 0);
-    return 0;
-}
-
 /* loop._set_coroutine_origin_tracking(on): None, or NULL. */
 static PyObject *
 loop_set_origin_tracking(PyObject *self, PyObject *enabled)
 {
     int on = PyObject_IsTrue(enabled);
-    if (on < 0 || loop_origin_tracking(LOOP(self), on) < 0) {
+    if (on < 0 || apy__loop_track_origins(LOOP(self), on) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -381,7 +284,7 @@ loop_set_debug(PyObject *self, PyObject *enabled)
             return NULL;
         }
         PyObject *args[2] = {meth, enabled};
-        PyObject *h = apy_loop_call_soon_threadsafe(self, args, 2, NULL);
+        PyObject *h = apy__loop_call_soon_threadsafe(self, args, 2, NULL);
         Py_DECREF(meth);
         if (h == NULL) {
             return NULL;
@@ -391,18 +294,11 @@ loop_set_debug(PyObject *self, PyObject *enabled)
     Py_RETURN_NONE;
 }
 
-/* 0, or -1 if sys.*_coroutine_origin_tracking_depth failed. */
-int
-apy_loop_track_origins(ApyLoopObject *self, int enabled)
-{
-    return loop_origin_tracking(self, enabled);
-}
-
 /* loop._check_closed(): None, or NULL with RuntimeError. */
 static PyObject *
 loop_check_closed_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_loop_check_closed(LOOP(self)) < 0) {
+    if (apy__loop_check_closed(LOOP(self)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -412,7 +308,7 @@ loop_check_closed_meth(PyObject *self, PyObject *unused)
 static PyObject *
 loop_check_thread_meth(PyObject *self, PyObject *unused)
 {
-    if (apy_loop_check_thread(LOOP(self)) < 0) {
+    if (apy__loop_check_thread(LOOP(self)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -464,7 +360,7 @@ loop_add_callback(PyObject *self, PyObject *handle)
     if (c < 0) {
         return NULL;
     }
-    if (!c && apy_loop_push_ready(LOOP(self), handle) < 0) {
+    if (!c && apy__loop_push_ready(LOOP(self), handle) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -475,7 +371,7 @@ static PyObject *
 loop_write_to_self(PyObject *self, PyObject *unused)
 {
     if (LOOP(self)->uv != NULL) {
-        apy_wakeup_send(&LOOP(self)->uv->wakeup);
+        apy__wakeup_send(&LOOP(self)->uv->wakeup);
     }
     Py_RETURN_NONE;
 }
@@ -525,270 +421,25 @@ loop_process_events(PyObject *self, PyObject *events)
     Py_RETURN_NONE;
 }
 
-/* --- descriptors for the attributes asyncio's Python code reads --- */
-
-/* New reference to a bool. */
-static PyObject *
-get_bool(char v)
-{
-    return PyBool_FromLong(v);
-}
-
-static int
-set_bool(char *field, PyObject *value)
-{
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    int v = PyObject_IsTrue(value);
-    if (v < 0) {
-        return -1;
-    }
-    *field = (char)v;
-    return 0;
-}
-
-/* Getters below return new references (None for unset objects). */
-static PyObject *
-get_debug_attr(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->debug);
-}
-
-static int
-set_debug_attr(PyObject *self, PyObject *v, void *c)
-{
-    return set_bool(&LOOP(self)->debug, v);
-}
-
-/* loop._closed: new bool. */
-static PyObject *
-get_closed_attr(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->closed);
-}
-
-/* loop._stopping: new bool. */
-static PyObject *
-get_stopping_attr(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->stopping);
-}
-
-static int
-set_stopping_attr(PyObject *self, PyObject *v, void *c)
-{
-    return set_bool(&LOOP(self)->stopping, v);
-}
-
-/* loop._thread_id: new int while running, else None. */
-static PyObject *
-get_thread_id(PyObject *self, void *c)
-{
-    if (!LOOP(self)->running) {
-        Py_RETURN_NONE;
-    }
-    return PyLong_FromUnsignedLong(LOOP(self)->thread_id);
-}
-
-/* loop._timer_cancelled_count: new int. */
-static PyObject *
-get_cancelled_count(PyObject *self, void *c)
-{
-    return PyLong_FromSsize_t(LOOP(self)->timer_cancelled_count);
-}
-
-static int
-set_cancelled_count(PyObject *self, PyObject *v, void *c)
-{
-    Py_ssize_t n = v ? PyLong_AsSsize_t(v) : -1;
-    if (n == -1 && (v == NULL || PyErr_Occurred())) {
-        if (v == NULL) {
-            PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        }
-        return -1;
-    }
-    LOOP(self)->timer_cancelled_count = n;
-    return 0;
-}
-
-/* loop._task_factory: new reference or None. */
-static PyObject *
-get_task_factory_attr(PyObject *self, void *c)
-{
-    return loop_get_task_factory(self, NULL);
-}
-
-static int
-set_task_factory_attr(PyObject *self, PyObject *v, void *c)
-{
-    Py_XSETREF(LOOP(self)->task_factory,
-               v == NULL || v == Py_None ? NULL : Py_NewRef(v));
-    return 0;
-}
-
-/* loop._current_handle (debug mode): new reference or None. */
-static PyObject *
-get_current_handle(PyObject *self, void *c)
-{
-    PyObject *h = LOOP(self)->current_handle;
-    return Py_NewRef(h ? h : Py_None);
-}
-
-static int
-set_current_handle(PyObject *self, PyObject *v, void *c)
-{
-    Py_XSETREF(LOOP(self)->current_handle,
-               v == NULL || v == Py_None ? NULL : Py_NewRef(v));
-    return 0;
-}
-
-/* loop.slow_callback_duration: new float. */
-static PyObject *
-get_slow_duration(PyObject *self, void *c)
-{
-    return PyFloat_FromDouble(LOOP(self)->slow_callback_duration);
-}
-
-static int
-set_slow_duration(PyObject *self, PyObject *v, void *c)
-{
-    double d = v ? PyFloat_AsDouble(v) : -1.0;
-    if (v == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    if (d == -1.0 && PyErr_Occurred()) {
-        return -1;
-    }
-    LOOP(self)->slow_callback_duration = d;
-    return 0;
-}
-
-/* loop._clock_resolution: new float. */
-static PyObject *
-get_clock_resolution(PyObject *self, void *c)
-{
-    return PyFloat_FromDouble(LOOP(self)->st->clock_resolution);
-}
-
-/* loop._signal_handlers: new reference to the loop's dict. */
-static PyObject *
-get_signal_handlers(PyObject *self, void *c)
-{
-    return Py_NewRef(LOOP(self)->signal_handlers);
-}
-
-/* loop._internal_fds: new int. */
-static PyObject *
-get_internal_fds(PyObject *self, void *c)
-{
-    /* asyncio counts its self-pipe; ours is the signal pipe. */
-    return PyLong_FromLong(LOOP(self)->uv != NULL);
-}
-
-/* loop._coroutine_origin_tracking_enabled: new bool. */
-static PyObject *
-get_origin_tracking(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->origin_tracking);
-}
-
-/* A snapshot of the ready queue, oldest first (inspection only). */
-static PyObject *
-get_ready(PyObject *self, void *c)
-{
-    apy_ring_t *r = &LOOP(self)->ready;
-    PyObject *list = PyList_New((Py_ssize_t)r->len);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < r->len; i++) {
-        PyObject *h = apy_ring_at(r, i);
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h));
-    }
-    return list;
-}
-
-/* A snapshot of the timer heap in heap order (inspection only). */
-static PyObject *
-get_scheduled(PyObject *self, void *c)
-{
-    apy_theap_t *h = &LOOP(self)->timers;
-    PyObject *list = PyList_New((Py_ssize_t)h->len);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < h->len; i++) {
-        PyList_SET_ITEM(list, (Py_ssize_t)i, Py_NewRef(h->v[i].data));
-    }
-    return list;
-}
-
-/* loop._native_tcp: new bool; whether TCP sockets get TCPTransport. */
-static PyObject *
-get_native_tcp(PyObject *self, void *c)
-{
-    return get_bool(LOOP(self)->native_tcp);
-}
-
-static int
-set_native_tcp(PyObject *self, PyObject *v, void *c)
-{
-    return set_bool(&LOOP(self)->native_tcp, v);
-}
-
-/* loop._selector: see apy_loop_selector_view(). */
-static PyObject *
-get_selector(PyObject *self, void *c)
-{
-    return apy_loop_selector_view(LOOP(self));
-}
-
-static PyGetSetDef loop_getset[] = {
-    {"_selector", get_selector, NULL, NULL, NULL},
-    {"_debug", get_debug_attr, set_debug_attr, NULL, NULL},
-    {"_closed", get_closed_attr, NULL, NULL, NULL},
-    {"_stopping", get_stopping_attr, set_stopping_attr, NULL, NULL},
-    {"_thread_id", get_thread_id, NULL, NULL, NULL},
-    {"_timer_cancelled_count", get_cancelled_count, set_cancelled_count,
-     NULL, NULL},
-    {"_task_factory", get_task_factory_attr, set_task_factory_attr, NULL,
-     NULL},
-    {"_current_handle", get_current_handle, set_current_handle, NULL, NULL},
-    {"slow_callback_duration", get_slow_duration, set_slow_duration, NULL,
-     NULL},
-    {"_clock_resolution", get_clock_resolution, NULL, NULL, NULL},
-    {"_signal_handlers", get_signal_handlers, NULL, NULL, NULL},
-    {"_internal_fds", get_internal_fds, NULL, NULL, NULL},
-    {"_coroutine_origin_tracking_enabled", get_origin_tracking, NULL, NULL,
-     NULL},
-    {"_ready", get_ready, NULL, NULL, NULL},
-    {"_scheduled", get_scheduled, NULL, NULL, NULL},
-    {"_native_tcp", get_native_tcp, set_native_tcp, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
 #define FN(f) ((PyCFunction)(void (*)(void))(f))
 
 static PyMethodDef loop_methods[] = {
-    {"call_soon", FN(apy_loop_call_soon), FASTKW, NULL},
-    {"call_soon_threadsafe", FN(apy_loop_call_soon_threadsafe), FASTKW,
+    {"call_soon", FN(apy__loop_call_soon), FASTKW, NULL},
+    {"call_soon_threadsafe", FN(apy__loop_call_soon_threadsafe), FASTKW,
      NULL},
-    {"call_later", FN(apy_loop_call_later), FASTKW, NULL},
-    {"call_at", FN(apy_loop_call_at), FASTKW, NULL},
+    {"call_later", FN(apy__loop_call_later), FASTKW, NULL},
+    {"call_at", FN(apy__loop_call_at), FASTKW, NULL},
     {"time", loop_time, METH_NOARGS, NULL},
-    {"create_future", apy_loop_create_future, METH_NOARGS, NULL},
-    {"create_task", FN(apy_loop_create_task), FASTKW, NULL},
+    {"create_future", apy__loop_create_future, METH_NOARGS, NULL},
+    {"create_task", FN(apy__loop_create_task), FASTKW, NULL},
     {"get_task_factory", loop_get_task_factory, METH_NOARGS, NULL},
     {"set_task_factory", loop_set_task_factory, METH_O, NULL},
-    {"run_forever", apy_loop_run_forever, METH_NOARGS, NULL},
-    {"run_until_complete", apy_loop_run_until_complete, METH_O, NULL},
-    {"_run_once", apy_loop_run_once, METH_NOARGS, NULL},
+    {"run_forever", apy__loop_run_forever, METH_NOARGS, NULL},
+    {"run_until_complete", apy__loop_run_until_complete, METH_O, NULL},
+    {"_run_once", apy__loop_run_once, METH_NOARGS, NULL},
     {"stop", loop_stop, METH_NOARGS, NULL},
-    {"close", apy_loop_close, METH_NOARGS, NULL},
+    {"close", apy__loop_close, METH_NOARGS, NULL},
     {"is_running", loop_is_running, METH_NOARGS, NULL},
     {"is_closed", loop_is_closed, METH_NOARGS, NULL},
     {"get_debug", loop_get_debug, METH_NOARGS, NULL},
@@ -802,22 +453,22 @@ static PyMethodDef loop_methods[] = {
     {"_add_callback_signalsafe", loop_add_callback_signalsafe, METH_O, NULL},
     {"_write_to_self", loop_write_to_self, METH_NOARGS, NULL},
     {"_process_events", loop_process_events, METH_O, NULL},
-    {"_add_reader", FN(apy_loop_add_reader), METH_FASTCALL, NULL},
-    {"_add_writer", FN(apy_loop_add_writer), METH_FASTCALL, NULL},
-    {"_remove_reader", apy_loop_remove_reader, METH_O, NULL},
-    {"_remove_writer", apy_loop_remove_writer, METH_O, NULL},
-    {"add_reader", FN(apy_loop_add_reader_pub), METH_FASTCALL, NULL},
-    {"add_writer", FN(apy_loop_add_writer_pub), METH_FASTCALL, NULL},
-    {"remove_reader", apy_loop_remove_reader_pub, METH_O, NULL},
-    {"remove_writer", apy_loop_remove_writer_pub, METH_O, NULL},
-    {"add_signal_handler", FN(apy_loop_add_signal_handler), METH_FASTCALL,
+    {"_add_reader", FN(apy__loop_add_reader), METH_FASTCALL, NULL},
+    {"_add_writer", FN(apy__loop_add_writer), METH_FASTCALL, NULL},
+    {"_remove_reader", apy__loop_remove_reader, METH_O, NULL},
+    {"_remove_writer", apy__loop_remove_writer, METH_O, NULL},
+    {"add_reader", FN(apy__loop_add_reader_pub), METH_FASTCALL, NULL},
+    {"add_writer", FN(apy__loop_add_writer_pub), METH_FASTCALL, NULL},
+    {"remove_reader", apy__loop_remove_reader_pub, METH_O, NULL},
+    {"remove_writer", apy__loop_remove_writer_pub, METH_O, NULL},
+    {"add_signal_handler", FN(apy__loop_add_signal_handler), METH_FASTCALL,
      NULL},
-    {"remove_signal_handler", apy_loop_remove_signal_handler, METH_O, NULL},
-    {"_handle_signal", apy_loop_handle_signal, METH_O, NULL},
-    {"_make_socket_transport", FN(apy_loop_make_socket_transport), FASTKW,
+    {"remove_signal_handler", apy__loop_remove_signal_handler, METH_O, NULL},
+    {"_handle_signal", apy__loop_handle_signal, METH_O, NULL},
+    {"_make_socket_transport", FN(apy__loop_make_socket_transport), FASTKW,
      NULL},
-    {"_make_ssl_transport", FN(apy_loop_make_ssl_transport), FASTKW, NULL},
-    {"_accept_connection", FN(apy_loop_accept_connection), FASTKW, NULL},
+    {"_make_ssl_transport", FN(apy__loop_make_ssl_transport), FASTKW, NULL},
+    {"_accept_connection", FN(apy__loop_accept_connection), FASTKW, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -829,15 +480,38 @@ static PyType_Slot loop_slots[] = {
     {Py_tp_traverse, loop_traverse},
     {Py_tp_clear, loop_clear},
     {Py_tp_methods, loop_methods},
-    {Py_tp_getset, loop_getset},
+    {Py_tp_getset, apy__loop_getset},
     {Py_tp_doc, "C core of apyrun.Loop: scheduling, timers, running, "
                 "I/O watchers and signals on libuv."},
     {0, NULL},
 };
 
-PyType_Spec apy_loop_core_spec = {
+/* _LoopCore; state.c creates it and builds apyrun.Loop on it. */
+PyType_Spec apy__loop_core_spec = {
     .name = "apyrun._LoopCore",
     .basicsize = sizeof(ApyLoopObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = loop_slots,
 };
+
+/* 1 for an apyrun loop (flag set), 0 otherwise; never fails. */
+int
+apy_loop_set_stall_check(PyObject *loop, int on)
+{
+    if (!is_core(loop)) {
+        return 0;
+    }
+    LOOP(loop)->stall_check = (char)(on != 0);
+    return 1;
+}
+
+/* 1 for an apyrun loop (*in_callback set), 0 otherwise; never fails. */
+int
+apy_loop_in_callback(PyObject *loop, int *in_callback)
+{
+    if (!is_core(loop)) {
+        return 0;
+    }
+    *in_callback = LOOP(loop)->in_callback;
+    return 1;
+}

@@ -7,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apyrun/loop_ds.h"
+#include "queues.h"
 
 /* --- the ready queue's ring --- */
 
 #define RING_MIN_CAP 64
 
-/* Contracts of the apy_ring_* and apy_theap_* functions: loop_ds.h. */
+/* Contracts of the apy__ring_* and apy__theap_* functions: queues.h. */
 void
-apy_ring_init(apy_ring_t *r)
+apy__ring_init(apy_ring_t *r)
 {
     r->buf = NULL;
     r->cap = 0;
@@ -25,10 +25,10 @@ apy_ring_init(apy_ring_t *r)
 
 /* Frees the buffer only; never fails. */
 void
-apy_ring_free(apy_ring_t *r)
+apy__ring_free(apy_ring_t *r)
 {
     free(r->buf);
-    apy_ring_init(r);
+    apy__ring_init(r);
 }
 
 /* Reallocates to new_cap slots with the items unwrapped at index 0. */
@@ -57,7 +57,7 @@ ring_resize(apy_ring_t *r, size_t new_cap)
 
 /* 0, or -ENOMEM with the ring unchanged. */
 int
-apy_ring_push(apy_ring_t *r, void *item)
+apy__ring_push(apy_ring_t *r, void *item)
 {
     if (r->len == r->cap) {
         size_t ncap = r->cap ? r->cap * 2 : RING_MIN_CAP;
@@ -77,7 +77,7 @@ apy_ring_push(apy_ring_t *r, void *item)
 
 /* The oldest item, or NULL when empty. */
 void *
-apy_ring_pop(apy_ring_t *r)
+apy__ring_pop(apy_ring_t *r)
 {
     if (r->len == 0) {
         return NULL;
@@ -95,14 +95,14 @@ apy_ring_pop(apy_ring_t *r)
 
 /* The i-th oldest item; i < r->len. */
 void *
-apy_ring_at(const apy_ring_t *r, size_t i)
+apy__ring_at(const apy_ring_t *r, size_t i)
 {
     return r->buf[(r->head + i) & (r->cap - 1)];
 }
 
 /* 0 with the items moved out, or -ENOMEM. */
 int
-apy_ring_take_all(apy_ring_t *r, void ***out, size_t *n)
+apy__ring_take_all(apy_ring_t *r, void ***out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -121,7 +121,7 @@ apy_ring_take_all(apy_ring_t *r, void ***out, size_t *n)
     }
     *out = r->buf;
     *n = r->len;
-    apy_ring_init(r);
+    apy__ring_init(r);
     return 0;
 }
 
@@ -131,7 +131,7 @@ apy_ring_take_all(apy_ring_t *r, void ***out, size_t *n)
 
 /* An empty heap; allocates nothing. */
 void
-apy_theap_init(apy_theap_t *h)
+apy__theap_init(apy_theap_t *h)
 {
     h->v = NULL;
     h->len = 0;
@@ -140,10 +140,10 @@ apy_theap_init(apy_theap_t *h)
 
 /* Frees the array only; never fails. */
 void
-apy_theap_free(apy_theap_t *h)
+apy__theap_free(apy_theap_t *h)
 {
     free(h->v);
-    apy_theap_init(h);
+    apy__theap_init(h);
 }
 
 /* Strict order on (when, seq): seq is unique per loop, so two distinct
@@ -196,7 +196,7 @@ sift_down(apy_theap_entry_t *v, size_t len, size_t i)
 
 /* 0, or -ENOMEM with the heap unchanged. */
 int
-apy_theap_push(apy_theap_t *h, double when, uint64_t seq, void *data)
+apy__theap_push(apy_theap_t *h, double when, uint64_t seq, void *data)
 {
     if (h->len == h->cap) {
         size_t ncap = h->cap ? h->cap * 2 : THEAP_MIN_CAP;
@@ -217,14 +217,14 @@ apy_theap_push(apy_theap_t *h, double when, uint64_t seq, void *data)
 
 /* The earliest entry (valid until the next change), or NULL. */
 const apy_theap_entry_t *
-apy_theap_peek(const apy_theap_t *h)
+apy__theap_peek(const apy_theap_t *h)
 {
     return h->len ? &h->v[0] : NULL;
 }
 
 /* 1 with *out set, or 0 when empty. */
 int
-apy_theap_pop(apy_theap_t *h, apy_theap_entry_t *out)
+apy__theap_pop(apy_theap_t *h, apy_theap_entry_t *out)
 {
     if (h->len == 0) {
         return 0;
@@ -240,7 +240,7 @@ apy_theap_pop(apy_theap_t *h, apy_theap_entry_t *out)
 
 /* The number of entries dead() removed. */
 size_t
-apy_theap_remove_if(apy_theap_t *h, int (*dead)(void *, void *), void *arg)
+apy__theap_remove_if(apy_theap_t *h, int (*dead)(void *, void *), void *arg)
 {
     size_t keep = 0;
     for (size_t i = 0; i < h->len; i++) {

@@ -8,8 +8,7 @@
 #include <math.h>
 #include <pythread.h>
 
-#include "apyrun/loop.h"
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
@@ -24,13 +23,7 @@
 static int
 method_true(PyObject *obj, const char *name)
 {
-    PyObject *r = PyObject_CallMethod(obj, name, NULL);
-    if (r == NULL) {
-        return -1;
-    }
-    int t = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return t;
+    return apy__loop_truth(PyObject_CallMethod(obj, name, NULL));
 }
 
 /* Returns 1 when executor is a ThreadPoolExecutor whose threads are all
@@ -43,18 +36,29 @@ executor_idle(PyObject *executor)
     int idle = 0;
 
     threads = PyObject_GetAttrString(executor, "_threads");
-    queue = threads ? PyObject_GetAttrString(executor, "_work_queue") : NULL;
-    sem = queue ? PyObject_GetAttrString(executor, "_idle_semaphore") : NULL;
-    value = sem ? PyObject_GetAttrString(sem, "_value") : NULL;
-    if (value != NULL) {
-        /* A worker releases _idle_semaphore after finishing an item, so
-         * one count per thread means every thread waits for work. */
-        Py_ssize_t nthreads = PyObject_Size(threads);
-        long nidle = PyLong_AsLong(value);
-        PyObject *empty = PyObject_CallMethod(queue, "empty", NULL);
-        idle = nthreads >= 0 && nidle >= nthreads && empty == Py_True;
-        Py_XDECREF(empty);
+    if (threads == NULL) {
+        goto done;
     }
+    queue = PyObject_GetAttrString(executor, "_work_queue");
+    if (queue == NULL) {
+        goto done;
+    }
+    sem = PyObject_GetAttrString(executor, "_idle_semaphore");
+    if (sem == NULL) {
+        goto done;
+    }
+    value = PyObject_GetAttrString(sem, "_value");
+    if (value == NULL) {
+        goto done;
+    }
+    /* A worker releases _idle_semaphore after finishing an item, so one
+     * count per thread means every thread waits for work. */
+    Py_ssize_t nthreads = PyObject_Size(threads);
+    long nidle = PyLong_AsLong(value);
+    PyObject *empty = PyObject_CallMethod(queue, "empty", NULL);
+    idle = nthreads >= 0 && nidle >= nthreads && empty == Py_True;
+    Py_XDECREF(empty);
+done:
     PyErr_Clear();
     Py_XDECREF(threads);
     Py_XDECREF(queue);
@@ -170,10 +174,11 @@ stall_timeout(ApyLoopObject *self)
         "nothing is scheduled to wake it (no callbacks, timers, I/O "
         "watchers, signal handlers or other threads)",
         fut);
-    PyObject *exc = msg ? PyObject_CallOneArg(
-                              self->st->never_completed_error, msg)
-                        : NULL;
-    Py_XDECREF(msg);
+    if (msg == NULL) {
+        return -2;
+    }
+    PyObject *exc = PyObject_CallOneArg(self->st->never_completed_error, msg);
+    Py_DECREF(msg);
     if (exc != NULL) {
         if (PyObject_SetAttrString(exc, "future", fut) == 0) {
             PyErr_SetObject(self->st->never_completed_error, exc);
@@ -184,6 +189,33 @@ stall_timeout(ApyLoopObject *self)
 }
 
 /* --- one iteration --- */
+
+/* Debug mode's logger.warning('Executing %s took %.3f seconds', ...)
+ * for a slow callback h. Returns 0, or -1 with an exception set. */
+static int
+warn_slow(apy_loop_state_t *st, PyObject *h, double dt)
+{
+    PyObject *logger = NULL, *res = NULL;
+    PyObject *desc = PyObject_CallMethod(st->base_events, "_format_handle",
+                                         "O", h);
+    if (desc == NULL) {
+        return -1;
+    }
+    logger = PyObject_GetAttrString(st->base_events, "logger");
+    if (logger == NULL) {
+        goto done;
+    }
+    res = PyObject_CallMethod(logger, "warning", "sOd",
+                              "Executing %s took %.3f seconds", desc, dt);
+done:
+    Py_XDECREF(logger);
+    Py_DECREF(desc);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
 
 /* Runs one ready handle (new reference consumed). Returns 0 or -1. */
 static int
@@ -199,16 +231,15 @@ run_handle(ApyLoopObject *self, PyObject *h)
             return 0;
         }
         if (!self->debug) {
-            r = apy_handle_run((ApyHandleObject *)h);
+            r = apy__handle_run((ApyHandleObject *)h);
             Py_DECREF(h);
             return r;
         }
     }
     else {
         /* A foreign handle from _add_callback(): asyncio's protocol. */
-        PyObject *c = PyObject_GetAttr(h, st->str_cancelled_attr);
-        int cancelled = c ? PyObject_IsTrue(c) : -1;
-        Py_XDECREF(c);
+        int cancelled =
+            apy__loop_truth(PyObject_GetAttr(h, st->str_cancelled_attr));
         if (cancelled != 0) {
             Py_DECREF(h);
             return cancelled < 0 ? -1 : 0;
@@ -217,9 +248,9 @@ run_handle(ApyLoopObject *self, PyObject *h)
     if (self->debug) {
         Py_XSETREF(self->current_handle, Py_NewRef(h));
     }
-    double t0 = apy_loop_now();
+    double t0 = apy__loop_now();
     if (PyObject_TypeCheck(h, st->handle_type)) {
-        r = apy_handle_run((ApyHandleObject *)h);
+        r = apy__handle_run((ApyHandleObject *)h);
     }
     else {
         PyObject *res = PyObject_CallMethodNoArgs(h, st->str_run);
@@ -227,23 +258,9 @@ run_handle(ApyLoopObject *self, PyObject *h)
         r = res ? 0 : -1;
     }
     if (self->debug) {
-        double dt = apy_loop_now() - t0;
+        double dt = apy__loop_now() - t0;
         if (r == 0 && dt >= self->slow_callback_duration) {
-            /* logger.warning('Executing %s took %.3f seconds', ...) */
-            PyObject *desc = PyObject_CallMethod(st->base_events,
-                                                 "_format_handle", "O", h);
-            PyObject *logger =
-                desc ? PyObject_GetAttrString(st->base_events, "logger")
-                     : NULL;
-            PyObject *res =
-                logger ? PyObject_CallMethod(logger, "warning", "sOd",
-                                             "Executing %s took %.3f seconds",
-                                             desc, dt)
-                       : NULL;
-            Py_XDECREF(logger);
-            Py_XDECREF(desc);
-            Py_XDECREF(res);
-            r = res ? 0 : -1;
+            r = warn_slow(st, h, dt);
         }
         Py_CLEAR(self->current_handle);
     }
@@ -259,7 +276,7 @@ poll_io(ApyLoopObject *self)
 {
     apy_uv_t *uv = self->uv;
     double when;
-    int has_deadline = apy_loop_next_deadline(self, &when);
+    int has_deadline = apy__loop_next_deadline(self, &when);
 
     if (self->ready.len > 0 || self->stopping) {
         /* Internal wakeups need no polling here: thread-safe calls are
@@ -267,14 +284,14 @@ poll_io(ApyLoopObject *self)
          * are seen by PyErr_CheckSignals(). So with no user watchers the
          * iteration makes no syscall at all. */
         if (uv_loop_alive(&uv->loop)) {
-            apy_poll_preflight(uv);
+            apy__poll_preflight(uv);
             uv_run(&uv->loop, UV_RUN_NOWAIT);
         }
-        return apy_loop_raise_stashed(self);
+        return apy__loop_raise_stashed(self);
     }
     long long timeout = -1;
     if (has_deadline) {
-        double d = when - apy_loop_now();
+        double d = when - apy__loop_now();
         if (d <= 0) {
             timeout = 0;
         }
@@ -288,10 +305,10 @@ poll_io(ApyLoopObject *self)
     }
     if (timeout == 0) {
         if (uv_loop_alive(&uv->loop)) {
-            apy_poll_preflight(uv);
+            apy__poll_preflight(uv);
             uv_run(&uv->loop, UV_RUN_NOWAIT);
         }
-        return apy_loop_raise_stashed(self);
+        return apy__loop_raise_stashed(self);
     }
     /* From here another thread must wake us: set the flag before running
      * any Python code (the stall check) that could let one in. */
@@ -306,10 +323,10 @@ poll_io(ApyLoopObject *self)
             timeout = 0;
         }
     }
-    apy_poll_preflight(uv);
-    apy_wakeup_arm(&uv->wakeup, timeout);
+    apy__poll_preflight(uv);
+    apy__wakeup_arm(&uv->wakeup, timeout);
     /* Not Py_BEGIN_ALLOW_THREADS: the thread state is kept in the loop so
-     * a libuv callback can take the GIL back (apy_loop_gil_take), which
+     * a libuv callback can take the GIL back (apy__loop_gil_take), which
      * it then keeps until uv_run returns. */
     self->released = PyEval_SaveThread();
     uv_run(&uv->loop, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
@@ -317,9 +334,9 @@ poll_io(ApyLoopObject *self)
         PyEval_RestoreThread(self->released);
         self->released = NULL;
     }
-    apy_wakeup_disarm(&uv->wakeup);
+    apy__wakeup_disarm(&uv->wakeup);
     self->sleeping = 0;
-    return apy_loop_raise_stashed(self);
+    return apy__loop_raise_stashed(self);
 }
 
 /* One iteration of the loop, as BaseEventLoop._run_once. Returns 0, or -1
@@ -330,8 +347,8 @@ run_once(ApyLoopObject *self)
     if (poll_io(self) < 0) {
         return -1;
     }
-    apy_wakeup_take(&self->uv->wakeup);
-    if (self->uv->fired_head != NULL && apy_poll_dispatch(self) < 0) {
+    apy__wakeup_take(&self->uv->wakeup);
+    if (self->uv->fired_head != NULL && apy__poll_dispatch(self) < 0) {
         return -1;
     }
     /* Runs Python-level signal handlers: KeyboardInterrupt from the
@@ -340,8 +357,8 @@ run_once(ApyLoopObject *self)
         return -1;
     }
     if (self->timers.len > 0 &&
-        apy_loop_pop_due_timers(
-            self, apy_loop_now() + self->st->clock_resolution) < 0) {
+        apy__loop_pop_due_timers(
+            self, apy__loop_now() + self->st->clock_resolution) < 0) {
         return -1;
     }
     /* Only what is ready now: callbacks scheduled by these callbacks wait
@@ -354,7 +371,7 @@ run_once(ApyLoopObject *self)
     int rc = 0;
     self->in_callback = 1;
     for (size_t ntodo = self->ready.len; ntodo > 0; ntodo--) {
-        PyObject *h = apy_ring_pop(&self->ready);
+        PyObject *h = apy__ring_pop(&self->ready);
         if (h == NULL) {
             break; /* only pops happen here, but never trust a count */
         }
@@ -369,9 +386,9 @@ run_once(ApyLoopObject *self)
 
 /* loop._run_once(): None, or NULL with what stopped the iteration. */
 PyObject *
-apy_loop_run_once(PyObject *op, PyObject *unused)
+apy__loop_run_once(PyObject *op, PyObject *unused)
 {
-    if (apy_loop_check_closed(LOOP(op)) < 0 || run_once(LOOP(op)) < 0) {
+    if (apy__loop_check_closed(LOOP(op)) < 0 || run_once(LOOP(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -422,25 +439,33 @@ swap_asyncgen_hooks(ApyLoopObject *self)
         return NULL;
     }
     PyObject *args[3] = {NULL, NULL, NULL};
+    PyObject *r = NULL;
     args[1] = PyObject_GetAttrString((PyObject *)self,
                                      "_asyncgen_firstiter_hook");
-    args[2] = args[1] ? PyObject_GetAttrString((PyObject *)self,
-                                               "_asyncgen_finalizer_hook")
-                      : NULL;
-    PyObject *r = NULL;
-    if (args[2] != NULL) {
-        r = PyObject_Vectorcall(st->set_asyncgen_hooks, args + 1,
-                                0 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                st->kw_firstiter_finalizer);
+    if (args[1] == NULL) {
+        goto error;
     }
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
+    args[2] = PyObject_GetAttrString((PyObject *)self,
+                                     "_asyncgen_finalizer_hook");
+    if (args[2] == NULL) {
+        goto error;
+    }
+    r = PyObject_Vectorcall(st->set_asyncgen_hooks, args + 1,
+                            0 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                            st->kw_firstiter_finalizer);
     if (r == NULL) {
-        Py_DECREF(old);
-        return NULL;
+        goto error;
     }
     Py_DECREF(r);
+    Py_DECREF(args[1]);
+    Py_DECREF(args[2]);
     return old;
+
+error:
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    Py_DECREF(old);
+    return NULL;
 }
 
 /* BaseEventLoop.run_forever in C. Returns 0, or -1 with the exception
@@ -451,21 +476,21 @@ run_forever_impl(ApyLoopObject *self)
     PyObject *old_hooks, *type, *value, *tb;
     int r = 0;
 
-    if (apy_loop_check_closed(self) < 0 || check_running(self) < 0) {
+    if (apy__loop_check_closed(self) < 0 || check_running(self) < 0) {
         return -1;
     }
-    if (apy_loop_track_origins(self, self->debug) < 0) {
+    if (apy__loop_track_origins(self, self->debug) < 0) {
         return -1;
     }
     old_hooks = swap_asyncgen_hooks(self);
     if (old_hooks == NULL) {
-        apy_loop_track_origins(self, 0);
+        apy__loop_track_origins(self, 0);
         return -1;
     }
     self->thread_id = PyThread_get_thread_ident();
     self->running = 1;
     if (set_running_loop(self, (PyObject *)self) < 0 ||
-        apy_loop_wakeup_install(self) < 0) {
+        apy__loop_wakeup_install(self) < 0) {
         r = -1;
     }
     while (r == 0) {
@@ -486,9 +511,9 @@ run_forever_impl(ApyLoopObject *self)
     PyErr_Fetch(&type, &value, &tb);
     self->stopping = 0;
     self->running = 0;
-    apy_loop_wakeup_uninstall(self);
+    apy__loop_wakeup_uninstall(self);
     if (set_running_loop(self, Py_None) < 0 ||
-        apy_loop_track_origins(self, 0) < 0) {
+        apy__loop_track_origins(self, 0) < 0) {
         r = -1;
     }
     PyObject *res = PyObject_Call(self->st->set_asyncgen_hooks, old_hooks,
@@ -512,7 +537,7 @@ run_forever_impl(ApyLoopObject *self)
 
 /* loop.run_forever(): None, or NULL with what stopped the loop. */
 PyObject *
-apy_loop_run_forever(PyObject *op, PyObject *unused)
+apy__loop_run_forever(PyObject *op, PyObject *unused)
 {
     if (run_forever_impl(LOOP(op)) < 0) {
         return NULL;
@@ -523,8 +548,13 @@ apy_loop_run_forever(PyObject *op, PyObject *unused)
 static int
 call_method_ignore(PyObject *obj, const char *name, PyObject *arg)
 {
-    PyObject *r = arg ? PyObject_CallMethod(obj, name, "O", arg)
-                      : PyObject_CallMethod(obj, name, NULL);
+    PyObject *r;
+    if (arg != NULL) {
+        r = PyObject_CallMethod(obj, name, "O", arg);
+    }
+    else {
+        r = PyObject_CallMethod(obj, name, NULL);
+    }
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -532,14 +562,14 @@ call_method_ignore(PyObject *obj, const char *name, PyObject *arg)
 /* loop.run_until_complete(f): new reference to the result, or NULL
  * (its exception, RuntimeError, NeverCompletedError). */
 PyObject *
-apy_loop_run_until_complete(PyObject *op, PyObject *future)
+apy__loop_run_until_complete(PyObject *op, PyObject *future)
 {
     ApyLoopObject *self = LOOP(op);
     apy_loop_state_t *st = self->st;
     PyObject *fut, *type, *value, *tb;
     int new_task;
 
-    if (apy_loop_check_closed(self) < 0 || check_running(self) < 0) {
+    if (apy__loop_check_closed(self) < 0 || check_running(self) < 0) {
         return NULL;
     }
     if (PyObject_TypeCheck(future, (PyTypeObject *)st->future_type)) {
@@ -613,24 +643,5 @@ error:
     return NULL;
 }
 
-/* 1 for an apyrun loop (flag set), 0 otherwise; never fails. */
-int
-apy_loop_set_stall_check(PyObject *loop, int on)
-{
-    if (!apy_loop_is_core(loop)) {
-        return 0;
-    }
-    LOOP(loop)->stall_check = (char)(on != 0);
-    return 1;
-}
 
-/* 1 for an apyrun loop (*in_callback set), 0 otherwise; never fails. */
-int
-apy_loop_in_callback(PyObject *loop, int *in_callback)
-{
-    if (!apy_loop_is_core(loop)) {
-        return 0;
-    }
-    *in_callback = LOOP(loop)->in_callback;
-    return 1;
-}
+//END

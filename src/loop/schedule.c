@@ -6,7 +6,7 @@
  * themselves and never look anything up by name. */
 #include <Python.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
@@ -15,30 +15,16 @@
  * _MIN_CANCELLED_TIMER_HANDLES_FRACTION). */
 #define MIN_SCHEDULED_FOR_COMPACTION 100
 
-/* Finds context= among the keywords of a vectorcall. Returns 0 with
- * *context set (NULL if absent), or -1 with TypeError for any other
+/* Finds context= among the keywords of a vectorcall; the positional
+ * arguments are the callback's (*args). Returns 0 with *context set
+ * (borrowed, NULL if absent), or -1 with TypeError for any other
  * keyword. */
-static int
+static inline int
 parse_context(apy_loop_state_t *st, const char *fname, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames, PyObject **context)
 {
-    *context = NULL;
-    if (kwnames == NULL) {
-        return 0;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i); /* borrowed */
-        if (name == st->str_context ||
-            PyUnicode_Compare(name, st->str_context) == 0) {
-            *context = args[nargs + i];
-            continue;
-        }
-        PyErr_Format(PyExc_TypeError,
-                     "%s() got an unexpected keyword argument '%U'", fname,
-                     name);
-        return -1;
-    }
-    return 0;
+    return apy__args_parse(fname, args + nargs, 0, kwnames, st->args_context,
+                           0, 0, context);
 }
 
 static int
@@ -56,7 +42,7 @@ static int
 debug_checks(ApyLoopObject *self, PyObject *callback, const char *method,
              int check_thread)
 {
-    if (check_thread && apy_loop_check_thread(self) < 0) {
+    if (check_thread && apy__loop_check_thread(self) < 0) {
         return -1;
     }
     PyObject *res = PyObject_CallMethod((PyObject *)self, "_check_callback",
@@ -67,7 +53,7 @@ debug_checks(ApyLoopObject *self, PyObject *callback, const char *method,
 
 /* loop.call_soon(cb, *args, context=None): new Handle, or NULL. */
 PyObject *
-apy_loop_call_soon(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
+apy__loop_call_soon(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
                    PyObject *kwnames)
 {
     ApyLoopObject *self = LOOP(op);
@@ -82,18 +68,18 @@ apy_loop_call_soon(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
         missing("call_soon", "'callback'");
         return NULL;
     }
-    if (apy_loop_check_closed(self) < 0) {
+    if (apy__loop_check_closed(self) < 0) {
         return NULL;
     }
     if (self->debug && debug_checks(self, args[0], "call_soon", 1) < 0) {
         return NULL;
     }
-    h = apy_handle_new(self->st, args[0], args + 1, nargs - 1, op, context,
+    h = apy__handle_new(self->st, args[0], args + 1, nargs - 1, op, context,
                        self->debug);
     if (h == NULL) {
         return NULL;
     }
-    if (apy_loop_push_ready(self, h) < 0) {
+    if (apy__loop_push_ready(self, h) < 0) {
         Py_DECREF(h);
         return NULL;
     }
@@ -102,7 +88,7 @@ apy_loop_call_soon(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
 
 /* loop.call_soon_threadsafe(...): new Handle, or NULL. */
 PyObject *
-apy_loop_call_soon_threadsafe(PyObject *op, PyObject *const *args,
+apy__loop_call_soon_threadsafe(PyObject *op, PyObject *const *args,
                               Py_ssize_t nargsf, PyObject *kwnames)
 {
     ApyLoopObject *self = LOOP(op);
@@ -117,25 +103,25 @@ apy_loop_call_soon_threadsafe(PyObject *op, PyObject *const *args,
         missing("call_soon_threadsafe", "'callback'");
         return NULL;
     }
-    if (apy_loop_check_closed(self) < 0) {
+    if (apy__loop_check_closed(self) < 0) {
         return NULL;
     }
     if (self->debug &&
         debug_checks(self, args[0], "call_soon_threadsafe", 0) < 0) {
         return NULL;
     }
-    h = apy_handle_new(self->st, args[0], args + 1, nargs - 1, op, context,
+    h = apy__handle_new(self->st, args[0], args + 1, nargs - 1, op, context,
                        self->debug);
     if (h == NULL) {
         return NULL;
     }
     /* The caller holds the GIL, which serialises this push with the loop
      * thread; only the wakeup has to cross threads. */
-    if (apy_loop_push_ready(self, h) < 0) {
+    if (apy__loop_push_ready(self, h) < 0) {
         Py_DECREF(h);
         return NULL;
     }
-    apy_loop_wake(self);
+    apy__loop_wake(self);
     return h;
 }
 
@@ -146,18 +132,18 @@ call_at_impl(ApyLoopObject *self, double when, PyObject *callback,
              PyObject *const *args, Py_ssize_t nargs, PyObject *context)
 {
     PyObject *t;
-    if (apy_loop_check_closed(self) < 0) {
+    if (apy__loop_check_closed(self) < 0) {
         return NULL;
     }
     if (self->debug && debug_checks(self, callback, "call_at", 1) < 0) {
         return NULL;
     }
-    t = apy_timer_new(self->st, when, callback, args, nargs,
+    t = apy__timer_new(self->st, when, callback, args, nargs,
                       (PyObject *)self, context, self->debug);
     if (t == NULL) {
         return NULL;
     }
-    if (apy_theap_push(&self->timers, when, self->timer_seq++, t) < 0) {
+    if (apy__theap_push(&self->timers, when, self->timer_seq++, t) < 0) {
         Py_DECREF(t);
         return PyErr_NoMemory();
     }
@@ -193,7 +179,7 @@ parse_timer_args(ApyLoopObject *self, const char *method, const char *needs,
 /* loop.call_later(delay, cb, *args, context=None): new
  * TimerHandle, or NULL (TypeError for a None delay). */
 PyObject *
-apy_loop_call_later(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
+apy__loop_call_later(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
                     PyObject *kwnames)
 {
     ApyLoopObject *self = LOOP(op);
@@ -206,14 +192,14 @@ apy_loop_call_later(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
                          &context, &delay) < 0) {
         return NULL;
     }
-    return call_at_impl(self, apy_loop_now() + delay, args[1], args + 2,
+    return call_at_impl(self, apy__loop_now() + delay, args[1], args + 2,
                         nargs - 2, context);
 }
 
 /* loop.call_at(when, cb, *args, context=None): new TimerHandle, or
  * NULL. */
 PyObject *
-apy_loop_call_at(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
+apy__loop_call_at(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
                  PyObject *kwnames)
 {
     ApyLoopObject *self = LOOP(op);
@@ -231,7 +217,7 @@ apy_loop_call_at(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
 
 /* loop.create_future(): new Future, or NULL. */
 PyObject *
-apy_loop_create_future(PyObject *op, PyObject *unused)
+apy__loop_create_future(PyObject *op, PyObject *unused)
 {
     /* _asyncio.Future(loop=self); args[0] is the PY_VECTORCALL_ARGUMENTS_
      * OFFSET scratch slot. */
@@ -244,44 +230,29 @@ apy_loop_create_future(PyObject *op, PyObject *unused)
 /* loop.create_task(coro, *, name=None, context=None): new Task
  * (or the factory's result), or NULL. */
 PyObject *
-apy_loop_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
+apy__loop_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
                      PyObject *kwnames)
 {
     ApyLoopObject *self = LOOP(op);
     apy_loop_state_t *st = self->st;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *name = Py_None, *context = Py_None, *task;
+    PyObject *a[3], *task;
 
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "create_task() takes exactly 1 positional argument "
-                     "(%zd given)",
-                     nargs);
+    /* create_task(coro, *, name=None, context=None) */
+    if (apy__args_parse("create_task", args, nargs, kwnames,
+                        st->args_create_task, 1, 1, a) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
-        PyObject *kw = PyTuple_GET_ITEM(kwnames, i); /* borrowed */
-        if (PyUnicode_CompareWithASCIIString(kw, "name") == 0) {
-            name = args[nargs + i];
-        }
-        else if (PyUnicode_CompareWithASCIIString(kw, "context") == 0) {
-            context = args[nargs + i];
-        }
-        else {
-            PyErr_Format(PyExc_TypeError,
-                         "create_task() got an unexpected keyword argument "
-                         "'%U'",
-                         kw);
-            return NULL;
-        }
-    }
-    if (apy_loop_check_closed(self) < 0) {
+    PyObject *coro = a[0];
+    PyObject *name = a[1] != NULL ? a[1] : Py_None;
+    PyObject *context = a[2] != NULL ? a[2] : Py_None;
+    if (apy__loop_check_closed(self) < 0) {
         return NULL;
     }
     if (self->task_factory == NULL) {
         /* _asyncio.Task(coro, loop=self[, name=][, context=]) without
          * passing None keywords the Task would only have to skip. */
-        PyObject *cargs[5] = {NULL, args[0], op, NULL, NULL};
+        PyObject *cargs[5] = {NULL, coro, op, NULL, NULL};
         PyObject *kw = st->kw_loop;
         if (name != Py_None && context != Py_None) {
             cargs[3] = name;
@@ -301,11 +272,11 @@ apy_loop_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
     }
     if (context == Py_None) {
         /* The legacy factory signature, as asyncio. */
-        task = PyObject_CallFunctionObjArgs(self->task_factory, op, args[0],
+        task = PyObject_CallFunctionObjArgs(self->task_factory, op, coro,
                                             NULL);
     }
     else {
-        PyObject *fargs[3] = {op, args[0], context};
+        PyObject *fargs[3] = {op, coro, context};
         task = PyObject_Vectorcall(self->task_factory, fargs, 2,
                                    st->kw_context);
     }
@@ -326,12 +297,12 @@ apy_loop_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
 
 /* Unschedules every timer; never fails. */
 void
-apy_loop_clear_timers(ApyLoopObject *self)
+apy__loop_clear_timers(ApyLoopObject *self)
 {
     /* Take the array first: releasing a handle may run code that
      * schedules again, which must find a consistent (empty) heap. */
     apy_theap_t old = self->timers;
-    apy_theap_init(&self->timers);
+    apy__theap_init(&self->timers);
     self->timer_cancelled_count = 0;
     for (size_t i = 0; i < old.len; i++) {
         ApyTimerHandleObject *t = old.v[i].data;
@@ -340,7 +311,7 @@ apy_loop_clear_timers(ApyLoopObject *self)
     for (size_t i = 0; i < old.len; i++) {
         Py_DECREF((PyObject *)old.v[i].data);
     }
-    apy_theap_free(&old);
+    apy__theap_free(&old);
 }
 
 typedef struct {
@@ -369,7 +340,7 @@ timers_compact(ApyLoopObject *self)
     if (dl.dead == NULL) {
         return; /* try again next iteration; the head loop still works */
     }
-    apy_theap_remove_if(&self->timers, timer_is_dead, &dl);
+    apy__theap_remove_if(&self->timers, timer_is_dead, &dl);
     self->timer_cancelled_count = 0;
     for (size_t i = 0; i < dl.n; i++) {
         Py_DECREF(dl.dead[i]);
@@ -379,7 +350,7 @@ timers_compact(ApyLoopObject *self)
 
 /* 1 with *when set if a live timer exists, else 0; never fails. */
 int
-apy_loop_next_deadline(ApyLoopObject *self, double *when)
+apy__loop_next_deadline(ApyLoopObject *self, double *when)
 {
     apy_theap_t *h = &self->timers;
     apy_theap_entry_t e;
@@ -390,7 +361,7 @@ apy_loop_next_deadline(ApyLoopObject *self, double *when)
     }
     while (h->len > 0 &&
            ((ApyTimerHandleObject *)h->v[0].data)->base.cancelled) {
-        apy_theap_pop(h, &e);
+        apy__theap_pop(h, &e);
         ((ApyTimerHandleObject *)e.data)->scheduled = 0;
         self->timer_cancelled_count--;
         Py_DECREF((PyObject *)e.data);
@@ -404,16 +375,16 @@ apy_loop_next_deadline(ApyLoopObject *self, double *when)
 
 /* 0, or -1 with MemoryError. */
 int
-apy_loop_pop_due_timers(ApyLoopObject *self, double end_time)
+apy__loop_pop_due_timers(ApyLoopObject *self, double end_time)
 {
     apy_theap_t *h = &self->timers;
     apy_theap_entry_t e;
 
     while (h->len > 0 && h->v[0].when < end_time) {
-        apy_theap_pop(h, &e);
+        apy__theap_pop(h, &e);
         ((ApyTimerHandleObject *)e.data)->scheduled = 0;
         /* The heap's reference moves to the ready queue. */
-        if (apy_ring_push(&self->ready, e.data) < 0) {
+        if (apy__ring_push(&self->ready, e.data) < 0) {
             Py_DECREF((PyObject *)e.data);
             PyErr_NoMemory();
             return -1;

@@ -7,7 +7,7 @@
 #include <Python.h>
 #include <errno.h>
 
-#include "apyrun/loop_internal.h"
+#include "internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 
@@ -15,7 +15,7 @@
 
 /* 0, or -1 if signal.set_wakeup_fd() failed unexpectedly. */
 int
-apy_loop_wakeup_install(ApyLoopObject *self)
+apy__loop_wakeup_install(ApyLoopObject *self)
 {
     apy_loop_state_t *st = self->st;
     if (self->wakeup_installed || self->uv == NULL || !_PyOS_IsMainThread()) {
@@ -63,7 +63,7 @@ set_wakeup_fd(apy_loop_state_t *st, int fd)
 
 /* Restores the previous wakeup fd; never fails. */
 void
-apy_loop_wakeup_uninstall(ApyLoopObject *self)
+apy__loop_wakeup_uninstall(ApyLoopObject *self)
 {
     apy_loop_state_t *st = self->st;
     if (!self->wakeup_installed) {
@@ -107,8 +107,11 @@ check_signal(apy_loop_state_t *st, PyObject *sig)
     if (ok < 0) {
         return -1;
     }
-    long n = ok ? PyLong_AsLong(sig) : -1;
-    if (!ok || n <= 0 || n >= APY_NSIG) {
+    long n = -1;
+    if (ok) {
+        n = PyLong_AsLong(sig);
+    }
+    if (n <= 0 || n >= APY_NSIG) {
         PyErr_Format(PyExc_ValueError, "invalid signal number %S", sig);
         return -1;
     }
@@ -151,7 +154,7 @@ set_handler(apy_loop_state_t *st, int sig, PyObject *handler)
 /* loop.add_signal_handler(sig, cb, *args): None, or NULL
  * (TypeError, ValueError, RuntimeError as asyncio). */
 PyObject *
-apy_loop_add_signal_handler(PyObject *op, PyObject *const *args,
+apy__loop_add_signal_handler(PyObject *op, PyObject *const *args,
                             Py_ssize_t nargs)
 {
     ApyLoopObject *self = LOOP(op);
@@ -166,13 +169,10 @@ apy_loop_add_signal_handler(PyObject *op, PyObject *const *args,
         return NULL;
     }
     callback = args[1];
-    res = PyObject_CallOneArg(st->iscoroutine, callback);
-    is_coro = res ? PyObject_IsTrue(res) : -1;
-    Py_XDECREF(res);
+    is_coro = apy__loop_truth(PyObject_CallOneArg(st->iscoroutine, callback));
     if (is_coro == 0) {
-        res = PyObject_CallOneArg(st->iscoroutinefunction, callback);
-        is_coro = res ? PyObject_IsTrue(res) : -1;
-        Py_XDECREF(res);
+        is_coro = apy__loop_truth(
+            PyObject_CallOneArg(st->iscoroutinefunction, callback));
     }
     if (is_coro < 0) {
         return NULL;
@@ -183,7 +183,7 @@ apy_loop_add_signal_handler(PyObject *op, PyObject *const *args,
         return NULL;
     }
     sig = check_signal(st, args[0]);
-    if (sig < 0 || apy_loop_check_closed(self) < 0) {
+    if (sig < 0 || apy__loop_check_closed(self) < 0) {
         return NULL;
     }
     /* asyncio learns this from set_wakeup_fd(); the message is Python's. */
@@ -193,7 +193,7 @@ apy_loop_add_signal_handler(PyObject *op, PyObject *const *args,
                                             "interpreter");
         return NULL;
     }
-    handle = apy_handle_new(st, callback, args + 2, nargs - 2, op, NULL,
+    handle = apy__handle_new(st, callback, args + 2, nargs - 2, op, NULL,
                             self->debug);
     if (handle == NULL) {
         return NULL;
@@ -255,7 +255,7 @@ remove_handler(ApyLoopObject *self, int sig, PyObject *key)
 
 /* loop.remove_signal_handler(sig): new bool, or NULL. */
 PyObject *
-apy_loop_remove_signal_handler(PyObject *op, PyObject *sig_obj)
+apy__loop_remove_signal_handler(PyObject *op, PyObject *sig_obj)
 {
     ApyLoopObject *self = LOOP(op);
     int sig = check_signal(self->st, sig_obj);
@@ -271,7 +271,7 @@ apy_loop_remove_signal_handler(PyObject *op, PyObject *sig_obj)
 
 /* 0, or -1 if restoring a handler failed. */
 int
-apy_loop_remove_all_signal_handlers(ApyLoopObject *self)
+apy__loop_remove_all_signal_handlers(ApyLoopObject *self)
 {
     PyObject *keys = PyDict_Keys(self->signal_handlers);
     if (keys == NULL) {
@@ -300,7 +300,7 @@ apy_loop_remove_all_signal_handlers(ApyLoopObject *self)
 
 /* Clears self from the per-signal table; never fails. */
 void
-apy_loop_forget_signals(ApyLoopObject *self)
+apy__loop_forget_signals(ApyLoopObject *self)
 {
     apy_loop_state_t *st = self->st;
     if (st == NULL) {
@@ -315,7 +315,7 @@ apy_loop_forget_signals(ApyLoopObject *self)
 
 /* loop._handle_signal(sig): None, or NULL. */
 PyObject *
-apy_loop_handle_signal(PyObject *op, PyObject *sig)
+apy__loop_handle_signal(PyObject *op, PyObject *sig)
 {
     ApyLoopObject *self = LOOP(op);
     PyObject *handle = PyDict_GetItemWithError(self->signal_handlers, sig);
@@ -326,15 +326,14 @@ apy_loop_handle_signal(PyObject *op, PyObject *sig)
         Py_RETURN_NONE;
     }
     Py_INCREF(handle);
-    PyObject *c = PyObject_GetAttr(handle, self->st->str_cancelled_attr);
-    int cancelled = c ? PyObject_IsTrue(c) : -1;
-    Py_XDECREF(c);
+    int cancelled = apy__loop_truth(
+        PyObject_GetAttr(handle, self->st->str_cancelled_attr));
     PyObject *res = NULL;
     if (cancelled > 0) {
         res = PyObject_CallMethod(op, "remove_signal_handler", "O", sig);
     }
-    else if (cancelled == 0 && apy_loop_push_ready(self, handle) == 0) {
-        apy_loop_wake(self);
+    else if (cancelled == 0 && apy__loop_push_ready(self, handle) == 0) {
+        apy__loop_wake(self);
         res = Py_NewRef(Py_None);
     }
     Py_DECREF(handle);
@@ -352,7 +351,7 @@ apy_loop_handle_signal(PyObject *op, PyObject *sig)
 static PyObject *
 signal_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    apy_loop_state_t *st = PyModule_GetState(module);
+    apy_loop_state_t *st = apy__loop_state_at(PyModule_GetState(module));
     if (nargs < 1 || !PyLong_Check(args[0])) {
         Py_RETURN_NONE;
     }
@@ -374,16 +373,17 @@ signal_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             ret = NULL;
         }
     }
-    else if (apy_loop_push_ready(self, handle) < 0) {
+    else if (apy__loop_push_ready(self, handle) < 0) {
         ret = NULL;
     }
     else {
-        apy_loop_wake(self);
+        apy__loop_wake(self);
     }
     Py_DECREF(self);
     return Py_XNewRef(ret);
 }
 
-PyMethodDef apy_signal_dispatch_def = {
+/* signal_dispatch as a module function (state.c binds it). */
+PyMethodDef apy__signal_dispatch_def = {
     "_signal_dispatch", (PyCFunction)(void (*)(void))signal_dispatch,
     METH_FASTCALL, "Signal handler of apyrun loops' add_signal_handler()."};

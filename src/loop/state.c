@@ -5,7 +5,7 @@
  * caches every Python object the loop calls. No per-call lookups. */
 #include <Python.h>
 
-#include "apyrun/loop_stream.h"
+#include "handles/stream.h"
 
 /* Every PyObject* field of the state, for traverse and clear. */
 #define STATE_OBJECTS(X)                                                   \
@@ -56,6 +56,7 @@
     X(selector_accept_connection)                                          \
     X(socket_type)                                                         \
     X(kw_fileno)                                                           \
+    X(kw_wait)                                                             \
     X(str_data_received)                                                   \
     X(str_get_buffer)                                                      \
     X(str_buffer_updated)                                                  \
@@ -89,21 +90,13 @@
     X(kw_context)                                                          \
     X(kw_firstiter_finalizer)                                              \
     X(kw_warn_on_full_buffer)                                              \
-    X(empty_tuple)
-
-/* Borrowed state, or NULL (no exception) for foreign types. */
-apy_loop_state_t *
-apy_loop_state_of(PyTypeObject *tp, destructor marker)
-{
-    /* Our types have their own layouts, so they sit on the tp_base chain
-     * of any subclass, Python-level ones included. */
-    for (; tp != NULL; tp = tp->tp_base) {
-        if (tp->tp_dealloc == marker) {
-            return PyType_GetModuleState(tp);
-        }
-    }
-    return NULL;
-}
+    X(empty_tuple)                                                         \
+    X(args_context)                                                        \
+    X(args_create_task)                                                    \
+    X(args_extra_info)                                                     \
+    X(args_socket_transport)                                               \
+    X(args_ssl_transport)                                                  \
+    X(args_accept_connection)
 
 /* Returns getattr(module named modname, name), or the module itself if
  * name is NULL. New reference or NULL. */
@@ -181,6 +174,30 @@ init_imports(apy_loop_state_t *st)
     return 0;
 }
 
+/* A tuple of the interned names, up to a NULL, for apy__args_parse().
+ * New reference or NULL. */
+static PyObject *
+names_tuple(const char *const *names)
+{
+    Py_ssize_t n = 0;
+    while (names[n] != NULL) {
+        n++;
+    }
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_InternFromString(names[i]);
+        if (s == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    return t;
+}
+
 static int
 init_strings(apy_loop_state_t *st)
 {
@@ -235,7 +252,27 @@ init_strings(apy_loop_state_t *st)
     KW(kw_ssl_timeouts, "(ss)", "ssl_handshake_timeout",
        "ssl_shutdown_timeout");
     KW(kw_fileno, "(s)", "fileno");
+    KW(kw_wait, "(s)", "wait");
 #undef KW
+#define NAMES(field, ...)                                                  \
+    do {                                                                   \
+        st->field = names_tuple((const char *const[]){__VA_ARGS__, NULL}); \
+        if (st->field == NULL) {                                           \
+            return -1;                                                     \
+        }                                                                  \
+    } while (0)
+    NAMES(args_context, "context");
+    NAMES(args_create_task, "coro", "name", "context");
+    NAMES(args_extra_info, "name", "default");
+    NAMES(args_socket_transport, "sock", "protocol", "waiter", "extra",
+          "server");
+    NAMES(args_ssl_transport, "rawsock", "protocol", "sslcontext", "waiter",
+          "server_side", "server_hostname", "extra", "server",
+          "ssl_handshake_timeout", "ssl_shutdown_timeout");
+    NAMES(args_accept_connection, "protocol_factory", "sock", "sslcontext",
+          "server", "backlog", "ssl_handshake_timeout",
+          "ssl_shutdown_timeout");
+#undef NAMES
     return 0;
 }
 
@@ -270,10 +307,12 @@ init_classes(PyObject *module, apy_loop_state_t *st)
 {
     PyObject *unix_loop = import_attr("asyncio.unix_events",
                                       "_UnixSelectorEventLoop");
-    PyObject *policy_base =
-        unix_loop ? import_attr("asyncio", "DefaultEventLoopPolicy") : NULL;
+    if (unix_loop == NULL) {
+        return -1;
+    }
+    PyObject *policy_base = import_attr("asyncio", "DefaultEventLoopPolicy");
     if (policy_base == NULL) {
-        Py_XDECREF(unix_loop);
+        Py_DECREF(unix_loop);
         return -1;
     }
     st->loop_type = PyObject_CallFunction(
@@ -340,9 +379,9 @@ init_transports(PyObject *module, apy_loop_state_t *st)
         return -1;
     }
     st->tcp_transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_tcp_transport_spec, base);
+        module, &apy__tcp_transport_spec, base);
     st->unix_transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_unix_transport_spec, base);
+        module, &apy__unix_transport_spec, base);
     Py_DECREF(base);
     if (st->tcp_transport_type == NULL || st->unix_transport_type == NULL) {
         return -1;
@@ -366,13 +405,18 @@ init_transports(PyObject *module, apy_loop_state_t *st)
     }
     PyObject *threshold = import_attr("asyncio.constants",
                                       "LOG_THRESHOLD_FOR_CONNLOST_WRITES");
+    if (threshold == NULL) {
+        return -1;
+    }
     PyObject *mode = import_attr("asyncio.constants", "_SendfileMode");
-    PyObject *try_native = mode ? PyObject_GetAttrString(mode, "TRY_NATIVE")
-                                : NULL;
-    Py_XDECREF(mode);
-    if (threshold == NULL || try_native == NULL) {
-        Py_XDECREF(threshold);
-        Py_XDECREF(try_native);
+    if (mode == NULL) {
+        Py_DECREF(threshold);
+        return -1;
+    }
+    PyObject *try_native = PyObject_GetAttrString(mode, "TRY_NATIVE");
+    Py_DECREF(mode);
+    if (try_native == NULL) {
+        Py_DECREF(threshold);
         return -1;
     }
     st->connlost_log_threshold = PyLong_AsLong(threshold);
@@ -396,27 +440,39 @@ init_transports(PyObject *module, apy_loop_state_t *st)
     return r ? -1 : 0;
 }
 
+/* A zeroed state, or NULL with MemoryError. */
+apy_loop_state_t *
+apy_loop_state_new(void)
+{
+    apy_loop_state_t *st = PyMem_Calloc(1, sizeof(*st));
+    if (st == NULL) {
+        PyErr_NoMemory();
+    }
+    return st;
+}
+
 /* 0, or -1 with an exception set. */
 int
 apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
 {
     st->handle_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_handle_spec, NULL);
+        module, &apy__handle_spec, NULL);
     if (st->handle_type == NULL) {
         return -1;
     }
     st->timer_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_timer_spec, (PyObject *)st->handle_type);
+        module, &apy__timer_spec, (PyObject *)st->handle_type);
     if (st->timer_type == NULL) {
         return -1;
     }
     st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_loop_core_spec, NULL);
+        module, &apy__loop_core_spec, NULL);
     if (st->core_type == NULL) {
         return -1;
     }
+    st->core_dealloc = st->core_type->tp_dealloc;
     st->selector_view_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &apy_selector_view_spec, NULL);
+        module, &apy__selector_view_spec, NULL);
     if (st->selector_view_type == NULL) {
         return -1;
     }
@@ -425,7 +481,7 @@ apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
         return -1;
     }
     st->signal_dispatch =
-        PyCMethod_New(&apy_signal_dispatch_def, module, NULL, NULL);
+        PyCMethod_New(&apy__signal_dispatch_def, module, NULL, NULL);
     if (st->signal_dispatch == NULL) {
         return -1;
     }
@@ -436,6 +492,9 @@ apy_loop_state_init(PyObject *module, apy_loop_state_t *st)
 int
 apy_loop_state_traverse(apy_loop_state_t *st, visitproc visit, void *arg)
 {
+    if (st == NULL) {
+        return 0;
+    }
 #define VISIT(field) Py_VISIT(st->field);
     STATE_OBJECTS(VISIT)
 #undef VISIT
@@ -446,6 +505,9 @@ apy_loop_state_traverse(apy_loop_state_t *st, visitproc visit, void *arg)
 void
 apy_loop_state_clear(apy_loop_state_t *st)
 {
+    if (st == NULL) {
+        return;
+    }
 #define CLEAR(field) Py_CLEAR(st->field);
     STATE_OBJECTS(CLEAR)
 #undef CLEAR
@@ -461,4 +523,26 @@ apy_loop_state_clear(apy_loop_state_t *st)
     for (int i = 0; i < APY_NSIG; i++) {
         st->signal_loops[i] = NULL;
     }
+}
+
+/* Clears and frees st; NULL is allowed. */
+void
+apy_loop_state_free(apy_loop_state_t *st)
+{
+    apy_loop_state_clear(st);
+    PyMem_Free(st);
+}
+
+/* Borrowed, or NULL before init; never fails. */
+PyObject *
+apy_loop_state_loop_type(const apy_loop_state_t *st)
+{
+    return st->loop_type;
+}
+
+/* Borrowed, or NULL before init; never fails. */
+PyObject *
+apy_loop_state_policy_type(const apy_loop_state_t *st)
+{
+    return st->policy_type;
 }

@@ -9,7 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "apyrun/loop_wakeup.h"
+#include "wakeup.h"
 
 #define WAKEUP_OF(handle, field)                                           \
     ((apy_wakeup_t *)((char *)(handle)-offsetof(apy_wakeup_t, field)))
@@ -67,9 +67,9 @@ on_closed(uv_handle_t *handle)
     w->nopen--;
 }
 
-/* 0 or a negative UV_E* code (contracts: loop_wakeup.h). */
+/* 0 or a negative UV_E* code (contracts: wakeup.h). */
 int
-apy_wakeup_init(apy_wakeup_t *w, uv_loop_t *loop)
+apy__wakeup_init(apy_wakeup_t *w, uv_loop_t *loop)
 {
     int fds[2];
     int err;
@@ -121,10 +121,10 @@ apy_wakeup_init(apy_wakeup_t *w, uv_loop_t *loop)
 fail_handles:
     /* The pipe is closed by sigpoll's close callback if it got that far. */
     if (w->ninit == 3) {
-        apy_wakeup_close(w);
+        apy__wakeup_close(w);
         return err;
     }
-    apy_wakeup_close(w);
+    apy__wakeup_close(w);
 fail_pipe:
     close(w->sig_rfd);
     close(w->sig_wfd);
@@ -134,14 +134,14 @@ fail_pipe:
 
 /* 0 or a negative UV_E* code; thread- and signal-safe. */
 int
-apy_wakeup_send(apy_wakeup_t *w)
+apy__wakeup_send(apy_wakeup_t *w)
 {
     return uv_async_send(&w->async);
 }
 
 /* References the async handle and arms the deadline. */
 void
-apy_wakeup_arm(apy_wakeup_t *w, long long timeout_ms)
+apy__wakeup_arm(apy_wakeup_t *w, long long timeout_ms)
 {
     uv_ref((uv_handle_t *)&w->async);
     if (timeout_ms < 0) {
@@ -156,16 +156,16 @@ apy_wakeup_arm(apy_wakeup_t *w, long long timeout_ms)
     uv_timer_start(&w->timer, on_timer, (uint64_t)timeout_ms, 0);
 }
 
-/* Drops apy_wakeup_arm()'s reference. */
+/* Drops apy__wakeup_arm()'s reference. */
 void
-apy_wakeup_disarm(apy_wakeup_t *w)
+apy__wakeup_disarm(apy_wakeup_t *w)
 {
     uv_unref((uv_handle_t *)&w->async);
 }
 
 /* The APY_WAKE_* bits since the last call. */
 unsigned int
-apy_wakeup_take(apy_wakeup_t *w)
+apy__wakeup_take(apy_wakeup_t *w)
 {
     unsigned int fired = w->fired;
     w->fired = 0;
@@ -182,9 +182,9 @@ close_one(uv_handle_t *handle)
 
 /* Starts closing the handles; idempotent. */
 void
-apy_wakeup_close(apy_wakeup_t *w)
+apy__wakeup_close(apy_wakeup_t *w)
 {
-    /* ninit tells how far apy_wakeup_init() got, in order. */
+    /* ninit tells how far apy__wakeup_init() got, in order. */
     int n = w->ninit;
     if (n >= 1) {
         close_one((uv_handle_t *)&w->async);
@@ -199,7 +199,7 @@ apy_wakeup_close(apy_wakeup_t *w)
 
 /* 1 once every handle has closed. */
 int
-apy_wakeup_closed(const apy_wakeup_t *w)
+apy__wakeup_closed(const apy_wakeup_t *w)
 {
     return w->nopen == 0;
 }

@@ -1,20 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* The built-in `apyrun` module: multi-phase init, a module state that
- * starts with the loop's (apy_loop_state_t), and the module functions
+ * starts with the loop's opaque state (apyrun/loop.h), and the functions
  * new_event_loop(), run() and install(). The types themselves are built by
  * the loop layer (src/loop/state.c); nothing here is a static PyObject. */
 #include <Python.h>
 
 #include "apyrun/importer.h"
 #include "apyrun/loop.h"
-#include "apyrun/loop_internal.h"
 #include "apyrun/module.h"
 #include "apyrun_config.h"
 
 /* The module state. The loop layer finds its part through the types'
  * module (PyType_GetModuleState), so it must stay the first member. */
 typedef struct {
-    apy_loop_state_t loop;
+    apy_loop_state_t *loop; /* owned; NULL until module_exec made it */
     int install_pending; /* install() came while module_exec ran */
 } module_state_t;
 
@@ -28,7 +27,8 @@ get_state(PyObject *module)
 static PyObject *
 module_new_event_loop(PyObject *module, PyObject *unused)
 {
-    return PyObject_CallNoArgs(get_state(module)->loop.loop_type);
+    return PyObject_CallNoArgs(
+        apy_loop_state_loop_type(get_state(module)->loop));
 }
 
 /* run(coro, *, debug=None): asyncio.run() on an apyrun loop, through
@@ -38,45 +38,44 @@ module_run(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"main", "debug", NULL};
     PyObject *main, *debug = Py_None;
-    PyObject *runner_cls, *runner = NULL, *res = NULL, *closed;
+    PyObject *asyncio, *running = NULL, *runner_cls = NULL, *kw = NULL;
+    PyObject *runner = NULL, *res = NULL, *closed;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$O:run", kwlist, &main,
                                      &debug)) {
         return NULL;
     }
-    PyObject *running = PyObject_CallMethod(get_state(module)->loop.events,
-                                            "_get_running_loop", NULL);
-    if (running == NULL) {
-        return NULL;
-    }
-    int nested = running != Py_None;
-    Py_DECREF(running);
-    if (nested) {
-        PyErr_SetString(PyExc_RuntimeError, "apyrun.run() cannot be called "
-                                            "from a running event loop");
-        return NULL;
-    }
-    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    asyncio = PyImport_ImportModule("asyncio");
     if (asyncio == NULL) {
         return NULL;
     }
+    /* asyncio re-exports events._get_running_loop. */
+    running = PyObject_CallMethod(asyncio, "_get_running_loop", NULL);
+    if (running == NULL) {
+        goto error;
+    }
+    if (running != Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "apyrun.run() cannot be called "
+                                            "from a running event loop");
+        goto error;
+    }
     runner_cls = PyObject_GetAttrString(asyncio, "Runner");
-    Py_DECREF(asyncio);
     if (runner_cls == NULL) {
-        return NULL;
+        goto error;
     }
-    PyObject *kw = Py_BuildValue("{s:O,s:O}", "debug", debug,
-                                 "loop_factory",
-                                 get_state(module)->loop.loop_type);
-    if (kw != NULL) {
-        runner = PyObject_Call(runner_cls, get_state(module)->loop.empty_tuple,
-                               kw);
-        Py_DECREF(kw);
+    kw = Py_BuildValue("{s:O,s:O}", "debug", debug, "loop_factory",
+                       apy_loop_state_loop_type(get_state(module)->loop));
+    if (kw == NULL) {
+        goto error;
     }
-    Py_DECREF(runner_cls);
+    runner = PyObject_VectorcallDict(runner_cls, NULL, 0, kw);
     if (runner == NULL) {
-        return NULL;
+        goto error;
     }
+    Py_DECREF(kw);
+    Py_DECREF(runner_cls);
+    Py_DECREF(running);
+    Py_DECREF(asyncio);
     /* with Runner(...) as runner: return runner.run(main) */
     res = PyObject_CallMethod(runner, "run", "O", main);
     PyObject *type, *value, *tb;
@@ -93,30 +92,39 @@ module_run(PyObject *module, PyObject *args, PyObject *kwds)
     Py_DECREF(closed);
     PyErr_Restore(type, value, tb);
     return res;
+
+error:
+    Py_XDECREF(kw);
+    Py_XDECREF(runner_cls);
+    Py_XDECREF(running);
+    Py_DECREF(asyncio);
+    return NULL;
 }
 
 /* install(): asyncio.set_event_loop_policy(apyrun.EventLoopPolicy()). */
 static PyObject *
 module_install(PyObject *module, PyObject *unused)
 {
-    if (get_state(module)->loop.policy_type == NULL) {
+    apy_loop_state_t *st = get_state(module)->loop;
+    if (st == NULL || apy_loop_state_policy_type(st) == NULL) {
         /* Called while this module is still executing: importing asyncio
          * from module_exec triggers the launcher's asyncio hook, which
          * calls install() on the half-built module. Finish it first. */
         get_state(module)->install_pending = 1;
         Py_RETURN_NONE;
     }
-    PyObject *policy =
-        PyObject_CallNoArgs(get_state(module)->loop.policy_type);
+    PyObject *policy = PyObject_CallNoArgs(apy_loop_state_policy_type(st));
     if (policy == NULL) {
         return NULL;
     }
     PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *res = asyncio ? PyObject_CallMethod(asyncio,
-                                                  "set_event_loop_policy",
-                                                  "O", policy)
-                            : NULL;
-    Py_XDECREF(asyncio);
+    if (asyncio == NULL) {
+        Py_DECREF(policy);
+        return NULL;
+    }
+    PyObject *res = PyObject_CallMethod(asyncio, "set_event_loop_policy",
+                                        "O", policy);
+    Py_DECREF(asyncio);
     Py_DECREF(policy);
     return res;
 }
@@ -158,7 +166,9 @@ static PyMethodDef module_methods[] = {
 static int
 module_exec(PyObject *module)
 {
-    if (apy_loop_state_init(module, &get_state(module)->loop) < 0) {
+    get_state(module)->loop = apy_loop_state_new();
+    if (get_state(module)->loop == NULL ||
+        apy_loop_state_init(module, get_state(module)->loop) < 0) {
         return -1;
     }
     if (PyModule_AddStringConstant(module, "__version__", APYRUN_VERSION) <
@@ -181,20 +191,21 @@ module_exec(PyObject *module)
 static int
 module_traverse(PyObject *module, visitproc visit, void *arg)
 {
-    return apy_loop_state_traverse(&get_state(module)->loop, visit, arg);
+    return apy_loop_state_traverse(get_state(module)->loop, visit, arg);
 }
 
 static int
 module_clear(PyObject *module)
 {
-    apy_loop_state_clear(&get_state(module)->loop);
+    apy_loop_state_clear(get_state(module)->loop);
     return 0;
 }
 
 static void
 module_free(void *module)
 {
-    module_clear((PyObject *)module);
+    apy_loop_state_free(get_state((PyObject *)module)->loop);
+    get_state((PyObject *)module)->loop = NULL;
 }
 
 static PyModuleDef_Slot module_slots[] = {

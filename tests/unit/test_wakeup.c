@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "apyrun/loop_wakeup.h"
+#include "wakeup.h"
 #include "runner.h"
 
 static uv_loop_t loop;
@@ -22,7 +22,7 @@ static void
 setup(void)
 {
     ASSERT_EQ(uv_loop_init(&loop), 0);
-    ASSERT_EQ(apy_wakeup_init(&wakeup, &loop), 0);
+    ASSERT_EQ(apy__wakeup_init(&wakeup, &loop), 0);
 }
 
 /* libuv's MAKE_VALGRIND_HAPPY, with the check made explicit. */
@@ -30,10 +30,10 @@ static void
 teardown_clean(void)
 {
     int rfd = wakeup.sig_rfd, wfd = wakeup.sig_wfd;
-    apy_wakeup_close(&wakeup);
-    apy_wakeup_close(&wakeup); /* idempotent */
+    apy__wakeup_close(&wakeup);
+    apy__wakeup_close(&wakeup); /* idempotent */
     ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    ASSERT(apy_wakeup_closed(&wakeup));
+    ASSERT(apy__wakeup_closed(&wakeup));
     ASSERT_EQ(uv_loop_close(&loop), 0);
     ASSERT(fcntl(rfd, F_GETFD) == -1 && errno == EBADF);
     ASSERT(fcntl(wfd, F_GETFD) == -1 && errno == EBADF);
@@ -57,9 +57,9 @@ static uint64_t
 block_once(long long timeout_ms)
 {
     uint64_t t0 = now_ms();
-    apy_wakeup_arm(&wakeup, timeout_ms);
+    apy__wakeup_arm(&wakeup, timeout_ms);
     uv_run(&loop, UV_RUN_ONCE);
-    apy_wakeup_disarm(&wakeup);
+    apy__wakeup_disarm(&wakeup);
     return now_ms() - t0;
 }
 
@@ -67,7 +67,7 @@ static void *
 send_async_later(void *arg)
 {
     sleep_ms(50);
-    ASSERT_EQ(apy_wakeup_send(&wakeup), 0);
+    ASSERT_EQ(apy__wakeup_send(&wakeup), 0);
     return NULL;
 }
 
@@ -79,8 +79,8 @@ TEST(wakeup_async_from_thread)
     uint64_t elapsed = block_once(-1);
     pthread_join(t, NULL);
     ASSERT(elapsed >= 40 && elapsed < 5000);
-    ASSERT_EQ(apy_wakeup_take(&wakeup), APY_WAKE_ASYNC);
-    ASSERT_EQ(apy_wakeup_take(&wakeup), 0);
+    ASSERT_EQ(apy__wakeup_take(&wakeup), APY_WAKE_ASYNC);
+    ASSERT_EQ(apy__wakeup_take(&wakeup), 0);
     teardown_clean();
 }
 
@@ -102,7 +102,7 @@ TEST(wakeup_signal_fd_write)
     uint64_t elapsed = block_once(-1);
     pthread_join(t, NULL);
     ASSERT(elapsed >= 40 && elapsed < 5000);
-    ASSERT(apy_wakeup_take(&wakeup) & APY_WAKE_SIGNAL);
+    ASSERT(apy__wakeup_take(&wakeup) & APY_WAKE_SIGNAL);
     /* The callback drained the pipe. */
     ASSERT(read(wakeup.sig_rfd, buf, sizeof(buf)) == -1 && errno == EAGAIN);
     teardown_clean();
@@ -144,7 +144,7 @@ TEST(wakeup_signal_on_other_thread)
     uint64_t elapsed = block_once(-1);
     pthread_join(t, NULL);
     ASSERT(elapsed >= 40 && elapsed < 5000);
-    ASSERT(apy_wakeup_take(&wakeup) & APY_WAKE_SIGNAL);
+    ASSERT(apy__wakeup_take(&wakeup) & APY_WAKE_SIGNAL);
     teardown_clean();
 }
 
@@ -153,13 +153,13 @@ TEST(wakeup_timer_deadline)
     setup();
     uint64_t elapsed = block_once(30);
     ASSERT(elapsed >= 25 && elapsed < 5000);
-    ASSERT_EQ(apy_wakeup_take(&wakeup), APY_WAKE_TIMER);
+    ASSERT_EQ(apy__wakeup_take(&wakeup), APY_WAKE_TIMER);
     /* Re-arming after the loop sat idle must still measure from now
-     * (apy_wakeup_arm refreshes libuv's cached time). */
+     * (apy__wakeup_arm refreshes libuv's cached time). */
     sleep_ms(60);
     elapsed = block_once(30);
     ASSERT(elapsed >= 25 && elapsed < 5000);
-    ASSERT_EQ(apy_wakeup_take(&wakeup), APY_WAKE_TIMER);
+    ASSERT_EQ(apy__wakeup_take(&wakeup), APY_WAKE_TIMER);
     teardown_clean();
 }
 
@@ -179,9 +179,9 @@ TEST(wakeup_send_before_block)
 {
     /* A send that happens before the loop blocks is not lost. */
     setup();
-    ASSERT_EQ(apy_wakeup_send(&wakeup), 0);
+    ASSERT_EQ(apy__wakeup_send(&wakeup), 0);
     uint64_t elapsed = block_once(-1);
     ASSERT(elapsed < 1000);
-    ASSERT_EQ(apy_wakeup_take(&wakeup), APY_WAKE_ASYNC);
+    ASSERT_EQ(apy__wakeup_take(&wakeup), APY_WAKE_ASYNC);
     teardown_clean();
 }

@@ -7,38 +7,40 @@
  * only the opening differs: libuv's pipe on the socket's own fd. */
 #include <Python.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
+/* New reference, or NULL with an exception set (contract: stream.h). */
 PyObject *
-apy_unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
+apy__unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
                        PyObject *protocol, PyObject *waiter, PyObject *extra,
                        PyObject *server)
 {
-    apy_stream_uv_t *rec = apy_stream_record_new(loop);
+    apy_stream_uv_t *rec = apy__stream_record_new(loop);
     if (rec == NULL) {
         return NULL;
     }
     int err = uv_pipe_init(&loop->uv->loop, &rec->u.pipe, 0);
     if (err < 0) {
-        apy_stream_discard(rec, 0);
-        apy_loop_set_uv_error(err);
+        apy__stream_discard(rec, 0);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
     /* As for TCP: a failed open leaves the fd to the socket object. */
     err = uv_pipe_open(&rec->u.pipe, fd);
     if (err < 0) {
-        apy_stream_discard(rec, 1);
-        apy_loop_set_uv_error(err);
+        apy__stream_discard(rec, 1);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
-    return apy_stream_new(loop->st->unix_transport_type, loop, rec, sock, fd,
+    return apy__stream_new(loop->st->unix_transport_type, loop, rec, sock, fd,
                           protocol, waiter, extra, server);
 }
 
-PyType_Spec apy_unix_transport_spec = {
+/* apyrun.UnixTransport: stream_api.c's slots, base given by state.c. */
+PyType_Spec apy__unix_transport_spec = {
     .name = "apyrun.UnixTransport",
     .basicsize = sizeof(ApyStreamObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = apy_stream_slots,
+    .slots = apy__stream_slots,
 };

@@ -3,7 +3,7 @@
  * the reader and writer Handles, with asyncio's selector semantics, and
  * loop._selector, a read-only selectors-shaped view of the records. The
  * poll callback runs inside uv_run, possibly without the GIL, so it only
- * marks the record; apy_poll_dispatch() queues the Handles afterwards.
+ * marks the record; apy__poll_dispatch() queues the Handles afterwards.
  * Record memory is C memory, freed only by libuv's close callback. */
 #include <Python.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "apyrun/loop_internal.h"
+#include "../internal.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
 #define POLL_MAP_MIN 64
@@ -92,7 +92,7 @@ register_now(apy_uv_t *uv, apy_poll_t *rec)
 
 /* Re-registers started records before uv_run; never fails. */
 void
-apy_poll_preflight(apy_uv_t *uv)
+apy__poll_preflight(apy_uv_t *uv)
 {
     while (uv->pending != NULL) {
         apy_poll_t *rec = uv->pending;
@@ -152,7 +152,7 @@ poll_update(apy_uv_t *uv, apy_poll_t *rec, int fresh)
 
 /* The fd of an int or an object with fileno(), or -1 with ValueError. */
 int
-apy_poll_fileobj_to_fd(PyObject *obj)
+apy__poll_fileobj_to_fd(PyObject *obj)
 {
     PyObject *num;
     if (PyLong_Check(obj)) {
@@ -160,8 +160,11 @@ apy_poll_fileobj_to_fd(PyObject *obj)
     }
     else {
         PyObject *f = PyObject_CallMethod(obj, "fileno", NULL);
-        num = f ? PyNumber_Long(f) : NULL;
-        Py_XDECREF(f);
+        num = NULL;
+        if (f != NULL) {
+            num = PyNumber_Long(f);
+            Py_DECREF(f);
+        }
         if (num == NULL) {
             if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
                 PyErr_ExceptionMatches(PyExc_TypeError) ||
@@ -224,7 +227,7 @@ poll_get_or_new(apy_uv_t *uv, int fd, int *fresh)
     int err = uv_poll_init(&uv->loop, &rec->handle, fd);
     if (err < 0) {
         PyMem_RawFree(rec);
-        apy_loop_set_uv_error(err);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
     /* uv_poll_init makes the fd non-blocking; asyncio's add_reader never
@@ -248,7 +251,7 @@ drop_handle(ApyLoopObject *self, PyObject *h)
 {
     int r = 0;
     if (PyObject_TypeCheck(h, self->st->handle_type)) {
-        r = apy_handle_cancel((ApyHandleObject *)h);
+        r = apy__handle_cancel((ApyHandleObject *)h);
     }
     else {
         PyObject *res = PyObject_CallMethod(h, "cancel", NULL);
@@ -274,14 +277,14 @@ add_watcher(ApyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                      writable ? "add_writer" : "add_reader");
         return NULL;
     }
-    if (apy_loop_check_closed(self) < 0) {
+    if (apy__loop_check_closed(self) < 0) {
         return NULL;
     }
-    int fd = apy_poll_fileobj_to_fd(args[0]);
+    int fd = apy__poll_fileobj_to_fd(args[0]);
     if (fd < 0) {
         return NULL;
     }
-    PyObject *h = apy_handle_new(self->st, args[1], args + 2, nargs - 2,
+    PyObject *h = apy__handle_new(self->st, args[1], args + 2, nargs - 2,
                                  (PyObject *)self, NULL, self->debug);
     if (h == NULL) {
         return NULL;
@@ -299,7 +302,7 @@ add_watcher(ApyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         *slot = old;
         Py_DECREF(h); /* the slot's reference */
         Py_DECREF(h);
-        apy_loop_set_uv_error(err);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
     if (old != NULL && drop_handle(self, old) < 0) {
@@ -317,7 +320,7 @@ remove_watcher(ApyLoopObject *self, PyObject *fdobj, int writable)
     if (self->closed || self->uv == NULL) {
         return 0;
     }
-    int fd = apy_poll_fileobj_to_fd(fdobj);
+    int fd = apy__poll_fileobj_to_fd(fdobj);
     if (fd < 0) {
         return -1;
     }
@@ -340,21 +343,21 @@ remove_watcher(ApyLoopObject *self, PyObject *fdobj, int writable)
 /* loop._add_reader(fd, cb, *args): new reference to the Handle, or
  * NULL (ValueError, OSError, RuntimeError if closed). */
 PyObject *
-apy_loop_add_reader(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+apy__loop_add_reader(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return add_watcher(LOOP(self), args, nargs, 0);
 }
 
 /* loop._add_writer(fd, cb, *args): as _add_reader. */
 PyObject *
-apy_loop_add_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+apy__loop_add_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return add_watcher(LOOP(self), args, nargs, 1);
 }
 
 /* loop._remove_reader(fd): new bool (was one registered), or NULL. */
 PyObject *
-apy_loop_remove_reader(PyObject *self, PyObject *fd)
+apy__loop_remove_reader(PyObject *self, PyObject *fd)
 {
     int r = remove_watcher(LOOP(self), fd, 0);
     return r < 0 ? NULL : PyBool_FromLong(r);
@@ -362,7 +365,7 @@ apy_loop_remove_reader(PyObject *self, PyObject *fd)
 
 /* loop._remove_writer(fd): new bool, or NULL. */
 PyObject *
-apy_loop_remove_writer(PyObject *self, PyObject *fd)
+apy__loop_remove_writer(PyObject *self, PyObject *fd)
 {
     int r = remove_watcher(LOOP(self), fd, 1);
     return r < 0 ? NULL : PyBool_FromLong(r);
@@ -383,7 +386,7 @@ ensure_no_transport(PyObject *self, PyObject *fd)
 /* loop.add_reader(): None, or NULL (also RuntimeError when a
  * transport owns the fd). */
 PyObject *
-apy_loop_add_reader_pub(PyObject *self, PyObject *const *args,
+apy__loop_add_reader_pub(PyObject *self, PyObject *const *args,
                         Py_ssize_t nargs)
 {
     if (nargs >= 1 && ensure_no_transport(self, args[0]) < 0) {
@@ -399,7 +402,7 @@ apy_loop_add_reader_pub(PyObject *self, PyObject *const *args,
 
 /* loop.add_writer(): None, or NULL as add_reader(). */
 PyObject *
-apy_loop_add_writer_pub(PyObject *self, PyObject *const *args,
+apy__loop_add_writer_pub(PyObject *self, PyObject *const *args,
                         Py_ssize_t nargs)
 {
     if (nargs >= 1 && ensure_no_transport(self, args[0]) < 0) {
@@ -415,22 +418,22 @@ apy_loop_add_writer_pub(PyObject *self, PyObject *const *args,
 
 /* loop.remove_reader(): new bool, or NULL. */
 PyObject *
-apy_loop_remove_reader_pub(PyObject *self, PyObject *fd)
+apy__loop_remove_reader_pub(PyObject *self, PyObject *fd)
 {
     if (ensure_no_transport(self, fd) < 0) {
         return NULL;
     }
-    return apy_loop_remove_reader(self, fd);
+    return apy__loop_remove_reader(self, fd);
 }
 
 /* loop.remove_writer(): new bool, or NULL. */
 PyObject *
-apy_loop_remove_writer_pub(PyObject *self, PyObject *fd)
+apy__loop_remove_writer_pub(PyObject *self, PyObject *fd)
 {
     if (ensure_no_transport(self, fd) < 0) {
         return NULL;
     }
-    return apy_loop_remove_writer(self, fd);
+    return apy__loop_remove_writer(self, fd);
 }
 
 /* Queues h for its event unless cancelled, in which case the watcher goes
@@ -447,15 +450,14 @@ dispatch_one(ApyLoopObject *self, apy_poll_t *rec, int writable)
         cancelled = ((ApyHandleObject *)h)->cancelled;
     }
     else {
-        PyObject *c = PyObject_GetAttr(h, self->st->str_cancelled_attr);
-        cancelled = c ? PyObject_IsTrue(c) : -1;
-        Py_XDECREF(c);
+        cancelled = apy__loop_truth(
+            PyObject_GetAttr(h, self->st->str_cancelled_attr));
         if (cancelled < 0) {
             return -1;
         }
     }
     if (!cancelled) {
-        return apy_loop_push_ready(self, h);
+        return apy__loop_push_ready(self, h);
     }
     PyObject *fd = PyLong_FromLong(rec->fd);
     if (fd == NULL) {
@@ -468,7 +470,7 @@ dispatch_one(ApyLoopObject *self, apy_poll_t *rec, int writable)
 
 /* Queues Handles of fired fds; 0, or -1 with MemoryError. */
 int
-apy_poll_dispatch(ApyLoopObject *self)
+apy__poll_dispatch(ApyLoopObject *self)
 {
     apy_uv_t *uv = self->uv;
     while (uv->fired_head != NULL) {
@@ -501,7 +503,7 @@ apy_poll_dispatch(ApyLoopObject *self)
 
 /* Starts closing every record; never fails. */
 void
-apy_poll_close_all(apy_uv_t *uv)
+apy__poll_close_all(apy_uv_t *uv)
 {
     uv->fired_head = uv->fired_tail = NULL;
     uv->pending = NULL;
@@ -524,7 +526,7 @@ apy_poll_close_all(apy_uv_t *uv)
 
 /* Visits the Handles held by the records. */
 int
-apy_poll_traverse(apy_uv_t *uv, visitproc visit, void *arg)
+apy__poll_traverse(apy_uv_t *uv, visitproc visit, void *arg)
 {
     for (int fd = 0; fd < uv->npolls; fd++) {
         apy_poll_t *rec = uv->polls[fd];
@@ -570,7 +572,7 @@ static PyObject *
 view_get_key(PyObject *op, PyObject *fileobj)
 {
     SelectorViewObject *self = (SelectorViewObject *)op;
-    int fd = apy_poll_fileobj_to_fd(fileobj);
+    int fd = apy__poll_fileobj_to_fd(fileobj);
     if (fd < 0) {
         return NULL;
     }
@@ -587,19 +589,31 @@ view_get_map(PyObject *op, PyObject *unused)
 {
     ApyLoopObject *loop = (ApyLoopObject *)((SelectorViewObject *)op)->loop;
     PyObject *map = PyDict_New();
-    for (int fd = 0; map != NULL && loop->uv && fd < loop->uv->npolls; fd++) {
+    if (map == NULL) {
+        return NULL;
+    }
+    for (int fd = 0; loop->uv != NULL && fd < loop->uv->npolls; fd++) {
         PyObject *fdobj = PyLong_FromLong(fd);
-        PyObject *key = fdobj ? make_key(loop, fdobj, fd) : NULL;
-        if (key != NULL && PyDict_SetItem(map, fdobj, key) < 0) {
-            Py_CLEAR(map);
+        if (fdobj == NULL) {
+            goto error;
         }
-        else if (key == NULL && PyErr_Occurred()) {
-            Py_CLEAR(map);
+        PyObject *key = make_key(loop, fdobj, fd);
+        int r = 0;
+        if (key != NULL) {
+            r = PyDict_SetItem(map, fdobj, key);
+            Py_DECREF(key);
         }
-        Py_XDECREF(key);
-        Py_XDECREF(fdobj);
+        Py_DECREF(fdobj);
+        /* No key and no exception: nothing watches fd. */
+        if (r < 0 || (key == NULL && PyErr_Occurred())) {
+            goto error;
+        }
     }
     return map;
+
+error:
+    Py_DECREF(map);
+    return NULL;
 }
 
 /* Always NULL with NotImplementedError: the view is read-only. */
@@ -664,7 +678,8 @@ static PyType_Slot view_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec apy_selector_view_spec = {
+/* The type of loop._selector; state.c creates it from this spec. */
+PyType_Spec apy__selector_view_spec = {
     .name = "apyrun.LibuvSelectorView",
     .basicsize = sizeof(SelectorViewObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
@@ -674,7 +689,7 @@ PyType_Spec apy_selector_view_spec = {
 
 /* New reference to a view (None once closed), or NULL. */
 PyObject *
-apy_loop_selector_view(ApyLoopObject *loop)
+apy__loop_selector_view(ApyLoopObject *loop)
 {
     if (loop->uv == NULL) {
         Py_RETURN_NONE; /* asyncio's close() sets _selector to None */

@@ -3,12 +3,13 @@
  * (C memory, freed only by the close callback, owning a reference to its
  * transport while open), creation as _SelectorSocketTransport.__init__,
  * close and connection_lost, and the error routing every path shares
- * (_fatal_error, _force_close, callback exceptions). Handle kinds (tcp.c)
+ * (_fatal_error, _force_close, callback exceptions), stopping reads and
+ * set_protocol. The bottom of the stream chain: handle kinds (tcp.c)
  * open the stream; reads and writes are in stream_io.c, the Python-facing
- * methods in stream_api.c. */
+ * methods in stream_api.c; nothing here calls them. */
 #include <Python.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 /* --- records: the libuv side --- */
 
@@ -52,14 +53,14 @@ on_close(uv_handle_t *handle)
     if (t != NULL) {
         /* The loop outlives this: whoever runs uv_run holds a reference
          * to it, and teardown only runs with the GIL held. */
-        apy_loop_gil_take(t->loop);
+        apy__loop_gil_take(t->loop);
         Py_DECREF(t);
     }
 }
 
 /* A zeroed record, or NULL with MemoryError. */
 apy_stream_uv_t *
-apy_stream_record_new(ApyLoopObject *loop)
+apy__stream_record_new(ApyLoopObject *loop)
 {
     apy_stream_uv_t *rec = PyMem_RawCalloc(1, sizeof(*rec));
     if (rec == NULL) {
@@ -72,7 +73,7 @@ apy_stream_record_new(ApyLoopObject *loop)
 
 /* Closes (or frees) a record without transport; never fails. */
 void
-apy_stream_discard(apy_stream_uv_t *rec, int init_done)
+apy__stream_discard(apy_stream_uv_t *rec, int init_done)
 {
     if (!init_done) {
         PyMem_RawFree(rec);
@@ -90,21 +91,67 @@ apy_stream_discard(apy_stream_uv_t *rec, int init_done)
 static int
 io_ref(PyObject *sock, int delta)
 {
+    int r = 0;
     PyObject *n = PyObject_GetAttrString(sock, "_io_refs");
-    long refs = n != NULL ? PyLong_AsLong(n) : -1;
-    Py_XDECREF(n);
-    PyObject *m = refs >= 0 ? PyLong_FromLong(refs + delta) : NULL;
-    int r = m != NULL && PyObject_SetAttrString(sock, "_io_refs", m) == 0;
-    Py_XDECREF(m);
+    if (n == NULL) {
+        goto done;
+    }
+    long refs = PyLong_AsLong(n);
+    Py_DECREF(n);
+    if (refs < 0) {
+        goto done;
+    }
+    PyObject *m = PyLong_FromLong(refs + delta);
+    if (m == NULL) {
+        goto done;
+    }
+    r = PyObject_SetAttrString(sock, "_io_refs", m) == 0;
+    Py_DECREF(m);
+done:
     PyErr_Clear();
     return r;
+}
+
+/* Stops reading; never fails. */
+void
+apy__stream_read_stop(ApyStreamObject *t)
+{
+    if (!t->reading) {
+        return;
+    }
+    t->reading = 0;
+    if (t->uv == NULL) {
+        return;
+    }
+    if (t->in_alloc) {
+        /* libuv 1.44 calls read_cb right after alloc_cb without checking
+         * it is still set: uv_read_stop() now would make that a NULL
+         * call. on_read stops instead. */
+        t->stop_pending = 1;
+        return;
+    }
+    uv_read_stop(&t->uv->u.stream);
+}
+
+/* 0, or -1 with an exception. */
+int
+apy__stream_set_protocol(ApyStreamObject *t, PyObject *protocol)
+{
+    int b = PyObject_IsInstance(protocol, t->loop->st->buffered_protocol);
+    if (b < 0) {
+        return -1;
+    }
+    Py_XSETREF(t->protocol, Py_NewRef(protocol));
+    t->buffered = (char)b;
+    t->protocol_connected = 1;
+    return 0;
 }
 
 /* Starts closing t's handle: the socket object lets go of the fd first,
  * since libuv closes it. Idempotent; never fails (a failing detach is
  * reported as unraisable). Needs the GIL and no exception pending. */
 void
-apy_stream_close_handle(ApyStreamObject *t)
+apy__stream_close_handle(ApyStreamObject *t)
 {
     apy_stream_uv_t *rec = t->uv;
     if (rec == NULL) {
@@ -130,12 +177,12 @@ apy_stream_close_handle(ApyStreamObject *t)
 
 /* Teardown: every open stream starts closing; never fails. */
 void
-apy_stream_close_all(apy_uv_t *uv)
+apy__stream_close_all(apy_uv_t *uv)
 {
     while (uv->streams != NULL) {
         apy_stream_uv_t *rec = uv->streams;
         if (rec->owner != NULL && rec->owner->uv == rec) {
-            apy_stream_close_handle(rec->owner);
+            apy__stream_close_handle(rec->owner);
         }
         else {
             record_unlink(rec);
@@ -146,26 +193,10 @@ apy_stream_close_all(apy_uv_t *uv)
 
 /* --- errors --- */
 
-/* Takes the pending exception: a new reference to it, normalised, with
- * its traceback attached. Never fails when one is set. */
-PyObject *
-apy_stream_take_exception(void)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-}
-
 /* loop.call_exception_handler({message, exception, transport, protocol}).
  * Returns 0 or -1 (only if the handler machinery itself raised). */
 int
-apy_stream_call_handler(ApyStreamObject *t, const char *message,
+apy__stream_call_handler(ApyStreamObject *t, const char *message,
                         PyObject *exc)
 {
     apy_loop_state_t *st = t->loop->st;
@@ -186,7 +217,7 @@ apy_stream_call_handler(ApyStreamObject *t, const char *message,
 /* logger.debug(fmt, t, arg, exc_info=exc) when the loop is in debug mode.
  * Returns 0 or -1. */
 int
-apy_stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
+apy__stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
                      PyObject *exc)
 {
     if (!t->loop->debug) {
@@ -196,37 +227,50 @@ apy_stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
     if (meth == NULL) {
         return -1;
     }
-    PyObject *args = arg != NULL ? Py_BuildValue("(sOO)", fmt, t, arg)
-                                 : Py_BuildValue("(sO)", fmt, t);
-    PyObject *kw = exc != NULL ? Py_BuildValue("{s:O}", "exc_info", exc)
-                               : NULL;
-    PyObject *r = NULL;
-    if (args != NULL && (exc == NULL || kw != NULL)) {
-        r = PyObject_Call(meth, args, kw);
+    PyObject *args, *kw = NULL, *r = NULL;
+    if (arg != NULL) {
+        args = Py_BuildValue("(sOO)", fmt, t, arg);
     }
+    else {
+        args = Py_BuildValue("(sO)", fmt, t);
+    }
+    if (args == NULL) {
+        goto done;
+    }
+    if (exc != NULL) {
+        kw = Py_BuildValue("{s:O}", "exc_info", exc);
+        if (kw == NULL) {
+            goto done;
+        }
+    }
+    r = PyObject_Call(meth, args, kw);
+done:
     Py_XDECREF(kw);
     Py_XDECREF(args);
     Py_DECREF(meth);
-    Py_XDECREF(r);
-    return r != NULL ? 0 : -1;
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
 }
 
 /* Schedules callable(*args) in t's context, as loop.call_soon. Returns 0,
  * or -1 (RuntimeError once the loop is closed). */
 int
-apy_stream_soon(ApyStreamObject *t, PyObject *callable,
+apy__stream_soon(ApyStreamObject *t, PyObject *callable,
                 PyObject *const *args, Py_ssize_t nargs)
 {
     ApyLoopObject *loop = t->loop;
-    if (apy_loop_check_closed(loop) < 0) {
+    if (apy__loop_check_closed(loop) < 0) {
         return -1;
     }
-    PyObject *h = apy_handle_new(loop->st, callable, args, nargs,
+    PyObject *h = apy__handle_new(loop->st, callable, args, nargs,
                                  (PyObject *)loop, t->context, loop->debug);
     if (h == NULL) {
         return -1;
     }
-    int r = apy_loop_push_ready(loop, h);
+    int r = apy__loop_push_ready(loop, h);
     Py_DECREF(h);
     return r;
 }
@@ -235,14 +279,14 @@ apy_stream_soon(ApyStreamObject *t, PyObject *callable,
  * soon. libuv's queued writes go with the handle, which that closes.
  * Returns 0 or -1. */
 int
-apy_stream_force_close(ApyStreamObject *t, PyObject *exc)
+apy__stream_force_close(ApyStreamObject *t, PyObject *exc)
 {
     if (t->conn_lost) {
         return 0;
     }
     if (!t->closing) {
         t->closing = 1;
-        apy_stream_read_stop(t);
+        apy__stream_read_stop(t);
     }
     t->conn_lost++;
     PyObject *meth = PyObject_GetAttr((PyObject *)t,
@@ -250,7 +294,7 @@ apy_stream_force_close(ApyStreamObject *t, PyObject *exc)
     if (meth == NULL) {
         return -1;
     }
-    int r = apy_stream_soon(t, meth, &exc, 1);
+    int r = apy__stream_soon(t, meth, &exc, 1);
     Py_DECREF(meth);
     return r;
 }
@@ -259,21 +303,24 @@ apy_stream_force_close(ApyStreamObject *t, PyObject *exc)
  * in debug mode, others go to the exception handler; then _force_close.
  * Returns 0 or -1. */
 int
-apy_stream_fatal_error(ApyStreamObject *t, PyObject *exc,
+apy__stream_fatal_error(ApyStreamObject *t, PyObject *exc,
                        const char *message)
 {
     if (PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
         PyObject *msg = PyUnicode_FromString(message);
-        int r = msg ? apy_stream_log_debug(t, "%r: %s", msg, exc) : -1;
-        Py_XDECREF(msg);
+        if (msg == NULL) {
+            return -1;
+        }
+        int r = apy__stream_log_debug(t, "%r: %s", msg, exc);
+        Py_DECREF(msg);
         if (r < 0) {
             return -1;
         }
     }
-    else if (apy_stream_call_handler(t, message, exc) < 0) {
+    else if (apy__stream_call_handler(t, message, exc) < 0) {
         return -1;
     }
-    return apy_stream_force_close(t, exc);
+    return apy__stream_force_close(t, exc);
 }
 
 /* For Python code run from a libuv callback that raised: SystemExit and
@@ -281,23 +328,23 @@ apy_stream_fatal_error(ApyStreamObject *t, PyObject *exc,
  * transport (fatal != 0) or goes to the exception handler as an escaping
  * callback exception would. Clears the exception; never fails. */
 void
-apy_stream_callback_failed(ApyStreamObject *t, const char *message,
+apy__stream_callback_failed(ApyStreamObject *t, const char *message,
                            int fatal)
 {
     if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-        apy_loop_stash_error(t->loop);
+        apy__loop_stash_error(t->loop);
         return;
     }
-    PyObject *exc = apy_stream_take_exception();
+    PyObject *exc = apy__loop_take_exception();
     if (exc == NULL) {
         return;
     }
-    int r = fatal ? apy_stream_fatal_error(t, exc, message)
-                  : apy_stream_call_handler(t, message, exc);
+    int r = fatal ? apy__stream_fatal_error(t, exc, message)
+                  : apy__stream_call_handler(t, message, exc);
     Py_DECREF(exc);
     if (r < 0) {
-        apy_loop_stash_error(t->loop);
+        apy__loop_stash_error(t->loop);
     }
 }
 
@@ -306,13 +353,13 @@ apy_stream_callback_failed(ApyStreamObject *t, const char *message,
 /* close(): stop reading; connection_lost once libuv has written
  * everything (soon if nothing is queued). Returns 0 or -1. */
 int
-apy_stream_close(ApyStreamObject *t)
+apy__stream_close(ApyStreamObject *t)
 {
     if (t->closing) {
         return 0;
     }
     t->closing = 1;
-    apy_stream_read_stop(t);
+    apy__stream_read_stop(t);
     if (t->nwrites > 0) {
         return 0; /* on_write calls connection_lost when drained */
     }
@@ -323,7 +370,7 @@ apy_stream_close(ApyStreamObject *t)
         return -1;
     }
     PyObject *none = Py_None;
-    int r = apy_stream_soon(t, meth, &none, 1);
+    int r = apy__stream_soon(t, meth, &none, 1);
     Py_DECREF(meth);
     return r;
 }
@@ -333,7 +380,7 @@ apy_stream_close(ApyStreamObject *t)
  * protocol and server (server._detach()). Then a sendfile waiter learns
  * the connection is gone. Returns 0 or -1. */
 int
-apy_stream_connection_lost(ApyStreamObject *t, PyObject *exc)
+apy__stream_connection_lost(ApyStreamObject *t, PyObject *exc)
 {
     apy_loop_state_t *st = t->loop->st;
     PyObject *type = NULL, *value = NULL, *tb = NULL;
@@ -351,7 +398,7 @@ apy_stream_connection_lost(ApyStreamObject *t, PyObject *exc)
         Py_XDECREF(res);
     }
     /* finally: */
-    apy_stream_close_handle(t);
+    apy__stream_close_handle(t);
     PyObject *sock = t->sock, *protocol = t->protocol, *server = t->server;
     t->sock = t->protocol = t->server = NULL;
     Py_XDECREF(sock);
@@ -374,12 +421,16 @@ apy_stream_connection_lost(ApyStreamObject *t, PyObject *exc)
     if (r == 0 && t->empty_waiter != NULL) {
         PyObject *err = PyObject_CallFunction(
             PyExc_ConnectionError, "s", "Connection is closed by peer");
-        PyObject *res = err ? PyObject_CallMethod(t->empty_waiter,
-                                                  "set_exception", "O", err)
-                            : NULL;
-        Py_XDECREF(err);
-        Py_XDECREF(res);
-        r = res ? 0 : -1;
+        if (err == NULL) {
+            return -1;
+        }
+        PyObject *res = PyObject_CallMethod(t->empty_waiter, "set_exception",
+                                            "O", err);
+        Py_DECREF(err);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
     }
     return r;
 }
@@ -439,7 +490,7 @@ schedule_start(ApyStreamObject *t, PyObject *waiter)
         return -1;
     }
     PyObject *arg = (PyObject *)t;
-    int r = apy_stream_soon(t, meth, &arg, 1);
+    int r = apy__stream_soon(t, meth, &arg, 1);
     Py_DECREF(meth);
     if (r < 0) {
         return -1;
@@ -448,25 +499,25 @@ schedule_start(ApyStreamObject *t, PyObject *waiter)
     if (meth == NULL) {
         return -1;
     }
-    r = apy_stream_soon(t, meth, NULL, 0);
+    r = apy__stream_soon(t, meth, NULL, 0);
     Py_DECREF(meth);
     if (r < 0 || waiter == NULL || waiter == Py_None) {
         return r;
     }
     PyObject *args[2] = {waiter, Py_None};
-    return apy_stream_soon(t, st->set_result_unless_cancelled, args, 2);
+    return apy__stream_soon(t, st->set_result_unless_cancelled, args, 2);
 }
 
-/* A new transport on rec (see loop_stream.h), or NULL. */
+/* A new transport on rec (see stream.h), or NULL. */
 PyObject *
-apy_stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
+apy__stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
                PyObject *sock, int fd, PyObject *protocol, PyObject *waiter,
                PyObject *extra, PyObject *server)
 {
     apy_loop_state_t *st = loop->st;
     ApyStreamObject *t = PyObject_GC_New(ApyStreamObject, tp);
     if (t == NULL) {
-        apy_stream_discard(rec, 1);
+        apy__stream_discard(rec, 1);
         return NULL;
     }
     memset((char *)t + sizeof(PyObject), 0, sizeof(*t) - sizeof(PyObject));
@@ -487,7 +538,7 @@ apy_stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
     t->extra = extra != NULL && extra != Py_None ? Py_NewRef(extra)
                                                  : PyDict_New();
     if (t->extra == NULL || fill_extra(t, sock) < 0 ||
-        apy_stream_set_protocol(t, protocol) < 0) {
+        apy__stream_set_protocol(t, protocol) < 0) {
         goto error;
     }
     if (server != NULL && server != Py_None) {
@@ -501,10 +552,17 @@ apy_stream_new(PyTypeObject *tp, ApyLoopObject *loop, apy_stream_uv_t *rec,
     }
     PyObject *transports = PyObject_GetAttr((PyObject *)loop,
                                             st->str_transports);
-    PyObject *key = transports ? PyLong_FromLong(fd) : NULL;
-    int r = key ? PyObject_SetItem(transports, key, (PyObject *)t) : -1;
-    Py_XDECREF(key);
-    Py_XDECREF(transports);
+    if (transports == NULL) {
+        goto error;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL) {
+        Py_DECREF(transports);
+        goto error;
+    }
+    int r = PyObject_SetItem(transports, key, (PyObject *)t);
+    Py_DECREF(key);
+    Py_DECREF(transports);
     if (r < 0 || schedule_start(t, waiter) < 0) {
         goto error;
     }
@@ -516,7 +574,7 @@ error:
     {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        apy_stream_close_handle(t);
+        apy__stream_close_handle(t);
         t->closing = 1;
         t->conn_lost = 1;
         Py_CLEAR(t->sock);

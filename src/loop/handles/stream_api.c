@@ -9,23 +9,9 @@
 #include <structmember.h>
 #include <sys/socket.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 #define T(o) ((ApyStreamObject *)(o))
-
-/* 0, or -1 with an exception. */
-int
-apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol)
-{
-    int b = PyObject_IsInstance(protocol, t->loop->st->buffered_protocol);
-    if (b < 0) {
-        return -1;
-    }
-    Py_XSETREF(t->protocol, Py_NewRef(protocol));
-    t->buffered = (char)b;
-    t->protocol_connected = 1;
-    return 0;
-}
 
 /* --- writing --- */
 
@@ -81,7 +67,7 @@ stream_write(PyObject *op, PyObject *data)
     }
     else {
         /* bytes are immutable: libuv may keep pointing into them. */
-        r = apy_stream_send(t, view.obj == NULL ? data : NULL, view.buf,
+        r = apy__stream_send(t, view.obj == NULL ? data : NULL, view.buf,
                             (size_t)view.len);
     }
     if (view.obj != NULL) {
@@ -138,7 +124,7 @@ stream_can_write_eof(PyObject *op, PyObject *unused)
 static PyObject *
 stream_get_write_buffer_size(PyObject *op, PyObject *unused)
 {
-    return PyLong_FromSsize_t(apy_stream_write_size(T(op)));
+    return PyLong_FromSsize_t(apy__stream_write_size(T(op)));
 }
 
 /* get_write_buffer_limits(): new tuple (low, high). */
@@ -208,7 +194,7 @@ static PyObject *
 stream_set_write_buffer_limits(PyObject *op, PyObject *args, PyObject *kwds)
 {
     if (set_limits(T(op), args, kwds) < 0 ||
-        apy_stream_maybe_pause(T(op)) < 0) {
+        apy__stream_maybe_pause(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -228,7 +214,7 @@ stream_set_limits_private(PyObject *op, PyObject *args, PyObject *kwds)
 static PyObject *
 stream_maybe_pause_meth(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_maybe_pause(T(op)) < 0) {
+    if (apy__stream_maybe_pause(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -238,7 +224,7 @@ stream_maybe_pause_meth(PyObject *op, PyObject *unused)
 static PyObject *
 stream_maybe_resume_meth(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_maybe_resume(T(op)) < 0) {
+    if (apy__stream_maybe_resume(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -262,8 +248,8 @@ stream_pause_reading(PyObject *op, PyObject *unused)
         Py_RETURN_NONE;
     }
     t->paused = 1;
-    apy_stream_read_stop(t);
-    if (apy_stream_log_debug(t, "%r pauses reading", NULL, NULL) < 0) {
+    apy__stream_read_stop(t);
+    if (apy__stream_log_debug(t, "%r pauses reading", NULL, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -278,12 +264,12 @@ stream_resume_reading(PyObject *op, PyObject *unused)
         Py_RETURN_NONE;
     }
     t->paused = 0;
-    int err = apy_stream_read_start(t);
+    int err = apy__stream_read_start(t);
     if (err < 0) {
-        apy_loop_set_uv_error(err);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
-    if (apy_stream_log_debug(t, "%r resumes reading", NULL, NULL) < 0) {
+    if (apy__stream_log_debug(t, "%r resumes reading", NULL, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -296,11 +282,11 @@ stream_start_reading(PyObject *op, PyObject *unused)
 {
     ApyStreamObject *t = T(op);
     t->started = 1;
-    int err = apy_stream_read_start(t);
+    int err = apy__stream_read_start(t);
     if (err < 0) {
-        apy_loop_set_uv_error(err);
-        PyObject *exc = apy_stream_take_exception();
-        int r = apy_stream_fatal_error(t, exc,
+        apy__loop_set_uv_error(err);
+        PyObject *exc = apy__loop_take_exception();
+        int r = apy__stream_fatal_error(t, exc,
                                        "Fatal read error on socket "
                                        "transport");
         Py_XDECREF(exc);
@@ -324,7 +310,7 @@ stream_is_closing(PyObject *op, PyObject *unused)
 static PyObject *
 stream_close_meth(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_close(T(op)) < 0) {
+    if (apy__stream_close(T(op)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -334,7 +320,7 @@ stream_close_meth(PyObject *op, PyObject *unused)
 static PyObject *
 stream_abort(PyObject *op, PyObject *unused)
 {
-    if (apy_stream_force_close(T(op), Py_None) < 0) {
+    if (apy__stream_force_close(T(op), Py_None) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -344,7 +330,7 @@ stream_abort(PyObject *op, PyObject *unused)
 static PyObject *
 stream_force_close_meth(PyObject *op, PyObject *exc)
 {
-    if (apy_stream_force_close(T(op), exc) < 0) {
+    if (apy__stream_force_close(T(op), exc) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -361,7 +347,7 @@ stream_fatal_error_meth(PyObject *op, PyObject *args, PyObject *kwds)
                                      &exc, &message)) {
         return NULL;
     }
-    if (apy_stream_fatal_error(T(op), exc, message) < 0) {
+    if (apy__stream_fatal_error(T(op), exc, message) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -372,7 +358,7 @@ stream_fatal_error_meth(PyObject *op, PyObject *args, PyObject *kwds)
 static PyObject *
 stream_connection_lost_meth(PyObject *op, PyObject *exc)
 {
-    if (apy_stream_connection_lost(T(op), exc) < 0) {
+    if (apy__stream_connection_lost(T(op), exc) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -384,7 +370,7 @@ stream_connection_lost_meth(PyObject *op, PyObject *exc)
 static PyObject *
 stream_set_protocol_meth(PyObject *op, PyObject *protocol)
 {
-    if (apy_stream_set_protocol(T(op), protocol) < 0) {
+    if (apy__stream_set_protocol(T(op), protocol) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -404,30 +390,14 @@ static PyObject *
 stream_get_extra_info(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
                       PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *name = nargs > 0 ? args[0] : NULL;
-    PyObject *deflt = nargs > 1 ? args[1] : NULL;
-    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *a[2]; /* name, default=None */
 
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *kw = PyTuple_GET_ITEM(kwnames, i); /* borrowed */
-        PyObject **slot =
-            PyUnicode_CompareWithASCIIString(kw, "name") == 0      ? &name
-            : PyUnicode_CompareWithASCIIString(kw, "default") == 0 ? &deflt
-                                                                   : NULL;
-        if (slot == NULL || *slot != NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "get_extra_info() got an unexpected or repeated "
-                         "argument '%U'", kw);
-            return NULL;
-        }
-        *slot = args[nargs + i];
-    }
-    if (name == NULL || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError,
-                        "get_extra_info(name, default=None)");
+    if (apy__args_parse("get_extra_info", args, PyVectorcall_NARGS(nargsf),
+                        kwnames, T(op)->loop->st->args_extra_info, 2, 1,
+                        a) < 0) {
         return NULL;
     }
+    PyObject *name = a[0], *deflt = a[1];
     PyObject *v = PyDict_GetItemWithError(T(op)->extra, name);
     if (v == NULL && PyErr_Occurred()) {
         return NULL;
@@ -448,7 +418,7 @@ stream_make_empty_waiter(PyObject *op, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
         return NULL;
     }
-    PyObject *fut = apy_loop_create_future((PyObject *)t->loop, NULL);
+    PyObject *fut = apy__loop_create_future((PyObject *)t->loop, NULL);
     if (fut == NULL) {
         return NULL;
     }
@@ -489,7 +459,7 @@ stream_repr(PyObject *op)
         "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>",
         _PyType_Name(Py_TYPE(op)), state, t->fd,
         t->reading ? "polling" : "idle", t->nwrites ? "polling" : "idle",
-        apy_stream_write_size(t));
+        apy__stream_write_size(t));
 }
 
 /* --- attributes asyncio's Python code reads --- */
@@ -560,10 +530,11 @@ get_flag(PyObject *op, void *c)
 static int
 set_flag(PyObject *op, PyObject *v, void *c)
 {
-    int b = v ? PyObject_IsTrue(v) : -1;
     if (v == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
     }
+    int b = PyObject_IsTrue(v);
     if (b < 0) {
         return -1;
     }
@@ -737,7 +708,8 @@ stream_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-PyType_Slot apy_stream_slots[] = {
+/* The slots every stream transport type shares (tcp.c, pipe.c). */
+PyType_Slot apy__stream_slots[] = {
     {Py_tp_dealloc, stream_dealloc},
     {Py_tp_traverse, stream_traverse},
     {Py_tp_clear, stream_clear},

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 /* Enters t's context for protocol callbacks; returns 1 if it did (pair
  * with ctx_exit). Never fails: a context already entered is left as is. */
@@ -40,7 +40,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 /* Starts reading if the transport wants data now. Returns 0 or a UV_E*
  * code. */
 int
-apy_stream_read_start(ApyStreamObject *t)
+apy__stream_read_start(ApyStreamObject *t)
 {
     if (t->reading || t->uv == NULL || t->closing || t->paused ||
         !t->started) {
@@ -58,27 +58,6 @@ apy_stream_read_start(ApyStreamObject *t)
         t->reading = 1;
     }
     return err;
-}
-
-/* Stops reading; never fails. */
-void
-apy_stream_read_stop(ApyStreamObject *t)
-{
-    if (!t->reading) {
-        return;
-    }
-    t->reading = 0;
-    if (t->uv == NULL) {
-        return;
-    }
-    if (t->in_alloc) {
-        /* libuv 1.44 calls read_cb right after alloc_cb without checking
-         * it is still set: uv_read_stop() now would make that a NULL
-         * call. on_read stops instead. */
-        t->stop_pending = 1;
-        return;
-    }
-    uv_read_stop(&t->uv->u.stream);
 }
 
 /* BufferedProtocol: the protocol's buffer for the next read, held in
@@ -119,7 +98,7 @@ alloc_from_protocol(ApyStreamObject *t, uv_buf_t *buf)
         Py_DECREF(res);
     }
     if (!t->has_rview) {
-        Py_XSETREF(t->alloc_error, apy_stream_take_exception());
+        Py_XSETREF(t->alloc_error, apy__loop_take_exception());
     }
     ctx_exit(t, entered);
     t->in_alloc = 0;
@@ -133,7 +112,7 @@ on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     ApyStreamObject *t = rec->owner;
 
     if (t->buffered) {
-        apy_loop_gil_take(t->loop);
+        apy__loop_gil_take(t->loop);
         alloc_from_protocol(t, buf);
         return;
     }
@@ -156,20 +135,22 @@ read_data(ApyStreamObject *t, const char *base, ssize_t n, int buffered)
         return;
     }
     if (buffered) {
+        res = NULL;
         arg = PyLong_FromSsize_t(n);
-        res = arg ? PyObject_CallMethodOneArg(t->protocol,
-                                              st->str_buffer_updated, arg)
-                  : NULL;
-        Py_XDECREF(arg);
+        if (arg != NULL) {
+            res = PyObject_CallMethodOneArg(t->protocol,
+                                            st->str_buffer_updated, arg);
+            Py_DECREF(arg);
+        }
         if (res == NULL) {
-            apy_stream_callback_failed(
+            apy__stream_callback_failed(
                 t, "Fatal error: protocol.buffer_updated() call failed.", 1);
         }
     }
     else {
         arg = PyBytes_FromStringAndSize(base, n);
         if (arg == NULL) {
-            apy_stream_callback_failed(
+            apy__stream_callback_failed(
                 t, "Fatal read error on socket transport", 1);
             return;
         }
@@ -177,7 +158,7 @@ read_data(ApyStreamObject *t, const char *base, ssize_t n, int buffered)
                                         arg);
         Py_DECREF(arg);
         if (res == NULL) {
-            apy_stream_callback_failed(
+            apy__stream_callback_failed(
                 t, "Fatal error: protocol.data_received() call failed.", 1);
         }
     }
@@ -190,27 +171,25 @@ read_eof(ApyStreamObject *t)
 {
     apy_loop_state_t *st = t->loop->st;
 
-    if (apy_stream_log_debug(t, "%r received EOF", NULL, NULL) < 0) {
-        apy_stream_callback_failed(t, "Exception in EOF logging", 0);
+    if (apy__stream_log_debug(t, "%r received EOF", NULL, NULL) < 0) {
+        apy__stream_callback_failed(t, "Exception in EOF logging", 0);
     }
     if (t->protocol == NULL) {
         return;
     }
-    PyObject *res = PyObject_CallMethodNoArgs(t->protocol,
-                                              st->str_eof_received);
-    int keep_open = res ? PyObject_IsTrue(res) : -1;
-    Py_XDECREF(res);
+    int keep_open = apy__loop_truth(
+        PyObject_CallMethodNoArgs(t->protocol, st->str_eof_received));
     if (keep_open < 0) {
-        apy_stream_callback_failed(
+        apy__stream_callback_failed(
             t, "Fatal error: protocol.eof_received() call failed.", 1);
         return;
     }
     if (keep_open) {
         /* libuv stopped reading at EOF already. */
-        apy_stream_read_stop(t);
+        apy__stream_read_stop(t);
     }
-    else if (apy_stream_close(t) < 0) {
-        apy_stream_callback_failed(t, "Exception in transport.close()", 0);
+    else if (apy__stream_close(t) < 0) {
+        apy__stream_callback_failed(t, "Exception in transport.close()", 0);
     }
 }
 
@@ -224,7 +203,7 @@ on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 && !buffered) {
         return; /* EAGAIN: nothing was read, nothing to release */
     }
-    apy_loop_gil_take(t->loop);
+    apy__loop_gil_take(t->loop);
     if (t->stop_pending) {
         t->stop_pending = 0;
         uv_read_stop(stream);
@@ -253,19 +232,19 @@ on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (exc != NULL) {
             PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc,
                           PyException_GetTraceback(exc));
-            apy_stream_callback_failed(
+            apy__stream_callback_failed(
                 t, "Fatal error: protocol.get_buffer() call failed.", 1);
         }
         else if (!t->conn_lost) {
             PyErr_NoMemory(); /* the shared read buffer */
-            apy_stream_callback_failed(
+            apy__stream_callback_failed(
                 t, "Fatal read error on socket transport", 1);
         }
     }
     else {
-        apy_stream_read_stop(t);
-        apy_loop_set_uv_error((int)nread);
-        apy_stream_callback_failed(t, "Fatal read error on socket transport",
+        apy__stream_read_stop(t);
+        apy__loop_set_uv_error((int)nread);
+        apy__stream_callback_failed(t, "Fatal read error on socket transport",
                                    1);
     }
     ctx_exit(t, entered);
@@ -285,7 +264,7 @@ static void on_write(uv_write_t *req, int status);
 
 /* Returns the bytes libuv still has to write. */
 Py_ssize_t
-apy_stream_write_size(ApyStreamObject *t)
+apy__stream_write_size(ApyStreamObject *t)
 {
     if (t->uv == NULL || t->conn_lost) {
         return 0; /* asyncio's _force_close() drops its buffer too */
@@ -309,8 +288,8 @@ call_flow_method(ApyStreamObject *t, PyObject *method, const char *msg)
         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         return -1;
     }
-    PyObject *exc = apy_stream_take_exception();
-    int res = apy_stream_call_handler(t, msg, exc);
+    PyObject *exc = apy__loop_take_exception();
+    int res = apy__stream_call_handler(t, msg, exc);
     Py_XDECREF(exc);
     return res;
 }
@@ -318,9 +297,9 @@ call_flow_method(ApyStreamObject *t, PyObject *method, const char *msg)
 /* _maybe_pause_protocol(). Returns 0, or -1 for SystemExit,
  * KeyboardInterrupt or a failing exception handler. */
 int
-apy_stream_maybe_pause(ApyStreamObject *t)
+apy__stream_maybe_pause(ApyStreamObject *t)
 {
-    if (apy_stream_write_size(t) <= t->high_water || t->protocol_paused ||
+    if (apy__stream_write_size(t) <= t->high_water || t->protocol_paused ||
         t->protocol == NULL) {
         return 0;
     }
@@ -329,11 +308,11 @@ apy_stream_maybe_pause(ApyStreamObject *t)
                             "protocol.pause_writing() failed");
 }
 
-/* _maybe_resume_protocol(); as apy_stream_maybe_pause(). */
+/* _maybe_resume_protocol(); as apy__stream_maybe_pause(). */
 int
-apy_stream_maybe_resume(ApyStreamObject *t)
+apy__stream_maybe_resume(ApyStreamObject *t)
 {
-    if (!t->protocol_paused || apy_stream_write_size(t) > t->low_water ||
+    if (!t->protocol_paused || apy__stream_write_size(t) > t->low_water ||
         t->protocol == NULL) {
         return 0;
     }
@@ -347,9 +326,9 @@ apy_stream_maybe_resume(ApyStreamObject *t)
 static int
 write_failed(ApyStreamObject *t, int err)
 {
-    apy_loop_set_uv_error(err);
-    PyObject *exc = apy_stream_take_exception();
-    int r = apy_stream_fatal_error(t, exc,
+    apy__loop_set_uv_error(err);
+    PyObject *exc = apy__loop_take_exception();
+    int r = apy__stream_fatal_error(t, exc,
                                    "Fatal write error on socket transport");
     if (r == 0 && t->empty_waiter != NULL) {
         PyObject *res = PyObject_CallMethod(t->empty_waiter, "set_exception",
@@ -396,7 +375,7 @@ queue_write(ApyStreamObject *t, PyObject *keep, const char *p, size_t len)
  * are not exceptions of the caller: they close the transport, as
  * asyncio's write(). Returns 0, or -1 with an exception set. */
 int
-apy_stream_send(ApyStreamObject *t, PyObject *keep, const char *p,
+apy__stream_send(ApyStreamObject *t, PyObject *keep, const char *p,
                 size_t len)
 {
     size_t done = 0;
@@ -428,7 +407,7 @@ apy_stream_send(ApyStreamObject *t, PyObject *keep, const char *p,
     if (n < 0) {
         return write_failed(t, n);
     }
-    return apy_stream_maybe_pause(t);
+    return apy__stream_maybe_pause(t);
 }
 
 /* The write queue drained: the sendfile waiter, then a pending close()
@@ -447,7 +426,7 @@ write_drained(ApyStreamObject *t)
     }
     if (t->closing) {
         t->conn_lost++;
-        return apy_stream_connection_lost(t, Py_None);
+        return apy__stream_connection_lost(t, Py_None);
     }
     if (t->eof && shutdown(t->fd, SHUT_WR) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -463,7 +442,7 @@ on_write(uv_write_t *req, int status)
     apy_stream_uv_t *rec = (apy_stream_uv_t *)req->handle;
     ApyStreamObject *t = rec->owner;
 
-    apy_loop_gil_take(t->loop);
+    apy__loop_gil_take(t->loop);
     Py_XDECREF(w->keep);
     PyMem_RawFree(w);
     t->nwrites--;
@@ -474,15 +453,15 @@ on_write(uv_write_t *req, int status)
     int entered = ctx_enter(t);
     if (status < 0) {
         if (write_failed(t, status) < 0) {
-            apy_stream_callback_failed(t, "Exception in write callback", 0);
+            apy__stream_callback_failed(t, "Exception in write callback", 0);
         }
     }
-    else if (apy_stream_maybe_resume(t) < 0) {
-        apy_stream_callback_failed(t, "Exception in write callback", 0);
+    else if (apy__stream_maybe_resume(t) < 0) {
+        apy__stream_callback_failed(t, "Exception in write callback", 0);
     }
     else if (t->nwrites == 0 && t->uv != NULL && !t->conn_lost &&
-             apy_stream_write_size(t) == 0 && write_drained(t) < 0) {
-        apy_stream_callback_failed(t, "Exception in write callback", 0);
+             apy__stream_write_size(t) == 0 && write_drained(t) < 0) {
+        apy__stream_callback_failed(t, "Exception in write callback", 0);
     }
     ctx_exit(t, entered);
     Py_DECREF(t);

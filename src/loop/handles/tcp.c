@@ -17,62 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "apyrun/loop_stream.h"
+#include "stream.h"
 
 #define LOOP(o) ((ApyLoopObject *)(o))
-
-/* Matches vectorcall arguments to parameter names: the first npos may be
- * positional, all may be keywords. Fills out[] (NULL where absent).
- * Returns 0, or -1 with TypeError. */
-static int
-parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames, const char *const *names, int nnames,
-           int npos, int nrequired, PyObject **out)
-{
-    for (int i = 0; i < nnames; i++) {
-        out[i] = NULL;
-    }
-    if (nargs > npos) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional "
-                     "arguments (%zd given)", fname, npos, nargs);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        out[i] = args[i];
-    }
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        PyObject *kw = PyTuple_GET_ITEM(kwnames, k); /* borrowed */
-        int found = 0;
-        for (int i = 0; i < nnames; i++) {
-            if (PyUnicode_CompareWithASCIIString(kw, names[i]) == 0) {
-                if (out[i] != NULL) {
-                    PyErr_Format(PyExc_TypeError, "%s() got multiple values "
-                                 "for argument '%s'", fname, names[i]);
-                    return -1;
-                }
-                out[i] = args[nargs + k];
-                found = 1;
-                break;
-            }
-        }
-        if (!found) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%U'",
-                         fname, kw);
-            return -1;
-        }
-    }
-    for (int i = 0; i < nrequired; i++) {
-        if (out[i] == NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() missing required argument '%s'", fname,
-                         names[i]);
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* Returns sock's fd if the loop should give it a native transport (an
  * AF_INET/AF_INET6 SOCK_STREAM socket, or AF_UNIX if unix_ok; native_tcp
@@ -144,25 +91,25 @@ tcp_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
     if (set_nodelay(sock, fd) < 0) {
         return NULL;
     }
-    apy_stream_uv_t *rec = apy_stream_record_new(loop);
+    apy_stream_uv_t *rec = apy__stream_record_new(loop);
     if (rec == NULL) {
         return NULL;
     }
     int err = uv_tcp_init(&loop->uv->loop, &rec->u.tcp);
     if (err < 0) {
-        apy_stream_discard(rec, 0);
-        apy_loop_set_uv_error(err);
+        apy__stream_discard(rec, 0);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
     /* Opening fails before the handle takes the fd (EEXIST: someone
      * watches it with add_reader), so closing the handle leaves it be. */
     err = uv_tcp_open(&rec->u.tcp, fd);
     if (err < 0) {
-        apy_stream_discard(rec, 1);
-        apy_loop_set_uv_error(err);
+        apy__stream_discard(rec, 1);
+        apy__loop_set_uv_error(err);
         return NULL;
     }
-    return apy_stream_new(loop->st->tcp_transport_type, loop, rec, sock, fd,
+    return apy__stream_new(loop->st->tcp_transport_type, loop, rec, sock, fd,
                           protocol, waiter, extra, server);
 }
 
@@ -195,18 +142,17 @@ call_selector(PyObject *fn, PyObject *self, PyObject *const *args,
 }
 
 /* loop._make_socket_transport(sock, protocol, waiter=None, *, extra=None,
- * server=None): see loop_internal.h. */
+ * server=None): see internal.h. */
 PyObject *
-apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
+apy__loop_make_socket_transport(PyObject *self, PyObject *const *args,
                                Py_ssize_t nargsf, PyObject *kwnames)
 {
-    static const char *const names[] = {"sock", "protocol", "waiter",
-                                        "extra", "server"};
     PyObject *a[5];
     ApyLoopObject *loop = LOOP(self);
 
-    if (parse_args("_make_socket_transport", args, PyVectorcall_NARGS(nargsf),
-                   kwnames, names, 5, 3, 2, a) < 0) {
+    if (apy__args_parse("_make_socket_transport", args,
+                        PyVectorcall_NARGS(nargsf), kwnames,
+                        loop->st->args_socket_transport, 3, 2, a) < 0) {
         return NULL;
     }
     int domain;
@@ -216,7 +162,7 @@ apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
                              args, nargsf, kwnames);
     }
     if (domain == AF_UNIX) {
-        return apy_unix_transport_new(loop, a[0], fd, a[1], a[2], a[3],
+        return apy__unix_transport_new(loop, a[0], fd, a[1], a[2], a[3],
                                       a[4]);
     }
     return tcp_transport_new(loop, a[0], fd, a[1], a[2], a[3], a[4]);
@@ -225,22 +171,18 @@ apy_loop_make_socket_transport(PyObject *self, PyObject *const *args,
 /* loop._make_ssl_transport(rawsock, protocol, sslcontext, waiter=None, *,
  * server_side=False, server_hostname=None, extra=None, server=None,
  * ssl_handshake_timeout=..., ssl_shutdown_timeout=...): see
- * loop_internal.h. */
+ * internal.h. */
 PyObject *
-apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
+apy__loop_make_ssl_transport(PyObject *self, PyObject *const *args,
                             Py_ssize_t nargsf, PyObject *kwnames)
 {
-    static const char *const names[] = {
-        "rawsock",     "protocol", "sslcontext",
-        "waiter",      "server_side", "server_hostname",
-        "extra",       "server",   "ssl_handshake_timeout",
-        "ssl_shutdown_timeout"};
     PyObject *a[10];
     ApyLoopObject *loop = LOOP(self);
     apy_loop_state_t *st = loop->st;
 
-    if (parse_args("_make_ssl_transport", args, PyVectorcall_NARGS(nargsf),
-                   kwnames, names, 10, 4, 3, a) < 0) {
+    if (apy__args_parse("_make_ssl_transport", args,
+                        PyVectorcall_NARGS(nargsf), kwnames,
+                        st->args_ssl_transport, 4, 3, a) < 0) {
         return NULL;
     }
     /* TLS on a Unix socket keeps asyncio's transport: on the native one,
@@ -336,19 +278,23 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
 {
     apy_loop_state_t *st = LOOP(self)->st;
     PyErr_SetFromErrno(PyExc_OSError);
-    PyObject *exc = apy_stream_take_exception();
+    PyObject *exc = apy__loop_take_exception();
     PyObject *tsock = PyObject_CallOneArg(st->transport_socket, a[1]);
-    PyObject *ctx = tsock ? Py_BuildValue(
-                                "{s:s,s:O,s:O}", "message",
-                                "socket.accept() out of system resource",
-                                "exception", exc, "socket", tsock)
-                          : NULL;
-    Py_XDECREF(tsock);
+    if (tsock == NULL) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    PyObject *ctx = Py_BuildValue("{s:s,s:O,s:O}", "message",
+                                  "socket.accept() out of system resource",
+                                  "exception", exc, "socket", tsock);
+    Py_DECREF(tsock);
     Py_XDECREF(exc);
-    PyObject *r = ctx ? PyObject_CallMethodOneArg(
-                            self, st->str_call_exception_handler, ctx)
-                      : NULL;
-    Py_XDECREF(ctx);
+    if (ctx == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(
+        self, st->str_call_exception_handler, ctx);
+    Py_DECREF(ctx);
     if (r == NULL) {
         return -1;
     }
@@ -374,12 +320,79 @@ accept_out_of_resources(PyObject *self, PyObject *const *a)
     for (int i = 0; i < 7; i++) {
         cargs[2 + i] = a[i] != NULL ? a[i] : i == 4 ? backlog : Py_None;
     }
-    PyObject *h = apy_loop_call_later(self, cargs, 9, NULL);
+    PyObject *h = apy__loop_call_later(self, cargs, 9, NULL);
     Py_DECREF(start);
     Py_DECREF(delay);
     Py_DECREF(backlog);
     Py_XDECREF(h);
     return h != NULL ? 0 : -1;
+}
+
+/* socket.socket(lsock.family, lsock.type, lsock.proto, fileno=fd): the
+ * object socket.accept() would have made. New reference, or NULL (fd is
+ * then still the caller's). */
+static PyObject *
+new_socket(apy_loop_state_t *st, PyObject *lsock, int fd)
+{
+    PyObject *family = NULL, *type = NULL, *proto = NULL, *fdobj = NULL;
+    PyObject *conn = NULL;
+
+    family = PyObject_GetAttrString(lsock, "family");
+    if (family == NULL) {
+        goto error;
+    }
+    type = PyObject_GetAttrString(lsock, "type");
+    if (type == NULL) {
+        goto error;
+    }
+    proto = PyObject_GetAttrString(lsock, "proto");
+    if (proto == NULL) {
+        goto error;
+    }
+    fdobj = PyLong_FromLong(fd);
+    if (fdobj == NULL) {
+        goto error;
+    }
+    PyObject *args[5] = {NULL, family, type, proto, fdobj};
+    conn = PyObject_Vectorcall(st->socket_type, args + 1,
+                               3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                               st->kw_fileno);
+error:
+    Py_XDECREF(family);
+    Py_XDECREF(type);
+    Py_XDECREF(proto);
+    Py_XDECREF(fdobj);
+    return conn;
+}
+
+/* Debug mode's report of a failed transport creation for an accepted
+ * connection: loop.call_exception_handler({message, exception[,
+ * protocol]}). Needs no exception pending. Returns 0, or -1 with the
+ * exception of building the context or of the handler. */
+static int
+report_accept_error(ApyLoopObject *loop, PyObject *exc, PyObject *protocol)
+{
+    PyObject *c = Py_BuildValue(
+        "{s:s,s:O}", "message",
+        "Error on transport creation for incoming connection", "exception",
+        exc);
+    if (c == NULL) {
+        return -1;
+    }
+    /* The handler must not be called with a failed insertion pending. */
+    if (protocol != NULL && PyDict_SetItemString(c, "protocol", protocol) <
+                                0) {
+        Py_DECREF(c);
+        return -1;
+    }
+    PyObject *res = PyObject_CallMethodOneArg(
+        (PyObject *)loop, loop->st->str_call_exception_handler, c);
+    Py_DECREF(c);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
 }
 
 /* One accepted connection on fd, as _accept_connection2 minus the task:
@@ -394,24 +407,11 @@ accept_one(ApyLoopObject *loop, PyObject *lsock, int fd,
 {
     apy_loop_state_t *st = loop->st;
     PyObject *conn = NULL, *addr = NULL, *extra = NULL, *protocol = NULL;
-    PyObject *tr = NULL, *ctx = NULL;
+    PyObject *tr = NULL, *ctx = NULL, *et, *ev, *etb;
     int r = -1;
 
     /* socket.socket(lsock.family, lsock.type, lsock.proto, fileno=fd) */
-    PyObject *family = PyObject_GetAttrString(lsock, "family");
-    PyObject *type = family ? PyObject_GetAttrString(lsock, "type") : NULL;
-    PyObject *proto = type ? PyObject_GetAttrString(lsock, "proto") : NULL;
-    PyObject *fdobj = proto ? PyLong_FromLong(fd) : NULL;
-    if (fdobj != NULL) {
-        PyObject *args[5] = {NULL, family, type, proto, fdobj};
-        conn = PyObject_Vectorcall(st->socket_type, args + 1,
-                                   3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                   st->kw_fileno);
-    }
-    Py_XDECREF(family);
-    Py_XDECREF(type);
-    Py_XDECREF(proto);
-    Py_XDECREF(fdobj);
+    conn = new_socket(st, lsock, fd);
     if (conn == NULL) {
         close(fd);
         return -1;
@@ -436,15 +436,25 @@ accept_one(ApyLoopObject *loop, PyObject *lsock, int fd,
         Py_DECREF(res);
     }
     extra = Py_BuildValue("{s:O}", "peername", addr);
+    if (extra == NULL) {
+        goto error;
+    }
     ctx = PyContext_CopyCurrent();
-    if (extra == NULL || ctx == NULL || PyContext_Enter(ctx) < 0) {
+    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
         goto error;
     }
     protocol = PyObject_CallNoArgs(protocol_factory);
     if (protocol != NULL) {
         tr = tcp_transport_new(loop, conn, fd, protocol, NULL, extra, server);
     }
-    if (PyContext_Exit(ctx) < 0 || tr == NULL) {
+    /* Leave the context with the factory's or the transport's exception
+     * set aside: nothing may run with one pending. */
+    PyErr_Fetch(&et, &ev, &etb);
+    int exit_failed = PyContext_Exit(ctx) < 0;
+    if (et != NULL) {
+        _PyErr_ChainExceptions(et, ev, etb);
+    }
+    if (exit_failed || tr == NULL) {
         goto error;
     }
     r = 0;
@@ -454,28 +464,15 @@ error:
     if (!PyErr_ExceptionMatches(PyExc_SystemExit) &&
         !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         /* asyncio logs these only in debug mode and goes on serving. */
-        PyObject *exc = apy_stream_take_exception();
+        PyObject *exc = apy__loop_take_exception();
         r = 0;
         if (loop->debug && exc != NULL) {
-            PyObject *c = Py_BuildValue(
-                "{s:s,s:O}", "message",
-                "Error on transport creation for incoming connection",
-                "exception", exc);
-            if (c != NULL && protocol != NULL) {
-                PyDict_SetItemString(c, "protocol", protocol);
-            }
-            res = c ? PyObject_CallMethodOneArg(
-                          (PyObject *)loop, st->str_call_exception_handler, c)
-                    : NULL;
-            Py_XDECREF(c);
-            Py_XDECREF(res);
-            r = res ? 0 : -1;
+            r = report_accept_error(loop, exc, protocol);
         }
         Py_XDECREF(exc);
     }
     if (tr == NULL) {
         /* Still ours unless the transport took it (it is detached then). */
-        PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
         res = PyObject_CallMethod(conn, "close", NULL);
         Py_XDECREF(res);
@@ -494,21 +491,18 @@ done:
 
 /* loop._accept_connection(protocol_factory, sock, sslcontext=None,
  * server=None, backlog=100, ssl_handshake_timeout=...,
- * ssl_shutdown_timeout=...): see loop_internal.h. */
+ * ssl_shutdown_timeout=...): see internal.h. */
 PyObject *
-apy_loop_accept_connection(PyObject *self, PyObject *const *args,
+apy__loop_accept_connection(PyObject *self, PyObject *const *args,
                            Py_ssize_t nargsf, PyObject *kwnames)
 {
-    static const char *const names[] = {
-        "protocol_factory", "sock",    "sslcontext",
-        "server",           "backlog", "ssl_handshake_timeout",
-        "ssl_shutdown_timeout"};
     PyObject *a[7];
     ApyLoopObject *loop = LOOP(self);
     struct sockaddr_storage ss;
 
-    if (parse_args("_accept_connection", args, PyVectorcall_NARGS(nargsf),
-                   kwnames, names, 7, 7, 2, a) < 0) {
+    if (apy__args_parse("_accept_connection", args,
+                        PyVectorcall_NARGS(nargsf), kwnames,
+                        loop->st->args_accept_connection, 7, 2, a) < 0) {
         return NULL;
     }
     int tls = a[2] != NULL ? PyObject_IsTrue(a[2]) : 0;
@@ -555,10 +549,11 @@ apy_loop_accept_connection(PyObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
-PyType_Spec apy_tcp_transport_spec = {
+/* apyrun.TCPTransport: stream_api.c's slots, base given by state.c. */
+PyType_Spec apy__tcp_transport_spec = {
     .name = "apyrun.TCPTransport",
     .basicsize = sizeof(ApyStreamObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = apy_stream_slots,
+    .slots = apy__stream_slots,
 };

@@ -3,8 +3,8 @@
  * the ready queue (a ring of pointers) and the timer heap keyed by
  * (when, seq). No Python.h here: they hold opaque pointers and never own
  * what they point to; the loop decides what a pointer means. */
-#ifndef APYRUN_LOOP_DS_H
-#define APYRUN_LOOP_DS_H
+#ifndef APY_LOOP_QUEUES_H
+#define APY_LOOP_QUEUES_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,27 +18,27 @@ typedef struct apy_ring_s {
 } apy_ring_t;
 
 /* Initialises an empty ring; allocates nothing. */
-void apy_ring_init(apy_ring_t *r);
+void apy__ring_init(apy_ring_t *r);
 
 /* Frees the buffer (not the items) and leaves an empty ring. */
-void apy_ring_free(apy_ring_t *r);
+void apy__ring_free(apy_ring_t *r);
 
 /* Appends item at the tail. Returns 0, or -ENOMEM when the ring cannot
  * grow; the ring is unchanged then. */
-int apy_ring_push(apy_ring_t *r, void *item);
+int apy__ring_push(apy_ring_t *r, void *item);
 
 /* Removes and returns the oldest item; NULL when empty. */
-void *apy_ring_pop(apy_ring_t *r);
+void *apy__ring_pop(apy_ring_t *r);
 
 /* Returns the i-th oldest item (0 = head) without removing it; i must be
  * below r->len. */
-void *apy_ring_at(const apy_ring_t *r, size_t i);
+void *apy__ring_at(const apy_ring_t *r, size_t i);
 
 /* Moves every item out: *out receives the old buffer laid out oldest
  * first (caller frees it with free()), *n its count; the ring becomes
  * empty. Used to release items after the ring is consistent again, since
  * releasing can run code that pushes. Returns 0 or -ENOMEM. */
-int apy_ring_take_all(apy_ring_t *r, void ***out, size_t *n);
+int apy__ring_take_all(apy_ring_t *r, void ***out, size_t *n);
 
 /* One timer: ordered by when, then by seq (FIFO among equal deadlines). */
 typedef struct apy_theap_entry_s {
@@ -55,26 +55,26 @@ typedef struct apy_theap_s {
 } apy_theap_t;
 
 /* Initialises an empty heap; allocates nothing. */
-void apy_theap_init(apy_theap_t *h);
+void apy__theap_init(apy_theap_t *h);
 
 /* Frees the array (not the data pointers) and leaves an empty heap. */
-void apy_theap_free(apy_theap_t *h);
+void apy__theap_free(apy_theap_t *h);
 
 /* Inserts an entry. Returns 0 or -ENOMEM, heap unchanged then. */
-int apy_theap_push(apy_theap_t *h, double when, uint64_t seq, void *data);
+int apy__theap_push(apy_theap_t *h, double when, uint64_t seq, void *data);
 
 /* Returns the earliest entry, or NULL when empty; valid until the next
  * change to the heap. */
-const apy_theap_entry_t *apy_theap_peek(const apy_theap_t *h);
+const apy_theap_entry_t *apy__theap_peek(const apy_theap_t *h);
 
 /* Removes the earliest entry into *out. Returns 1, or 0 when empty. */
-int apy_theap_pop(apy_theap_t *h, apy_theap_entry_t *out);
+int apy__theap_pop(apy_theap_t *h, apy_theap_entry_t *out);
 
 /* Removes every entry for which dead(data, arg) returns non-zero, then
  * restores the heap property in O(n). dead() must not touch the heap;
  * it typically records the pointer so the caller can release it after
  * this returns. Returns the number of entries removed. */
-size_t apy_theap_remove_if(apy_theap_t *h, int (*dead)(void *, void *),
+size_t apy__theap_remove_if(apy_theap_t *h, int (*dead)(void *, void *),
                            void *arg);
 
 #endif

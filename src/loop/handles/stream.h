@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Native stream transports: an asyncio.Transport on a uv_stream_t, split
- * over src/loop/handles/stream.c (life, close, error routing),
- * stream_io.c (reads, writes, flow control) and stream_api.c (the Python
- * methods and attributes), and used by the handle kinds that open the
- * stream (tcp.c). Only the loop layer includes this. */
-#ifndef APYRUN_LOOP_STREAM_H
-#define APYRUN_LOOP_STREAM_H
+ * over a chain of files, each using only the ones before it:
+ * src/loop/handles/stream.c (life, close, error routing, stopping reads,
+ * set_protocol) <- stream_io.c (reads, writes, flow control) <-
+ * stream_api.c (the Python methods and attributes) <- the handle kinds
+ * that open the stream (tcp.c, pipe.c). Private to src/loop. */
+#ifndef APY_LOOP_STREAM_H
+#define APY_LOOP_STREAM_H
 
-#include "apyrun/loop_internal.h"
+#include "../internal.h"
 
 /* Pointer-sized __slots__ of transports._FlowControlMixin and its bases
  * (_extra, _high_water, _loop, _low_water, _protocol_paused). Our layout
@@ -76,7 +77,7 @@ struct ApyStreamObject {
 /* --- stream.c --- */
 
 /* Slots of the stream transport types; a handle kind's spec uses them. */
-extern PyType_Slot apy_stream_slots[];
+extern PyType_Slot apy__stream_slots[];
 
 /* Makes a transport of type tp on rec, an open uv stream of loop's whose
  * fd is sock's, as _SelectorSocketTransport.__init__ does: extra info
@@ -85,26 +86,26 @@ extern PyType_Slot apy_stream_slots[];
  * reading and of waiter's result. rec's ownership passes to the
  * transport in every case (on failure the handle is being closed).
  * Returns a new reference, or NULL with an exception set. */
-PyObject *apy_stream_new(PyTypeObject *tp, ApyLoopObject *loop,
+PyObject *apy__stream_new(PyTypeObject *tp, ApyLoopObject *loop,
                          apy_stream_uv_t *rec, PyObject *sock, int fd,
                          PyObject *protocol, PyObject *waiter,
                          PyObject *extra, PyObject *server);
 
 /* Allocates a zeroed stream record on loop's libuv state. Returns it, or
  * NULL with MemoryError. The handle kind then initialises rec->u and
- * must hand it to apy_stream_new() or apy_stream_discard(). */
-apy_stream_uv_t *apy_stream_record_new(ApyLoopObject *loop);
+ * must hand it to apy__stream_new() or apy__stream_discard(). */
+apy_stream_uv_t *apy__stream_record_new(ApyLoopObject *loop);
 
 /* Gets rid of a record no transport took: closes its handle if init_done
  * (the close callback frees it), else frees it now. Never fails. */
-void apy_stream_discard(apy_stream_uv_t *rec, int init_done);
+void apy__stream_discard(apy_stream_uv_t *rec, int init_done);
 
 /* --- pipe.c --- */
 
 /* An apyrun.UnixTransport on sock, a connected AF_UNIX SOCK_STREAM socket
  * whose fd is fd, on a uv_pipe_t opened on that fd; then as
- * apy_stream_new(). New reference, or NULL with an exception set. */
-PyObject *apy_unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
+ * apy__stream_new(). New reference, or NULL with an exception set. */
+PyObject *apy__unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
                                  PyObject *protocol, PyObject *waiter,
                                  PyObject *extra, PyObject *server);
 
@@ -114,63 +115,63 @@ PyObject *apy_unix_transport_new(ApyLoopObject *loop, PyObject *sock, int fd,
 
 /* Starts closing t's handle (its socket object detaches the fd libuv
  * closes). Idempotent; never fails; no exception may be pending. */
-void apy_stream_close_handle(ApyStreamObject *t);
-
-/* The pending exception, normalised with its traceback: new reference. */
-PyObject *apy_stream_take_exception(void);
+void apy__stream_close_handle(ApyStreamObject *t);
 
 /* loop.call_exception_handler({message, exception, transport,
  * protocol}). */
-int apy_stream_call_handler(ApyStreamObject *t, const char *message,
+int apy__stream_call_handler(ApyStreamObject *t, const char *message,
                             PyObject *exc);
 
 /* In debug mode, logger.debug(fmt, t[, arg], exc_info=exc) (arg, exc may
  * be NULL); nothing otherwise. */
-int apy_stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
+int apy__stream_log_debug(ApyStreamObject *t, const char *fmt, PyObject *arg,
                          PyObject *exc);
 
 /* loop.call_soon(callable, *args) in t's context. */
-int apy_stream_soon(ApyStreamObject *t, PyObject *callable,
+int apy__stream_soon(ApyStreamObject *t, PyObject *callable,
                     PyObject *const *args, Py_ssize_t nargs);
 
 /* _force_close(exc), _fatal_error(exc, message), close(). */
-int apy_stream_force_close(ApyStreamObject *t, PyObject *exc);
-int apy_stream_fatal_error(ApyStreamObject *t, PyObject *exc,
+int apy__stream_force_close(ApyStreamObject *t, PyObject *exc);
+int apy__stream_fatal_error(ApyStreamObject *t, PyObject *exc,
                            const char *message);
-int apy_stream_close(ApyStreamObject *t);
+int apy__stream_close(ApyStreamObject *t);
 
 /* _call_connection_lost(exc). */
-int apy_stream_connection_lost(ApyStreamObject *t, PyObject *exc);
+int apy__stream_connection_lost(ApyStreamObject *t, PyObject *exc);
+
+/* Stops reading (deferred to the read callback inside libuv's alloc
+ * callback); never fails. */
+void apy__stream_read_stop(ApyStreamObject *t);
+
+/* set_protocol(protocol): also notes whether it is a BufferedProtocol. */
+int apy__stream_set_protocol(ApyStreamObject *t, PyObject *protocol);
 
 /* Routes the exception raised by Python code a libuv callback ran:
  * SystemExit/KeyboardInterrupt stop the loop, others are a fatal error
  * (fatal) or go to the exception handler. Clears it; never fails. */
-void apy_stream_callback_failed(ApyStreamObject *t, const char *message,
+void apy__stream_callback_failed(ApyStreamObject *t, const char *message,
                                 int fatal);
 
 /* --- stream_io.c --- */
 
-/* uv_read_start when t wants data (returns 0 or UV_E*); stop reading. */
-int apy_stream_read_start(ApyStreamObject *t);
-void apy_stream_read_stop(ApyStreamObject *t);
+/* uv_read_start when t wants data (returns 0 or UV_E*). */
+int apy__stream_read_start(ApyStreamObject *t);
 
 /* Bytes still queued in libuv (0 once the connection is lost). */
-Py_ssize_t apy_stream_write_size(ApyStreamObject *t);
+Py_ssize_t apy__stream_write_size(ApyStreamObject *t);
 
 /* _maybe_pause_protocol() / _maybe_resume_protocol(): -1 only for
  * SystemExit, KeyboardInterrupt or a failing exception handler. */
-int apy_stream_maybe_pause(ApyStreamObject *t);
-int apy_stream_maybe_resume(ApyStreamObject *t);
+int apy__stream_maybe_pause(ApyStreamObject *t);
+int apy__stream_maybe_resume(ApyStreamObject *t);
 
 /* Writes p[:len] now or queues it (keep: an immutable object owning p,
  * held instead of a copy; may be NULL); socket errors close the
  * transport instead of raising. */
-int apy_stream_send(ApyStreamObject *t, PyObject *keep, const char *p,
+int apy__stream_send(ApyStreamObject *t, PyObject *keep, const char *p,
                     size_t len);
 
 /* --- stream_api.c --- */
-
-/* set_protocol(protocol): also notes whether it is a BufferedProtocol. */
-int apy_stream_set_protocol(ApyStreamObject *t, PyObject *protocol);
 
 #endif

@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by the loop layer (src/loop, src/loop/handles) and the
- * module layer: the module state the loop caches its Python objects in,
- * the Handle and Loop object layouts, and the C-level entry points
- * between the loop's files. Nothing outside those two layers includes
- * this; other layers use apyrun/loop.h. */
-#ifndef APYRUN_LOOP_INTERNAL_H
-#define APYRUN_LOOP_INTERNAL_H
+/* Private to the loop layer (src/loop, src/loop/handles): the state the
+ * loop caches its Python objects in, the Handle and Loop object layouts,
+ * and the C-level entry points between the loop's files. Nothing outside
+ * src/loop includes this; other layers use apyrun/loop.h. */
+#ifndef APY_LOOP_INTERNAL_H
+#define APY_LOOP_INTERNAL_H
 
 #include <Python.h>
 #include <signal.h>
 #include <uv.h>
 
-#include "apyrun/loop_ds.h"
-#include "apyrun/loop_wakeup.h"
+#include "apyrun/loop.h"
+#include "args.h"
+#include "queues.h"
+#include "wakeup.h"
 
 #define APY_NSIG 65          /* Linux's NSIG: signals are 1..64 */
 #define APY_FREELIST_MAX 256 /* dead Handles kept for reuse, per type */
@@ -42,13 +43,14 @@ typedef struct {
     char scheduled; /* in its loop's timer heap */
 } ApyTimerHandleObject;
 
-/* Per-module state of `apyrun`: heap types and the Python objects the
- * loop calls, fetched once at import instead of per call. The module's
- * state struct starts with this one. */
-typedef struct apy_loop_state_s {
+/* The loop's part of the `apyrun` module state (apyrun/loop.h): heap
+ * types and the Python objects the loop calls, fetched once at import
+ * instead of per call. The module's state starts with a pointer to it. */
+struct apy_loop_state_s {
     PyTypeObject *handle_type;
     PyTypeObject *timer_type;
     PyTypeObject *core_type; /* _LoopCore: the C half of apyrun.Loop */
+    destructor core_dealloc; /* its tp_dealloc: tells our loops apart */
     PyTypeObject *selector_view_type;
     PyObject *selector_key; /* selectors.SelectorKey */
     PyObject *loop_type;     /* apyrun.Loop */
@@ -111,6 +113,7 @@ typedef struct apy_loop_state_s {
     PyObject *kw_ssl_timeouts; /* ("ssl_handshake_timeout",
                                   "ssl_shutdown_timeout") */
     PyObject *kw_fileno;       /* ("fileno",) */
+    PyObject *kw_wait;         /* ("wait",) */
     long connlost_log_threshold; /* LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 
     /* interned names and keyword tuples for vectorcall */
@@ -136,6 +139,14 @@ typedef struct apy_loop_state_s {
     PyObject *kw_warn_on_full_buffer;
     PyObject *empty_tuple;
 
+    /* parameter names of the vectorcall methods, interned (args.h) */
+    PyObject *args_context;           /* call_soon & co. */
+    PyObject *args_create_task;       /* (coro, name, context) */
+    PyObject *args_extra_info;        /* (name, default) */
+    PyObject *args_socket_transport;  /* _make_socket_transport */
+    PyObject *args_ssl_transport;     /* _make_ssl_transport */
+    PyObject *args_accept_connection; /* _accept_connection */
+
     /* Raw memory of dead Handles, untracked, reused by handle_alloc. */
     ApyHandleObject *handle_free[APY_FREELIST_MAX];
     int nhandle_free;
@@ -147,7 +158,16 @@ typedef struct apy_loop_state_s {
      * a loop clears its entries when it removes handlers or dies). */
     ApyLoopObject *signal_loops[APY_NSIG];
     double clock_resolution;
-} apy_loop_state_t;
+};
+
+/* The loop state behind a module state (PyModule_GetState,
+ * PyType_GetModuleState of one of our types): its first member is the
+ * pointer apy_loop_state_new() returned. Borrowed. */
+static inline apy_loop_state_t *
+apy__loop_state_at(void *module_state)
+{
+    return *(apy_loop_state_t **)module_state;
+}
 
 /* libuv state of one loop: C memory outside the Python object, freed only
  * once every handle in it has finished closing (STYLE.md, ownership). */
@@ -215,70 +235,76 @@ struct ApyLoopObject {
     char native_tcp;  /* TCP and Unix stream sockets get native transports */
 };
 
-/* --- state.c --- */
+/* --- core.c --- */
 
-/* Fills st: imports asyncio pieces, creates the heap types, apyrun.Loop,
- * EventLoopPolicy and NeverCompletedError, and adds them to module.
- * Returns 0, or -1 with an exception set (st is then cleared by the
- * module's m_clear). */
-int apy_loop_state_init(PyObject *module, apy_loop_state_t *st);
-
-/* GC traverse and clear of everything st holds. */
-int apy_loop_state_traverse(apy_loop_state_t *st, visitproc visit,
-                            void *arg);
-void apy_loop_state_clear(apy_loop_state_t *st);
+/* Returns 1 if obj is an instance of _LoopCore (any subclass, any
+ * instance of the module), else 0; never fails. */
+int apy__loop_is_core(apy_loop_state_t *st, PyObject *obj);
 
 /* Returns the state owning type tp (or one of its bases) when marker is
  * the tp_dealloc of the apyrun type looked for; NULL (no exception)
  * if tp does not derive from such a type. Borrowed. */
-apy_loop_state_t *apy_loop_state_of(PyTypeObject *tp, destructor marker);
-
-/* --- handle.c --- */
-
-/* Type specs for Handle and TimerHandle (TimerHandle's base is Handle). */
-extern PyType_Spec apy_handle_spec;
-extern PyType_Spec apy_timer_spec;
-
-/* Returns a new Handle for callback(*args) in context (NULL: a copy of
- * the current context), attached to loop; in debug mode it records the
- * creation stack. New reference, or NULL with an exception set. */
-PyObject *apy_handle_new(apy_loop_state_t *st, PyObject *callback,
-                         PyObject *const *args, Py_ssize_t nargs,
-                         PyObject *loop, PyObject *context, int debug);
-
-/* Like apy_handle_new() for a TimerHandle due at when (not scheduled). */
-PyObject *apy_timer_new(apy_loop_state_t *st, double when,
-                        PyObject *callback, PyObject *const *args,
-                        Py_ssize_t nargs, PyObject *loop, PyObject *context,
-                        int debug);
-
-/* Runs a Handle's callback in its context as asyncio's Handle._run does:
- * an Exception (or any BaseException but SystemExit/KeyboardInterrupt)
- * goes to the loop's exception handler. Returns 0, or -1 with the
- * exception set when it must stop the loop (SystemExit,
- * KeyboardInterrupt, or a failing exception handler). */
-int apy_handle_run(ApyHandleObject *h);
-
-/* Cancels a Handle as Handle.cancel() does. Returns 0 or -1. */
-int apy_handle_cancel(ApyHandleObject *h);
-
-/* --- loop.c --- */
-
-extern PyType_Spec apy_loop_core_spec;
-
-/* Returns 1 if obj is an instance of _LoopCore (any subclass), else 0. */
-int apy_loop_is_core(PyObject *obj);
+apy_loop_state_t *apy__loop_state_of(PyTypeObject *tp, destructor marker);
 
 /* Monotonic time in seconds, the clock and conversion time.monotonic()
  * uses (CLOCK_MONOTONIC nanoseconds / 1e9). */
-double apy_loop_now(void);
+double apy__loop_now(void);
 
 /* Appends a Handle (or any object with _run/_cancelled) to the ready
  * queue, taking a new reference. Returns 0, or -1 with MemoryError. */
-int apy_loop_push_ready(ApyLoopObject *self, PyObject *handle);
+int apy__loop_push_ready(ApyLoopObject *self, PyObject *handle);
 
 /* Wakes the loop if another thread may find it blocked in uv_run. */
-void apy_loop_wake(ApyLoopObject *self);
+void apy__loop_wake(ApyLoopObject *self);
+
+/* Raises RuntimeError('Event loop is closed') and returns -1 if closed. */
+int apy__loop_check_closed(ApyLoopObject *self);
+
+/* asyncio's _check_thread(): -1 with RuntimeError when called from a
+ * thread other than the one running the loop, else 0. */
+int apy__loop_check_thread(ApyLoopObject *self);
+
+/* Turns coroutine origin tracking on or off as BaseEventLoop's
+ * _set_coroutine_origin_tracking(). Returns 0 or -1. */
+int apy__loop_track_origins(ApyLoopObject *self, int enabled);
+
+/* --- errors.c --- */
+
+/* Raises OSError for a libuv error code (one place for the mapping: on
+ * Unix UV_E* is -errno, so CPython picks the OSError subclass). Always
+ * returns -1. */
+int apy__loop_set_uv_error(int err);
+
+/* Takes the pending exception: a new reference to it, normalised, with
+ * its traceback attached, and clears it; NULL if none was set. */
+PyObject *apy__loop_take_exception(void);
+
+/* For a libuv callback whose Python code raised what must stop the loop
+ * (SystemExit, KeyboardInterrupt, a failing exception handler): moves the
+ * pending exception into the loop and asks uv_run to return; run_once()
+ * raises it. A second one while the first waits is reported as
+ * unraisable. Needs the GIL and an exception set; never fails. */
+void apy__loop_stash_error(ApyLoopObject *self);
+
+/* Raises the exception a libuv callback stashed, if any: returns -1 with
+ * it set, or 0 when there was none. */
+int apy__loop_raise_stashed(ApyLoopObject *self);
+
+/* --- inline helpers --- */
+
+/* Truth of a call's result, consuming it: res is a new reference, or NULL
+ * with an exception set (then -1). Returns 1, 0, or -1 with an exception
+ * set. Lets "bool(f())" read as one step. */
+static inline int
+apy__loop_truth(PyObject *res)
+{
+    if (res == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return t;
+}
 
 /* For libuv callbacks (native transports) that must run Python code: a
  * blocking uv_run runs without the GIL, a non-blocking one with it. Takes
@@ -288,9 +314,9 @@ void apy_loop_wake(ApyLoopObject *self);
  * callbacks make the poll non-blocking), so holding the GIL to the end
  * costs nothing and saves a release per callback. poll_io() takes it back
  * itself if no callback did. The caller must not return to libuv with a
- * Python exception pending: see apy_loop_stash_error(). */
+ * Python exception pending: see apy__loop_stash_error(). */
 static inline void
-apy_loop_gil_take(ApyLoopObject *self)
+apy__loop_gil_take(ApyLoopObject *self)
 {
     PyThreadState *ts = self->released;
     if (ts != NULL) {
@@ -299,116 +325,131 @@ apy_loop_gil_take(ApyLoopObject *self)
     }
 }
 
-/* For a libuv callback whose Python code raised what must stop the loop
- * (SystemExit, KeyboardInterrupt, a failing exception handler): moves the
- * pending exception into the loop and asks uv_run to return; run_once()
- * raises it. A second one while the first waits is reported as
- * unraisable. Needs the GIL and an exception set; never fails. */
-void apy_loop_stash_error(ApyLoopObject *self);
+/* --- handle.c --- */
 
-/* Raises the exception a libuv callback stashed, if any: returns -1 with
- * it set, or 0 when there was none. */
-int apy_loop_raise_stashed(ApyLoopObject *self);
+/* Type specs for Handle and TimerHandle (TimerHandle's base is Handle). */
+extern PyType_Spec apy__handle_spec;
+extern PyType_Spec apy__timer_spec;
 
-/* Raises RuntimeError('Event loop is closed') and returns -1 if closed. */
-int apy_loop_check_closed(ApyLoopObject *self);
+/* Returns a new Handle for callback(*args) in context (NULL: a copy of
+ * the current context), attached to loop; in debug mode it records the
+ * creation stack. New reference, or NULL with an exception set. */
+PyObject *apy__handle_new(apy_loop_state_t *st, PyObject *callback,
+                         PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *loop, PyObject *context, int debug);
 
-/* asyncio's _check_thread(): -1 with RuntimeError when called from a
- * thread other than the one running the loop, else 0. */
-int apy_loop_check_thread(ApyLoopObject *self);
+/* Like apy__handle_new() for a TimerHandle due at when (not scheduled). */
+PyObject *apy__timer_new(apy_loop_state_t *st, double when,
+                        PyObject *callback, PyObject *const *args,
+                        Py_ssize_t nargs, PyObject *loop, PyObject *context,
+                        int debug);
 
-/* Turns coroutine origin tracking on or off as BaseEventLoop's
- * _set_coroutine_origin_tracking(). Returns 0 or -1. */
-int apy_loop_track_origins(ApyLoopObject *self, int enabled);
+/* Runs a Handle's callback in its context as asyncio's Handle._run does:
+ * an Exception (or any BaseException but SystemExit/KeyboardInterrupt)
+ * goes to the loop's exception handler. Returns 0, or -1 with the
+ * exception set when it must stop the loop (SystemExit,
+ * KeyboardInterrupt, or a failing exception handler). */
+int apy__handle_run(ApyHandleObject *h);
+
+/* Cancels a Handle as Handle.cancel() does. Returns 0 or -1. */
+int apy__handle_cancel(ApyHandleObject *h);
 
 /* --- schedule.c (methods of _LoopCore) --- */
 
-PyObject *apy_loop_call_soon(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_call_soon(PyObject *self, PyObject *const *args,
                              Py_ssize_t nargsf, PyObject *kwnames);
-PyObject *apy_loop_call_soon_threadsafe(PyObject *self,
+PyObject *apy__loop_call_soon_threadsafe(PyObject *self,
                                         PyObject *const *args,
                                         Py_ssize_t nargsf,
                                         PyObject *kwnames);
-PyObject *apy_loop_call_later(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_call_later(PyObject *self, PyObject *const *args,
                               Py_ssize_t nargsf, PyObject *kwnames);
-PyObject *apy_loop_call_at(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_call_at(PyObject *self, PyObject *const *args,
                            Py_ssize_t nargsf, PyObject *kwnames);
-PyObject *apy_loop_create_future(PyObject *self, PyObject *unused);
-PyObject *apy_loop_create_task(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_create_future(PyObject *self, PyObject *unused);
+PyObject *apy__loop_create_task(PyObject *self, PyObject *const *args,
                                Py_ssize_t nargsf, PyObject *kwnames);
 
 /* Drops every scheduled timer (close()). Never fails. */
-void apy_loop_clear_timers(ApyLoopObject *self);
+void apy__loop_clear_timers(ApyLoopObject *self);
 
 /* Removes cancelled timers (compacting when they dominate) and returns
  * the earliest live deadline in *when; returns 1 if there is one, else 0.
  * Never fails. */
-int apy_loop_next_deadline(ApyLoopObject *self, double *when);
+int apy__loop_next_deadline(ApyLoopObject *self, double *when);
 
 /* Moves timers due before end_time to the ready queue. Returns 0 or -1. */
-int apy_loop_pop_due_timers(ApyLoopObject *self, double end_time);
-
-/* --- run.c (methods of _LoopCore) --- */
-
-PyObject *apy_loop_run_forever(PyObject *self, PyObject *unused);
-PyObject *apy_loop_run_until_complete(PyObject *self, PyObject *future);
-PyObject *apy_loop_run_once(PyObject *self, PyObject *unused);
-
-/* --- close.c --- */
-
-/* Raises OSError for a libuv error code (one place for the mapping: on
- * Unix UV_E* is -errno, so CPython picks the OSError subclass). Always
- * returns -1. */
-int apy_loop_set_uv_error(int err);
-
-/* Allocates and initialises self->uv (libuv loop and wakeups). Returns 0
- * or -1 with OSError set. */
-int apy_loop_uv_open(ApyLoopObject *self);
-
-/* Closes every libuv handle, runs the loop until they are closed, closes
- * the libuv loop and frees self->uv. Python references held by poll
- * records are dropped first. Never fails (a loop that cannot close is
- * leaked rather than freed under libuv's feet). */
-void apy_loop_uv_teardown(ApyLoopObject *self);
-
-PyObject *apy_loop_close(PyObject *self, PyObject *unused);
-
-/* --- handles/poll.c: loop._selector --- */
-
-extern PyType_Spec apy_selector_view_spec;
-
-/* Returns loop._selector: a read-only selectors-like view of the fd
- * watchers (None once closed, as asyncio). New reference or NULL. */
-PyObject *apy_loop_selector_view(ApyLoopObject *loop);
+int apy__loop_pop_due_timers(ApyLoopObject *self, double end_time);
 
 /* --- signals.c --- */
 
-PyObject *apy_loop_add_signal_handler(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_add_signal_handler(PyObject *self, PyObject *const *args,
                                       Py_ssize_t nargs);
-PyObject *apy_loop_remove_signal_handler(PyObject *self, PyObject *sig);
+PyObject *apy__loop_remove_signal_handler(PyObject *self, PyObject *sig);
 
 /* _handle_signal(sig), as _UnixSelectorEventLoop's: queues sig's Handle,
  * or removes it if cancelled. Returns None, or NULL on error. */
-PyObject *apy_loop_handle_signal(PyObject *self, PyObject *sig);
+PyObject *apy__loop_handle_signal(PyObject *self, PyObject *sig);
 
 /* The Python-level handler installed by add_signal_handler(); a module
  * function (self is the module). */
-extern PyMethodDef apy_signal_dispatch_def;
+extern PyMethodDef apy__signal_dispatch_def;
 
 /* Makes the loop's pipe Python's signal wakeup fd while the loop runs in
  * the main thread, so a signal interrupts a blocked uv_run. Returns 0 or
  * -1 with an exception set. */
-int apy_loop_wakeup_install(ApyLoopObject *self);
+int apy__loop_wakeup_install(ApyLoopObject *self);
 
-/* Restores the wakeup fd apy_loop_wakeup_install() replaced. Never fails
+/* Restores the wakeup fd apy__loop_wakeup_install() replaced. Never fails
  * (errors are reported as unraisable). */
-void apy_loop_wakeup_uninstall(ApyLoopObject *self);
+void apy__loop_wakeup_uninstall(ApyLoopObject *self);
 
 /* Removes every add_signal_handler() registration (close()). */
-int apy_loop_remove_all_signal_handlers(ApyLoopObject *self);
+int apy__loop_remove_all_signal_handlers(ApyLoopObject *self);
 
 /* Forgets self in the per-signal table (dealloc). Never fails. */
-void apy_loop_forget_signals(ApyLoopObject *self);
+void apy__loop_forget_signals(ApyLoopObject *self);
+
+/* --- handles/poll.c: loop._selector --- */
+
+extern PyType_Spec apy__selector_view_spec;
+
+/* Returns loop._selector: a read-only selectors-like view of the fd
+ * watchers (None once closed, as asyncio). New reference or NULL. */
+PyObject *apy__loop_selector_view(ApyLoopObject *loop);
+
+/* --- handles/poll.c --- */
+
+PyObject *apy__loop_add_reader(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargs);
+PyObject *apy__loop_add_writer(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargs);
+PyObject *apy__loop_remove_reader(PyObject *self, PyObject *fd);
+PyObject *apy__loop_remove_writer(PyObject *self, PyObject *fd);
+PyObject *apy__loop_add_reader_pub(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs);
+PyObject *apy__loop_add_writer_pub(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs);
+PyObject *apy__loop_remove_reader_pub(PyObject *self, PyObject *fd);
+PyObject *apy__loop_remove_writer_pub(PyObject *self, PyObject *fd);
+
+/* selectors._fileobj_to_fd(): returns the fd, or -1 with ValueError. */
+int apy__poll_fileobj_to_fd(PyObject *obj);
+
+/* Before a uv_run: re-registers fds started since the last one, dropping
+ * the ones the user closed meanwhile (libuv would abort on them). */
+void apy__poll_preflight(apy_uv_t *uv);
+
+/* After a uv_run: appends reader/writer Handles of fired fds to the ready
+ * queue as asyncio's _process_events does. Returns 0 or -1. */
+int apy__poll_dispatch(ApyLoopObject *self);
+
+/* Drops the Python references of every record and starts closing them
+ * (teardown). Never fails. */
+void apy__poll_close_all(apy_uv_t *uv);
+
+/* GC support for the Handles the records hold. */
+int apy__poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
 
 /* --- handles/stream.c --- */
 
@@ -416,7 +457,7 @@ void apy_loop_forget_signals(ApyLoopObject *self);
  * the transports lose their handle (their sockets are detached, libuv
  * closes the fds) and are released by the close callbacks. Needs the GIL;
  * never fails. */
-void apy_stream_close_all(apy_uv_t *uv);
+void apy__stream_close_all(apy_uv_t *uv);
 
 /* --- handles/tcp.c (methods of _LoopCore) --- */
 
@@ -424,7 +465,7 @@ void apy_stream_close_all(apy_uv_t *uv);
  * server=None): an apyrun.TCPTransport for a TCP socket when the loop's
  * native_tcp is on, else selector_events' transport. New reference or
  * NULL. */
-PyObject *apy_loop_make_socket_transport(PyObject *self,
+PyObject *apy__loop_make_socket_transport(PyObject *self,
                                          PyObject *const *args,
                                          Py_ssize_t nargsf,
                                          PyObject *kwnames);
@@ -432,7 +473,7 @@ PyObject *apy_loop_make_socket_transport(PyObject *self,
 /* loop._make_ssl_transport(...): as selector_events', with sslproto's
  * SSLProtocol over an apyrun.TCPTransport when native. New reference to
  * the app transport, or NULL. */
-PyObject *apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_make_ssl_transport(PyObject *self, PyObject *const *args,
                                       Py_ssize_t nargsf, PyObject *kwnames);
 
 /* loop._accept_connection(protocol_factory, sock, sslcontext=None,
@@ -441,48 +482,43 @@ PyObject *apy_loop_make_ssl_transport(PyObject *self, PyObject *const *args,
  * listening socket. For a TCP socket of a loop with native_tcp on and no
  * TLS, accepts in C (up to backlog connections) and makes each transport
  * at once; otherwise selector_events' Python version. None, or NULL. */
-PyObject *apy_loop_accept_connection(PyObject *self, PyObject *const *args,
+PyObject *apy__loop_accept_connection(PyObject *self, PyObject *const *args,
                                      Py_ssize_t nargsf, PyObject *kwnames);
 
 /* Type spec of apyrun.TCPTransport (its base, asyncio's
  * transports._FlowControlMixin, is given at creation). */
-extern PyType_Spec apy_tcp_transport_spec;
+extern PyType_Spec apy__tcp_transport_spec;
 
 /* Type spec of apyrun.UnixTransport (handles/pipe.c), the same transport
  * on a Unix stream socket; same base. */
-extern PyType_Spec apy_unix_transport_spec;
+extern PyType_Spec apy__unix_transport_spec;
 
-/* --- handles/poll.c --- */
+/* --- run.c (methods of _LoopCore) --- */
 
-PyObject *apy_loop_add_reader(PyObject *self, PyObject *const *args,
-                              Py_ssize_t nargs);
-PyObject *apy_loop_add_writer(PyObject *self, PyObject *const *args,
-                              Py_ssize_t nargs);
-PyObject *apy_loop_remove_reader(PyObject *self, PyObject *fd);
-PyObject *apy_loop_remove_writer(PyObject *self, PyObject *fd);
-PyObject *apy_loop_add_reader_pub(PyObject *self, PyObject *const *args,
-                                  Py_ssize_t nargs);
-PyObject *apy_loop_add_writer_pub(PyObject *self, PyObject *const *args,
-                                  Py_ssize_t nargs);
-PyObject *apy_loop_remove_reader_pub(PyObject *self, PyObject *fd);
-PyObject *apy_loop_remove_writer_pub(PyObject *self, PyObject *fd);
+PyObject *apy__loop_run_forever(PyObject *self, PyObject *unused);
+PyObject *apy__loop_run_until_complete(PyObject *self, PyObject *future);
+PyObject *apy__loop_run_once(PyObject *self, PyObject *unused);
 
-/* selectors._fileobj_to_fd(): returns the fd, or -1 with ValueError. */
-int apy_poll_fileobj_to_fd(PyObject *obj);
+/* --- close.c --- */
 
-/* Before a uv_run: re-registers fds started since the last one, dropping
- * the ones the user closed meanwhile (libuv would abort on them). */
-void apy_poll_preflight(apy_uv_t *uv);
+/* Allocates and initialises self->uv (libuv loop and wakeups). Returns 0
+ * or -1 with OSError set. */
+int apy__loop_uv_open(ApyLoopObject *self);
 
-/* After a uv_run: appends reader/writer Handles of fired fds to the ready
- * queue as asyncio's _process_events does. Returns 0 or -1. */
-int apy_poll_dispatch(ApyLoopObject *self);
+/* Closes every libuv handle, runs the loop until they are closed, closes
+ * the libuv loop and frees self->uv. Python references held by poll
+ * records are dropped first. Never fails (a loop that cannot close is
+ * leaked rather than freed under libuv's feet). */
+void apy__loop_uv_teardown(ApyLoopObject *self);
 
-/* Drops the Python references of every record and starts closing them
- * (teardown). Never fails. */
-void apy_poll_close_all(apy_uv_t *uv);
+PyObject *apy__loop_close(PyObject *self, PyObject *unused);
 
-/* GC support for the Handles the records hold. */
-int apy_poll_traverse(apy_uv_t *uv, visitproc visit, void *arg);
+/* --- attrs.c, loop.c: the type --- */
+
+/* The descriptors of _LoopCore (attrs.c). */
+extern PyGetSetDef apy__loop_getset[];
+
+/* Type spec of _LoopCore (loop.c). */
+extern PyType_Spec apy__loop_core_spec;
 
 #endif
