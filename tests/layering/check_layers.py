@@ -7,7 +7,8 @@ layers.json, which src/CMakeLists.txt writes from its apyrun_layer() calls,
 so the order is stated once. Each object's global symbols (nm -P) give a
 graph: file A -> file B when A references a symbol B defines. The check
 fails on
-  - a call from one layer into a layer it does not declare (USES);
+  - a call from one layer into a layer it does not declare (USES), or a
+    USES the layer's code does not need;
   - a cycle between layers, or between directories (src/loop/handles
     counts as src/loop) ;
   - a circle of more than 3 files calling each other;
@@ -214,6 +215,13 @@ def main():
             problems.append(
                 f"{a} ({la}) calls {b} ({lb}), a layer {la} may not use: "
                 + ", ".join(sorted(names)))
+
+    # A declaration the code does not need hides nothing: keep USES exact.
+    for name, layer in by_name.items():
+        for use in layer["uses"]:
+            if use in by_name and use not in layer_edges[name]:
+                problems.append(f"layer {name} declares USES {use} but "
+                                "calls nothing of it: drop it")
 
     # 2. Cycles between layers (declared or actual) and directories.
     declared = {n: set(l["uses"]) for n, l in by_name.items()}
