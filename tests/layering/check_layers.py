@@ -11,7 +11,8 @@ fails on
     USES the layer's code does not need;
   - a cycle between layers, or between directories (src/loop/handles
     counts as src/loop) ;
-  - a circle of more than 3 files calling each other;
+  - a circle of more than 3 files calling each other, or, in a layer that
+    declares LEVELS, a call to a file on the same level or above;
   - a quoted #include of another layer's private header, or a header in
     include/apyrun/ that only its own layer includes (a private header in
     the public place);
@@ -42,6 +43,8 @@ def load_layers(path):
         layer["objects"] = [o for o in layer["objects"].split(";") if o]
         layer["uses"] = [u for u in layer["uses"].split(";") if u]
         layer["dirs"] = [d for d in layer["dirs"].split(";") if d]
+        layer["levels"] = [lv.split() for lv in
+                           layer.get("levels", "").split("|") if lv.strip()]
     return layers
 
 
@@ -249,6 +252,25 @@ def main():
         if len(comp) > MAX_CIRCLE:
             problems.append(f"circle of {len(comp)} files calling each "
                             "other: " + " ".join(comp))
+
+    # 3b. Levels inside a layer.
+    for name, layer in by_name.items():
+        if not layer["levels"]:
+            continue
+        base = layer["dirs"][0]
+        level = {}
+        for i, files in enumerate(layer["levels"]):
+            for f in files:
+                level[f"{base}/{f}.c"] = i
+        for src, home in layer_of_src.items():
+            if home == name and src not in level:
+                problems.append(f"{src} is on no level of layer {name} "
+                                "(LEVELS in src/CMakeLists.txt)")
+        for (a, b), names in sorted(edge_syms.items()):
+            if a in level and b in level and level[a] <= level[b]:
+                problems.append(f"{a} (level {level[a]}) calls {b} (level "
+                                f"{level[b]}), not below it: "
+                                + ", ".join(sorted(names)))
 
     # 4. Headers: private ones stay beside their sources.
     public = {}

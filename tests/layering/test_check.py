@@ -15,7 +15,7 @@ CHECK = os.path.join(HERE, "check_layers.py")
 
 
 def build(tmp_path, layers, files, headers=None):
-    """layers: [(name, dirs, uses)]; files: {src path: C text}."""
+    """layers: [(name, dirs, uses[, levels])]; files: {src path: C text}."""
     src = tmp_path / "src"
     inc = tmp_path / "include" / "apyrun"
     inc.mkdir(parents=True)
@@ -24,7 +24,7 @@ def build(tmp_path, layers, files, headers=None):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
     entries = []
-    for name, dirs, uses in layers:
+    for name, dirs, uses, *levels in layers:
         objects = []
         for path, text in files.items():
             if os.path.dirname(path) not in dirs:
@@ -40,6 +40,7 @@ def build(tmp_path, layers, files, headers=None):
             objects.append(str(obj))
         entries.append({"name": name, "dirs": ";".join(dirs),
                         "uses": ";".join(uses),
+                        "levels": "|".join(levels[0] if levels else []),
                         "objects": ";".join(objects)})
     (tmp_path / "layers.json").write_text(json.dumps(entries))
     main = src / "main.c"
@@ -156,6 +157,21 @@ def test_long_function(tmp_path):
     rc, out = check(tmp_path)
     assert rc == 1
     assert "apy__b_helper() is 174 lines" in out
+
+
+def test_levels(tmp_path):
+    ok = [("a", ["a"], []), ("b", ["b"], ["a"], ["help", "top"])]
+    build(tmp_path / "ok", ok, GOOD)
+    assert check(tmp_path / "ok")[0] == 0
+    upside_down = [("a", ["a"], []), ("b", ["b"], ["a"], ["top", "help"])]
+    build(tmp_path / "upside_down", upside_down, GOOD)
+    rc, out = check(tmp_path / "upside_down")
+    assert rc == 1
+    assert "b/top.c (level 0) calls b/help.c (level 1), not below it" in out
+    missing = [("a", ["a"], []), ("b", ["b"], ["a"], ["help"])]
+    build(tmp_path / "missing", missing, GOOD)
+    rc, out = check(tmp_path / "missing")
+    assert "b/top.c is on no level of layer b" in out
 
 
 if __name__ == "__main__":
