@@ -17,7 +17,7 @@
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "internal.h" /* src/ipython */
+#include "ipython/internal.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -20,7 +20,7 @@
 
 #include "apyrun/cli.h"
 #include "fuzz.h"
-#include "nbrun.h"
+#include "run/notebook/internal.h"
 
 #define MAX_PARAMS 16
 

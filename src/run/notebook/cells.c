@@ -16,7 +16,7 @@
 #include "apyrun/ipython.h"
 #include "apyrun/tla.h"
 #include "apyrun/tla_rewrite.h"
-#include "nbrun.h"
+#include "internal.h"
 
 /* The file name of the injected-parameters cell, which is in no file. */
 #define INJECTED_NAME "<injected-parameters>"

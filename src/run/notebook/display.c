@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 /* Prints a bundle's text/plain on sys.stdout (nothing records). */
 static int

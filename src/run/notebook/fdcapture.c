@@ -29,7 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 #define READ_SIZE 16384
 

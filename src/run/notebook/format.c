@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 /* _repr_*_ methods and the mime type each fills, in IPython's order. */
 static const struct {

@@ -7,7 +7,7 @@
 #include <Python.h>
 
 #include "apyrun/ipython.h"
-#include "nbrun.h"
+#include "internal.h"
 
 static int
 host_run_source(void *ctx, const char *body, size_t first_line)

@@ -14,7 +14,7 @@
 
 #include <string.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 #define TARGET_MODULE "IPython.core.display_functions"
 #define PYPLOT_MODULE "matplotlib.pyplot"

@@ -18,7 +18,7 @@
 #include "apyrun/nbrun.h"
 #include "apyrun/tla.h"
 #include "apyrun/run_report.h"
-#include "nbrun.h"
+#include "internal.h"
 
 /* How a cell ended, for the driver. */
 enum {

@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 /* A tee: sys.stdout or sys.stderr while the notebook runs. */
 typedef struct {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 #define BIG_TEXT APY_NBRUN_BIG_TEXT
 

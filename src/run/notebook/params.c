@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 /* How deep lists and objects of a --params-file value may nest: python's
  * parser takes 200 levels of brackets, no more. */

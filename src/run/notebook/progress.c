@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 #define DIM "\033[2m"
 #define RED "\033[1;31m"

@@ -5,7 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 static int
 runtime_traverse(ApyNbRuntimeObject *self, visitproc visit, void *arg)

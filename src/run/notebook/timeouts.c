@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "nbrun.h"
+#include "internal.h"
 
 /* Seconds between the interrupts of a cell that will not stop. */
 #define GRACE 2.0

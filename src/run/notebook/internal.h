@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to src/run/notebook: the run context shared by the driver
- * (notebook.c), cell compilation (cells.c), output recording (outputs.c,
- * display.c), magics (magics.c), parameters (params.c), timeouts
- * (timeouts.c) and progress (progress.c). Nothing here outlives one
+/* Private to src/run/notebook: the run context (apy_nbrun_t) its files
+ * share, and the apy__nbrun_ functions between them. Nothing outside
+ * src/run/notebook includes it; nothing here outlives one
  * apy_run_notebook() call. */
-#ifndef APYRUN_RUN_NOTEBOOK_NBRUN_H
-#define APYRUN_RUN_NOTEBOOK_NBRUN_H
+#ifndef APYRUN_RUN_NOTEBOOK_INTERNAL_H
+#define APYRUN_RUN_NOTEBOOK_INTERNAL_H
 
 #include <Python.h>
 
