@@ -2,10 +2,10 @@
 /* The one argument parser of the loop's vectorcall methods (level 1):
  * positional arguments, then keywords matched against a tuple of
  * interned parameter names kept in the loop state. The common case (no
- * error, keywords interned as the compiler interns them) is inline, so
- * call_soon(cb, context=ctx) from _asyncio's Task pays no call for it;
- * anything else goes to args.c, which parses again and raises. Private
- * to src/loop. */
+ * error, keywords interned as the compiler interns them or equal to the
+ * names) is inline, so call_soon(cb, context=ctx) from _asyncio's Task
+ * pays no call for it; anything else goes to args.c, which parses again
+ * and raises. Private to src/loop. */
 #ifndef APY_LOOP_ARGS_H
 #define APY_LOOP_ARGS_H
 
@@ -42,6 +42,16 @@ apy__args_parse(const char *fname, PyObject *const *args, Py_ssize_t nargs,
             Py_ssize_t i = 0;
             while (i < nparams && PyTuple_GET_ITEM(params, i) != kw) {
                 i++;
+            }
+            if (i == nparams) {
+                /* Not the interned name: _asyncio's C Task passes
+                 * context= from its own ("context",) tuple, not interned,
+                 * on every step. Names are exact str in a vectorcall. */
+                i = 0;
+                while (i < nparams
+                       && !_PyUnicode_EQ(PyTuple_GET_ITEM(params, i), kw)) {
+                    i++;
+                }
             }
             if (i == nparams || out[i] != NULL) {
                 goto slow;
