@@ -268,15 +268,20 @@ check_name(PyObject *key)
 }
 
 /* Puts "parameter KEY " and the message of the ValueError being raised
- * (then cleared) into err. */
+ * (then cleared) into err. The ValueError is put aside while KEY is
+ * formatted: repr() must not run with an exception set. */
 static void
 value_error_message(PyObject *key, char *err, size_t errlen)
 {
     const char *w = NULL;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
     PyObject *what = PyUnicode_FromFormat("parameter %R ", key);
     if (what != NULL) {
         w = PyUnicode_AsUTF8(what);
     }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
     error_message(w ? w : "parameter ", "out of memory", err, errlen);
     Py_XDECREF(what);
 }
