@@ -82,16 +82,20 @@ static int
 renumber_ast(PyObject *tree, const apy_nb_cell_t *cell, size_t first_line)
 {
     static const char *const attrs[] = {"lineno", "end_lineno"};
-    PyObject *ast = PyImport_ImportModule("ast");
-    PyObject *nodes = ast ? PyObject_CallMethod(ast, "walk", "O", tree)
-                          : NULL;
-    Py_XDECREF(ast);
-    PyObject *it = nodes ? PyObject_GetIter(nodes) : NULL;
-    Py_XDECREF(nodes);
-    if (it == NULL) {
-        return -1;
+    PyObject *ast = NULL, *nodes = NULL, *it = NULL, *node = NULL;
+
+    ast = PyImport_ImportModule("ast");
+    if (ast == NULL) {
+        goto error;
     }
-    PyObject *node;
+    nodes = PyObject_CallMethod(ast, "walk", "O", tree);
+    if (nodes == NULL) {
+        goto error;
+    }
+    it = PyObject_GetIter(nodes);
+    if (it == NULL) {
+        goto error;
+    }
     while ((node = PyIter_Next(it)) != NULL) {
         for (size_t i = 0; i < 2; i++) {
             PyObject *v = PyObject_GetAttrString(node, attrs[i]);
@@ -105,19 +109,31 @@ renumber_ast(PyObject *tree, const apy_nb_cell_t *cell, size_t first_line)
                 continue;
             }
             PyObject *line = PyLong_FromLong(body_line(cell, first_line, k));
-            int rc = line ? PyObject_SetAttrString(node, attrs[i], line)
-                          : -1;
-            Py_XDECREF(line);
+            if (line == NULL) {
+                goto error;
+            }
+            int rc = PyObject_SetAttrString(node, attrs[i], line);
+            Py_DECREF(line);
             if (rc < 0) {
-                Py_DECREF(node);
-                Py_DECREF(it);
-                return -1;
+                goto error;
             }
         }
-        Py_DECREF(node);
+        Py_CLEAR(node);
+    }
+    if (PyErr_Occurred()) {
+        goto error;
     }
     Py_DECREF(it);
-    return PyErr_Occurred() ? -1 : 0;
+    Py_DECREF(nodes);
+    Py_DECREF(ast);
+    return 0;
+
+error:
+    Py_XDECREF(node);
+    Py_XDECREF(it);
+    Py_XDECREF(nodes);
+    Py_XDECREF(ast);
+    return -1;
 }
 
 /* Renumbers the SyntaxError being raised from body lines to JSON lines.
@@ -204,14 +220,23 @@ shift_code(PyObject *code, long by)
         }
         PyTuple_SET_ITEM(consts, i, c);
     }
-    PyObject *replace = PyObject_GetAttrString(code, "replace");
-    PyObject *args = replace ? PyTuple_New(0) : NULL;
-    PyObject *kw = args ? Py_BuildValue("{sNsO}", "co_firstlineno",
-                                        PyLong_FromLong(co->co_firstlineno
-                                                        + by),
-                                        "co_consts", consts)
-                        : NULL;
-    PyObject *r = kw ? PyObject_Call(replace, args, kw) : NULL;
+    PyObject *replace = NULL, *args = NULL, *kw = NULL, *r = NULL;
+    replace = PyObject_GetAttrString(code, "replace");
+    if (replace == NULL) {
+        goto done;
+    }
+    args = PyTuple_New(0);
+    if (args == NULL) {
+        goto done;
+    }
+    kw = Py_BuildValue("{sNsO}", "co_firstlineno",
+                       PyLong_FromLong(co->co_firstlineno + by),
+                       "co_consts", consts);
+    if (kw == NULL) {
+        goto done;
+    }
+    r = PyObject_Call(replace, args, kw);
+done:
     Py_XDECREF(kw);
     Py_XDECREF(args);
     Py_XDECREF(replace);
@@ -256,20 +281,25 @@ last_code_line(const char *text, int *semicolon)
 static int
 may_end_with_expr(PyObject *code, const char *text)
 {
-    PyObject *bytes = PyCode_GetCode((PyCodeObject *)code);
-    PyObject *pos = bytes ? PyObject_CallMethod(code, "co_positions", NULL)
-                          : NULL;
-    PyObject *list = pos ? PySequence_List(pos) : NULL;
-    Py_XDECREF(pos);
+    PyObject *bytes = NULL, *pos = NULL, *list = NULL;
+    int r = 1;
+
+    bytes = PyCode_GetCode((PyCodeObject *)code);
+    if (bytes == NULL) {
+        goto done;
+    }
+    pos = PyObject_CallMethod(code, "co_positions", NULL);
+    if (pos == NULL) {
+        goto done;
+    }
+    list = PySequence_List(pos);
     if (list == NULL) {
-        Py_XDECREF(bytes);
-        PyErr_Clear();
-        return 1;
+        goto done;
     }
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
     Py_ssize_t n = PyBytes_GET_SIZE(bytes);
-    int r = n < 6 || b[n - 2] != RETURN_VALUE || b[n - 4] != LOAD_CONST
-            || b[n - 6] == POP_TOP || b[n - 6] == RESUME;
+    r = n < 6 || b[n - 2] != RETURN_VALUE || b[n - 4] != LOAD_CONST
+        || b[n - 6] == POP_TOP || b[n - 6] == RESUME;
     if (!r) {
         /* co_positions has one entry per code unit. */
         PyObject *last = PyList_GET_SIZE(list) == n / 2
@@ -282,15 +312,19 @@ may_end_with_expr(PyObject *code, const char *text)
         int semicolon;
         long code_line = last_code_line(text, &semicolon);
         /* A cell that is one string compiles to a docstring store. */
+        int has_doc = 1;
         PyObject *doc = PyUnicode_FromString("__doc__");
-        int has_doc = doc ? PySequence_Contains(
-                                ((PyCodeObject *)code)->co_names, doc)
-                          : 1;
-        Py_XDECREF(doc);
+        if (doc != NULL) {
+            has_doc = PySequence_Contains(((PyCodeObject *)code)->co_names,
+                                          doc);
+            Py_DECREF(doc);
+        }
         r = reach < code_line || semicolon || has_doc != 0;
     }
-    Py_DECREF(list);
-    Py_DECREF(bytes);
+done:
+    Py_XDECREF(list);
+    Py_XDECREF(pos);
+    Py_XDECREF(bytes);
     PyErr_Clear();
     return r;
 }
@@ -336,8 +370,11 @@ copy_location(PyObject *node, PyObject *from)
                                         "end_col_offset"};
     for (size_t i = 0; i < 4; i++) {
         PyObject *v = PyObject_GetAttrString(from, attrs[i]);
-        int rc = v ? PyObject_SetAttrString(node, attrs[i], v) : -1;
-        Py_XDECREF(v);
+        if (v == NULL) {
+            return -1;
+        }
+        int rc = PyObject_SetAttrString(node, attrs[i], v);
+        Py_DECREF(v);
         if (rc < 0) {
             return -1;
         }
@@ -353,12 +390,19 @@ copy_location(PyObject *node, PyObject *from)
 static int
 assign_last_expr(PyObject *mod)
 {
-    PyObject *astmod = PyImport_ImportModule("_ast");
-    PyObject *expr_type = astmod ? PyObject_GetAttrString(astmod, "Expr")
-                                 : NULL;
-    PyObject *body = expr_type ? PyObject_GetAttrString(mod, "body") : NULL;
-    PyObject *value = NULL, *name = NULL, *assign = NULL;
+    PyObject *astmod = NULL, *expr_type = NULL, *body = NULL;
+    PyObject *value = NULL, *store = NULL, *name = NULL, *assign = NULL;
     int rc = -1;
+
+    astmod = PyImport_ImportModule("_ast");
+    if (astmod == NULL) {
+        goto done;
+    }
+    expr_type = PyObject_GetAttrString(astmod, "Expr");
+    if (expr_type == NULL) {
+        goto done;
+    }
+    body = PyObject_GetAttrString(mod, "body");
     if (body == NULL) {
         goto done;
     }
@@ -370,26 +414,38 @@ assign_last_expr(PyObject *mod)
         goto done;
     }
     value = PyObject_GetAttrString(last, "value");
-    PyObject *store = value ? PyObject_CallMethod(astmod, "Store", NULL)
-                            : NULL;
-    name = store ? PyObject_CallMethod(astmod, "Name", "sO", RESULT_NAME,
-                                       store)
-                 : NULL;
-    Py_XDECREF(store);
-    PyObject *targets = name ? PyList_New(1) : NULL;
-    if (targets != NULL) {
-        PyList_SET_ITEM(targets, 0, Py_NewRef(name));
-        assign = PyObject_CallMethod(astmod, "Assign", "NO", targets,
-                                     value);
+    if (value == NULL) {
+        goto done;
     }
-    if (assign != NULL && copy_location(name, last) == 0
-        && copy_location(assign, last) == 0
-        && PyList_SetItem(body, n - 1, Py_NewRef(assign)) == 0) {
-        rc = 1;
+    store = PyObject_CallMethod(astmod, "Store", NULL);
+    if (store == NULL) {
+        goto done;
     }
+    name = PyObject_CallMethod(astmod, "Name", "sO", RESULT_NAME, store);
+    Py_CLEAR(store);
+    if (name == NULL) {
+        goto done;
+    }
+    PyObject *targets = PyList_New(1);
+    if (targets == NULL) {
+        goto done;
+    }
+    PyList_SET_ITEM(targets, 0, Py_NewRef(name));
+    assign = PyObject_CallMethod(astmod, "Assign", "NO", targets, value);
+    if (assign == NULL) {
+        goto done;
+    }
+    if (copy_location(name, last) < 0 || copy_location(assign, last) < 0) {
+        goto done;
+    }
+    if (PyList_SetItem(body, n - 1, Py_NewRef(assign)) < 0) {
+        goto done;
+    }
+    rc = 1;
 done:
     Py_XDECREF(assign);
     Py_XDECREF(name);
+    Py_XDECREF(store);
     Py_XDECREF(value);
     Py_XDECREF(body);
     Py_XDECREF(expr_type);
@@ -404,6 +460,25 @@ carry_future(apy_nbrun_t *run, PyObject *code)
     if (code != NULL && PyCode_Check(code)) {
         run->cf_flags |= ((PyCodeObject *)code)->co_flags & PyCF_MASK;
     }
+}
+
+/* Every cell runs in the loop, as in a kernel: the imports of tree (the
+ * cell's module AST) are made to await TLA modules (the cell then awaits
+ * too), and *body is compiled again from tree if any import changed.
+ * 0, or -1 with an exception set (*body is kept, or NULL when the
+ * compile failed). */
+static int
+await_imports(PyObject *tree, PyObject *filename, int flags,
+              PyObject **body)
+{
+    Py_ssize_t n = apy_tla_rewrite_imports(tree);
+    if (n < 0) {
+        return -1;
+    }
+    if (n > 0) {
+        Py_SETREF(*body, compile_node(tree, filename, "exec", flags));
+    }
+    return *body != NULL ? 0 : -1;
 }
 
 /* Compiles source (a cell body starting after cell line first_line) into
@@ -459,18 +534,15 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
         }
         if (rc == 0 && (apy_tla_is_coroutine_code(*body)
                         || strstr(source, "import") != NULL)) {
-            /* Every cell runs in the loop, as in a kernel: its imports
-             * await TLA modules (the cell then awaits too). */
             cf.cf_flags = flags | PyCF_ONLY_AST;
             PyObject *tree = Py_CompileStringObject(text, filename,
                                                     Py_file_input, &cf, -1);
-            Py_ssize_t n = tree ? apy_tla_rewrite_imports(tree) : -1;
-            if (n > 0) {
-                Py_SETREF(*body, compile_node(tree, filename, "exec",
-                                              flags));
+            if (tree == NULL) {
+                rc = -1;
+                goto done;
             }
-            Py_XDECREF(tree);
-            rc = n >= 0 && *body != NULL ? 0 : -1;
+            rc = await_imports(tree, filename, flags, body);
+            Py_DECREF(tree);
         }
         goto done;
     }
@@ -501,13 +573,7 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
         }
         if (rc == 0 && (apy_tla_is_coroutine_code(*body)
                         || strstr(source, "import") != NULL)) {
-            /* Every cell runs in the loop, as in a kernel: its imports
-             * await TLA modules (the cell then awaits too). */
-            Py_ssize_t n = apy_tla_rewrite_imports(mod);
-            if (n > 0) {
-                Py_SETREF(*body, compile_node(mod, filename, "exec", flags));
-            }
-            rc = n >= 0 && *body != NULL ? 0 : -1;
+            rc = await_imports(mod, filename, flags, body);
         }
     }
     Py_DECREF(mod);
@@ -615,9 +681,14 @@ run_plain_in_loop(apy_nbrun_t *run, PyObject *code, PyObject **result)
         return -1;
     }
     pc->future = PyObject_CallMethod(run->loop, "create_future", NULL);
-    step = pc->future ? PyCFunction_New(&plain_cell_def, capsule) : NULL;
-    handle = step ? PyObject_CallMethod(run->loop, "call_soon", "O", step)
-                  : NULL;
+    if (pc->future == NULL) {
+        goto done;
+    }
+    step = PyCFunction_New(&plain_cell_def, capsule);
+    if (step == NULL) {
+        goto done;
+    }
+    handle = PyObject_CallMethod(run->loop, "call_soon", "O", step);
     if (handle == NULL) {
         goto done;
     }
@@ -680,10 +751,12 @@ run_code(apy_nbrun_t *run, PyObject *code, PyObject **result)
     }
     /* The loop must be the current one for every cell. */
     PyObject *asyncio = PyImport_ImportModule("asyncio");
-    PyObject *r = asyncio ? PyObject_CallMethod(asyncio, "set_event_loop",
-                                                "O", run->loop)
-                          : NULL;
-    Py_XDECREF(asyncio);
+    if (asyncio == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(asyncio, "set_event_loop", "O",
+                                      run->loop);
+    Py_DECREF(asyncio);
     if (r == NULL) {
         return -1;
     }
@@ -806,6 +879,33 @@ cache_lines(PyObject *linecache_cache, PyObject *name, PyObject *lines)
     return rc;
 }
 
+/* The injected cell goes into linecache under its own name, with its own
+ * lines. 0 or -1. */
+static int
+cache_injected(PyObject *linecache_cache, const apy_nb_cell_t *cell)
+{
+    PyObject *text = NULL, *own = NULL, *name = NULL;
+    int rc = -1;
+    text = PyUnicode_FromString(cell->source);
+    if (text == NULL) {
+        goto done;
+    }
+    own = PyUnicode_Splitlines(text, 1);
+    if (own == NULL) {
+        goto done;
+    }
+    name = PyUnicode_FromString(INJECTED_NAME);
+    if (name == NULL) {
+        goto done;
+    }
+    rc = cache_lines(linecache_cache, name, own);
+done:
+    Py_XDECREF(name);
+    Py_XDECREF(own);
+    Py_XDECREF(text);
+    return rc;
+}
+
 int
 apy__nbrun_linecache_register(apy_nbrun_t *run)
 {
@@ -833,49 +933,45 @@ apy__nbrun_linecache_register(apy_nbrun_t *run)
             }
         }
     }
-    PyObject *linecache = PyImport_ImportModule("linecache");
-    PyObject *cache = linecache ? PyObject_GetAttrString(linecache, "cache")
-                                : NULL;
-    Py_XDECREF(linecache);
-    PyObject *lines = cache ? PyList_New(last) : NULL;
-    if (lines == NULL) {
-        Py_XDECREF(cache);
-        free(uses);
-        return -1;
+    PyObject *linecache = NULL, *cache = NULL, *lines = NULL;
+    int rc = -1;
+    linecache = PyImport_ImportModule("linecache");
+    if (linecache == NULL) {
+        goto done;
     }
-    int rc = 0;
-    for (Py_ssize_t i = 0; i < last && rc == 0; i++) {
+    cache = PyObject_GetAttrString(linecache, "cache");
+    if (cache == NULL) {
+        goto done;
+    }
+    lines = PyList_New(last);
+    if (lines == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < last; i++) {
         PyObject *nl = PyUnicode_FromString("\n");
         if (nl == NULL) {
-            rc = -1;
-        } else {
-            PyList_SET_ITEM(lines, i, nl);
+            goto done;
         }
+        PyList_SET_ITEM(lines, i, nl);
     }
-    for (size_t i = 0; i < run->nb.ncells && rc == 0; i++) {
+    for (size_t i = 0; i < run->nb.ncells; i++) {
         const apy_nb_cell_t *cell = &run->nb.cells[i];
         if (cell->kind != APY_NB_CODE) {
             continue;
         }
         if (cell->nlines > 0) {
-            rc = place_lines(lines, uses, cell);
-        } else {
-            /* The injected cell: its own name, its own lines. */
-            PyObject *text = PyUnicode_FromString(cell->source);
-            PyObject *own = text ? PyUnicode_Splitlines(text, 1) : NULL;
-            PyObject *name = own ? PyUnicode_FromString(INJECTED_NAME)
-                                 : NULL;
-            rc = name ? cache_lines(cache, name, own) : -1;
-            Py_XDECREF(name);
-            Py_XDECREF(own);
-            Py_XDECREF(text);
+            if (place_lines(lines, uses, cell) < 0) {
+                goto done;
+            }
+        } else if (cache_injected(cache, cell) < 0) {
+            goto done;
         }
     }
-    if (rc == 0) {
-        rc = cache_lines(cache, run->path, lines);
-    }
-    Py_DECREF(lines);
-    Py_DECREF(cache);
+    rc = cache_lines(cache, run->path, lines);
+done:
+    Py_XDECREF(lines);
+    Py_XDECREF(cache);
+    Py_XDECREF(linecache);
     free(uses);
     return rc;
 }

@@ -176,15 +176,23 @@ setup_main(apy_nbrun_t *run, const char *abs_path)
     char *slash = strrchr(dir, '/');
     slash[slash == dir ? 1 : 0] = '\0';
     char *real = realpath(dir, NULL);
+    int rc = -1;
     PyObject *path0 = PyUnicode_DecodeFSDefault(real ? real : dir);
     free(real);
-    int rc = path0 ? apy_run_set_path0(run->config, path0) : -1;
-    Py_XDECREF(path0);
+    if (path0 == NULL) {
+        goto done;
+    }
+    rc = apy_run_set_path0(run->config, path0);
+    Py_DECREF(path0);
+    if (rc != 0) {
+        goto done;
+    }
     const char *cwd = run->opts->cwd != NULL ? run->opts->cwd : dir;
-    if (rc == 0 && chdir(cwd) < 0) {
+    if (chdir(cwd) < 0) {
         fprintf(stderr, "apyrun: --cwd %s: %s\n", cwd, strerror(errno));
         rc = 2;
     }
+done:
     free(dir);
     return rc;
 }
@@ -195,22 +203,29 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
 {
     apy_nbrun_cell_t *c = &run->cells[i];
     int has_outputs = c->outputs != NULL && PyList_GET_SIZE(c->outputs) > 0;
-    PyObject *streams = NULL;
-    /* No outputs (most cells) need no JSON: NULL is "[]". */
-    PyObject *json = has_outputs ? apy__nbrun_outputs_json(c->outputs,
-                                                           &streams,
-                                                           run->spill_dir)
-                                 : NULL;
-    Py_ssize_t len = 0, n = streams ? PyList_GET_SIZE(streams) : 0;
-    const char *text = json ? PyUnicode_AsUTF8AndSize(json, &len) : NULL;
-    apy_nb_stream_t **big = n > 0 ? PyMem_Calloc((size_t)n, sizeof(*big))
-                                  : NULL;
+    PyObject *streams = NULL, *json = NULL;
+    const char *text = NULL;
+    apy_nb_stream_t **big = NULL;
+    Py_ssize_t len = 0, n = 0;
     int rc = -1;
-    if ((has_outputs && text == NULL) || (n > 0 && big == NULL)) {
-        PyErr_Clear();
-        snprintf(err, errlen, "cannot record the outputs of cell %zu",
-                 i + 1);
-        goto done;
+    /* No outputs (most cells) need no JSON: NULL is "[]". */
+    if (has_outputs) {
+        json = apy__nbrun_outputs_json(c->outputs, &streams,
+                                       run->spill_dir);
+        if (json == NULL) {
+            goto unrecorded;
+        }
+        text = PyUnicode_AsUTF8AndSize(json, &len);
+        if (text == NULL) {
+            goto unrecorded;
+        }
+        n = streams != NULL ? PyList_GET_SIZE(streams) : 0;
+    }
+    if (n > 0) {
+        big = PyMem_Calloc((size_t)n, sizeof(*big));
+        if (big == NULL) {
+            goto unrecorded;
+        }
     }
     for (Py_ssize_t k = 0; k < n; k++) {
         big[k] = apy__nbrun_big_stream(PyList_GET_ITEM(streams, k));
@@ -230,6 +245,11 @@ set_result(apy_nbrun_t *run, size_t i, char *err, size_t errlen)
     };
     rc = apy_nb_set_result(&run->nb, &res, err, errlen) < 0 ? -1 : 0;
     c->dirty = 0;
+    goto done;
+
+unrecorded:
+    PyErr_Clear();
+    snprintf(err, errlen, "cannot record the outputs of cell %zu", i + 1);
 done:
     PyMem_Free(big);
     Py_XDECREF(streams);
@@ -386,42 +406,84 @@ report_exception(apy_nbrun_t *run)
     if (tb != NULL) {
         PyException_SetTraceback(value, tb);
     }
-    PyObject *traceback = PyImport_ImportModule("traceback");
-    PyObject *lines = traceback ? PyObject_CallMethod(
-                                      traceback, "format_exception", "O",
-                                      value)
-                                : NULL;
-    Py_XDECREF(traceback);
-    PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
-    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
-    Py_XDECREF(empty);
-    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
-    if (utf8 != NULL) {
-        PyObject *out = PySys_GetObject("stdout"); /* borrowed */
-        PyObject *r = out && out != Py_None
-                          ? PyObject_CallMethod(out, "flush", NULL) : NULL;
-        Py_XDECREF(r);
-        PyErr_Clear();
-        apy__nbrun_write_real(run, APY_NBRUN_STDERR, utf8);
-    } else {
-        /* The traceback module failed: python's own printer still
-         * tells what happened. */
-        PyErr_Clear();
-        Py_INCREF(type);
-        Py_INCREF(value);
-        Py_XINCREF(tb);
-        PyErr_Restore(type, value, tb);
-        PyErr_Print();
+    PyObject *traceback = NULL, *lines = NULL, *empty = NULL, *text = NULL;
+    const char *utf8;
+    traceback = PyImport_ImportModule("traceback");
+    if (traceback == NULL) {
+        goto print;
     }
+    lines = PyObject_CallMethod(traceback, "format_exception", "O", value);
+    if (lines == NULL) {
+        goto print;
+    }
+    empty = PyUnicode_FromString("");
+    if (empty == NULL) {
+        goto print;
+    }
+    text = PyUnicode_Join(empty, lines);
+    if (text == NULL) {
+        goto print;
+    }
+    utf8 = PyUnicode_AsUTF8(text);
+    if (utf8 == NULL) {
+        goto print;
+    }
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    if (out != NULL && out != Py_None) {
+        PyObject *r = PyObject_CallMethod(out, "flush", NULL);
+        Py_XDECREF(r);
+    }
+    PyErr_Clear();
+    apy__nbrun_write_real(run, APY_NBRUN_STDERR, utf8);
+    goto record;
+
+print:
+    /* The traceback module failed: python's own printer still tells what
+     * happened. */
+    PyErr_Clear();
+    Py_INCREF(type);
+    Py_INCREF(value);
+    Py_XINCREF(tb);
+    PyErr_Restore(type, value, tb);
+    PyErr_Print();
+record:
     if (lines != NULL && apy__nbrun_record_error(run, value, lines) < 0) {
         PyErr_Clear();
     }
     Py_XDECREF(text);
+    Py_XDECREF(empty);
     Py_XDECREF(lines);
+    Py_XDECREF(traceback);
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
     PyErr_Clear();
+}
+
+/* Records a RuntimeError "top-level await never completed" as the error
+ * output of cell run->cur. Keeps no exception. */
+static void
+record_never_completed(apy_nbrun_t *run)
+{
+    PyObject *exc = NULL, *lines = NULL;
+    exc = PyObject_CallFunction(PyExc_RuntimeError, "s",
+                                "top-level await never completed");
+    if (exc == NULL) {
+        goto error;
+    }
+    lines = Py_BuildValue("[s]", "RuntimeError: top-level await never "
+                                 "completed\n");
+    if (lines == NULL || apy__nbrun_record_error(run, exc, lines) < 0) {
+        goto error;
+    }
+    goto done;
+
+error:
+    /* Whatever failed, the cell is reported as failed all the same. */
+    PyErr_Clear();
+done:
+    Py_XDECREF(lines);
+    Py_XDECREF(exc);
 }
 
 /* Classifies and reports how cell run->cur failed (rc from the cell
@@ -431,17 +493,7 @@ cell_failed(apy_nbrun_t *run, int rc, int *exitcode)
 {
     if (rc == -2) {
         /* Reported on stderr already; the notebook gets an error too. */
-        PyObject *exc = PyObject_CallFunction(
-            PyExc_RuntimeError, "s", "top-level await never completed");
-        PyObject *lines = exc ? Py_BuildValue(
-                                    "[s]", "RuntimeError: top-level await "
-                                    "never completed\n")
-                              : NULL;
-        if (lines == NULL || apy__nbrun_record_error(run, exc, lines) < 0) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(lines);
-        Py_XDECREF(exc);
+        record_never_completed(run);
         apy__nbrun_report_cell(run, "top-level await never completed");
         return CELL_ERROR;
     }
@@ -573,6 +625,33 @@ close_loop(apy_nbrun_t *run)
     return rc == 0 ? 0 : 1;
 }
 
+/* os.environ["MPLBACKEND"] = "Agg", since os.environ does not see a
+ * setenv() made after it was read. 0, or -1 with an exception set. */
+static int
+set_environ_agg(void)
+{
+    PyObject *os = NULL, *environ = NULL, *v = NULL;
+    int rc = -1;
+    os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        goto done;
+    }
+    environ = PyObject_GetAttrString(os, "environ");
+    if (environ == NULL) {
+        goto done;
+    }
+    v = PyUnicode_FromString("Agg");
+    if (v == NULL) {
+        goto done;
+    }
+    rc = PyMapping_SetItemString(environ, "MPLBACKEND", v);
+done:
+    Py_XDECREF(v);
+    Py_XDECREF(environ);
+    Py_XDECREF(os);
+    return rc;
+}
+
 /* Everything before the first cell. Returns 0, or an exit code. */
 static int
 prepare(apy_nbrun_t *run, const char *abs_path)
@@ -604,15 +683,7 @@ prepare(apy_nbrun_t *run, const char *abs_path)
     if (getenv("MPLBACKEND") == NULL) {
         run->mpl_default = 1;
         setenv("MPLBACKEND", "Agg", 0);
-        PyObject *os = PyImport_ImportModule("os");
-        PyObject *environ = os ? PyObject_GetAttrString(os, "environ")
-                               : NULL;
-        PyObject *v = environ ? PyUnicode_FromString("Agg") : NULL;
-        rc = v ? PyMapping_SetItemString(environ, "MPLBACKEND", v) : -1;
-        Py_XDECREF(v);
-        Py_XDECREF(environ);
-        Py_XDECREF(os);
-        if (rc < 0) {
+        if (set_environ_agg() < 0) {
             return -1;
         }
     }
@@ -637,8 +708,11 @@ static int
 load(apy_nbrun_t *run, char **abs_path, PyObject **fsname)
 {
     PyObject *name = PyUnicode_FromWideChar(run->config->run_filename, -1);
-    *fsname = name ? PyUnicode_EncodeFSDefault(name) : NULL;
-    Py_XDECREF(name);
+    *fsname = NULL;
+    if (name != NULL) {
+        *fsname = PyUnicode_EncodeFSDefault(name);
+        Py_DECREF(name);
+    }
     if (*fsname == NULL) {
         PyErr_Print();
         return 2;

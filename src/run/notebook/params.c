@@ -75,34 +75,51 @@ render(PyObject *value, int depth)
                      MAX_NESTING);
         return NULL;
     }
-    PyObject *parts = PyList_New(0);
+    PyObject *parts = NULL, *part = NULL, *k = NULL, *v = NULL;
+    PyObject *sep = NULL, *inner = NULL, *text = NULL;
     PyObject *key, *item;
     Py_ssize_t pos = 0, i = 0;
-    while (parts != NULL
-           && (is_list ? i < PyList_GET_SIZE(value)
-                       : PyDict_Next(value, &pos, &key, &item))) {
-        PyObject *part;
+    parts = PyList_New(0);
+    if (parts == NULL) {
+        goto done;
+    }
+    while (is_list ? i < PyList_GET_SIZE(value)
+                   : PyDict_Next(value, &pos, &key, &item)) {
         if (is_list) {
             part = render(PyList_GET_ITEM(value, i++), depth + 1);
         } else {
-            PyObject *k = PyObject_Repr(key);
-            PyObject *v = k ? render(item, depth + 1) : NULL;
-            part = v ? PyUnicode_FromFormat("%U: %U", k, v) : NULL;
-            Py_XDECREF(k);
-            Py_XDECREF(v);
+            k = PyObject_Repr(key);
+            if (k == NULL) {
+                goto done;
+            }
+            v = render(item, depth + 1);
+            if (v == NULL) {
+                goto done;
+            }
+            part = PyUnicode_FromFormat("%U: %U", k, v);
+            Py_CLEAR(k);
+            Py_CLEAR(v);
         }
         if (part == NULL || PyList_Append(parts, part) < 0) {
-            Py_CLEAR(parts);
+            goto done;
         }
-        Py_XDECREF(part);
+        Py_CLEAR(part);
     }
-    PyObject *sep = parts ? PyUnicode_FromString(", ") : NULL;
-    PyObject *inner = sep ? PyUnicode_Join(sep, parts) : NULL;
-    PyObject *text = inner ? PyUnicode_FromFormat(is_list ? "[%U]" : "{%U}",
-                                                  inner)
-                           : NULL;
+    sep = PyUnicode_FromString(", ");
+    if (sep == NULL) {
+        goto done;
+    }
+    inner = PyUnicode_Join(sep, parts);
+    if (inner == NULL) {
+        goto done;
+    }
+    text = PyUnicode_FromFormat(is_list ? "[%U]" : "{%U}", inner);
+done:
     Py_XDECREF(inner);
     Py_XDECREF(sep);
+    Py_XDECREF(v);
+    Py_XDECREF(k);
+    Py_XDECREF(part);
     Py_XDECREF(parts);
     return text;
 }
@@ -113,10 +130,18 @@ static void
 error_message(const char *what, const char *fallback, char *err,
               size_t errlen)
 {
-    PyObject *type, *value, *tb;
+    PyObject *type, *value, *tb, *msg = NULL;
+    const char *m = NULL;
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *msg = value ? PyObject_Str(value) : NULL;
-    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    if (value == NULL) {
+        goto done;
+    }
+    msg = PyObject_Str(value);
+    if (msg == NULL) {
+        goto done;
+    }
+    m = PyUnicode_AsUTF8(msg);
+done:
     snprintf(err, errlen, "%s%s", what, m ? m : fallback);
     Py_XDECREF(msg);
     Py_XDECREF(type);
@@ -130,45 +155,67 @@ static int
 load_params_file(const char *path, PyObject *params, char *err,
                  size_t errlen)
 {
-    PyObject *io = PyImport_ImportModule("io");
-    PyObject *json = io ? PyImport_ImportModule("json") : NULL;
-    PyObject *open = json ? PyObject_GetAttrString(io, "open") : NULL;
-    PyObject *kw = open ? Py_BuildValue("{ss}", "encoding", "utf-8") : NULL;
-    PyObject *args = kw ? Py_BuildValue("(s)", path) : NULL;
-    PyObject *f = args ? PyObject_Call(open, args, kw) : NULL;
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
-    Py_XDECREF(open);
-    PyObject *obj = f ? PyObject_CallMethod(json, "load", "O", f) : NULL;
-    if (f != NULL) {
-        /* Closed whatever json.load did, its exception kept. */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyObject *r = PyObject_CallMethod(f, "close", NULL);
-        Py_XDECREF(r);
-        PyErr_Clear();
-        PyErr_Restore(type, value, tb);
-    }
-    Py_XDECREF(f);
-    Py_XDECREF(json);
-    Py_XDECREF(io);
+    PyObject *io = NULL, *json = NULL, *open = NULL, *kw = NULL;
+    PyObject *args = NULL, *f = NULL, *obj = NULL;
+    char what[320];
     int rc = -1;
+    io = PyImport_ImportModule("io");
+    if (io == NULL) {
+        goto unreadable;
+    }
+    json = PyImport_ImportModule("json");
+    if (json == NULL) {
+        goto unreadable;
+    }
+    open = PyObject_GetAttrString(io, "open");
+    if (open == NULL) {
+        goto unreadable;
+    }
+    kw = Py_BuildValue("{ss}", "encoding", "utf-8");
+    if (kw == NULL) {
+        goto unreadable;
+    }
+    args = Py_BuildValue("(s)", path);
+    if (args == NULL) {
+        goto unreadable;
+    }
+    f = PyObject_Call(open, args, kw);
+    if (f == NULL) {
+        goto unreadable;
+    }
+    obj = PyObject_CallMethod(json, "load", "O", f);
+    /* Closed whatever json.load did, its exception kept. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethod(f, "close", NULL);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
     if (obj == NULL) {
-        char what[320];
-        snprintf(what, sizeof(what), "--params-file %s: ", path);
-        error_message(what, "cannot be read", err, errlen);
-        return -1;
+        goto unreadable;
     }
     if (!PyDict_Check(obj)) {
         snprintf(err, errlen, "--params-file %s: not a JSON object", path);
-    } else {
-        rc = PyDict_Update(params, obj);
-        if (rc < 0) {
-            PyErr_Clear();
-            snprintf(err, errlen, "--params-file %s: cannot be read", path);
-        }
+        goto done;
     }
-    Py_DECREF(obj);
+    rc = PyDict_Update(params, obj);
+    if (rc < 0) {
+        PyErr_Clear();
+        snprintf(err, errlen, "--params-file %s: cannot be read", path);
+    }
+    goto done;
+
+unreadable:
+    snprintf(what, sizeof(what), "--params-file %s: ", path);
+    error_message(what, "cannot be read", err, errlen);
+done:
+    Py_XDECREF(obj);
+    Py_XDECREF(f);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(open);
+    Py_XDECREF(json);
+    Py_XDECREF(io);
     return rc;
 }
 
@@ -182,10 +229,11 @@ check_name(PyObject *key)
     int ok = PyUnicode_Check(key) && PyUnicode_IsIdentifier(key);
     if (ok) {
         PyObject *keyword = PyImport_ImportModule("keyword");
-        PyObject *r = keyword ? PyObject_CallMethod(keyword, "iskeyword",
-                                                    "O", key)
-                              : NULL;
-        Py_XDECREF(keyword);
+        if (keyword == NULL) {
+            return -1;
+        }
+        PyObject *r = PyObject_CallMethod(keyword, "iskeyword", "O", key);
+        Py_DECREF(keyword);
         if (r == NULL) {
             return -1;
         }
@@ -202,10 +250,11 @@ check_name(PyObject *key)
         return 0;
     }
     PyObject *ud = PyImport_ImportModule("unicodedata");
-    PyObject *nfkc = ud ? PyObject_CallMethod(ud, "normalize", "sO", "NFKC",
-                                              key)
-                        : NULL;
-    Py_XDECREF(ud);
+    if (ud == NULL) {
+        return -1;
+    }
+    PyObject *nfkc = PyObject_CallMethod(ud, "normalize", "sO", "NFKC", key);
+    Py_DECREF(ud);
     if (nfkc == NULL) {
         return -1;
     }
@@ -218,74 +267,99 @@ check_name(PyObject *key)
     return same;
 }
 
+/* Puts "parameter KEY " and the message of the ValueError being raised
+ * (then cleared) into err. The ValueError is put aside while KEY is
+ * formatted: repr() must not run with an exception set. */
+static void
+value_error_message(PyObject *key, char *err, size_t errlen)
+{
+    const char *w = NULL;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *what = PyUnicode_FromFormat("parameter %R ", key);
+    if (what != NULL) {
+        w = PyUnicode_AsUTF8(what);
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    error_message(w ? w : "parameter ", "out of memory", err, errlen);
+    Py_XDECREF(what);
+}
+
 char *
 apy__nbrun_params_source(const apy_options_t *opts, char *err, size_t errlen)
 {
+    PyObject *params = NULL, *k = NULL, *v = NULL, *text = NULL;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    char *out = NULL;
     err[0] = '\0';
     if (opts->params_file == NULL && opts->nparams == 0) {
         return NULL;
     }
-    PyObject *params = PyDict_New();
+    params = PyDict_New();
     if (params == NULL) {
-        goto nomem;
+        goto done;
     }
+    /* A failed load leaves its message in err. */
     if (opts->params_file != NULL
         && load_params_file(opts->params_file, params, err, errlen) < 0) {
-        Py_DECREF(params);
-        return NULL;
+        goto done;
     }
     for (size_t i = 0; i < opts->nparams; i++) {
         /* Names decoded as python decodes argv: bytes that are not UTF-8
          * make a name that is no identifier, reported as such. */
-        PyObject *k = PyUnicode_DecodeFSDefault(opts->params[i].name);
-        PyObject *v = k ? typed_value(opts->params[i].value) : NULL;
-        int rc = v ? PyDict_SetItem(params, k, v) : -1;
-        Py_XDECREF(k);
-        Py_XDECREF(v);
-        if (rc < 0) {
-            Py_DECREF(params);
-            goto nomem;
+        k = PyUnicode_DecodeFSDefault(opts->params[i].name);
+        if (k == NULL) {
+            goto done;
         }
+        v = typed_value(opts->params[i].value);
+        if (v == NULL || PyDict_SetItem(params, k, v) < 0) {
+            goto done;
+        }
+        Py_CLEAR(k);
+        Py_CLEAR(v);
     }
-    PyObject *text = PyUnicode_FromString("# Parameters\n");
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (text != NULL && PyDict_Next(params, &pos, &key, &value)) {
+    text = PyUnicode_FromString("# Parameters\n");
+    if (text == NULL) {
+        goto done;
+    }
+    while (PyDict_Next(params, &pos, &key, &value)) {
         int ok = check_name(key);
         if (ok <= 0) {
             error_message(ok == 0 ? "parameter name " : "", "out of memory",
                           err, errlen);
-            Py_CLEAR(text);
-            break;
+            goto done;
         }
         PyObject *src = render(value, 0);
-        if (src == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
-            PyObject *what = PyUnicode_FromFormat("parameter %R ", key);
-            const char *w = what ? PyUnicode_AsUTF8(what) : NULL;
-            error_message(w ? w : "parameter ", "out of memory", err,
-                          errlen);
-            Py_XDECREF(what);
-            Py_CLEAR(text);
-            break;
+        if (src == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                value_error_message(key, err, errlen);
+            }
+            goto done;
         }
-        PyObject *line = src ? PyUnicode_FromFormat("%U = %U\n", key, src)
-                             : NULL;
-        Py_XDECREF(src);
+        PyObject *line = PyUnicode_FromFormat("%U = %U\n", key, src);
+        Py_DECREF(src);
         if (line == NULL) {
-            Py_CLEAR(text);
-            break;
+            goto done;
         }
         PyUnicode_AppendAndDel(&text, line);
+        if (text == NULL) {
+            goto done;
+        }
     }
-    Py_DECREF(params);
-    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
-    char *out = utf8 ? strdup(utf8) : NULL;
+    const char *utf8 = PyUnicode_AsUTF8(text);
+    if (utf8 != NULL) {
+        out = strdup(utf8);
+    }
+done:
     Py_XDECREF(text);
-    if (out != NULL || err[0] != '\0') {
-        return out;
+    Py_XDECREF(v);
+    Py_XDECREF(k);
+    Py_XDECREF(params);
+    if (out == NULL && err[0] == '\0') {
+        PyErr_Clear();
+        snprintf(err, errlen, "out of memory");
     }
-nomem:
-    PyErr_Clear();
-    snprintf(err, errlen, "out of memory");
-    return NULL;
+    return out;
 }
