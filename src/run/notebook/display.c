@@ -354,7 +354,13 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
     }
     int rc = -1;
     PyObject *nums = PyObject_CallMethod(plt, "get_fignums", NULL);
-    if (nums == NULL || !PyList_Check(nums)) {
+    if (nums == NULL) {
+        goto done;
+    }
+    if (!PyList_Check(nums)) {
+        PyErr_Format(PyExc_TypeError,
+                     "pyplot.get_fignums() returned %.200s, not a list",
+                     Py_TYPE(nums)->tp_name);
         goto done;
     }
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
