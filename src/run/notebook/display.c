@@ -296,6 +296,9 @@ runtime_show_figures(ApyNbRuntimeObject *self, PyObject *args,
                                              : NULL;
     int agg = b != NULL && strcasecmp(b, "agg") == 0;
     Py_DECREF(backend);
+    if (b == NULL && PyErr_Occurred()) {
+        return NULL; /* a backend name that is no UTF-8 */
+    }
     if (agg && self->run != NULL) {
         if (apy__nbrun_flush_figures(self->run) < 0) {
             return NULL;
