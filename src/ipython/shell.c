@@ -105,8 +105,11 @@ apy__ipy_expand(PyObject *globals, PyObject *cmd)
                 j++;
             }
             PyObject *piece = PyUnicode_DecodeUTF8(s + i, j - i, "replace");
-            int rc = piece ? _PyUnicodeWriter_WriteStr(&w, piece) : -1;
-            Py_XDECREF(piece);
+            if (piece == NULL) {
+                goto fail;
+            }
+            int rc = _PyUnicodeWriter_WriteStr(&w, piece);
+            Py_DECREF(piece);
             if (rc < 0) {
                 goto fail;
             }
@@ -114,8 +117,11 @@ apy__ipy_expand(PyObject *globals, PyObject *cmd)
             continue;
         }
         PyObject *v = eval_text(globals, expr, elen);
-        PyObject *str = v ? PyObject_Str(v) : NULL;
-        Py_XDECREF(v);
+        if (v == NULL) {
+            goto unchanged;
+        }
+        PyObject *str = PyObject_Str(v);
+        Py_DECREF(v);
         if (str == NULL) {
             goto unchanged;
         }
@@ -173,8 +179,10 @@ pipe_fd(PyObject *proc, const char *name)
     int fd = -1;
     if (f != NULL && f != Py_None) {
         PyObject *r = PyObject_CallMethod(f, "fileno", NULL);
-        fd = r ? (int)PyLong_AsLong(r) : -1;
-        Py_XDECREF(r);
+        if (r != NULL) {
+            fd = (int)PyLong_AsLong(r);
+            Py_DECREF(r);
+        }
     }
     Py_XDECREF(f);
     PyErr_Clear();
@@ -312,8 +320,11 @@ PyObject *
 apy__ipy_system(PyObject *globals, PyObject *cmd)
 {
     PyObject *expanded = apy__ipy_expand(globals, cmd);
-    PyObject *proc = expanded ? apy__ipy_shell_start(expanded, 1, 1) : NULL;
-    Py_XDECREF(expanded);
+    if (expanded == NULL) {
+        return NULL;
+    }
+    PyObject *proc = apy__ipy_shell_start(expanded, 1, 1);
+    Py_DECREF(expanded);
     if (proc == NULL) {
         return NULL;
     }
@@ -329,56 +340,81 @@ apy__ipy_system(PyObject *globals, PyObject *cmd)
 PyObject *
 apy__ipy_getoutput(PyObject *globals, PyObject *cmd)
 {
-    PyObject *expanded = apy__ipy_expand(globals, cmd);
-    PyObject *proc = expanded ? apy__ipy_shell_start(expanded, 1, 1) : NULL;
-    Py_XDECREF(expanded);
-    PyObject *parts = proc ? PyList_New(0) : NULL;
+    PyObject *expanded = NULL, *proc = NULL, *parts = NULL;
+    PyObject *empty = NULL, *text = NULL, *lines = NULL;
+    expanded = apy__ipy_expand(globals, cmd);
+    if (expanded == NULL) {
+        goto done;
+    }
+    proc = apy__ipy_shell_start(expanded, 1, 1);
+    Py_CLEAR(expanded);
+    if (proc == NULL) {
+        goto done;
+    }
+    parts = PyList_New(0);
     if (parts == NULL) {
-        Py_XDECREF(proc);
-        return NULL;
+        goto done;
     }
     int status = apy__ipy_shell_pump(proc, parts);
-    Py_DECREF(proc);
+    Py_CLEAR(proc);
     if (status == -1000) {
-        Py_DECREF(parts);
-        return NULL;
+        goto done;
     }
     apy__ipy_set_exit_code(globals, status);
-    PyObject *empty = PyUnicode_FromString("");
-    PyObject *text = empty ? PyUnicode_Join(empty, parts) : NULL;
-    Py_XDECREF(empty);
-    Py_DECREF(parts);
-    PyObject *lines = text ? PyUnicode_Splitlines(text, 0) : NULL;
+    empty = PyUnicode_FromString("");
+    if (empty == NULL) {
+        goto done;
+    }
+    text = PyUnicode_Join(empty, parts);
+    if (text == NULL) {
+        goto done;
+    }
+    lines = PyUnicode_Splitlines(text, 0);
+done:
     Py_XDECREF(text);
+    Py_XDECREF(empty);
+    Py_XDECREF(parts);
+    Py_XDECREF(proc);
+    Py_XDECREF(expanded);
     return lines;
 }
 
 int
 apy__ipy_run_script(const char *shell, const char *body)
 {
-    PyObject *argv = Py_BuildValue("[sss]", shell, "-c", body);
-    PyObject *proc = argv ? apy__ipy_shell_start(argv, 0, 0) : NULL;
+    PyObject *argv = NULL, *proc = NULL, *subprocess = NULL, *err = NULL;
+    int rc = -1;
+    argv = Py_BuildValue("[sss]", shell, "-c", body);
+    if (argv == NULL) {
+        goto done;
+    }
+    proc = apy__ipy_shell_start(argv, 0, 0);
     if (proc == NULL) {
-        Py_XDECREF(argv);
-        return -1;
+        goto done;
     }
     int status = apy__ipy_shell_pump(proc, NULL);
-    Py_DECREF(proc);
-    if (status == -1000 || status == 0) {
-        Py_DECREF(argv);
-        return status == 0 ? 0 : -1;
+    Py_CLEAR(proc);
+    if (status == -1000) {
+        goto done;
     }
-    PyObject *subprocess = PyImport_ImportModule("subprocess");
-    PyObject *err = subprocess
-                        ? PyObject_CallMethod(subprocess,
-                                              "CalledProcessError", "is",
-                                              status, body)
-                        : NULL;
+    if (status == 0) {
+        rc = 0;
+        goto done;
+    }
+    subprocess = PyImport_ImportModule("subprocess");
+    if (subprocess == NULL) {
+        goto done;
+    }
+    err = PyObject_CallMethod(subprocess, "CalledProcessError", "is",
+                              status, body);
+    if (err == NULL) {
+        goto done;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+done:
+    Py_XDECREF(err);
     Py_XDECREF(subprocess);
-    Py_DECREF(argv);
-    if (err != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
-        Py_DECREF(err);
-    }
-    return -1;
+    Py_XDECREF(proc);
+    Py_XDECREF(argv);
+    return rc;
 }
