@@ -189,6 +189,21 @@ pipe_fd(PyObject *proc, const char *name)
     return fd;
 }
 
+/* Writes text to the stream out, then flushes it. 0, or -1 with an
+ * exception set when the write failed; a failed flush is ignored (the
+ * text was written). */
+static int
+write_flush(PyObject *out, PyObject *text)
+{
+    if (PyFile_WriteObject(text, out, Py_PRINT_RAW) < 0) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(out, "flush", NULL);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return 0;
+}
+
 int
 apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
 {
@@ -251,12 +266,7 @@ apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
                 } else {
                     PyObject *out = PySys_GetObject(names[i]); /* borrowed */
                     if (out != NULL && out != Py_None) {
-                        rc = PyFile_WriteObject(text, out, Py_PRINT_RAW);
-                        PyObject *f = rc == 0 ? PyObject_CallMethod(
-                                                    out, "flush", NULL)
-                                              : NULL;
-                        Py_XDECREF(f);
-                        PyErr_Clear();
+                        rc = write_flush(out, text);
                     }
                 }
             }
