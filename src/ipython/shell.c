@@ -147,27 +147,42 @@ fail:
 PyObject *
 apy__ipy_shell_start(PyObject *argv, int merge, int shell)
 {
-    PyObject *subprocess = PyImport_ImportModule("subprocess");
+    PyObject *subprocess = NULL, *pipe = NULL, *stdout_ = NULL;
+    PyObject *popen_cls = NULL, *kw = NULL, *args = NULL, *proc = NULL;
+    subprocess = PyImport_ImportModule("subprocess");
     if (subprocess == NULL) {
-        return NULL;
+        goto done;
     }
-    PyObject *pipe = PyObject_GetAttrString(subprocess, "PIPE");
-    PyObject *stdout_ = PyObject_GetAttrString(subprocess, "STDOUT");
-    PyObject *popen_cls = PyObject_GetAttrString(subprocess, "Popen");
-    PyObject *kw = NULL, *args = NULL, *proc = NULL;
-    if (pipe != NULL && stdout_ != NULL && popen_cls != NULL) {
-        kw = Py_BuildValue("{sOsOsO}", "stdout", pipe, "stderr",
-                           merge ? stdout_ : pipe, "shell",
-                           shell ? Py_True : Py_False);
+    pipe = PyObject_GetAttrString(subprocess, "PIPE");
+    if (pipe == NULL) {
+        goto done;
     }
-    args = kw ? PyTuple_Pack(1, argv) : NULL;
-    proc = args ? PyObject_Call(popen_cls, args, kw) : NULL;
+    stdout_ = PyObject_GetAttrString(subprocess, "STDOUT");
+    if (stdout_ == NULL) {
+        goto done;
+    }
+    popen_cls = PyObject_GetAttrString(subprocess, "Popen");
+    if (popen_cls == NULL) {
+        goto done;
+    }
+    kw = Py_BuildValue("{sOsOsO}", "stdout", pipe, "stderr",
+                       merge ? stdout_ : pipe, "shell",
+                       shell ? Py_True : Py_False);
+    if (kw == NULL) {
+        goto done;
+    }
+    args = PyTuple_Pack(1, argv);
+    if (args == NULL) {
+        goto done;
+    }
+    proc = PyObject_Call(popen_cls, args, kw);
+done:
     Py_XDECREF(args);
     Py_XDECREF(kw);
     Py_XDECREF(popen_cls);
     Py_XDECREF(stdout_);
     Py_XDECREF(pipe);
-    Py_DECREF(subprocess);
+    Py_XDECREF(subprocess);
     return proc;
 }
 
@@ -204,6 +219,33 @@ write_flush(PyObject *out, PyObject *text)
     return 0;
 }
 
+/* Puts two new incremental UTF-8 decoders (errors="replace") into dec.
+ * 0, or -1 with an exception set (then dec may hold one). */
+static int
+make_decoders(PyObject *dec[2])
+{
+    PyObject *codecs = PyImport_ImportModule("codecs");
+    if (codecs == NULL) {
+        return -1;
+    }
+    PyObject *factory = PyObject_CallMethod(codecs, "getincrementaldecoder",
+                                            "s", "utf-8");
+    Py_DECREF(codecs);
+    if (factory == NULL) {
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        dec[i] = PyObject_CallFunction(factory, "s", "replace");
+        if (dec[i] == NULL) {
+            rc = -1;
+            break;
+        }
+    }
+    Py_DECREF(factory);
+    return rc;
+}
+
 int
 apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
 {
@@ -216,17 +258,7 @@ apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
         fds[i].events = POLLIN;
         nfds += fds[i].fd >= 0;
     }
-    PyObject *codecs = PyImport_ImportModule("codecs");
-    PyObject *factory = codecs ? PyObject_CallMethod(
-                                     codecs, "getincrementaldecoder", "s",
-                                     "utf-8")
-                               : NULL;
-    Py_XDECREF(codecs);
-    for (int i = 0; factory && i < 2; i++) {
-        dec[i] = PyObject_CallFunction(factory, "s", "replace");
-    }
-    Py_XDECREF(factory);
-    if (dec[0] == NULL || dec[1] == NULL) {
+    if (make_decoders(dec) < 0) {
         goto done;
     }
     char buf[8192];
@@ -301,11 +333,12 @@ done:
     PyErr_Fetch(&type, &value, &tb);
     for (int i = 0; i < 2; i++) {
         PyObject *f = PyObject_GetAttrString(proc, names[i]);
-        PyObject *r = f && f != Py_None ? PyObject_CallMethod(f, "close",
-                                                              NULL)
-                                        : NULL;
-        Py_XDECREF(r);
+        if (f != NULL && f != Py_None) {
+            PyObject *r = PyObject_CallMethod(f, "close", NULL);
+            Py_XDECREF(r);
+        }
         Py_XDECREF(f);
+        PyErr_Clear();
         Py_XDECREF(dec[i]);
     }
     PyErr_Clear();
