@@ -133,6 +133,10 @@ output_for_json(PyObject *output, PyObject **streams,
     PyObject *data = PyDict_GetItemString(copy, "data"); /* borrowed */
     if (data != NULL && PyDict_Check(data)) {
         PyObject *dcopy = PyDict_New();
+        if (dcopy == NULL) {
+            Py_DECREF(copy);
+            return NULL;
+        }
         /* In the order they are written, so that big values' streams
          * are listed in that order too. */
         PyObject *keys = dcopy ? PyDict_Keys(data) : NULL;
