@@ -105,8 +105,11 @@ apy__ipy_expand(PyObject *globals, PyObject *cmd)
                 j++;
             }
             PyObject *piece = PyUnicode_DecodeUTF8(s + i, j - i, "replace");
-            int rc = piece ? _PyUnicodeWriter_WriteStr(&w, piece) : -1;
-            Py_XDECREF(piece);
+            if (piece == NULL) {
+                goto fail;
+            }
+            int rc = _PyUnicodeWriter_WriteStr(&w, piece);
+            Py_DECREF(piece);
             if (rc < 0) {
                 goto fail;
             }
@@ -114,8 +117,11 @@ apy__ipy_expand(PyObject *globals, PyObject *cmd)
             continue;
         }
         PyObject *v = eval_text(globals, expr, elen);
-        PyObject *str = v ? PyObject_Str(v) : NULL;
-        Py_XDECREF(v);
+        if (v == NULL) {
+            goto unchanged;
+        }
+        PyObject *str = PyObject_Str(v);
+        Py_DECREF(v);
         if (str == NULL) {
             goto unchanged;
         }
@@ -141,27 +147,42 @@ fail:
 PyObject *
 apy__ipy_shell_start(PyObject *argv, int merge, int shell)
 {
-    PyObject *subprocess = PyImport_ImportModule("subprocess");
+    PyObject *subprocess = NULL, *pipe = NULL, *stdout_ = NULL;
+    PyObject *popen_cls = NULL, *kw = NULL, *args = NULL, *proc = NULL;
+    subprocess = PyImport_ImportModule("subprocess");
     if (subprocess == NULL) {
-        return NULL;
+        goto done;
     }
-    PyObject *pipe = PyObject_GetAttrString(subprocess, "PIPE");
-    PyObject *stdout_ = PyObject_GetAttrString(subprocess, "STDOUT");
-    PyObject *popen_cls = PyObject_GetAttrString(subprocess, "Popen");
-    PyObject *kw = NULL, *args = NULL, *proc = NULL;
-    if (pipe != NULL && stdout_ != NULL && popen_cls != NULL) {
-        kw = Py_BuildValue("{sOsOsO}", "stdout", pipe, "stderr",
-                           merge ? stdout_ : pipe, "shell",
-                           shell ? Py_True : Py_False);
+    pipe = PyObject_GetAttrString(subprocess, "PIPE");
+    if (pipe == NULL) {
+        goto done;
     }
-    args = kw ? PyTuple_Pack(1, argv) : NULL;
-    proc = args ? PyObject_Call(popen_cls, args, kw) : NULL;
+    stdout_ = PyObject_GetAttrString(subprocess, "STDOUT");
+    if (stdout_ == NULL) {
+        goto done;
+    }
+    popen_cls = PyObject_GetAttrString(subprocess, "Popen");
+    if (popen_cls == NULL) {
+        goto done;
+    }
+    kw = Py_BuildValue("{sOsOsO}", "stdout", pipe, "stderr",
+                       merge ? stdout_ : pipe, "shell",
+                       shell ? Py_True : Py_False);
+    if (kw == NULL) {
+        goto done;
+    }
+    args = PyTuple_Pack(1, argv);
+    if (args == NULL) {
+        goto done;
+    }
+    proc = PyObject_Call(popen_cls, args, kw);
+done:
     Py_XDECREF(args);
     Py_XDECREF(kw);
     Py_XDECREF(popen_cls);
     Py_XDECREF(stdout_);
     Py_XDECREF(pipe);
-    Py_DECREF(subprocess);
+    Py_XDECREF(subprocess);
     return proc;
 }
 
@@ -173,12 +194,56 @@ pipe_fd(PyObject *proc, const char *name)
     int fd = -1;
     if (f != NULL && f != Py_None) {
         PyObject *r = PyObject_CallMethod(f, "fileno", NULL);
-        fd = r ? (int)PyLong_AsLong(r) : -1;
-        Py_XDECREF(r);
+        if (r != NULL) {
+            fd = (int)PyLong_AsLong(r);
+            Py_DECREF(r);
+        }
     }
     Py_XDECREF(f);
     PyErr_Clear();
     return fd;
+}
+
+/* Writes text to the stream out, then flushes it. 0, or -1 with an
+ * exception set when the write failed; a failed flush is ignored (the
+ * text was written). */
+static int
+write_flush(PyObject *out, PyObject *text)
+{
+    if (PyFile_WriteObject(text, out, Py_PRINT_RAW) < 0) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(out, "flush", NULL);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return 0;
+}
+
+/* Puts two new incremental UTF-8 decoders (errors="replace") into dec.
+ * 0, or -1 with an exception set (then dec may hold one). */
+static int
+make_decoders(PyObject *dec[2])
+{
+    PyObject *codecs = PyImport_ImportModule("codecs");
+    if (codecs == NULL) {
+        return -1;
+    }
+    PyObject *factory = PyObject_CallMethod(codecs, "getincrementaldecoder",
+                                            "s", "utf-8");
+    Py_DECREF(codecs);
+    if (factory == NULL) {
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        dec[i] = PyObject_CallFunction(factory, "s", "replace");
+        if (dec[i] == NULL) {
+            rc = -1;
+            break;
+        }
+    }
+    Py_DECREF(factory);
+    return rc;
 }
 
 int
@@ -193,17 +258,7 @@ apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
         fds[i].events = POLLIN;
         nfds += fds[i].fd >= 0;
     }
-    PyObject *codecs = PyImport_ImportModule("codecs");
-    PyObject *factory = codecs ? PyObject_CallMethod(
-                                     codecs, "getincrementaldecoder", "s",
-                                     "utf-8")
-                               : NULL;
-    Py_XDECREF(codecs);
-    for (int i = 0; factory && i < 2; i++) {
-        dec[i] = PyObject_CallFunction(factory, "s", "replace");
-    }
-    Py_XDECREF(factory);
-    if (dec[0] == NULL || dec[1] == NULL) {
+    if (make_decoders(dec) < 0) {
         goto done;
     }
     char buf[8192];
@@ -243,12 +298,7 @@ apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
                 } else {
                     PyObject *out = PySys_GetObject(names[i]); /* borrowed */
                     if (out != NULL && out != Py_None) {
-                        rc = PyFile_WriteObject(text, out, Py_PRINT_RAW);
-                        PyObject *f = rc == 0 ? PyObject_CallMethod(
-                                                    out, "flush", NULL)
-                                              : NULL;
-                        Py_XDECREF(f);
-                        PyErr_Clear();
+                        rc = write_flush(out, text);
                     }
                 }
             }
@@ -283,11 +333,12 @@ done:
     PyErr_Fetch(&type, &value, &tb);
     for (int i = 0; i < 2; i++) {
         PyObject *f = PyObject_GetAttrString(proc, names[i]);
-        PyObject *r = f && f != Py_None ? PyObject_CallMethod(f, "close",
-                                                              NULL)
-                                        : NULL;
-        Py_XDECREF(r);
+        if (f != NULL && f != Py_None) {
+            PyObject *r = PyObject_CallMethod(f, "close", NULL);
+            Py_XDECREF(r);
+        }
         Py_XDECREF(f);
+        PyErr_Clear();
         Py_XDECREF(dec[i]);
     }
     PyErr_Clear();
@@ -312,8 +363,11 @@ PyObject *
 apy__ipy_system(PyObject *globals, PyObject *cmd)
 {
     PyObject *expanded = apy__ipy_expand(globals, cmd);
-    PyObject *proc = expanded ? apy__ipy_shell_start(expanded, 1, 1) : NULL;
-    Py_XDECREF(expanded);
+    if (expanded == NULL) {
+        return NULL;
+    }
+    PyObject *proc = apy__ipy_shell_start(expanded, 1, 1);
+    Py_DECREF(expanded);
     if (proc == NULL) {
         return NULL;
     }
@@ -329,56 +383,81 @@ apy__ipy_system(PyObject *globals, PyObject *cmd)
 PyObject *
 apy__ipy_getoutput(PyObject *globals, PyObject *cmd)
 {
-    PyObject *expanded = apy__ipy_expand(globals, cmd);
-    PyObject *proc = expanded ? apy__ipy_shell_start(expanded, 1, 1) : NULL;
-    Py_XDECREF(expanded);
-    PyObject *parts = proc ? PyList_New(0) : NULL;
+    PyObject *expanded = NULL, *proc = NULL, *parts = NULL;
+    PyObject *empty = NULL, *text = NULL, *lines = NULL;
+    expanded = apy__ipy_expand(globals, cmd);
+    if (expanded == NULL) {
+        goto done;
+    }
+    proc = apy__ipy_shell_start(expanded, 1, 1);
+    Py_CLEAR(expanded);
+    if (proc == NULL) {
+        goto done;
+    }
+    parts = PyList_New(0);
     if (parts == NULL) {
-        Py_XDECREF(proc);
-        return NULL;
+        goto done;
     }
     int status = apy__ipy_shell_pump(proc, parts);
-    Py_DECREF(proc);
+    Py_CLEAR(proc);
     if (status == -1000) {
-        Py_DECREF(parts);
-        return NULL;
+        goto done;
     }
     apy__ipy_set_exit_code(globals, status);
-    PyObject *empty = PyUnicode_FromString("");
-    PyObject *text = empty ? PyUnicode_Join(empty, parts) : NULL;
-    Py_XDECREF(empty);
-    Py_DECREF(parts);
-    PyObject *lines = text ? PyUnicode_Splitlines(text, 0) : NULL;
+    empty = PyUnicode_FromString("");
+    if (empty == NULL) {
+        goto done;
+    }
+    text = PyUnicode_Join(empty, parts);
+    if (text == NULL) {
+        goto done;
+    }
+    lines = PyUnicode_Splitlines(text, 0);
+done:
     Py_XDECREF(text);
+    Py_XDECREF(empty);
+    Py_XDECREF(parts);
+    Py_XDECREF(proc);
+    Py_XDECREF(expanded);
     return lines;
 }
 
 int
 apy__ipy_run_script(const char *shell, const char *body)
 {
-    PyObject *argv = Py_BuildValue("[sss]", shell, "-c", body);
-    PyObject *proc = argv ? apy__ipy_shell_start(argv, 0, 0) : NULL;
+    PyObject *argv = NULL, *proc = NULL, *subprocess = NULL, *err = NULL;
+    int rc = -1;
+    argv = Py_BuildValue("[sss]", shell, "-c", body);
+    if (argv == NULL) {
+        goto done;
+    }
+    proc = apy__ipy_shell_start(argv, 0, 0);
     if (proc == NULL) {
-        Py_XDECREF(argv);
-        return -1;
+        goto done;
     }
     int status = apy__ipy_shell_pump(proc, NULL);
-    Py_DECREF(proc);
-    if (status == -1000 || status == 0) {
-        Py_DECREF(argv);
-        return status == 0 ? 0 : -1;
+    Py_CLEAR(proc);
+    if (status == -1000) {
+        goto done;
     }
-    PyObject *subprocess = PyImport_ImportModule("subprocess");
-    PyObject *err = subprocess
-                        ? PyObject_CallMethod(subprocess,
-                                              "CalledProcessError", "is",
-                                              status, body)
-                        : NULL;
+    if (status == 0) {
+        rc = 0;
+        goto done;
+    }
+    subprocess = PyImport_ImportModule("subprocess");
+    if (subprocess == NULL) {
+        goto done;
+    }
+    err = PyObject_CallMethod(subprocess, "CalledProcessError", "is",
+                              status, body);
+    if (err == NULL) {
+        goto done;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+done:
+    Py_XDECREF(err);
     Py_XDECREF(subprocess);
-    Py_DECREF(argv);
-    if (err != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
-        Py_DECREF(err);
-    }
-    return -1;
+    Py_XDECREF(proc);
+    Py_XDECREF(argv);
+    return rc;
 }

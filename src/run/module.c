@@ -41,6 +41,27 @@ main_spec(PyObject *util, PyObject *name)
     return spec;
 }
 
+/* spec.loader.get_source(spec.name): a new reference (None when the
+ * loader has no source), or NULL with an exception set. */
+static PyObject *
+module_source(PyObject *spec)
+{
+    PyObject *loader = NULL, *spec_name = NULL, *source = NULL;
+    loader = PyObject_GetAttrString(spec, "loader");
+    if (loader == NULL) {
+        goto done;
+    }
+    spec_name = PyObject_GetAttrString(spec, "name");
+    if (spec_name == NULL) {
+        goto done;
+    }
+    source = PyObject_CallMethod(loader, "get_source", "O", spec_name);
+done:
+    Py_XDECREF(spec_name);
+    Py_XDECREF(loader);
+    return source;
+}
+
 /* Called with the SyntaxError of runpy's compile set. Returns a new
  * reference to the module's TLA code and its spec in *spec_out, or NULL
  * with the original SyntaxError restored when the module is not TLA. */
@@ -54,15 +75,20 @@ tla_module_code(PyObject *name, PyObject **spec_out)
 
     PyObject *code = NULL, *spec = NULL, *source = NULL, *origin = NULL;
     PyObject *util = PyImport_ImportModule("importlib.util");
-    spec = util ? main_spec(util, name) : NULL;
-    Py_XDECREF(util);
+    if (util == NULL) {
+        goto fail;
+    }
+    spec = main_spec(util, name);
+    Py_DECREF(util);
     if (spec == NULL || spec == Py_None) {
         goto fail;
     }
     origin = PyObject_GetAttrString(spec, "origin");
-    PyObject *err_file = value ? PyObject_GetAttrString(value, "filename")
-                               : NULL;
-    int same = origin && err_file
+    if (origin == NULL || value == NULL) {
+        goto fail;
+    }
+    PyObject *err_file = PyObject_GetAttrString(value, "filename");
+    int same = err_file != NULL
                && PyObject_RichCompareBool(origin, err_file, Py_EQ) == 1;
     Py_XDECREF(err_file);
     if (!same) {
@@ -70,16 +96,11 @@ tla_module_code(PyObject *name, PyObject **spec_out)
          * is python's to report. */
         goto fail;
     }
-    PyObject *loader = PyObject_GetAttrString(spec, "loader");
-    PyObject *spec_name = loader ? PyObject_GetAttrString(spec, "name")
-                                 : NULL;
-    source = spec_name ? PyObject_CallMethod(loader, "get_source", "O",
-                                             spec_name)
-                       : NULL;
-    Py_XDECREF(loader);
-    Py_XDECREF(spec_name);
-    const char *text = source && PyUnicode_Check(source)
-                           ? PyUnicode_AsUTF8(source) : NULL;
+    source = module_source(spec);
+    if (source == NULL || !PyUnicode_Check(source)) {
+        goto fail;
+    }
+    const char *text = PyUnicode_AsUTF8(source);
     if (text == NULL) {
         goto fail;
     }
@@ -114,10 +135,12 @@ set_runpy_globals(PyObject *globals, PyObject *spec)
         {"__loader__", "loader"}, {"__package__", "parent"},
     };
     PyObject *main_name = PyUnicode_FromString("__main__");
-    int bad = main_name == NULL
-              || PyDict_SetItemString(globals, "__name__", main_name) < 0;
-    Py_XDECREF(main_name);
-    if (bad) {
+    if (main_name == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItemString(globals, "__name__", main_name);
+    Py_DECREF(main_name);
+    if (rc < 0) {
         return -1;
     }
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -135,7 +158,7 @@ set_runpy_globals(PyObject *globals, PyObject *spec)
     /* runpy: sys.argv[0] becomes the module's file. */
     PyObject *argv = PySys_GetObject("argv"); /* borrowed */
     PyObject *origin = PyObject_GetAttrString(spec, "origin");
-    int rc = -1;
+    rc = -1;
     if (origin != NULL && argv != NULL && PyList_Check(argv)
         && PyList_GET_SIZE(argv) > 0) {
         rc = PyList_SetItem(argv, 0, origin);
@@ -145,39 +168,81 @@ set_runpy_globals(PyObject *globals, PyObject *spec)
     return rc;
 }
 
-int
-apy__run_module(const PyConfig *config, int *unhandled_sigint)
+/* python -m: sys.path[0] is the working directory. 0 or -1. */
+static int
+set_cwd_path0(const PyConfig *config)
 {
-    int exitcode;
-    PyObject *name = PyUnicode_FromWideChar(config->run_module, -1);
-    if (name == NULL) {
-        return apy_run_report_error(unhandled_sigint);
-    }
-    /* python -m: sys.path[0] is the working directory. */
     char cwd[4096];
     PyObject *path0 = getcwd(cwd, sizeof(cwd))
                           ? PyUnicode_DecodeFSDefault(cwd)
                           : PyErr_SetFromErrno(PyExc_OSError);
-    int rc = path0 ? apy_run_set_path0(config, path0) : -1;
-    Py_XDECREF(path0);
-    PyObject *runpy = rc == 0 ? PyImport_ImportModule("runpy") : NULL;
+    if (path0 == NULL) {
+        return -1;
+    }
+    int rc = apy_run_set_path0(config, path0);
+    Py_DECREF(path0);
+    return rc;
+}
+
+/* Runs module name's TLA code as the main task in __main__, with the
+ * globals runpy gives it: code and spec (both stolen) as runpy found
+ * them, or when code is NULL found again after runpy's SyntaxError (set).
+ * Returns the exit code. */
+static int
+run_tla_module(PyObject *name, PyObject *spec, PyObject *code,
+               int *unhandled_sigint)
+{
+    if (code == NULL) {
+        code = tla_module_code(name, &spec);
+        if (code == NULL) {
+            return apy_run_report_error(unhandled_sigint);
+        }
+    }
+    int exitcode;
+    PyObject *main_mod = PyImport_AddModule("__main__"); /* borrowed */
+    if (main_mod == NULL) {
+        exitcode = apy_run_report_error(unhandled_sigint);
+        goto done;
+    }
+    PyObject *globals = PyModule_GetDict(main_mod); /* borrowed */
+    if (set_runpy_globals(globals, spec) < 0) {
+        exitcode = apy_run_report_error(unhandled_sigint);
+        goto done;
+    }
+    exitcode = apy_run_tla_result(apy_tla_run_main(code, globals),
+                                  unhandled_sigint);
+done:
+    Py_DECREF(code);
+    Py_DECREF(spec);
+    return exitcode;
+}
+
+int
+apy__run_module(const PyConfig *config, int *unhandled_sigint)
+{
+    PyObject *name = NULL, *runpy = NULL, *details = NULL;
+    PyObject *tla_spec = NULL, *tla_code = NULL;
+    int exitcode;
+    name = PyUnicode_FromWideChar(config->run_module, -1);
+    if (name == NULL || set_cwd_path0(config) != 0) {
+        goto error;
+    }
+    runpy = PyImport_ImportModule("runpy");
     if (runpy == NULL) {
-        Py_DECREF(name);
-        return apy_run_report_error(unhandled_sigint);
+        goto error;
     }
 
     /* Compile first: a SyntaxError here may be TLA. runpy's own errors
      * (no such module, a package without __main__) are left for
      * _run_module_as_main to report in python's words. */
     PyObject *error_cls = PyObject_GetAttrString(runpy, "_Error");
-    PyObject *details = error_cls
-                            ? PyObject_CallMethod(runpy, "_get_module_details",
-                                                  "OO", name, error_cls)
-                            : NULL;
-    Py_XDECREF(error_cls);
+    if (error_cls != NULL) {
+        details = PyObject_CallMethod(runpy, "_get_module_details", "OO",
+                                      name, error_cls);
+        Py_DECREF(error_cls);
+    }
     /* apyrun's importer compiles a TLA module or notebook without a
      * SyntaxError: its code object is then the coroutine body. */
-    PyObject *tla_spec = NULL, *tla_code = NULL;
     if (details != NULL && PyTuple_Check(details)
         && PyTuple_GET_SIZE(details) == 3
         && apy_tla_is_coroutine_code(PyTuple_GET_ITEM(details, 2))) {
@@ -186,33 +251,27 @@ apy__run_module(const PyConfig *config, int *unhandled_sigint)
     }
     int syntax_error = details == NULL
                        && PyErr_ExceptionMatches(PyExc_SyntaxError);
-    Py_XDECREF(details);
+    Py_CLEAR(details);
     if (tla_code != NULL || syntax_error) {
-        PyObject *spec = tla_spec;
-        PyObject *code = tla_code ? tla_code : tla_module_code(name, &spec);
-        if (code == NULL) {
-            exitcode = apy_run_report_error(unhandled_sigint);
-        } else {
-            PyObject *main_mod = PyImport_AddModule("__main__");
-            PyObject *globals = main_mod ? PyModule_GetDict(main_mod) : NULL;
-            if (globals == NULL || set_runpy_globals(globals, spec) < 0) {
-                exitcode = apy_run_report_error(unhandled_sigint);
-            } else {
-                exitcode = apy_run_tla_result(
-                    apy_tla_run_main(code, globals), unhandled_sigint);
-            }
-            Py_DECREF(code);
-            Py_DECREF(spec);
-        }
+        exitcode = run_tla_module(name, tla_spec, tla_code,
+                                  unhandled_sigint);
     } else {
         PyErr_Clear();
         PyObject *r = PyObject_CallMethod(runpy, "_run_module_as_main", "OO",
                                           name, Py_True);
-        Py_XDECREF(r);
-        exitcode = r ? 0 : apy_run_report_error(unhandled_sigint);
+        if (r != NULL) {
+            Py_DECREF(r);
+            exitcode = 0;
+        } else {
+            exitcode = apy_run_report_error(unhandled_sigint);
+        }
     }
     Py_DECREF(runpy);
     Py_DECREF(name);
     apy_run_inspect(config, &exitcode);
     return exitcode;
+
+error:
+    Py_XDECREF(name);
+    return apy_run_report_error(unhandled_sigint);
 }

@@ -111,8 +111,12 @@ run_main_code(const PyConfig *config, PyObject *code, int is_tla,
                                       unhandled_sigint);
     } else {
         PyObject *r = PyEval_EvalCode(code, globals, globals);
-        Py_XDECREF(r);
-        exitcode = r != NULL ? 0 : apy_run_report_error(unhandled_sigint);
+        if (r != NULL) {
+            Py_DECREF(r);
+            exitcode = 0;
+        } else {
+            exitcode = apy_run_report_error(unhandled_sigint);
+        }
     }
     if (filename != NULL) {
         set_main_file(globals, NULL);
@@ -122,41 +126,60 @@ run_main_code(const PyConfig *config, PyObject *code, int is_tla,
     return exitcode;
 }
 
+/* sys.path[0] = "", as python has it for -c and stdin. 0 or -1. */
+static int
+set_empty_path0(const PyConfig *config)
+{
+    PyObject *empty = PyUnicode_FromString("");
+    if (empty == NULL) {
+        return -1;
+    }
+    int rc = apy_run_set_path0(config, empty);
+    Py_DECREF(empty);
+    return rc;
+}
+
 /* The -c target. Returns the exit code; -3 means "not TLA: let
  * Py_RunMain run it". */
 int
 apy__run_command(const PyConfig *config, int *unhandled_sigint)
 {
-    PyObject *text = PyUnicode_FromWideChar(config->run_command, -1);
-    const char *source = text ? PyUnicode_AsUTF8(text) : NULL;
+    PyObject *text = NULL, *filename = NULL, *code = NULL;
+    int is_tla = 0, exitcode = -3;
+    text = PyUnicode_FromWideChar(config->run_command, -1);
+    if (text == NULL) {
+        goto not_ours;
+    }
+    const char *source = PyUnicode_AsUTF8(text);
     if (source == NULL) {
-        Py_XDECREF(text);
-        PyErr_Clear();
-        return -3;
+        goto not_ours;
     }
     if (!may_be_tla(source, strlen(source))) {
-        Py_DECREF(text);
-        return -3;
+        goto done;
     }
-    PyObject *filename = PyUnicode_FromString("<string>");
-    int is_tla = 0;
-    PyObject *code = filename ? apy_tla_compile(source, filename,
-                                                PyCF_IGNORE_COOKIE, &is_tla)
-                              : NULL;
-    Py_XDECREF(filename);
-    Py_DECREF(text);
+    filename = PyUnicode_FromString("<string>");
+    if (filename == NULL) {
+        goto not_ours;
+    }
+    code = apy_tla_compile(source, filename, PyCF_IGNORE_COOKIE, &is_tla);
+    Py_CLEAR(filename);
+    Py_CLEAR(text); /* source is gone with it */
     if (code == NULL || !is_tla) {
-        Py_XDECREF(code);
-        PyErr_Clear();
-        return -3;
+        goto not_ours;
     }
-    PyObject *empty = PyUnicode_FromString("");
-    int rc = empty ? apy_run_set_path0(config, empty) : -1;
-    Py_XDECREF(empty);
-    int exitcode = rc < 0 ? apy_run_report_error(unhandled_sigint)
-                          : run_main_code(config, code, 1, NULL,
-                                          unhandled_sigint);
-    Py_DECREF(code);
+    if (set_empty_path0(config) < 0) {
+        exitcode = apy_run_report_error(unhandled_sigint);
+    } else {
+        exitcode = run_main_code(config, code, 1, NULL, unhandled_sigint);
+    }
+    goto done;
+
+not_ours:
+    PyErr_Clear();
+done:
+    Py_XDECREF(code);
+    Py_XDECREF(filename);
+    Py_XDECREF(text);
     return exitcode;
 }
 
@@ -182,12 +205,13 @@ dir_has_main(const char *dir)
 static int
 is_zip_without_main(PyObject *filename)
 {
+    PyObject *importer = NULL;
     PyObject *zipimport = PyImport_ImportModule("zipimport");
-    PyObject *importer = zipimport
-                             ? PyObject_CallMethod(zipimport, "zipimporter",
-                                                   "O", filename)
-                             : NULL;
-    Py_XDECREF(zipimport);
+    if (zipimport != NULL) {
+        importer = PyObject_CallMethod(zipimport, "zipimporter", "O",
+                                       filename);
+        Py_DECREF(zipimport);
+    }
     if (importer == NULL) {
         /* Not a zip archive (ZipImportError): python runs it as source. */
         PyErr_Clear();
@@ -202,6 +226,25 @@ is_zip_without_main(PyObject *filename)
     return missing;
 }
 
+/* sys.path[0] is the script's real directory, as python's
+ * _PyPathConfig_ComputeSysPath0 makes it (symlinks resolved). 0 or -1. */
+static int
+set_script_path0(const PyConfig *config, const char *path)
+{
+    char *real = realpath(path, NULL);
+    const char *slash = real ? strrchr(real, '/') : NULL;
+    PyObject *path0 = slash ? PyUnicode_DecodeFSDefaultAndSize(
+                                  real, slash == real ? 1 : slash - real)
+                            : PyUnicode_FromString("");
+    free(real);
+    if (path0 == NULL) {
+        return -1;
+    }
+    int rc = apy_run_set_path0(config, path0);
+    Py_DECREF(path0);
+    return rc;
+}
+
 /* The FILE target. Returns the exit code, or -3 for "let Py_RunMain run
  * it" (non-TLA code, and every case python reports itself: unreadable
  * files, .pyc files, zip files). */
@@ -209,15 +252,17 @@ int
 apy__run_file(const PyConfig *config, const char *program,
               int *unhandled_sigint)
 {
-    PyObject *filename = PyUnicode_FromWideChar(config->run_filename, -1);
-    PyObject *fsname = filename ? PyUnicode_EncodeFSDefault(filename) : NULL;
+    PyObject *filename = NULL, *fsname = NULL, *code = NULL;
+    int exitcode = -3;
+    filename = PyUnicode_FromWideChar(config->run_filename, -1);
+    if (filename == NULL) {
+        goto not_ours;
+    }
+    fsname = PyUnicode_EncodeFSDefault(filename);
     if (fsname == NULL) {
-        Py_XDECREF(filename);
-        PyErr_Clear();
-        return -3;
+        goto not_ours;
     }
     const char *path = PyBytes_AS_STRING(fsname);
-    int exitcode = -3;
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         if (!dir_has_main(path)) {
@@ -260,30 +305,25 @@ apy__run_file(const PyConfig *config, const char *program,
         goto done;
     }
     int is_tla = 0;
-    PyObject *code = apy_tla_compile(source, filename, 0, &is_tla);
+    code = apy_tla_compile(source, filename, 0, &is_tla);
     free(source);
     if (code == NULL || !is_tla) {
-        Py_XDECREF(code);
-        PyErr_Clear();
-        goto done;
+        goto not_ours;
     }
-    /* sys.path[0] is the script's real directory, as python's
-     * _PyPathConfig_ComputeSysPath0 makes it (symlinks resolved). */
-    char *real = realpath(path, NULL);
-    const char *slash = real ? strrchr(real, '/') : NULL;
-    PyObject *path0 = slash ? PyUnicode_DecodeFSDefaultAndSize(
-                                  real, slash == real ? 1 : slash - real)
-                            : PyUnicode_FromString("");
-    free(real);
-    int rc = path0 ? apy_run_set_path0(config, path0) : -1;
-    Py_XDECREF(path0);
-    exitcode = rc < 0 ? apy_run_report_error(unhandled_sigint)
-                      : run_main_code(config, code, 1, filename,
-                                      unhandled_sigint);
-    Py_DECREF(code);
+    if (set_script_path0(config, path) < 0) {
+        exitcode = apy_run_report_error(unhandled_sigint);
+    } else {
+        exitcode = run_main_code(config, code, 1, filename,
+                                 unhandled_sigint);
+    }
+    goto done;
+
+not_ours:
+    PyErr_Clear();
 done:
-    Py_DECREF(fsname);
-    Py_DECREF(filename);
+    Py_XDECREF(code);
+    Py_XDECREF(fsname);
+    Py_XDECREF(filename);
     return exitcode;
 }
 
@@ -298,14 +338,14 @@ apy__run_stdin(const PyConfig *config, int *unhandled_sigint)
         PyErr_SetFromErrno(PyExc_OSError);
         return apy_run_report_error(unhandled_sigint);
     }
-    PyObject *filename = PyUnicode_FromString("<stdin>");
+    PyObject *code = NULL;
     int is_tla = 0;
-    PyObject *code = filename ? apy_tla_compile(source, filename, 0, &is_tla)
-                              : NULL;
+    PyObject *filename = PyUnicode_FromString("<stdin>");
+    if (filename != NULL) {
+        code = apy_tla_compile(source, filename, 0, &is_tla);
+    }
     free(source);
-    PyObject *empty = PyUnicode_FromString("");
-    int rc = empty ? apy_run_set_path0(config, empty) : -1;
-    Py_XDECREF(empty);
+    int rc = set_empty_path0(config);
     int exitcode;
     if (code == NULL || rc < 0) {
         exitcode = apy_run_report_error(unhandled_sigint);

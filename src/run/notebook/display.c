@@ -42,6 +42,37 @@ new_display_id(void)
     return PyUnicode_FromString(hex);
 }
 
+/* Adds (the running cell, out) to the outputs shown with display_id, which
+ * update_display changes. 0 or -1. */
+static int
+register_display(ApyNbRuntimeObject *rt, PyObject *display_id,
+                 PyObject *out)
+{
+    PyObject *list = PyDict_GetItemWithError(rt->display_ids,
+                                             display_id); /* borrowed */
+    if (list == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        list = PyList_New(0);
+        if (list == NULL) {
+            return -1;
+        }
+        int rc = PyDict_SetItem(rt->display_ids, display_id, list);
+        Py_DECREF(list); /* the dict keeps it */
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    PyObject *entry = Py_BuildValue("(nO)", (Py_ssize_t)rt->run->cur, out);
+    if (entry == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(list, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
 /* Shows one bundle as display_data, registering display_id. 0 or -1. */
 static int
 show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
@@ -57,21 +88,7 @@ show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
         rc = print_plain(data);
     } else if (rc > 0 && display_id != NULL && display_id != Py_None
                && rt->capture == NULL) {
-        PyObject *list = PyDict_GetItemWithError(rt->display_ids,
-                                                 display_id);
-        if (list == NULL && !PyErr_Occurred()) {
-            list = PyList_New(0);
-            if (list != NULL
-                && PyDict_SetItem(rt->display_ids, display_id, list) < 0) {
-                Py_CLEAR(list);
-            }
-            Py_XDECREF(list); /* the dict keeps it */
-        }
-        PyObject *entry = list ? Py_BuildValue("(nO)",
-                                               (Py_ssize_t)rt->run->cur, out)
-                               : NULL;
-        rc = entry != NULL ? PyList_Append(list, entry) : -1;
-        Py_XDECREF(entry);
+        rc = register_display(rt, display_id, out);
     }
     Py_DECREF(out);
     return rc < 0 ? -1 : 0;
@@ -143,14 +160,16 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
         if (raw && PyDict_Check(obj)) {
             PyObject *md = metadata && PyDict_Check(metadata)
                                ? PyDict_Copy(metadata) : PyDict_New();
-            rc = md ? show_bundle(self, obj, md, id) : -1;
-            Py_XDECREF(md);
+            if (md == NULL) {
+                goto error;
+            }
+            rc = show_bundle(self, obj, md, id);
+            Py_DECREF(md);
         } else {
             rc = apy__nbrun_display_obj((PyObject *)self, obj, metadata, id);
         }
         if (rc < 0) {
-            Py_XDECREF(id);
-            return NULL;
+            goto error;
         }
     }
     if (id != NULL && self->ipy_handle == NULL) {
@@ -170,6 +189,10 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
     }
     Py_XDECREF(id);
     Py_RETURN_NONE;
+
+error:
+    Py_XDECREF(id);
+    return NULL;
 }
 
 /* update_display(obj, *, display_id, **kwargs): replaces what earlier
@@ -191,9 +214,12 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
         return NULL;
     }
     PyObject *id = PyObject_Str(display_id);
-    PyObject *list = id ? PyDict_GetItemWithError(self->display_ids, id)
-                        : NULL;
-    Py_XDECREF(id);
+    if (id == NULL) {
+        return NULL;
+    }
+    PyObject *list = PyDict_GetItemWithError(self->display_ids,
+                                             id); /* borrowed */
+    Py_DECREF(id);
     if (list == NULL || self->run == NULL) {
         if (PyErr_Occurred()) {
             return NULL;
@@ -207,8 +233,7 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
     PyObject *md = kwargs ? PyDict_GetItemString(kwargs, "metadata") : NULL;
     if (md != NULL && PyDict_Check(md)
         && PyDict_Update(PyTuple_GET_ITEM(bundle, 1), md) < 0) {
-        Py_DECREF(bundle);
-        return NULL;
+        goto error;
     }
     Py_ssize_t n = PyList_GET_SIZE(list);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -219,17 +244,19 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
                 < 0
             || PyDict_SetItemString(out, "metadata",
                                     PyTuple_GET_ITEM(bundle, 1)) < 0) {
-            Py_DECREF(bundle);
-            return NULL;
+            goto error;
         }
         if (cell >= 0 && (size_t)cell < self->run->nb.ncells
             && apy__nbrun_mark_dirty(self->run, (size_t)cell) < 0) {
-            Py_DECREF(bundle);
-            return NULL;
+            goto error;
         }
     }
     Py_DECREF(bundle);
     Py_RETURN_NONE;
+
+error:
+    Py_DECREF(bundle);
+    return NULL;
 }
 
 /* clear_output(wait=False): clears the cell's outputs now, or at its
@@ -257,9 +284,11 @@ runtime_show_figures(ApyNbRuntimeObject *self, PyObject *args,
                      PyObject *kwargs)
 {
     PyObject *mpl = PyImport_ImportModule("matplotlib");
-    PyObject *backend = mpl ? PyObject_CallMethod(mpl, "get_backend", NULL)
-                            : NULL;
-    Py_XDECREF(mpl);
+    if (mpl == NULL) {
+        return NULL;
+    }
+    PyObject *backend = PyObject_CallMethod(mpl, "get_backend", NULL);
+    Py_DECREF(mpl);
     if (backend == NULL) {
         return NULL;
     }
@@ -267,20 +296,33 @@ runtime_show_figures(ApyNbRuntimeObject *self, PyObject *args,
                                              : NULL;
     int agg = b != NULL && strcasecmp(b, "agg") == 0;
     Py_DECREF(backend);
+    if (b == NULL && PyErr_Occurred()) {
+        return NULL; /* a backend name that is no UTF-8 */
+    }
     if (agg && self->run != NULL) {
         if (apy__nbrun_flush_figures(self->run) < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
-    PyObject *plt = PyImport_ImportModule("matplotlib.pyplot");
-    PyObject *mod = plt ? PyObject_CallMethod(plt, "_get_backend_mod", NULL)
-                        : NULL;
-    Py_XDECREF(plt);
-    PyObject *show = mod ? PyObject_GetAttrString(mod, "show") : NULL;
-    Py_XDECREF(mod);
-    PyObject *r = show ? PyObject_Call(show, args, kwargs) : NULL;
+    PyObject *plt = NULL, *mod = NULL, *show = NULL, *r = NULL;
+    plt = PyImport_ImportModule("matplotlib.pyplot");
+    if (plt == NULL) {
+        goto done;
+    }
+    mod = PyObject_CallMethod(plt, "_get_backend_mod", NULL);
+    if (mod == NULL) {
+        goto done;
+    }
+    show = PyObject_GetAttrString(mod, "show");
+    if (show == NULL) {
+        goto done;
+    }
+    r = PyObject_Call(show, args, kwargs);
+done:
     Py_XDECREF(show);
+    Py_XDECREF(mod);
+    Py_XDECREF(plt);
     return r;
 }
 
@@ -305,14 +347,23 @@ int
 apy__nbrun_flush_figures(apy_nbrun_t *run)
 {
     PyObject *name = PyUnicode_FromString("matplotlib.pyplot");
-    PyObject *plt = name ? PyImport_GetModule(name) : NULL;
-    Py_XDECREF(name);
+    if (name == NULL) {
+        return -1;
+    }
+    PyObject *plt = PyImport_GetModule(name);
+    Py_DECREF(name);
     if (plt == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }
     int rc = -1;
     PyObject *nums = PyObject_CallMethod(plt, "get_fignums", NULL);
-    if (nums == NULL || !PyList_Check(nums)) {
+    if (nums == NULL) {
+        goto done;
+    }
+    if (!PyList_Check(nums)) {
+        PyErr_Format(PyExc_TypeError,
+                     "pyplot.get_fignums() returned %.200s, not a list",
+                     Py_TYPE(nums)->tp_name);
         goto done;
     }
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
@@ -320,16 +371,21 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
     for (Py_ssize_t i = 0; shows && i < PyList_GET_SIZE(nums); i++) {
         PyObject *fig = PyObject_CallMethod(plt, "figure", "O",
                                             PyList_GET_ITEM(nums, i));
-        int r = fig ? apy__nbrun_display_obj(run->runtime, fig, NULL, NULL)
-                    : -1;
-        Py_XDECREF(fig);
+        if (fig == NULL) {
+            goto done;
+        }
+        int r = apy__nbrun_display_obj(run->runtime, fig, NULL, NULL);
+        Py_DECREF(fig);
         if (r < 0) {
             goto done;
         }
     }
     PyObject *r = PyObject_CallMethod(plt, "close", "s", "all");
-    Py_XDECREF(r);
-    rc = r != NULL ? 0 : -1;
+    if (r == NULL) {
+        goto done;
+    }
+    Py_DECREF(r);
+    rc = 0;
 done:
     Py_XDECREF(nums);
     Py_DECREF(plt);

@@ -76,27 +76,70 @@ is_figure(PyObject *obj)
 static PyObject *
 figure_png(PyObject *fig)
 {
-    PyObject *io = PyImport_ImportModule("io");
-    PyObject *buf = io ? PyObject_CallMethod(io, "BytesIO", NULL) : NULL;
-    Py_XDECREF(io);
-    if (buf == NULL) {
-        return NULL;
+    PyObject *io = NULL, *buf = NULL, *savefig = NULL, *kw = NULL;
+    PyObject *args = NULL, *r = NULL, *png = NULL, *text = NULL;
+    io = PyImport_ImportModule("io");
+    if (io == NULL) {
+        goto done;
     }
-    PyObject *savefig = PyObject_GetAttrString(fig, "savefig");
-    PyObject *kw = savefig ? Py_BuildValue("{ssss}", "format", "png",
-                                           "bbox_inches", "tight")
-                           : NULL;
-    PyObject *args = kw ? PyTuple_Pack(1, buf) : NULL;
-    PyObject *r = args ? PyObject_Call(savefig, args, kw) : NULL;
+    buf = PyObject_CallMethod(io, "BytesIO", NULL);
+    if (buf == NULL) {
+        goto done;
+    }
+    savefig = PyObject_GetAttrString(fig, "savefig");
+    if (savefig == NULL) {
+        goto done;
+    }
+    kw = Py_BuildValue("{ssss}", "format", "png", "bbox_inches", "tight");
+    if (kw == NULL) {
+        goto done;
+    }
+    args = PyTuple_Pack(1, buf);
+    if (args == NULL) {
+        goto done;
+    }
+    r = PyObject_Call(savefig, args, kw);
+    if (r == NULL) {
+        goto done;
+    }
+    png = PyObject_CallMethod(buf, "getvalue", NULL);
+    if (png == NULL) {
+        goto done;
+    }
+    text = base64_text(png);
+done:
+    Py_XDECREF(png);
+    Py_XDECREF(r);
     Py_XDECREF(args);
     Py_XDECREF(kw);
     Py_XDECREF(savefig);
-    PyObject *png = r ? PyObject_CallMethod(buf, "getvalue", NULL) : NULL;
-    Py_XDECREF(r);
-    Py_DECREF(buf);
-    PyObject *text = png ? base64_text(png) : NULL;
-    Py_XDECREF(png);
+    Py_XDECREF(buf);
+    Py_XDECREF(io);
     return text;
+}
+
+/* Returns a new reference to meth(include=None, exclude=None), or NULL
+ * with the failure reported (as a failing _repr_ is) and cleared. */
+static PyObject *
+call_mimebundle(PyObject *meth)
+{
+    PyObject *kw = NULL, *args = NULL, *r = NULL;
+    kw = Py_BuildValue("{sOsO}", "include", Py_None, "exclude", Py_None);
+    if (kw == NULL) {
+        goto done;
+    }
+    args = PyTuple_New(0);
+    if (args == NULL) {
+        goto done;
+    }
+    r = PyObject_Call(meth, args, kw);
+done:
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    if (r == NULL) {
+        report_repr_error();
+    }
+    return r;
 }
 
 /* Merges _repr_mimebundle_'s result into data and md. 0 or -1. */
@@ -108,18 +151,7 @@ merge_mimebundle(PyObject *obj, PyObject *data, PyObject *md)
         PyErr_Clear();
         return 0;
     }
-    PyObject *r = NULL;
-    if (PyCallable_Check(meth)) {
-        PyObject *kw = Py_BuildValue("{sOsO}", "include", Py_None,
-                                     "exclude", Py_None);
-        PyObject *args = kw ? PyTuple_New(0) : NULL;
-        r = args ? PyObject_Call(meth, args, kw) : NULL;
-        Py_XDECREF(args);
-        Py_XDECREF(kw);
-        if (r == NULL) {
-            report_repr_error();
-        }
-    }
+    PyObject *r = PyCallable_Check(meth) ? call_mimebundle(meth) : NULL;
     Py_DECREF(meth);
     if (r == NULL || r == Py_None) {
         Py_XDECREF(r);
@@ -185,8 +217,12 @@ add_repr(PyObject *obj, size_t i, PyObject *data, PyObject *md)
 PyObject *
 apy__nbrun_format(PyObject *obj)
 {
-    PyObject *data = PyDict_New();
-    PyObject *md = data ? PyDict_New() : NULL;
+    PyObject *data = NULL, *md = NULL;
+    data = PyDict_New();
+    if (data == NULL) {
+        goto error;
+    }
+    md = PyDict_New();
     if (md == NULL) {
         goto error;
     }

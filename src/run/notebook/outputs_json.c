@@ -67,39 +67,109 @@ big_value(const char *spill_dir, const char *mime, PyObject *val,
     if (capsule == NULL) {
         return NULL;
     }
+    PyObject *piece = NULL, *bytes = NULL, *tag = NULL;
     Py_ssize_t n = PyUnicode_GET_LENGTH(val);
-    int rc = 0;
-    for (Py_ssize_t at = 0; at < n && rc == 0; at += BIG_TEXT) {
-        PyObject *piece = PyUnicode_Substring(val, at, at + BIG_TEXT);
+    for (Py_ssize_t at = 0; at < n; at += BIG_TEXT) {
+        piece = PyUnicode_Substring(val, at, at + BIG_TEXT);
+        if (piece == NULL) {
+            goto done;
+        }
         /* Lone surrogates cannot be UTF-8 (as in big_put). */
-        PyObject *bytes = piece ? PyUnicode_AsEncodedString(piece, "utf-8",
-                                                            "replace")
-                                : NULL;
-        rc = bytes == NULL ? -1
-             : apy_nb_stream_put(st, PyBytes_AS_STRING(bytes),
-                                 (size_t)PyBytes_GET_SIZE(bytes))
-                     < 0
-                 ? (PyErr_NoMemory(), -1)
-                 : 0;
-        Py_XDECREF(bytes);
-        Py_XDECREF(piece);
+        bytes = PyUnicode_AsEncodedString(piece, "utf-8", "replace");
+        if (bytes == NULL) {
+            goto done;
+        }
+        if (apy_nb_stream_put(st, PyBytes_AS_STRING(bytes),
+                              (size_t)PyBytes_GET_SIZE(bytes)) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_CLEAR(bytes);
+        Py_CLEAR(piece);
     }
-    if (rc == 0 && apy_nb_stream_finish(st) < 0) {
+    if (apy_nb_stream_finish(st) < 0) {
         PyErr_NoMemory();
-        rc = -1;
+        goto done;
     }
-    if (rc == 0 && *streams == NULL && (*streams = PyList_New(0)) == NULL) {
-        rc = -1;
+    if (*streams == NULL && (*streams = PyList_New(0)) == NULL) {
+        goto done;
     }
-    PyObject *tag = rc == 0 ? PyUnicode_FromFormat(
-                                  "%s%zd", apy__nbrun_value_tag(),
-                                  PyList_GET_SIZE(*streams))
-                            : NULL;
+    tag = PyUnicode_FromFormat("%s%zd", apy__nbrun_value_tag(),
+                               PyList_GET_SIZE(*streams));
     if (tag != NULL && PyList_Append(*streams, capsule) < 0) {
         Py_CLEAR(tag);
     }
+done:
+    Py_XDECREF(bytes);
+    Py_XDECREF(piece);
     Py_DECREF(capsule);
     return tag;
+}
+
+/* Returns a new reference to data value val of mime type key as
+ * nbformat writes it: a JSON type's structure as it is, a big text as its
+ * stream's tag (big_value), other text as lines. NULL with an exception
+ * set. */
+static PyObject *
+value_for_json(PyObject *key, PyObject *val, PyObject **streams,
+               const char *rt_spill_dir)
+{
+    /* JSON mime types hold structures, not text. */
+    const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+    size_t klen = k != NULL ? strlen(k) : 0;
+    int is_json = klen >= 4 && strcmp(k + klen - 4, "json") == 0;
+    PyErr_Clear();
+    if (is_json) {
+        return Py_NewRef(val);
+    }
+    if (k != NULL && PyUnicode_Check(val)
+        && PyUnicode_GET_LENGTH(val) > BIG_TEXT) {
+        return big_value(rt_spill_dir, k, val, streams);
+    }
+    return split_text(val);
+}
+
+/* Returns a new reference to a copy of data (a mime bundle) as nbformat
+ * writes it (value_for_json), or NULL with an exception set. */
+static PyObject *
+data_for_json(PyObject *data, PyObject **streams, const char *rt_spill_dir)
+{
+    PyObject *dcopy = NULL, *keys = NULL, *v = NULL;
+    dcopy = PyDict_New();
+    if (dcopy == NULL) {
+        goto error;
+    }
+    /* In the order they are written, so that big values' streams are
+     * listed in that order too. */
+    keys = PyDict_Keys(data);
+    if (keys == NULL || PyList_Sort(keys) < 0) {
+        PyErr_Clear(); /* keys that do not sort: json.dumps says so */
+        Py_XDECREF(keys);
+        keys = PyDict_Keys(data);
+        if (keys == NULL) {
+            goto error;
+        }
+    }
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(keys); j++) {
+        PyObject *key = PyList_GET_ITEM(keys, j); /* borrowed */
+        PyObject *val = PyDict_GetItemWithError(data, key); /* borrowed */
+        if (val == NULL) {
+            goto error;
+        }
+        v = value_for_json(key, val, streams, rt_spill_dir);
+        if (v == NULL || PyDict_SetItem(dcopy, key, v) < 0) {
+            goto error;
+        }
+        Py_CLEAR(v);
+    }
+    Py_DECREF(keys);
+    return dcopy;
+
+error:
+    Py_XDECREF(v);
+    Py_XDECREF(keys);
+    Py_XDECREF(dcopy);
+    return NULL;
 }
 
 /* Returns a new reference to output as nbformat writes it; a big
@@ -118,106 +188,82 @@ output_for_json(PyObject *output, PyObject **streams,
         if ((*streams == NULL && (*streams = PyList_New(0)) == NULL)
             || PyList_Append(*streams, text) < 0
             || PyDict_SetItemString(copy, "text", Py_None) < 0) {
-            Py_DECREF(copy);
-            return NULL;
+            goto error;
         }
     } else if (text != NULL) {
         PyObject *lines = split_text(text);
-        if (lines == NULL || PyDict_SetItemString(copy, "text", lines) < 0) {
-            Py_XDECREF(lines);
-            Py_DECREF(copy);
-            return NULL;
+        if (lines == NULL) {
+            goto error;
         }
+        int rc = PyDict_SetItemString(copy, "text", lines);
         Py_DECREF(lines);
+        if (rc < 0) {
+            goto error;
+        }
     }
     PyObject *data = PyDict_GetItemString(copy, "data"); /* borrowed */
     if (data != NULL && PyDict_Check(data)) {
-        PyObject *dcopy = PyDict_New();
-        /* In the order they are written, so that big values' streams
-         * are listed in that order too. */
-        PyObject *keys = dcopy ? PyDict_Keys(data) : NULL;
-        if (keys == NULL || PyList_Sort(keys) < 0) {
-            PyErr_Clear(); /* keys that do not sort: json.dumps says so */
-            Py_XDECREF(keys);
-            keys = dcopy ? PyDict_Keys(data) : NULL;
-            if (keys == NULL) {
-                Py_CLEAR(dcopy);
-            }
+        PyObject *dcopy = data_for_json(data, streams, rt_spill_dir);
+        if (dcopy == NULL) {
+            goto error;
         }
-        for (Py_ssize_t j = 0; dcopy != NULL && j < PyList_GET_SIZE(keys);
-             j++) {
-            PyObject *key = PyList_GET_ITEM(keys, j);
-            PyObject *val = PyDict_GetItemWithError(data, key);
-            if (val == NULL) {
-                Py_CLEAR(dcopy);
-                break;
-            }
-            /* JSON mime types hold structures, not text. */
-            const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key)
-                                                 : NULL;
-            size_t klen = k != NULL ? strlen(k) : 0;
-            int is_json = klen >= 4 && strcmp(k + klen - 4, "json") == 0;
-            PyErr_Clear();
-            PyObject *v = is_json ? Py_NewRef(val)
-                          : k != NULL && PyUnicode_Check(val)
-                                  && PyUnicode_GET_LENGTH(val) > BIG_TEXT
-                              ? big_value(rt_spill_dir, k, val, streams)
-                              : split_text(val);
-            if (v == NULL || PyDict_SetItem(dcopy, key, v) < 0) {
-                Py_XDECREF(v);
-                Py_CLEAR(dcopy);
-                break;
-            }
-            Py_DECREF(v);
-        }
-        Py_XDECREF(keys);
-        if (dcopy == NULL || PyDict_SetItemString(copy, "data", dcopy) < 0) {
-            Py_XDECREF(dcopy);
-            Py_DECREF(copy);
-            return NULL;
-        }
+        int rc = PyDict_SetItemString(copy, "data", dcopy);
         Py_DECREF(dcopy);
+        if (rc < 0) {
+            goto error;
+        }
     }
     return copy;
+
+error:
+    Py_DECREF(copy);
+    return NULL;
 }
 
 PyObject *
 apy__nbrun_outputs_json(PyObject *outputs, PyObject **streams,
                         const char *spill_dir)
 {
+    PyObject *list = NULL, *json = NULL, *dumps = NULL, *kw = NULL;
+    PyObject *args = NULL, *text = NULL;
     Py_ssize_t n = PyList_GET_SIZE(outputs);
     *streams = NULL;
-    PyObject *list = PyList_New(n);
+    list = PyList_New(n);
     if (list == NULL) {
-        return NULL;
+        goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *o = output_for_json(PyList_GET_ITEM(outputs, i), streams,
                                       spill_dir);
         if (o == NULL) {
-            Py_DECREF(list);
-            Py_CLEAR(*streams);
-            return NULL;
+            goto done;
         }
         PyList_SET_ITEM(list, i, o);
     }
-    PyObject *json = PyImport_ImportModule("json");
-    PyObject *text = NULL;
-    if (json != NULL) {
-        PyObject *dumps = PyObject_GetAttrString(json, "dumps");
-        PyObject *kw = dumps ? Py_BuildValue("{sOsOsO}", "ensure_ascii",
-                                             Py_False, "sort_keys", Py_True,
-                                             "default", (PyObject *)
-                                             &PyUnicode_Type)
-                             : NULL;
-        PyObject *args = kw ? PyTuple_Pack(1, list) : NULL;
-        text = args ? PyObject_Call(dumps, args, kw) : NULL;
-        Py_XDECREF(args);
-        Py_XDECREF(kw);
-        Py_XDECREF(dumps);
-        Py_DECREF(json);
+    json = PyImport_ImportModule("json");
+    if (json == NULL) {
+        goto done;
     }
-    Py_DECREF(list);
+    dumps = PyObject_GetAttrString(json, "dumps");
+    if (dumps == NULL) {
+        goto done;
+    }
+    kw = Py_BuildValue("{sOsOsO}", "ensure_ascii", Py_False, "sort_keys",
+                       Py_True, "default", (PyObject *)&PyUnicode_Type);
+    if (kw == NULL) {
+        goto done;
+    }
+    args = PyTuple_Pack(1, list);
+    if (args == NULL) {
+        goto done;
+    }
+    text = PyObject_Call(dumps, args, kw);
+done:
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(dumps);
+    Py_XDECREF(json);
+    Py_XDECREF(list);
     if (text == NULL) {
         Py_CLEAR(*streams);
     }
