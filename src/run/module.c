@@ -155,16 +155,19 @@ set_runpy_globals(PyObject *globals, PyObject *spec)
         || PyDict_SetItemString(globals, "__spec__", spec) < 0) {
         return -1;
     }
-    /* runpy: sys.argv[0] becomes the module's file. */
+    /* runpy: sys.argv[0] becomes the module's file, failing as its
+     * `sys.argv[0] = ...` does (IndexError for an empty list). */
     PyObject *argv = PySys_GetObject("argv"); /* borrowed */
-    PyObject *origin = PyObject_GetAttrString(spec, "origin");
-    rc = -1;
-    if (origin != NULL && argv != NULL && PyList_Check(argv)
-        && PyList_GET_SIZE(argv) > 0) {
-        rc = PyList_SetItem(argv, 0, origin);
-        origin = NULL;
+    if (argv == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lost sys.argv");
+        return -1;
     }
-    Py_XDECREF(origin);
+    PyObject *origin = PyObject_GetAttrString(spec, "origin");
+    if (origin == NULL) {
+        return -1;
+    }
+    rc = PySequence_SetItem(argv, 0, origin);
+    Py_DECREF(origin);
     return rc;
 }
 
