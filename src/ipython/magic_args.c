@@ -29,18 +29,26 @@ apy__ipy_split_cell_magic(const char *source, PyObject **name,
     }
     const char *eol = strchr(q, '\n');
     const char *end = eol ? eol : q + strlen(q);
-    *name = PyUnicode_DecodeUTF8(p, q - p, "replace");
-    PyObject *raw = *name ? PyUnicode_DecodeUTF8(q, end - q, "replace")
-                          : NULL;
-    *arg = raw ? PyObject_CallMethod(raw, "strip", NULL) : NULL;
-    Py_XDECREF(raw);
     *body = eol ? eol + 1 : end;
     *first_line = line;
-    if (*arg == NULL) {
-        Py_CLEAR(*name);
+    *arg = NULL;
+    *name = PyUnicode_DecodeUTF8(p, q - p, "replace");
+    if (*name == NULL) {
         return -1;
     }
+    PyObject *raw = PyUnicode_DecodeUTF8(q, end - q, "replace");
+    if (raw == NULL) {
+        goto error;
+    }
+    *arg = PyObject_CallMethod(raw, "strip", NULL);
+    Py_DECREF(raw);
+    if (*arg == NULL) {
+        goto error;
+    }
     return 0;
+error:
+    Py_CLEAR(*name);
+    return -1;
 }
 
 int
@@ -104,6 +112,24 @@ apy__ipy_writefile_args(PyObject *arg, int *append, PyObject **file)
     return 0;
 }
 
+/* text split once at its first '=' when it has one, else at its first
+ * run of whitespace: a new list of one or two strings. */
+static PyObject *
+split_assignment(PyObject *text)
+{
+    PyObject *eq = PyUnicode_FromString("=");
+    if (eq == NULL) {
+        return NULL;
+    }
+    PyObject *parts = NULL;
+    int has_eq = PyUnicode_Contains(text, eq);
+    if (has_eq >= 0) {
+        parts = PyUnicode_Split(text, has_eq ? eq : NULL, 1);
+    }
+    Py_DECREF(eq);
+    return parts;
+}
+
 int
 apy__ipy_env_args(PyObject *arg, PyObject **name, PyObject **value)
 {
@@ -118,11 +144,7 @@ apy__ipy_env_args(PyObject *arg, PyObject **name, PyObject **value)
     }
     /* NAME=VALUE (a '=' anywhere wins, as in IPython), NAME VALUE, or
      * NAME to read one. */
-    PyObject *eq = PyUnicode_FromString("=");
-    int has_eq = eq ? PyUnicode_Contains(stripped, eq) : -1;
-    PyObject *parts = has_eq < 0 ? NULL
-                      : PyUnicode_Split(stripped, has_eq ? eq : NULL, 1);
-    Py_XDECREF(eq);
+    PyObject *parts = split_assignment(stripped);
     if (parts == NULL) {
         Py_DECREF(stripped);
         return -1;
@@ -134,9 +156,10 @@ apy__ipy_env_args(PyObject *arg, PyObject **name, PyObject **value)
     }
     Py_DECREF(stripped);
     *name = PyObject_CallMethod(PyList_GET_ITEM(parts, 0), "strip", NULL);
-    *value = *name ? PyObject_CallMethod(PyList_GET_ITEM(parts, 1), "strip",
-                                         NULL)
-                   : NULL;
+    if (*name != NULL) {
+        *value = PyObject_CallMethod(PyList_GET_ITEM(parts, 1), "strip",
+                                     NULL);
+    }
     Py_DECREF(parts);
     if (*value == NULL) {
         Py_CLEAR(*name);

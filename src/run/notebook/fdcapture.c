@@ -184,37 +184,55 @@ reader_main(void *arg)
 static PyObject *
 live_stream(int fd, PyObject *like)
 {
+    PyObject *result = NULL;
+    PyObject *buffer = NULL;
+    PyObject *raw_type = NULL;
+    PyObject *encoding = NULL;
+    PyObject *errors = NULL;
+    PyObject *line_buffering = NULL;
+    PyObject *write_through = NULL;
+    PyObject *binary = NULL;
+    int unbuffered;
     PyObject *io = PyImport_ImportModule("io");
     if (io == NULL) {
-        return NULL;
+        goto error;
     }
-    PyObject *result = NULL;
-    PyObject *buffer = PyObject_GetAttrString(like, "buffer");
-    PyObject *raw_type = PyObject_GetAttrString(io, "FileIO");
-    int unbuffered = buffer && raw_type ? PyObject_IsInstance(buffer,
-                                                              raw_type)
-                                        : -1;
-    PyObject *encoding = unbuffered >= 0
-                             ? PyObject_GetAttrString(like, "encoding")
-                             : NULL;
-    PyObject *errors = encoding ? PyObject_GetAttrString(like, "errors")
-                                : NULL;
-    PyObject *line_buffering =
-        errors ? PyObject_GetAttrString(like, "line_buffering") : NULL;
-    PyObject *write_through =
-        line_buffering ? PyObject_GetAttrString(like, "write_through")
-                       : NULL;
-    PyObject *binary = write_through
-                           ? PyObject_CallMethod(io, "open", "isiOOOO", fd,
-                                                 "wb", unbuffered ? 0 : -1,
-                                                 Py_None, Py_None, Py_None,
-                                                 Py_False)
-                           : NULL;
-    if (binary != NULL) {
-        result = PyObject_CallMethod(io, "TextIOWrapper", "OOOsOO", binary,
-                                     encoding, errors, "\n", line_buffering,
-                                     write_through);
+    buffer = PyObject_GetAttrString(like, "buffer");
+    raw_type = PyObject_GetAttrString(io, "FileIO");
+    if (buffer == NULL || raw_type == NULL) {
+        goto error;
     }
+    unbuffered = PyObject_IsInstance(buffer, raw_type);
+    if (unbuffered < 0) {
+        goto error;
+    }
+    encoding = PyObject_GetAttrString(like, "encoding");
+    if (encoding == NULL) {
+        goto error;
+    }
+    errors = PyObject_GetAttrString(like, "errors");
+    if (errors == NULL) {
+        goto error;
+    }
+    line_buffering = PyObject_GetAttrString(like, "line_buffering");
+    if (line_buffering == NULL) {
+        goto error;
+    }
+    write_through = PyObject_GetAttrString(like, "write_through");
+    if (write_through == NULL) {
+        goto error;
+    }
+    /* closefd=False: fd stays the caller's. */
+    binary = PyObject_CallMethod(io, "open", "isiOOOO", fd, "wb",
+                                 unbuffered ? 0 : -1, Py_None, Py_None,
+                                 Py_None, Py_False);
+    if (binary == NULL) {
+        goto error;
+    }
+    result = PyObject_CallMethod(io, "TextIOWrapper", "OOOsOO", binary,
+                                 encoding, errors, "\n", line_buffering,
+                                 write_through);
+error:
     Py_XDECREF(binary);
     Py_XDECREF(write_through);
     Py_XDECREF(line_buffering);
@@ -222,7 +240,7 @@ live_stream(int fd, PyObject *like)
     Py_XDECREF(encoding);
     Py_XDECREF(raw_type);
     Py_XDECREF(buffer);
-    Py_DECREF(io);
+    Py_XDECREF(io);
     return result;
 }
 

@@ -29,6 +29,35 @@ typedef struct {
 static const char *const patched[] = {"display", "clear_output",
                                       "update_display"};
 
+/* pyplot.show becomes functools.partial(runtime.show_figures): pyplot
+ * sets show.__signature__ when the backend changes, and a partial takes
+ * attributes where a builtin method does not. 0 or -1. */
+static int
+patch_pyplot_show(PyObject *runtime, PyObject *module)
+{
+    int rc = -1;
+    PyObject *meth = NULL;
+    PyObject *show = NULL;
+    PyObject *functools = PyImport_ImportModule("functools");
+    if (functools == NULL) {
+        goto error;
+    }
+    meth = PyObject_GetAttrString(runtime, "show_figures");
+    if (meth == NULL) {
+        goto error;
+    }
+    show = PyObject_CallMethod(functools, "partial", "O", meth);
+    if (show == NULL) {
+        goto error;
+    }
+    rc = PyObject_SetAttrString(module, "show", show);
+error:
+    Py_XDECREF(show);
+    Py_XDECREF(meth);
+    Py_XDECREF(functools);
+    return rc;
+}
+
 /* Makes module's display functions (or pyplot's show) the recorder's.
  * 0 or -1. */
 static int
@@ -43,25 +72,15 @@ patch_module(PyObject *runtime, PyObject *module)
                         == 0;
     Py_DECREF(modname);
     if (pyplot) {
-        /* pyplot sets show.__signature__ when the backend changes: a
-         * functools.partial takes attributes, a builtin method does not. */
-        PyObject *functools = PyImport_ImportModule("functools");
-        PyObject *meth = functools ? PyObject_GetAttrString(runtime,
-                                                            "show_figures")
-                                   : NULL;
-        PyObject *show = meth ? PyObject_CallMethod(functools, "partial",
-                                                    "O", meth)
-                              : NULL;
-        int rc = show ? PyObject_SetAttrString(module, "show", show) : -1;
-        Py_XDECREF(show);
-        Py_XDECREF(meth);
-        Py_XDECREF(functools);
-        return rc;
+        return patch_pyplot_show(runtime, module);
     }
     for (size_t i = 0; i < sizeof(patched) / sizeof(patched[0]); i++) {
         PyObject *f = PyObject_GetAttrString(runtime, patched[i]);
-        int rc = f ? PyObject_SetAttrString(module, patched[i], f) : -1;
-        Py_XDECREF(f);
+        if (f == NULL) {
+            return -1;
+        }
+        int rc = PyObject_SetAttrString(module, patched[i], f);
+        Py_DECREF(f);
         if (rc < 0) {
             return -1;
         }
@@ -101,6 +120,24 @@ hook_dealloc(ApyNbHookObject *self)
     hook_clear(self);
     tp->tp_free(self);
     Py_DECREF(tp);
+}
+
+/* A new, untracked instance of a fresh type made from spec; the instance
+ * keeps its type alive. Its fields are NULL. */
+static ApyNbHookObject *
+hook_new(PyType_Spec *spec)
+{
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(spec);
+    if (tp == NULL) {
+        return NULL;
+    }
+    ApyNbHookObject *self = PyObject_GC_New(ApyNbHookObject, tp);
+    Py_DECREF(tp);
+    if (self != NULL) {
+        self->runtime = NULL;
+        self->real = NULL;
+    }
+    return self;
 }
 
 /* Loader wrapper: create_module/exec_module delegate, then patch. */
@@ -214,10 +251,7 @@ finder_find_spec(ApyNbHookObject *self, PyObject *const *args,
         PyErr_Clear();
         return spec;
     }
-    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&loader_spec);
-    ApyNbHookObject *loader = tp ? PyObject_GC_New(ApyNbHookObject, tp)
-                                 : NULL;
-    Py_XDECREF(tp); /* the instance keeps its type */
+    ApyNbHookObject *loader = hook_new(&loader_spec);
     if (loader == NULL) {
         Py_DECREF(real);
         Py_DECREF(spec);
@@ -260,8 +294,11 @@ int
 apy__nbrun_display_hook_ipython(apy_nbrun_t *run)
 {
     PyObject *name = PyUnicode_FromString(TARGET_MODULE);
-    PyObject *mod = name ? PyImport_GetModule(name) : NULL;
-    Py_XDECREF(name);
+    if (name == NULL) {
+        return -1;
+    }
+    PyObject *mod = PyImport_GetModule(name);
+    Py_DECREF(name);
     if (mod != NULL) {
         int rc = patch_module(run->runtime, mod);
         Py_DECREF(mod);
@@ -274,10 +311,7 @@ apy__nbrun_display_hook_ipython(apy_nbrun_t *run)
     if (meta_path == NULL || !PyList_Check(meta_path)) {
         return 0;
     }
-    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&finder_spec);
-    ApyNbHookObject *finder = tp ? PyObject_GC_New(ApyNbHookObject, tp)
-                                 : NULL;
-    Py_XDECREF(tp);
+    ApyNbHookObject *finder = hook_new(&finder_spec);
     if (finder == NULL) {
         return -1;
     }

@@ -121,6 +121,19 @@ drop_parts(ApyNbRuntimeObject *rt)
     Py_CLEAR(rt->big);
 }
 
+/* The strings of list parts joined: a new reference. */
+static PyObject *
+join_text(PyObject *parts)
+{
+    PyObject *empty = PyUnicode_FromString("");
+    if (empty == NULL) {
+        return NULL;
+    }
+    PyObject *text = PyUnicode_Join(empty, parts);
+    Py_DECREF(empty);
+    return text;
+}
+
 /* Turns pending stream text into one stream output. 0 or -1. */
 static int
 flush_parts(ApyNbRuntimeObject *rt)
@@ -138,9 +151,7 @@ flush_parts(ApyNbRuntimeObject *rt)
         text = rt->big;
         rt->big = NULL;
     } else {
-        PyObject *empty = PyUnicode_FromString("");
-        text = empty ? PyUnicode_Join(empty, rt->parts) : NULL;
-        Py_XDECREF(empty);
+        text = join_text(rt->parts);
         if (text == NULL) {
             return -1;
         }
@@ -294,6 +305,30 @@ apy__nbrun_record_result(apy_nbrun_t *run, PyObject *value)
     return rc < 0 ? -1 : 0;
 }
 
+/* {"output_type": "error", "ename", "evalue", "traceback": lines}: a new
+ * reference. */
+static PyObject *
+error_output(PyObject *exc, PyObject *lines)
+{
+    PyObject *out = NULL;
+    PyObject *evalue = NULL;
+    PyObject *ename = PyObject_GetAttrString((PyObject *)Py_TYPE(exc),
+                                             "__name__");
+    if (ename == NULL) {
+        goto error;
+    }
+    evalue = PyObject_Str(exc);
+    if (evalue == NULL) {
+        goto error;
+    }
+    out = Py_BuildValue("{sssOsOsO}", "output_type", "error", "ename", ename,
+                        "evalue", evalue, "traceback", lines);
+error:
+    Py_XDECREF(evalue);
+    Py_XDECREF(ename);
+    return out;
+}
+
 int
 apy__nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
 {
@@ -301,16 +336,7 @@ apy__nbrun_record_error(apy_nbrun_t *run, PyObject *exc, PyObject *lines)
     if (rt->outputs == NULL) {
         return 0;
     }
-    PyObject *ename = PyObject_GetAttrString((PyObject *)Py_TYPE(exc),
-                                             "__name__");
-    PyObject *evalue = ename ? PyObject_Str(exc) : NULL;
-    PyObject *out = evalue ? Py_BuildValue("{sssOsOsO}", "output_type",
-                                           "error", "ename", ename,
-                                           "evalue", evalue, "traceback",
-                                           lines)
-                           : NULL;
-    Py_XDECREF(ename);
-    Py_XDECREF(evalue);
+    PyObject *out = error_output(exc, lines);
     if (out == NULL) {
         return -1;
     }
@@ -560,6 +586,40 @@ apy__nbrun_streams_uninstall(apy_nbrun_t *run)
 
 /* ---- %%capture ---- */
 
+/* Writes output's text/plain and a newline to sys.stdout, if it has both.
+ * 0 or -1. The write may replace sys.stdout or change output: both are
+ * held while it runs. */
+static int
+echo_plain(PyObject *output)
+{
+    PyObject *data = PyDict_GetItemString(output, "data"); /* borrowed */
+    PyObject *plain = data != NULL && PyDict_Check(data)
+                          ? PyDict_GetItemString(data, "text/plain")
+                          : NULL; /* borrowed */
+    PyObject *stream = PySys_GetObject("stdout"); /* borrowed */
+    if (plain == NULL || stream == NULL) {
+        return 0;
+    }
+    int rc = -1;
+    Py_INCREF(plain);
+    Py_INCREF(stream);
+    PyObject *r = PyObject_CallMethod(stream, "write", "O", plain);
+    if (r == NULL) {
+        goto error;
+    }
+    Py_DECREF(r);
+    r = PyObject_CallMethod(stream, "write", "s", "\n");
+    if (r == NULL) {
+        goto error;
+    }
+    Py_DECREF(r);
+    rc = 0;
+error:
+    Py_DECREF(stream);
+    Py_DECREF(plain);
+    return rc;
+}
+
 /* show(): writes the captured text to sys.stdout/sys.stderr and shows
  * the captured outputs again (recorded, or their text printed).
  * Returns None or NULL with an exception set. */
@@ -592,20 +652,8 @@ captured_show(ApyNbCapturedObject *self, PyObject *Py_UNUSED(ignored))
         }
         if (rc == 0) {
             /* Nothing records: show its text, as a terminal would. */
-            PyObject *data = PyDict_GetItemString(out, "data");
-            PyObject *plain = data ? PyDict_GetItemString(data, "text/plain")
-                                   : NULL;
-            if (plain != NULL && PySys_GetObject("stdout") != NULL) {
-                PyObject *r = PyObject_CallMethod(
-                    PySys_GetObject("stdout"), "write", "O", plain);
-                Py_XDECREF(r);
-                r = r ? PyObject_CallMethod(PySys_GetObject("stdout"),
-                                            "write", "s", "\n")
-                      : NULL;
-                if (r == NULL) {
-                    return NULL;
-                }
-                Py_DECREF(r);
+            if (echo_plain(out) < 0) {
+                return NULL;
             }
         }
     }
@@ -774,9 +822,7 @@ apy__nbrun_capture_end(apy_nbrun_t *run)
             rc = -1;
         }
         Py_CLEAR(cap->saved[i]);
-        PyObject *empty = PyUnicode_FromString("");
-        cap->text[i] = empty ? PyUnicode_Join(empty, cap->parts[i]) : NULL;
-        Py_XDECREF(empty);
+        cap->text[i] = join_text(cap->parts[i]);
         if (cap->text[i] == NULL) {
             rc = -1;
         }

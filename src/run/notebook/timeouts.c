@@ -167,35 +167,52 @@ apy__nbrun_sigterm_seen(void)
 static int
 install_sigterm(apy_nbrun_t *run)
 {
+    int rc = -1;
+    int is_default;
+    PyObject *cur = NULL;
+    PyObject *dfl = NULL;
+    PyObject *capsule = NULL;
+    PyObject *handler = NULL;
+    PyObject *r = NULL;
     PyObject *signal_mod = PyImport_ImportModule("signal");
     if (signal_mod == NULL) {
-        return -1;
+        goto error;
     }
-    PyObject *cur = PyObject_CallMethod(signal_mod, "getsignal", "i",
-                                        SIGTERM);
-    PyObject *dfl = cur ? PyObject_GetAttrString(signal_mod, "SIG_DFL")
-                        : NULL;
-    int rc = dfl != NULL ? 0 : -1;
-    if (dfl != NULL && PyObject_RichCompareBool(cur, dfl, Py_EQ) == 1) {
-        PyObject *capsule = PyCapsule_New(run, "apyrun.nbrun", NULL);
-        PyObject *handler = capsule ? PyCFunction_New(&sigterm_def, capsule)
-                                    : NULL;
-        Py_XDECREF(capsule);
-        PyObject *r = handler ? PyObject_CallMethod(signal_mod, "signal",
-                                                    "iO", SIGTERM, handler)
-                              : NULL;
-        rc = r != NULL ? 0 : -1;
-        Py_XDECREF(r);
-        if (rc == 0) {
-            run->sigterm_handler = handler;
-            chain_sigterm();
-        } else {
-            Py_XDECREF(handler);
-        }
+    cur = PyObject_CallMethod(signal_mod, "getsignal", "i", SIGTERM);
+    if (cur == NULL) {
+        goto error;
     }
+    dfl = PyObject_GetAttrString(signal_mod, "SIG_DFL");
+    if (dfl == NULL) {
+        goto error;
+    }
+    is_default = PyObject_RichCompareBool(cur, dfl, Py_EQ);
+    if (is_default <= 0) {
+        rc = is_default; /* 0: the program's own handler stays */
+        goto error;
+    }
+    capsule = PyCapsule_New(run, "apyrun.nbrun", NULL);
+    if (capsule == NULL) {
+        goto error;
+    }
+    handler = PyCFunction_New(&sigterm_def, capsule);
+    if (handler == NULL) {
+        goto error;
+    }
+    r = PyObject_CallMethod(signal_mod, "signal", "iO", SIGTERM, handler);
+    if (r == NULL) {
+        goto error;
+    }
+    Py_XSETREF(run->sigterm_handler, Py_NewRef(handler));
+    chain_sigterm();
+    rc = 0;
+error:
+    Py_XDECREF(r);
+    Py_XDECREF(handler);
+    Py_XDECREF(capsule);
     Py_XDECREF(dfl);
     Py_XDECREF(cur);
-    Py_DECREF(signal_mod);
+    Py_XDECREF(signal_mod);
     return rc;
 }
 
@@ -284,6 +301,34 @@ apy__nbrun_timeouts_disarm(apy_nbrun_t *run)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* SIGTERM back to SIG_DFL if handler is still the one in place. Leaves
+ * any exception for the caller to clear. */
+static void
+restore_sigterm(PyObject *handler)
+{
+    PyObject *dfl = NULL;
+    PyObject *r = NULL;
+    PyObject *signal_mod = PyImport_ImportModule("signal");
+    if (signal_mod == NULL) {
+        return;
+    }
+    PyObject *cur = PyObject_CallMethod(signal_mod, "getsignal", "i",
+                                        SIGTERM);
+    if (cur == NULL || cur != handler) {
+        goto done;
+    }
+    dfl = PyObject_GetAttrString(signal_mod, "SIG_DFL");
+    if (dfl == NULL) {
+        goto done;
+    }
+    r = PyObject_CallMethod(signal_mod, "signal", "iO", SIGTERM, dfl);
+done:
+    Py_XDECREF(r);
+    Py_XDECREF(dfl);
+    Py_XDECREF(cur);
+    Py_DECREF(signal_mod);
+}
+
 void
 apy__nbrun_timeouts_stop(apy_nbrun_t *run)
 {
@@ -307,20 +352,7 @@ apy__nbrun_timeouts_stop(apy_nbrun_t *run)
     /* Back to the default, if the program left ours in place. */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *signal_mod = PyImport_ImportModule("signal");
-    PyObject *cur = signal_mod ? PyObject_CallMethod(signal_mod, "getsignal",
-                                                     "i", SIGTERM)
-                               : NULL;
-    if (cur == run->sigterm_handler) {
-        PyObject *dfl = PyObject_GetAttrString(signal_mod, "SIG_DFL");
-        PyObject *r = dfl ? PyObject_CallMethod(signal_mod, "signal", "iO",
-                                                SIGTERM, dfl)
-                          : NULL;
-        Py_XDECREF(r);
-        Py_XDECREF(dfl);
-    }
-    Py_XDECREF(cur);
-    Py_XDECREF(signal_mod);
+    restore_sigterm(run->sigterm_handler);
     Py_CLEAR(run->sigterm_handler);
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
