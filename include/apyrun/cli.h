@@ -29,6 +29,34 @@ typedef struct {
     const char *value;
 } apy_param_t;
 
+/* --check-outputs: which code cells' outputs are compared with the ones
+ * stored in the notebook (nbval's modes, DESIGN 6). */
+typedef enum {
+    APY_CHECK_NONE = 0, /* no comparison (the default) */
+    APY_CHECK_STRICT,   /* every code cell, but for nbval-ignore-output */
+    APY_CHECK_LAX,      /* only cells tagged nbval-check-output */
+} apy_check_mode_t;
+
+/* apyrun --test (DESIGN 6): what to collect and how to run and report it.
+ * The run options of each notebook (--timeout, -p, ...) stay in
+ * apy_options_t, as for one notebook. */
+typedef struct {
+    const char **paths;      /* PATH arguments, in order; none means "." */
+    size_t npaths;
+    const char **keywords;   /* -k SUBSTR: keep paths holding any of them */
+    size_t nkeywords;
+    int jobs;                /* -j/--jobs N; 0 = the number of CPUs */
+    int list;                /* --list */
+    int shard_k;             /* --shard K/N: 1 <= K <= N; N = 0 for none */
+    int shard_n;
+    const char *durations;   /* --durations FILE (a JUnit file) */
+    const char *junit_xml;   /* --junit-xml FILE */
+    const char *output_dir;  /* --output-dir DIR, -o DIR */
+    int exitfirst;           /* --exitfirst */
+    int verbose;             /* --verbose */
+    int capture_no;          /* --capture=no */
+} apy_test_options_t;
+
 typedef struct {
     int show_help;         /* -h, --help, -? */
     int show_version;      /* -V, --version */
@@ -47,6 +75,12 @@ typedef struct {
     const char *params_file; /* --params-file */
     apy_param_t *params;     /* -p NAME VALUE, in order */
     size_t nparams;
+    apy_check_mode_t check_outputs; /* --check-outputs[=strict|lax] */
+    int check_images;        /* --check-images: images compared by bytes */
+    const char *sanitize;    /* --sanitize FILE (nbval's sanitizer file) */
+
+    int test;                /* --test: the rest of argv is test_opts' */
+    apy_test_options_t test_opts;
 
     /* argv for CPython: argv[0], python options, target, program args
      * (for a notebook: its words and what follows "--", nothing of
@@ -59,7 +93,9 @@ typedef struct {
  * a script, -c, -m or -: python's rule, every argument is the program's.
  * After a notebook: apyrun's run options are taken up to "--", other
  * words and all after "--" are the notebook's, an unknown option is a
- * usage error. Returns 0, or -1 with a one-line message in err (usage
+ * usage error. "--test" before the target makes every later argument
+ * test_opts' (options, then PATHs; python's options are not taken there).
+ * Returns 0, or -1 with a one-line message in err (usage
  * error: exit 2), or -ENOMEM (-12, as libuv's UV_ENOMEM) when out of
  * memory. opts must be freed with apy_cli_free() whatever the result. */
 int apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
@@ -71,6 +107,9 @@ int apy_cli_is_notebook_path(const char *path);
 
 /* Frees what apy_cli_parse allocated (not the borrowed strings). */
 void apy_cli_free(apy_options_t *opts);
+
+/* Writes the usage of apyrun --test to stream-like sink `out`. */
+void apy_cli_print_test_help(void *out, const char *prog);
 
 /* Writes apyrun's own usage and options to stream-like sink `out`
  * (a FILE *, kept void * so the header needs no stdio.h). */

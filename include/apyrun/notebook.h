@@ -129,8 +129,9 @@ typedef struct {
 
 /* Reads and parses the notebook at `path`. Returns 0 with *nb filled
  * (free it with apy_nb_free), or: -ENOENT, -EACCES, -EISDIR... (the file
- * cannot be read), -EFBIG (over APY_NB_MAX_FILE_SIZE), -EINVAL (not a
- * notebook apyrun can run), -ENOMEM; on failure *nb is zeroed and err
+ * cannot be read), -EFBIG (over APY_NB_MAX_FILE_SIZE), -ENOEXEC (its
+ * kernel language is not Python), -EINVAL (not a notebook apyrun can
+ * run), -ENOMEM; on failure *nb is zeroed and err
  * holds one line, e.g. "not valid JSON: expected ',' or '}' (line 3,
  * column 7)", "cell 4: 'source' must be a string or a list of strings"
  * (cells are numbered from 1), "kernel language is 'R', not Python".

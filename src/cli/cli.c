@@ -7,6 +7,7 @@
 #include "apyrun/cli.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,30 @@ take_apyrun_option(int argc, char **argv, int *i, apy_options_t *opts,
         }
         return 1;
     }
+    if (match_long(arg, "--check-outputs", &iv)) {
+        if (iv == NULL || strcmp(iv, "strict") == 0) {
+            opts->check_outputs = APY_CHECK_STRICT;
+        } else if (strcmp(iv, "lax") == 0) {
+            opts->check_outputs = APY_CHECK_LAX;
+        } else {
+            snprintf(err, errlen, "--check-outputs takes 'strict' or 'lax', "
+                     "not '%s'", iv);
+            return -1;
+        }
+        return 1;
+    }
+    if (match_long(arg, "--check-images", &iv) && iv == NULL) {
+        opts->check_images = 1;
+        return 1;
+    }
+    if (match_long(arg, "--sanitize", &iv)) {
+        if ((v = option_value("--sanitize", iv, argc, argv, i, err, errlen))
+            == NULL) {
+            return -1;
+        }
+        opts->sanitize = v;
+        return 1;
+    }
     if (strcmp(arg, "-p") == 0) {
         if (*i + 2 >= argc) {
             snprintf(err, errlen, "-p needs a NAME and a VALUE");
@@ -288,6 +313,226 @@ scan_after_notebook(int argc, char **argv, int i, apy_options_t *opts,
                      "(apyrun --help lists apyrun's options); the "
                      "notebook's own arguments go after '--': "
                      "apyrun %s -- %s ...", arg, opts->target, arg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --check-images and --sanitize refine --check-outputs. 0 or -1. */
+static int
+check_needs_outputs(const apy_options_t *opts, char *err, size_t errlen)
+{
+    if (opts->check_outputs == APY_CHECK_NONE
+        && (opts->check_images || opts->sanitize != NULL)) {
+        snprintf(err, errlen, "%s needs --check-outputs",
+                 opts->check_images ? "--check-images" : "--sanitize");
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends word to the growing array *arr of *n borrowed strings. */
+static int
+push_word(const char ***arr, size_t *n, const char *word)
+{
+    const char **grown = realloc(*arr, (*n + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        return -ENOMEM;
+    }
+    grown[(*n)++] = word;
+    *arr = grown;
+    return 0;
+}
+
+/* A positive int, all of text. 0 or -1. */
+static int
+parse_count(const char *text, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < 1 || v > 100000) {
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* "K/N" with 1 <= K <= N. 0 or -1. */
+static int
+parse_shard(const char *text, int *k, int *n)
+{
+    const char *slash = strchr(text, '/');
+    if (slash == NULL || slash == text) {
+        return -1;
+    }
+    char kpart[16];
+    size_t klen = (size_t)(slash - text);
+    if (klen >= sizeof(kpart)) {
+        return -1;
+    }
+    memcpy(kpart, text, klen);
+    kpart[klen] = '\0';
+    if (parse_count(kpart, k) < 0 || parse_count(slash + 1, n) < 0
+        || *k > *n) {
+        return -1;
+    }
+    return 0;
+}
+
+/* One --test option at argv[*i] that takes a value: -j, -k, -o and the
+ * long ones. Returns 1 (taken), 0 (not one of these), -1 (usage error). */
+static int
+take_test_value_option(int argc, char **argv, int *i, apy_options_t *opts,
+                       char *err, size_t errlen)
+{
+    apy_test_options_t *t = &opts->test_opts;
+    const char *arg = argv[*i];
+    const char *iv = NULL;
+    const char *v;
+    if (arg[0] == '-' && (arg[1] == 'j' || arg[1] == 'k' || arg[1] == 'o')) {
+        iv = arg[2] != '\0' ? arg + 2 : NULL;
+        char name[3] = {'-', arg[1], '\0'};
+        if ((v = option_value(name, iv, argc, argv, i, err, errlen)) == NULL) {
+            return -1;
+        }
+        if (arg[1] == 'k') {
+            return push_word(&t->keywords, &t->nkeywords, v) < 0 ? -ENOMEM
+                                                                 : 1;
+        }
+        if (arg[1] == 'o') {
+            t->output_dir = v;
+            return 1;
+        }
+        goto jobs;
+    }
+    if (match_long(arg, "--jobs", &iv)) {
+        if ((v = option_value("--jobs", iv, argc, argv, i, err, errlen))
+            == NULL) {
+            return -1;
+        }
+        goto jobs;
+    }
+    if (match_long(arg, "--shard", &iv)) {
+        if ((v = option_value("--shard", iv, argc, argv, i, err, errlen))
+            == NULL) {
+            return -1;
+        }
+        if (parse_shard(v, &t->shard_k, &t->shard_n) < 0) {
+            snprintf(err, errlen, "--shard takes K/N with 1 <= K <= N "
+                     "(the K-th of N shards), not '%s'", v);
+            return -1;
+        }
+        return 1;
+    }
+    static const struct {
+        const char *name;
+        size_t offset;
+    } files[] = {
+        {"--durations", offsetof(apy_test_options_t, durations)},
+        {"--junit-xml", offsetof(apy_test_options_t, junit_xml)},
+        {"--junitxml", offsetof(apy_test_options_t, junit_xml)},
+        {"--output-dir", offsetof(apy_test_options_t, output_dir)},
+    };
+    for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+        if (match_long(arg, files[f].name, &iv)) {
+            if ((v = option_value(files[f].name, iv, argc, argv, i, err,
+                                  errlen)) == NULL) {
+                return -1;
+            }
+            *(const char **)((char *)t + files[f].offset) = v;
+            return 1;
+        }
+    }
+    return 0;
+
+jobs:
+    if (parse_count(v, &t->jobs) < 0) {
+        snprintf(err, errlen, "-j/--jobs takes a number of processes "
+                 "(1 or more), not '%s'", v);
+        return -1;
+    }
+    return 1;
+}
+
+/* One --test option without a value. 1 (taken), 0 (not one), -1. */
+static int
+take_test_flag(const char *arg, apy_options_t *opts, char *err,
+               size_t errlen)
+{
+    apy_test_options_t *t = &opts->test_opts;
+    const char *iv = NULL;
+    if (strcmp(arg, "--list") == 0) {
+        t->list = 1;
+    } else if (strcmp(arg, "--exitfirst") == 0) {
+        t->exitfirst = 1;
+    } else if (strcmp(arg, "--verbose") == 0) {
+        t->verbose = 1;
+    } else if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        opts->show_help = 1;
+    } else if (match_long(arg, "--capture", &iv)) {
+        if (iv == NULL || (strcmp(iv, "no") != 0 && strcmp(iv, "fd") != 0)) {
+            snprintf(err, errlen, "--capture takes =fd (the default) or "
+                     "=no, not '%s'", iv != NULL ? iv : "");
+            return -1;
+        }
+        t->capture_no = strcmp(iv, "no") == 0;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* The arguments after --test, argv[i..]: test options, the notebook run
+ * options (as after a notebook, but for -o, which is --output-dir here,
+ * and --output, --inplace, --cwd, which make no sense for many
+ * notebooks), and PATHs; after "--" only PATHs. 0 or -1 (err). */
+static int
+scan_test_args(int argc, char **argv, int i, apy_options_t *opts, char *err,
+               size_t errlen)
+{
+    apy_test_options_t *t = &opts->test_opts;
+    int paths_only = 0;
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        int rc;
+        if (paths_only || arg[0] != '-' || arg[1] == '\0') {
+            if ((rc = push_word(&t->paths, &t->npaths, arg)) < 0) {
+                snprintf(err, errlen, "out of memory");
+                return rc;
+            }
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            paths_only = 1;
+            continue;
+        }
+        const char *iv;
+        if (match_long(arg, "--output", &iv) || match_long(arg, "--inplace",
+                                                           &iv)
+            || match_long(arg, "--cwd", &iv)) {
+            snprintf(err, errlen, "%s is not a --test option (--output-dir "
+                     "DIR keeps the executed notebooks)", arg);
+            return -1;
+        }
+        rc = take_test_flag(arg, opts, err, errlen);
+        if (rc == 0) {
+            rc = take_test_value_option(argc, argv, &i, opts, err, errlen);
+        }
+        if (rc == 0) {
+            rc = take_apyrun_option(argc, argv, &i, opts, err, errlen);
+        }
+        if (rc == -ENOMEM) {
+            snprintf(err, errlen, "out of memory");
+        }
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 0) {
+            snprintf(err, errlen, "unknown --test option '%s' (apyrun --test "
+                     "--help lists them; a path starting with '-' goes "
+                     "after '--')", arg);
             return -1;
         }
     }
@@ -357,6 +602,12 @@ apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
             opts->show_version = 1;
             continue;
         }
+        if (strcmp(arg, "--test") == 0) {
+            opts->test = 1;
+            opts->py_argv[opts->py_argc] = NULL;
+            int rc = scan_test_args(argc, argv, i + 1, opts, err, errlen);
+            return rc < 0 ? rc : check_needs_outputs(opts, err, errlen);
+        }
         int rc = take_apyrun_option(argc, argv, &i, opts, err, errlen);
         if (rc < 0) {
             return rc;
@@ -421,7 +672,7 @@ apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
         snprintf(err, errlen, "--inplace and -o/--output exclude each other");
         return -1;
     }
-    return 0;
+    return check_needs_outputs(opts, err, errlen);
 }
 
 void
@@ -429,6 +680,10 @@ apy_cli_free(apy_options_t *opts)
 {
     free(opts->py_argv);
     free(opts->params);
+    free(opts->test_opts.paths);
+    free(opts->test_opts.keywords);
+    opts->test_opts.paths = opts->test_opts.keywords = NULL;
+    opts->test_opts.npaths = opts->test_opts.nkeywords = 0;
     opts->py_argv = NULL;
     opts->params = NULL;
     opts->py_argc = 0;
@@ -464,6 +719,14 @@ apy_cli_print_help(void *out, const char *prog)
 "  --allow-errors         go on after a failing cell\n"
 "  -p NAME VALUE          set a parameter, as papermill\n"
 "  --params-file F.json   parameters from a JSON object\n"
+"  --check-outputs[=strict|lax]  compare each code cell's outputs with the\n"
+"                         stored ones, as nbval (lax: only cells tagged\n"
+"                         nbval-check-output); a mismatch fails the run\n"
+"  --check-images         ... images by their bytes, not only presence\n"
+"  --sanitize FILE        nbval's sanitizer file (regex:/replace: lines)\n"
+"\n"
+"testing many notebooks: %s --test [options] [PATH ...] (options:\n"
+"%s --test --help)\n"
 "\n"
 "After a script, -c, -m or -, every argument is the program's, as in\n"
 "python3. After a notebook, apyrun's options are taken up to '--'; other\n"
@@ -479,5 +742,38 @@ apy_cli_print_help(void *out, const char *prog)
 "error or unreadable input; 124 timeout; 120 stdout not flushed;\n"
 "128+N (negative in Python's subprocess) killed by signal N.\n"
 "\n"
-"python options (all of python3's, parsed by CPython):\n", prog, prog);
+"python options (all of python3's, parsed by CPython):\n", prog, prog,
+            prog, prog);
+}
+
+void
+apy_cli_print_test_help(void *out, const char *prog)
+{
+    FILE *f = out;
+    fprintf(f,
+"usage: %s --test [options] [PATH ...]\n"
+"\n"
+"Runs every notebook (*.ipynb) under each directory PATH (default: .),\n"
+"skipping hidden directories and .ipynb_checkpoints, and each .ipynb or .py\n"
+"file named, each in a process of its own, N at a time; prints the\n"
+"failures and 'apyrun: N passed, N failed'.\n"
+"\n"
+"options:\n"
+"  -j, --jobs N           processes at a time (default: the CPUs)\n"
+"  -k SUBSTR              only paths containing SUBSTR (any of several -k)\n"
+"  --list                 print the collected paths, run nothing\n"
+"  --shard K/N            run the K-th of N shards (balanced by file size,\n"
+"                         or by the times of --durations)\n"
+"  --durations FILE       a JUnit XML file of a previous run, for --shard\n"
+"  --junit-xml FILE       write a JUnit XML report (as pytest --junitxml)\n"
+"  -o, --output-dir DIR   write each executed notebook under DIR\n"
+"  --exitfirst            stop at the first failure\n"
+"  --verbose              one line a notebook, as it finishes\n"
+"  --capture=no           show the notebooks' output live\n"
+"  --timeout S, --total-timeout S, --allow-errors, -p NAME VALUE,\n"
+"  --params-file F, --check-outputs[=strict|lax], --check-images,\n"
+"  --sanitize FILE, --loop  as for one notebook, applied to each\n"
+"\n"
+"exit codes: 0 all passed; 1 some failed; 2 usage error; 5 nothing\n"
+"collected; 128+N interrupted by signal N.\n", prog);
 }

@@ -171,7 +171,7 @@ read_kernel(apy_notebook_t *nb, const cJSON *meta, char *err, size_t errlen)
     lang = nb->kernel_language ? nb->kernel_language : nb->language_info_name;
     if (lang != NULL && !apy__nb_is_python(lang)) {
         apy__nb_quote(q, sizeof(q), lang, strlen(lang));
-        return apy__nb_fail(-EINVAL, err, errlen,
+        return apy__nb_fail(-ENOEXEC, err, errlen,
                             "kernel language is '%s', not Python", q);
     }
     return 0;

@@ -268,7 +268,7 @@ upgrade_code(cJSON *cell, cJSON *meta, size_t no, char *err, size_t errlen)
         if (cJSON_IsString(c) && !apy__nb_is_python(c->valuestring)) {
             apy__nb_quote(q, sizeof(q), c->valuestring, apy__nb_strlen(c));
             cJSON_Delete(c);
-            return apy__nb_fail(-EINVAL, err, errlen,
+            return apy__nb_fail(-ENOEXEC, err, errlen,
                                 "cell %zu: language is '%s', not Python", no,
                                 q);
         }

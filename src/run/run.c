@@ -21,7 +21,7 @@ apy_run_target(const PyConfig *config, const apy_options_t *opts,
     /* Notebooks (src/run/notebook); notebook options need one. */
     if (opts->target_kind == APY_TARGET_FILE
         && apy_cli_is_notebook_path(opts->target)) {
-        return apy_run_notebook(config, opts, unhandled_sigint);
+        return apy_run_notebook(config, opts, unhandled_sigint, NULL);
     }
     if (apy_run_notebook_option_given(opts) != NULL) {
         fprintf(stderr, "apyrun: %s is a notebook option, and the target "

@@ -658,7 +658,7 @@ TEST_CASE(read_v3_errors)
                 "type\": \"markdown\", \"source\": \"\"}]}, {\"cells\": [{"
                 "\"cell_type\": \"code\", \"language\": \"julia\", "
                 "\"input\": \"println(1)\"}]}]}",
-                -EINVAL, "cell 2: language is 'julia', not Python");
+                -ENOEXEC, "cell 2: language is 'julia', not Python");
     PARSE_FAILS("{\"nbformat\": 3, \"worksheets\": [{\"cells\": [{\"cell_"
                 "type\": \"code\", \"input\": 5}]}]}",
                 -EINVAL,
@@ -703,7 +703,7 @@ kernel_case(const char *meta, const char *msg, int line)
         CHECK(nb.path == NULL);
         apy_nb_free(&nb);
     } else {
-        parse_fails_n(json, strlen(json), -EINVAL, msg, line);
+        parse_fails_n(json, strlen(json), -ENOEXEC, msg, line);
     }
 }
 

@@ -14,6 +14,7 @@
 
 #include "apyrun/cli.h"
 #include "apyrun/notebook.h"
+#include "apyrun/nbrun.h"
 
 /* Cell kinds, as the runner sees them. */
 enum {
@@ -83,6 +84,8 @@ typedef struct apy_nbrun {
     int recording;         /* -o or --inplace */
     int mpl_default;       /* MPLBACKEND=Agg is apyrun's choice */
     int color;             /* colour on stderr */
+    apy_nbrun_outcome_t *outcome; /* the caller's, or NULL */
+    char exc_line[256];    /* the last failure's "Type: message" line */
     int progress;          /* stderr is a terminal */
     size_t cur;            /* the running cell */
     int count;             /* the last execution count given */

@@ -58,6 +58,15 @@ apy_run_notebook_option_given(const apy_options_t *opts)
     if (opts->nparams > 0) {
         return "-p";
     }
+    if (opts->check_outputs != APY_CHECK_NONE) {
+        return "--check-outputs";
+    }
+    if (opts->check_images) {
+        return "--check-images";
+    }
+    if (opts->sanitize != NULL) {
+        return "--sanitize";
+    }
     return NULL;
 }
 
@@ -389,6 +398,27 @@ system_exit_code(void)
     return exitcode;
 }
 
+/* Keeps the last of traceback lines (format_exception's "Type: message")
+ * as run->exc_line, on one line. Keeps no exception. */
+static void
+keep_exc_line(apy_nbrun_t *run, PyObject *lines)
+{
+    run->exc_line[0] = '\0';
+    Py_ssize_t n = PyList_Check(lines) ? PyList_GET_SIZE(lines) : 0;
+    const char *last = n > 0 ? PyUnicode_AsUTF8(PyList_GET_ITEM(lines, n - 1))
+                             : NULL;
+    if (last == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    size_t len = strcspn(last, "\n");
+    if (len >= sizeof(run->exc_line)) {
+        len = sizeof(run->exc_line) - 1;
+    }
+    memcpy(run->exc_line, last, len);
+    run->exc_line[len] = '\0';
+}
+
 /* Prints the current exception's traceback on the real stderr (through
  * the traceback module, which reads the cells' text from linecache) and
  * records it as the cell's error output. Clears the exception. */
@@ -428,6 +458,7 @@ report_exception(apy_nbrun_t *run)
     if (utf8 == NULL) {
         goto print;
     }
+    keep_exc_line(run, lines);
     PyObject *out = PySys_GetObject("stdout"); /* borrowed */
     if (out != NULL && out != Py_None) {
         PyObject *r = PyObject_CallMethod(out, "flush", NULL);
@@ -722,9 +753,15 @@ load(apy_nbrun_t *run, char **abs_path, PyObject **fsname)
     run->shown_path = run->opts->target != NULL ? run->opts->target
                                                 : PyBytes_AS_STRING(*fsname);
     char err[1024];
-    if (apy_nb_load(PyBytes_AS_STRING(*fsname), &run->nb, err, sizeof(err))
-        < 0) {
+    int rc = apy_nb_load(PyBytes_AS_STRING(*fsname), &run->nb, err,
+                         sizeof(err));
+    if (rc < 0) {
         fprintf(stderr, "apyrun: %s: %s\n", run->shown_path, err);
+        if (run->outcome != NULL) {
+            run->outcome->skipped = rc == -ENOEXEC;
+            snprintf(run->outcome->message, sizeof(run->outcome->message),
+                     "%.500s", err);
+        }
         return 2;
     }
     *abs_path = absolute(PyBytes_AS_STRING(*fsname));
@@ -777,10 +814,14 @@ cleanup(apy_nbrun_t *run)
 
 int
 apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
-                 int *unhandled_sigint)
+                 int *unhandled_sigint, apy_nbrun_outcome_t *outcome)
 {
     apy_nbrun_t run;
     memset(&run, 0, sizeof(run));
+    if (outcome != NULL) {
+        memset(outcome, 0, sizeof(*outcome));
+        run.outcome = outcome;
+    }
     run.target.fd = -1;
     pthread_mutex_init(&run.save_lock, NULL);
     run.config = config;

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,4 +91,13 @@ apy__nbrun_report_cell(apy_nbrun_t *run, const char *what)
              run->color ? RED : "", what, run->cur + 1, count,
              run->shown_path, run->color ? RESET : "");
     say(run, line);
+    if (run->outcome != NULL) {
+        int is_error = strcmp(what, "error") == 0;
+        run->outcome->cell = (int)run->cur + 1;
+        snprintf(run->outcome->message, sizeof(run->outcome->message),
+                 "%s%s%s", is_error ? "" : what,
+                 !is_error && run->exc_line[0] != '\0' ? ": " : "",
+                 run->exc_line[0] != '\0' || !is_error ? run->exc_line
+                                                        : what);
+    }
 }

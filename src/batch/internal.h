@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to src/batch (apyrun --test): the collected items, their
+ * results, and the functions the batch's files share. */
+#ifndef APYRUN_BATCH_INTERNAL_H
+#define APYRUN_BATCH_INTERNAL_H
+
+#include <stddef.h>
+
+#include "apyrun/cli.h"
+
+/* Where an item stands. */
+typedef enum {
+    APY_ITEM_PENDING = 0, /* not started (yet, or never: --exitfirst) */
+    APY_ITEM_RUNNING,
+    APY_ITEM_PASSED,
+    APY_ITEM_FAILED,
+    APY_ITEM_SKIPPED,     /* not run: its kernel language is not Python */
+    APY_ITEM_INTERRUPTED, /* ended by the batch (Ctrl-C, --exitfirst) */
+} apy_item_state_t;
+
+/* One collected file and, once run, its result. */
+typedef struct {
+    char *path;        /* as collected, e.g. "docs/nb.ipynb"; owned */
+    int is_script;     /* a .py file named on the command line */
+    long long size;    /* bytes, at collection */
+    double weight;     /* --shard's balance: seconds or bytes */
+
+    apy_item_state_t state;
+    int exitcode;      /* the child's exit status, or -1 */
+    int signal;        /* the signal that killed the child, or 0 */
+    double seconds;    /* wall time of the run */
+    int cell;          /* 1-based number of the failing cell, or 0 */
+    char *message;     /* one line: why it failed or was skipped; owned */
+    char *out;         /* captured stdout (NUL-terminated), or NULL */
+    size_t out_len;
+    char *err;         /* captured stderr (NUL-terminated), or NULL */
+    size_t err_len;
+} apy_batch_item_t;
+
+/* collect.c: the files under opts' PATHs (directories walked, hidden
+ * ones and .ipynb_checkpoints skipped, symlinked directories not
+ * followed), filtered by -k, sorted by path, duplicates dropped. Returns
+ * 0 with *items (free with apy__batch_free_items) and *n, or -1 with a
+ * one-line message in err (a PATH that does not exist, an unreadable
+ * directory, out of memory): a usage error, exit 2. */
+int apy__batch_collect(const apy_test_options_t *t, apy_batch_item_t **items,
+                       size_t *n, char *err, size_t errlen);
+
+/* collect.c: keeps in items[0..*n) the shard k of n_shards (1-based),
+ * in sorted order: items are dealt, heaviest first (ties: by path), to
+ * the shard with the least weight so far (ties: the lowest number).
+ * The partition depends only on the paths and weights. */
+void apy__batch_shard(apy_batch_item_t *items, size_t *n, int k,
+                      int n_shards);
+
+/* collect.c: frees the items and the array. */
+void apy__batch_free_items(apy_batch_item_t *items, size_t n);
+
+/* junit.c: the JUnit names of an item: classname is its directory with
+ * '/' as '.' ("docs.sub"; "" at the top), name its file name. Both
+ * malloc'ed; 0 or -1 (out of memory). */
+int apy__batch_junit_names(const char *path, char **classname, char **name);
+
+/* junit.c: writes the report of items[0..n) (those not PENDING) as
+ * pytest's --junitxml does, to path, through a temporary file renamed
+ * over it. wall is the batch's wall time in seconds. 0, or -1 with a
+ * one-line message in err. */
+int apy__batch_write_junit(const char *path, const apy_batch_item_t *items,
+                           size_t n, double wall, char *err, size_t errlen);
+
+/* durations.c: reads the testcase times of the JUnit file path and sets
+ * the weight of each item it names (by classname and name, as
+ * apy__batch_junit_names gives them); the others get the mean of the
+ * times found (1.0 if none). Needs the interpreter. 0, or -1 with a
+ * one-line message in err (unreadable, not XML). */
+int apy__batch_read_durations(const char *path, apy_batch_item_t *items,
+                              size_t n, char *err, size_t errlen);
+
+#endif
