@@ -124,6 +124,11 @@ apyrun_main(int argc, char **argv)
         apy_cli_free(&opts);
         return 0;
     }
+    if (opts.test && opts.show_help) {
+        apy_cli_print_test_help(stdout, argc > 0 ? argv[0] : "apyrun");
+        apy_cli_free(&opts);
+        return 0;
+    }
     if (opts.show_help) {
         /* Ours first; CPython then prints its own options and exits 0
          * from PyConfig_Read below. */
