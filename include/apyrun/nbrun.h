@@ -13,6 +13,8 @@
 typedef struct {
     int skipped;       /* 1: not run, its kernel language is not Python */
     int cell;          /* 1-based number of the cell that failed, or 0 */
+    int errors_allowed; /* 1: exit 1 came only from cell errors that
+                         * --allow-errors let the run go on after */
     char message[512]; /* one line: why it failed or was skipped, or "" */
 } apy_nbrun_outcome_t;
 

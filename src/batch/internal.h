@@ -4,9 +4,15 @@
 #ifndef APYRUN_BATCH_INTERNAL_H
 #define APYRUN_BATCH_INTERNAL_H
 
+#include <Python.h>
+
+#include <limits.h>
+#include <signal.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "apyrun/cli.h"
+#include "apyrun/nbrun.h"
 
 /* Where an item stands. */
 typedef enum {
@@ -36,6 +42,71 @@ typedef struct {
     char *err;         /* captured stderr (NUL-terminated), or NULL */
     size_t err_len;
 } apy_batch_item_t;
+
+/* A running child and what the batch knows of it. */
+typedef struct {
+    pid_t pid;          /* 0: the slot is free */
+    size_t item;        /* index into the batch's items */
+    int out_fd;         /* its stdout and stderr capture files, or -1 */
+    int err_fd;
+    double t0;          /* monotonic seconds at the start */
+    double term_at;     /* when to send SIGTERM (0: never) */
+    double kill_at;     /* when to send SIGKILL (0: never) */
+    int timed_out;      /* ended by the batch for --total-timeout */
+    int ended;          /* ended by the batch (Ctrl-C, --exitfirst) */
+} apy_batch_slot_t;
+
+/* One apyrun --test run. */
+typedef struct {
+    const PyConfig *config;     /* the interpreter's, as initialised */
+    const apy_options_t *opts;  /* the run options for each notebook */
+    const apy_test_options_t *t;
+    apy_batch_item_t *items;
+    size_t n;
+    apy_batch_slot_t *slots;
+    int jobs;
+    apy_nbrun_outcome_t *outcomes; /* one a slot, shared with children */
+    sigset_t child_mask;        /* the signal mask children start with */
+    char self_exe[PATH_MAX];    /* this binary, for scripts */
+    const char *tmpdir;         /* where capture files live */
+} apy_batch_t;
+
+/* report.c's state: what has been shown and counted. */
+typedef struct {
+    int color;        /* ANSI colours (a terminal, no NO_COLOR) */
+    int progress;     /* a progress line (a terminal, no --verbose) */
+    int shown;        /* the progress line is on the screen */
+    size_t total;     /* items to run */
+    size_t done;      /* items finished */
+    size_t count[APY_ITEM_INTERRUPTED + 1]; /* finished, by state */
+} apy_batch_report_t;
+
+/* report.c: sets up r for total items. */
+void apy__batch_report_init(apy_batch_report_t *r, size_t total,
+                            int verbose);
+
+/* report.c: counts finished item it; prints its line with --verbose,
+ * else updates the progress line. */
+void apy__batch_report_item(apy_batch_report_t *r, const apy_batch_item_t *it,
+                            int verbose);
+
+/* report.c: the failures (message, captured stdout and stderr), the
+ * skipped ones when verbose_skips, then the summary line alone and the
+ * wall time on the next one. */
+void apy__batch_report_end(apy_batch_report_t *r,
+                           const apy_batch_item_t *items, size_t n,
+                           double wall, int verbose_skips);
+
+/* spawn.c: starts items[item] in free slot s: a forked child of this
+ * interpreter for a notebook, this binary run on it for a script, with
+ * its output captured (or not: --capture=no). 0, or -1 with a one-line
+ * message in err (the item is then failed by the caller). */
+int apy__batch_start(apy_batch_t *b, apy_batch_slot_t *s, size_t item,
+                     char *err, size_t errlen);
+
+/* spawn.c: takes what slot s's child wrote (it has exited) into its
+ * item's out and err, and closes the capture files. */
+void apy__batch_take_output(apy_batch_slot_t *s, apy_batch_item_t *it);
 
 /* collect.c: the files under opts' PATHs (directories walked, hidden
  * ones and .ipynb_checkpoints skipped, symlinked directories not

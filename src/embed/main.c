@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <uv.h>
 
+#include "apyrun/batch.h"
 #include "apyrun/cli.h"
 #include "apyrun/embed.h"
 #include "apyrun/importer.h"
@@ -156,6 +157,8 @@ apyrun_main(int argc, char **argv)
         || apy_importer_install() < 0) {
         PyErr_Print();
         exitcode = 1;
+    } else if (opts.test) {
+        exitcode = apy_batch_main(&config, &opts, &unhandled_sigint);
     } else {
         exitcode = apy_run_target(&config, &opts, &unhandled_sigint);
     }

@@ -703,7 +703,10 @@ kernel_case(const char *meta, const char *msg, int line)
         CHECK(nb.path == NULL);
         apy_nb_free(&nb);
     } else {
-        parse_fails_n(json, strlen(json), -ENOEXEC, msg, line);
+        /* Another language is -ENOEXEC; a malformed kernelspec -EINVAL. */
+        parse_fails_n(json, strlen(json),
+                      strstr(msg, "not Python") ? -ENOEXEC : -EINVAL, msg,
+                      line);
     }
 }
 

@@ -637,6 +637,9 @@ run_cells(apy_nbrun_t *run, int *unhandled_sigint)
             return 1;
         }
     }
+    if (failed && run->outcome != NULL) {
+        run->outcome->errors_allowed = 1;
+    }
     return failed ? 1 : 0;
 }
 
@@ -843,12 +846,16 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
     if (exitcode == 0) {
         exitcode = run_cells(&run, unhandled_sigint);
         /* Always saved at the end, whatever the throttle held back. */
-        if (save(&run, 1, 1) < 0 && exitcode == 0) {
+        int saved = save(&run, 1, 1);
+        if (saved < 0 && exitcode == 0) {
             exitcode = 1;
         }
         int closed = close_loop(&run);
         if (exitcode == 0) {
             exitcode = closed;
+        }
+        if ((saved < 0 || closed != 0) && outcome != NULL) {
+            outcome->errors_allowed = 0; /* a failure of its own */
         }
         apy__nbrun_progress_done(&run);
     }

@@ -93,6 +93,10 @@ apy__nbrun_report_cell(apy_nbrun_t *run, const char *what)
     say(run, line);
     if (run->outcome != NULL) {
         int is_error = strcmp(what, "error") == 0;
+        if (!is_error
+            && strncmp(run->exc_line, "KeyboardInterrupt", 17) == 0) {
+            run->exc_line[0] = '\0'; /* how a timeout or Ctrl-C stops */
+        }
         run->outcome->cell = (int)run->cur + 1;
         snprintf(run->outcome->message, sizeof(run->outcome->message),
                  "%s%s%s", is_error ? "" : what,
