@@ -169,8 +169,9 @@ child_script(apy_batch_t *b, apy_batch_item_t *it)
 {
     const char *loop = b->opts->loop == APY_LOOP_ASYNCIO ? "asyncio"
                                                          : "apyrun";
-    char *argv[] = {"apyrun", "--loop", (char *)loop, (char *)it->path,
-                    NULL};
+    /* "--": a path that starts with '-' is still the script. */
+    char *argv[] = {"apyrun", "--loop", (char *)loop, "--",
+                    (char *)it->path, NULL};
     execv(b->self_exe, argv);
     fprintf(stderr, "apyrun: cannot run %s: %s\n", b->self_exe,
             strerror(errno));

@@ -178,9 +178,12 @@ def test_scripts_named_pass_by_exit_status(apyrun, tmp_path):
     (tmp_path / "good.py").write_text(
         "import asyncio\nawait asyncio.sleep(0)\nprint('tla script')\n")
     (tmp_path / "bad.py").write_text("import sys\nsys.exit(7)\n")
-    r = run([apyrun, "--test", "--verbose", "good.py", "bad.py"],
-            cwd=tmp_path)
-    assert verdicts(r) == {"good.py": "PASSED", "bad.py": "FAILED"}
+    (tmp_path / "-dash.py").write_text("import sys\n"
+                                       "assert sys.argv == ['-dash.py']\n")
+    r = run([apyrun, "--test", "--verbose", "good.py", "bad.py", "--",
+             "-dash.py"], cwd=tmp_path)
+    assert verdicts(r) == {"good.py": "PASSED", "bad.py": "FAILED",
+                           "-dash.py": "PASSED"}
     assert "exit status 7" in r.stdout
 
 
