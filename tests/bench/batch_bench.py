@@ -114,6 +114,7 @@ def main():
     if args.smoke:
         args.count, args.jupyter_count, args.reps = 6, 2, 1
     env = env_for_children()
+    env["APYRUN"] = os.path.abspath(args.apyrun)  # the plugin's binary
     with tempfile.TemporaryDirectory(prefix="apyrun-bench-batch-") as root:
         paths = write_tree(root, args.count)
         rows = tools(os.path.abspath(args.apyrun), root, paths,
