@@ -50,8 +50,11 @@ def write_tree(root, count):
 
 
 def env_for_children():
+    # PYTHONMALLOC stays: the sanitizer build's smoke run needs it (with
+    # pymalloc, LSan cannot see the objects that hold malloc'ed blocks).
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "APYRUN", "JUPYTER", "PYTEST_"))}
+           if k == "PYTHONMALLOC"
+           or not k.startswith(("PYTHON", "APYRUN", "JUPYTER", "PYTEST_"))}
     env["PYTHONPATH"] = PLUGIN_DIR
     return env
 
