@@ -158,6 +158,13 @@ int apy_nb_cell_line(const apy_nb_cell_t *cell, long lineno);
 /* Returns 1 if `cell` has tag `tag` (exact match), else 0. */
 int apy_nb_cell_has_tag(const apy_nb_cell_t *cell, const char *tag);
 
+/* The JSON text of member `key` of `cell` ("outputs", "execution_count",
+ * ...) as it will be written: as read until apy_nb_set_result replaces
+ * it. *json points into the cell (not NUL-terminated), valid until the
+ * cell next changes. 0, or -ENOENT when the cell has no such member. */
+int apy_nb_cell_member(const apy_nb_cell_t *cell, const char *key,
+                       const char **json, size_t *len);
+
 /* Records the result of running code cell res->cell: its outputs, count
  * and timing are rendered now, once, so that saving stays cheap. A later
  * call for the same cell replaces the earlier one. Returns 0, -ERANGE (no

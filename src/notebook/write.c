@@ -876,3 +876,36 @@ fail:
     }
     return rc;
 }
+
+int
+apy_nb_cell_member(const apy_nb_cell_t *cell, const char *key,
+                   const char **json, size_t *len)
+{
+    *json = NULL;
+    *len = 0;
+    if (cell->w == NULL) {
+        return -ENOENT;
+    }
+    const apy_nb_pieces_t *m = &cell->w->members;
+    for (size_t i = 0; i < m->n; i++) {
+        if (strcmp(m->v[i].key, key) != 0) {
+            continue;
+        }
+        /* The piece is indent, the key as a JSON string, ": ", value. */
+        const char *p = m->v[i].text, *end = p + m->v[i].len;
+        while (p < end && *p == ' ') {
+            p++;
+        }
+        for (p++; p < end && *p != '"'; p++) {
+            p += *p == '\\';
+        }
+        p += 3; /* the closing quote and ": " */
+        if (p > end) {
+            return -ENOENT;
+        }
+        *json = p;
+        *len = (size_t)(end - p);
+        return 0;
+    }
+    return -ENOENT;
+}

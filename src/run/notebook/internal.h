@@ -29,6 +29,7 @@ enum {
     APY_NBRUN_TAG_RAISES = 1 << 1,     /* raises-exception */
     APY_NBRUN_TAG_PARAMETERS = 1 << 2, /* parameters */
     APY_NBRUN_TAG_INJECTED = 1 << 3,   /* injected-parameters */
+    APY_NBRUN_TAG_CHECK = 1 << 4,      /* --check-outputs compares it */
 };
 
 /* Stream numbers for the recorder. */
@@ -48,6 +49,9 @@ typedef struct {
     char reply[APY_NB_TIMESTAMP_SIZE];
     char idle[APY_NB_TIMESTAMP_SIZE];
     int dirty;            /* outputs changed since the cell was rendered */
+    PyObject *expected;   /* --check-outputs: the stored outputs as
+                           * compared (check.c), or NULL */
+    int stored_unrun;     /* the stored cell's execution_count is null */
 } apy_nbrun_cell_t;
 
 typedef struct apy_nbrun_fdcap apy_nbrun_fdcap_t;
@@ -95,7 +99,37 @@ typedef struct apy_nbrun {
     volatile int timed_out; /* set by the watchdog when a limit expired */
     int sigterm;           /* a SIGTERM arrived */
     PyObject *sigterm_handler; /* ours, while installed */
+    PyObject *sanitizers;  /* --sanitize: [(regex, replacement)], or NULL */
+    PyObject *check_backspace; /* nbval's \b and \r patterns, compiled */
+    PyObject *check_return;
+    size_t check_failed;   /* cells whose outputs differ */
+    size_t check_first;    /* the first of them, 1-based */
+    char check_cells[128]; /* their numbers, "3, 5" */
 } apy_nbrun_t;
+
+/* ---- check.c: --check-outputs, nbval's comparison ---- */
+
+/* The tags check.c adds to a cell: RAISES for nbval-raises-exception;
+ * with --check-outputs, SKIP for nbval-skip and CHECK for the cells it
+ * compares (strict: all but nbval-ignore-output; lax: those tagged
+ * nbval-check-output); nbval's comment markers count as tags. */
+unsigned apy__nbrun_check_tags(const apy_options_t *opts,
+                               const apy_nb_cell_t *cell);
+
+/* Reads --sanitize and the stored outputs of the cells to compare,
+ * before any cell runs or is cleared. 0, -1 with an exception set, or 2
+ * (reported: a bad sanitizer file). */
+int apy__nbrun_check_init(apy_nbrun_t *run);
+
+/* After the run: the final outputs of each compared cell that ran (as
+ * saved: update_display and clear_output applied) against the stored
+ * ones; each difference is reported on stderr with a unified diff, makes
+ * *exitcode 1 (from 0) and fills the outcome's cell and message unless an
+ * error already did. */
+void apy__nbrun_check_finish(apy_nbrun_t *run, int *exitcode);
+
+/* Releases what check.c holds. */
+void apy__nbrun_check_fini(apy_nbrun_t *run);
 
 /* ---- outputs.c: the recorder, tee streams, %%capture ---- */
 

@@ -701,8 +701,15 @@ prepare(apy_nbrun_t *run, const char *abs_path)
         return -1;
     }
     for (size_t i = 0; i < run->nb.ncells; i++) {
-        run->cells[i].tags = cell_tags(&run->nb.cells[i]);
+        run->cells[i].tags = cell_tags(&run->nb.cells[i])
+                             | apy__nbrun_check_tags(run->opts,
+                                                     &run->nb.cells[i]);
         run->ncode += will_run(run, i);
+    }
+    /* The stored outputs are read before the first save clears them. */
+    rc = apy__nbrun_check_init(run);
+    if (rc != 0) {
+        return rc;
     }
     rc = first_save(run);
     if (rc != 0) {
@@ -787,7 +794,9 @@ load(apy_nbrun_t *run, char **abs_path, PyObject **fsname)
             return 2;
         }
     }
-    run->recording = run->out_path != NULL;
+    /* --check-outputs needs the outputs, saved or not. */
+    run->recording = run->out_path != NULL
+                     || run->opts->check_outputs != APY_CHECK_NONE;
     return 0;
 }
 
@@ -799,6 +808,7 @@ cleanup(apy_nbrun_t *run)
     apy__nbrun_fdcap_stop(run);
     apy__nbrun_magics_fini(run);
     apy__nbrun_outputs_fini(run);
+    apy__nbrun_check_fini(run);
     Py_CLEAR(run->loop);
     if (run->cells != NULL) {
         for (size_t i = 0; i < run->nb.ncells; i++) {
@@ -856,6 +866,9 @@ apy_run_notebook(const PyConfig *config, const apy_options_t *opts,
         }
         if ((saved < 0 || closed != 0) && outcome != NULL) {
             outcome->errors_allowed = 0; /* a failure of its own */
+        }
+        if (exitcode == 0 || exitcode == 1) {
+            apy__nbrun_check_finish(&run, &exitcode);
         }
         apy__nbrun_progress_done(&run);
     }
