@@ -3,6 +3,8 @@
 the usage errors of a missing or unfit binary."""
 import stat
 
+import nbformat
+
 from conftest import PLUGIN_DIR, child_env, inner_pytest, make_tree, write_nb
 
 FAILING = ["print('before the error')",
@@ -213,3 +215,22 @@ def test_output_check_options_reach_apyrun(tmp_path, batch):
                          "sanitize.cfg", *check, "-q", binary=batch)
         assert r.returncode == 0, r
         assert "1 passed" in r.stdout, r
+
+
+def test_an_output_difference_fails_the_item_with_its_diff(tmp_path, batch):
+    tree = make_tree(tmp_path, {"nb.ipynb": ["print('new')"]})
+    nb = nbformat.read(str(tree / "nb.ipynb"), as_version=4)
+    nb.cells[0].outputs = [nbformat.v4.new_output(
+        "stream", name="stdout", text="old\n")]
+    nb.cells[0].execution_count = 1
+    nbformat.write(nb, str(tree / "nb.ipynb"))
+    r = inner_pytest(tree, "--apyrun", "--apyrun-check-outputs", "-q",
+                     binary=batch)
+    assert r.returncode == 1, r
+    assert "cell 1: outputs differ from the stored ones (cell 1)" in r.stdout
+    assert "-old" in r.stdout.splitlines(), r
+    assert "+new" in r.stdout.splitlines(), r
+    # Not compared without the option, nor under lax (no tagged cell).
+    for opts in ([], ["--apyrun-check-outputs=lax"]):
+        r = inner_pytest(tree, "--apyrun", *opts, "-q", binary=batch)
+        assert r.returncode == 0, r
