@@ -49,12 +49,30 @@ char *apy_ipy_translate(const char *source, int *cell_magic);
  * calls apy_ipy_magics_detach() when ctx goes away. */
 PyObject *apy_ipy_magics_new(const apy_ipy_host_t *host, void *ctx);
 
+/* Puts the helper into builtins as __apyrun_nb__, and its get_ipython
+ * method as get_ipython (the shell is made on the first call). 0, or -1
+ * with an exception set. */
+int apy_ipy_magics_put(PyObject *magics);
+
+/* Around each cell the host runs (source its text, count its execution
+ * count). When get_ipython()'s shell exists, it takes the cell's count
+ * and (IPython's) its input history (In, _ih, _i, _ii, _iN), and its
+ * events fire as in IPython's run_cell: pre_execute and
+ * pre_run_cell(info) at the begin, post_execute and post_run_cell(result)
+ * at the end, result.error_in_exec being error (borrowed; NULL when the
+ * cell succeeded). Without a shell nothing is imported or made. A
+ * callback's exception is printed and the others run, as in IPython.
+ * 0, or -1 with an exception set. */
+int apy_ipy_cell_begin(PyObject *magics, const char *source, long count);
+int apy_ipy_cell_end(PyObject *magics, PyObject *error);
+
 /* Forgets the helper's host: later calls work as with no run. */
 void apy_ipy_magics_detach(PyObject *magics);
 
 /* Makes sure builtins.__apyrun_nb__ exists: a run's helper is kept as it
- * is; otherwise one with no host is installed, process-wide, for
- * imported notebooks. Returns 0, or -1 with an exception set. */
+ * is; otherwise one with no host is installed (apy_ipy_magics_put),
+ * process-wide, for imported notebooks. Returns 0, or -1 with an
+ * exception set. */
 int apy_ipy_magics_install(void);
 
 /* Runs the %%magic cell source with the helper's host, in globals.

@@ -16,9 +16,19 @@ typedef struct {
     void *ctx;                  /* the host's */
     double tic[3];      /* wall, user, sys at the last %time start */
     PyObject *oldpwd;   /* the directory before the last %cd, or NULL */
-    PyObject *shell;    /* IPython's InteractiveShell, once made */
+    PyObject *shell;    /* get_ipython()'s shell, once made */
+    int shell_kind;     /* APY_IPY_SHELL_*: what shell is */
+    PyObject *cell_info; /* the running cell's ExecutionInfo, or NULL */
+    const char *cell_source; /* the running cell's text (the host's) */
+    long cell_count;    /* and its execution count */
     PyObject *captured; /* %%capture's class with no run, once made */
 } ApyIpyMagicsObject;
+
+enum {
+    APY_IPY_SHELL_NONE,    /* not made yet */
+    APY_IPY_SHELL_IPYTHON, /* IPython's InteractiveShell, subclassed */
+    APY_IPY_SHELL_SMALL,   /* apyrun's own: IPython is not importable */
+};
 
 /* ---- magics.c: the helper, line magics, times ---- */
 
@@ -28,6 +38,24 @@ void apy__ipy_times_now(double t[3]);
 /* Prints %time's report for a run that started at t0 on sys.stdout. 0 or
  * -1. */
 int apy__ipy_print_times(const double t0[3]);
+
+/* Returns the namespace a magic works in (borrowed): the calling frame's
+ * globals, which in a run are __main__'s; the run's when no Python frame
+ * called (the driver); NULL when there is neither (nothing expands). */
+PyObject *apy__ipy_caller_globals(ApyIpyMagicsObject *self);
+
+/* The helper's line_magic(name, arg) method: %name arg, arg expanded in
+ * the caller's namespace. The magic's value, or NULL. */
+PyObject *apy__ipy_magics_line_magic(ApyIpyMagicsObject *self,
+                                     PyObject *const *args,
+                                     Py_ssize_t nargs);
+
+/* ---- ipyshell.c: get_ipython()'s shell ---- */
+
+/* The helper's get_ipython() method: a new reference to the shell, made
+ * on the first call (IPython's when importable, else apyrun's small one),
+ * or NULL with an exception set. */
+PyObject *apy__ipy_get_ipython(ApyIpyMagicsObject *self, PyObject *unused);
 
 /* Runs a magic apyrun does not know through IPython: kind "line" or
  * "cell" (body not NULL). Returns the magic's value, or NULL with an

@@ -22,8 +22,8 @@
 /* Returns the namespace a magic works in (borrowed): the calling frame's
  * globals, which in a run are __main__'s; the run's when no Python frame
  * called (the driver); NULL when there is neither (nothing expands). */
-static PyObject *
-caller_globals(ApyIpyMagicsObject *self)
+PyObject *
+apy__ipy_caller_globals(ApyIpyMagicsObject *self)
 {
     PyObject *g = PyEval_GetGlobals(); /* borrowed */
     if (g == NULL && self->host != NULL) {
@@ -106,14 +106,14 @@ magics_toc(ApyIpyMagicsObject *self, PyObject *const *args, Py_ssize_t n)
 static PyObject *
 magics_system(ApyIpyMagicsObject *self, PyObject *cmd)
 {
-    return apy__ipy_system(caller_globals(self), cmd);
+    return apy__ipy_system(apy__ipy_caller_globals(self), cmd);
 }
 
 /* getoutput(cmd): `x = !cmd`. */
 static PyObject *
 magics_getoutput(ApyIpyMagicsObject *self, PyObject *cmd)
 {
-    return apy__ipy_getoutput(caller_globals(self), cmd);
+    return apy__ipy_getoutput(apy__ipy_caller_globals(self), cmd);
 }
 
 /* ---- line magics ---- */
@@ -257,7 +257,7 @@ magic_pip(ApyIpyMagicsObject *self, PyObject *arg)
     if (status == -1000) {
         goto done;
     }
-    apy__ipy_set_exit_code(caller_globals(self), status);
+    apy__ipy_set_exit_code(apy__ipy_caller_globals(self), status);
     PyObject *out = PySys_GetObject("stdout"); /* borrowed */
     if (out != NULL && PyFile_WriteString(
                            "Note: you may need to restart the kernel to use "
@@ -315,93 +315,8 @@ done:
     return r;
 }
 
-/* Returns a new reference to IPython's shell over __main__ (in a run,
- * its namespace; else the first caller's globals), made once, or NULL:
- * ImportError when IPython is not installed. */
-static PyObject *
-ipython_shell(ApyIpyMagicsObject *self)
-{
-    PyObject *mod, *cls = NULL, *main, *kw = NULL, *args = NULL;
-    PyObject *inst = NULL, *shell = NULL;
-    PyObject *ns = caller_globals(self); /* borrowed */
-    if (self->shell != NULL) {
-        return Py_NewRef(self->shell);
-    }
-    mod = PyImport_ImportModule("IPython.core.interactiveshell");
-    if (mod == NULL) {
-        return NULL;
-    }
-    cls = PyObject_GetAttrString(mod, "InteractiveShell");
-    Py_DECREF(mod);
-    if (cls == NULL) {
-        return NULL;
-    }
-    main = PyImport_AddModule("__main__"); /* borrowed */
-    if (main == NULL) {
-        goto error;
-    }
-    kw = ns != NULL ? Py_BuildValue("{sOsO}", "user_module", main, "user_ns",
-                                    ns)
-                    : Py_BuildValue("{sO}", "user_module", main);
-    args = PyTuple_New(0);
-    if (kw == NULL || args == NULL) {
-        goto error;
-    }
-    inst = PyObject_GetAttrString(cls, "instance");
-    if (inst == NULL) {
-        goto error;
-    }
-    shell = PyObject_Call(inst, args, kw);
-    if (shell == NULL) {
-        goto error;
-    }
-    /* The shell put its own display() into builtins: keep the host's. */
-    if (self->host != NULL && self->host->shell_made != NULL
-        && self->host->shell_made(self->ctx) < 0) {
-        Py_CLEAR(shell);
-        goto error;
-    }
-    self->shell = Py_NewRef(shell);
-error:
-    Py_XDECREF(inst);
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
-    Py_DECREF(cls);
-    return shell;
-}
-
 PyObject *
-apy__ipy_ipython_magic(ApyIpyMagicsObject *self, const char *kind,
-                       PyObject *name, PyObject *arg, PyObject *body)
-{
-    PyObject *shell = ipython_shell(self);
-    if (shell == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
-            return NULL;
-        }
-        PyErr_Clear();
-        return PyErr_Format(PyExc_RuntimeError,
-                            "%s magic %s%U needs IPython, which cannot be "
-                            "imported (apyrun itself runs !cmd, %%cd, %%env, "
-                            "%%time, %%pip, %%matplotlib, %%%%time, "
-                            "%%%%capture, %%%%bash, %%%%sh and "
-                            "%%%%writefile)",
-                            kind, body ? "%%" : "%", name);
-    }
-    PyObject *r;
-    if (body != NULL) {
-        r = PyObject_CallMethod(shell, "run_cell_magic", "OOO", name, arg,
-                                body);
-    } else {
-        r = PyObject_CallMethod(shell, "run_line_magic", "OO", name, arg);
-    }
-    Py_DECREF(shell);
-    return r;
-}
-
-/* line_magic(name, arg): %name arg. */
-static PyObject *
-magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
+apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
                   Py_ssize_t nargs)
 {
     if (nargs != 2 || !PyUnicode_Check(args[0])
@@ -410,7 +325,7 @@ magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
         return NULL;
     }
     PyObject *name = args[0];
-    PyObject *arg = apy__ipy_expand(caller_globals(self), args[1]);
+    PyObject *arg = apy__ipy_expand(apy__ipy_caller_globals(self), args[1]);
     if (arg == NULL) {
         return NULL;
     }
@@ -446,6 +361,7 @@ magics_traverse(ApyIpyMagicsObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->oldpwd);
     Py_VISIT(self->shell);
+    Py_VISIT(self->cell_info);
     Py_VISIT(self->captured);
     return 0;
 }
@@ -455,6 +371,7 @@ magics_clear(ApyIpyMagicsObject *self)
 {
     Py_CLEAR(self->oldpwd);
     Py_CLEAR(self->shell);
+    Py_CLEAR(self->cell_info);
     Py_CLEAR(self->captured);
     return 0;
 }
@@ -472,7 +389,7 @@ magics_dealloc(ApyIpyMagicsObject *self)
 static PyMethodDef magics_methods[] = {
     {"system", (PyCFunction)magics_system, METH_O, "!cmd"},
     {"getoutput", (PyCFunction)magics_getoutput, METH_O, "x = !cmd"},
-    {"line_magic", (PyCFunction)(void (*)(void))magics_line_magic,
+    {"line_magic", (PyCFunction)(void (*)(void))apy__ipy_magics_line_magic,
      METH_FASTCALL, "%name arg"},
     {"tic", (PyCFunction)magics_tic, METH_NOARGS, "%time starts"},
     {"toc", (PyCFunction)(void (*)(void))magics_toc, METH_FASTCALL,
@@ -480,6 +397,8 @@ static PyMethodDef magics_methods[] = {
     {"run_cell_magic",
      (PyCFunction)(void (*)(void))apy__ipy_magics_run_cell_magic,
      METH_FASTCALL, "run_cell_magic(text, globals): a %%magic cell"},
+    {"get_ipython", (PyCFunction)apy__ipy_get_ipython, METH_NOARGS,
+     "get_ipython(): the shell (IPython's when importable)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -512,6 +431,10 @@ magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
     apy__ipy_times_now(m->tic);
     m->oldpwd = NULL;
     m->shell = NULL;
+    m->shell_kind = APY_IPY_SHELL_NONE;
+    m->cell_info = NULL;
+    m->cell_source = NULL;
+    m->cell_count = 0;
     m->captured = NULL;
     PyObject_GC_Track(m);
     return (PyObject *)m;
@@ -561,10 +484,30 @@ apy_ipy_magics_install(void)
     /* builtins keeps the helper for the rest of the process. */
     m = apy_ipy_magics_new(NULL, NULL);
     if (m != NULL) {
-        rc = PyDict_SetItem(builtins, key, m);
+        rc = apy_ipy_magics_put(m);
         Py_DECREF(m);
     }
     Py_DECREF(key);
+    return rc;
+}
+
+int
+apy_ipy_magics_put(PyObject *magics)
+{
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    if (builtins == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no builtins");
+        return -1;
+    }
+    PyObject *get = PyObject_GetAttrString(magics, "get_ipython");
+    if (get == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItemString(builtins, "__apyrun_nb__", magics);
+    if (rc == 0) {
+        rc = PyDict_SetItemString(builtins, "get_ipython", get);
+    }
+    Py_DECREF(get);
     return rc;
 }
 

@@ -61,8 +61,7 @@ apy__nbrun_magics_init(apy_nbrun_t *run)
     if (run->magics == NULL) {
         return -1;
     }
-    return PyDict_SetItemString(PyEval_GetBuiltins(), "__apyrun_nb__",
-                                run->magics);
+    return apy_ipy_magics_put(run->magics);
 }
 
 void

@@ -99,6 +99,7 @@ typedef struct apy_nbrun {
     volatile int timed_out; /* set by the watchdog when a limit expired */
     int sigterm;           /* a SIGTERM arrived */
     PyObject *sigterm_handler; /* ours, while installed */
+    PyObject *cell_error;  /* the running cell's exception, once reported */
     PyObject *sanitizers;  /* --sanitize: [(regex, replacement)], or NULL */
     PyObject *check_backspace; /* nbval's \b and \r patterns, compiled */
     PyObject *check_return;

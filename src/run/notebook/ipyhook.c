@@ -3,11 +3,12 @@
  * recorder: without a running IPython shell, IPython.display.display()
  * only print()s, and Agg's show() shows nothing. A meta-path finder
  * catches the import of IPython.core.display_functions (and of
- * matplotlib.pyplot while the Agg default is apyrun's) and, once the
- * module has run, replaces display/clear_output/update_display (show) by
- * the recorder's, so every later importer gets them: plt.show() then shows
- * the figures where it is called, as Jupyter's inline backend does.
- * Neither is imported here: a notebook that does not use them pays
+ * matplotlib.pyplot while the Agg default is apyrun's, and of
+ * IPython.core.getipython) and, once the module has run, replaces
+ * display/clear_output/update_display (show; get_ipython) by the
+ * recorder's (the run's), so every later importer gets them: plt.show()
+ * then shows the figures where it is called, as Jupyter's inline backend
+ * does. None is imported here: a notebook that does not use them pays
  * nothing. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -18,6 +19,7 @@
 
 #define TARGET_MODULE "IPython.core.display_functions"
 #define PYPLOT_MODULE "matplotlib.pyplot"
+#define GETIPYTHON_MODULE "IPython.core.getipython"
 
 /* The finder, and the loader wrapper it puts into the spec. */
 typedef struct {
@@ -70,9 +72,22 @@ patch_module(PyObject *runtime, PyObject *module)
     int pyplot = PyUnicode_Check(modname)
                  && PyUnicode_CompareWithASCIIString(modname, PYPLOT_MODULE)
                         == 0;
+    int getipython = PyUnicode_Check(modname)
+                     && PyUnicode_CompareWithASCIIString(modname,
+                                                         GETIPYTHON_MODULE)
+                            == 0;
     Py_DECREF(modname);
     if (pyplot) {
         return patch_pyplot_show(runtime, module);
+    }
+    if (getipython) {
+        /* IPython.get_ipython() is the run's get_ipython(): the same
+         * shell, made on the first call from either. */
+        PyObject *get = PyDict_GetItemString(PyEval_GetBuiltins(),
+                                             "get_ipython"); /* borrowed */
+        return get != NULL ? PyObject_SetAttrString(module, "get_ipython",
+                                                    get)
+                           : 0;
     }
     for (size_t i = 0; i < sizeof(patched) / sizeof(patched[0]); i++) {
         PyObject *f = PyObject_GetAttrString(runtime, patched[i]);
@@ -224,6 +239,8 @@ finder_find_spec(ApyNbHookObject *self, PyObject *const *args,
 {
     if (nargs < 1 || !PyUnicode_Check(args[0])
         || (PyUnicode_CompareWithASCIIString(args[0], TARGET_MODULE) != 0
+            && PyUnicode_CompareWithASCIIString(args[0], GETIPYTHON_MODULE)
+                   != 0
             && (PyUnicode_CompareWithASCIIString(args[0], PYPLOT_MODULE)
                     != 0
                 || !agg_is_ours(self)))) {
@@ -290,22 +307,36 @@ static PyType_Spec finder_spec = {
     .slots = finder_slots,
 };
 
+/* Patches the module called name now if it is imported already. 1 (it
+ * was), 0 (it was not), -1. */
+static int
+patch_imported(apy_nbrun_t *run, const char *name)
+{
+    PyObject *key = PyUnicode_FromString(name);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *mod = PyImport_GetModule(key);
+    Py_DECREF(key);
+    if (mod == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    int rc = patch_module(run->runtime, mod);
+    Py_DECREF(mod);
+    return rc < 0 ? -1 : 1;
+}
+
 int
 apy__nbrun_display_hook_ipython(apy_nbrun_t *run)
 {
-    PyObject *name = PyUnicode_FromString(TARGET_MODULE);
-    if (name == NULL) {
+    int display = patch_imported(run, TARGET_MODULE);
+    int getipython = display < 0 ? -1 : patch_imported(run,
+                                                       GETIPYTHON_MODULE);
+    if (display < 0 || getipython < 0) {
         return -1;
     }
-    PyObject *mod = PyImport_GetModule(name);
-    Py_DECREF(name);
-    if (mod != NULL) {
-        int rc = patch_module(run->runtime, mod);
-        Py_DECREF(mod);
-        return rc;
-    }
-    if (PyErr_Occurred()) {
-        return -1;
+    if (display) {
+        return 0; /* IPython is imported whole: nothing left to catch */
     }
     PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
     if (meta_path == NULL || !PyList_Check(meta_path)) {

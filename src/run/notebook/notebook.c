@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "apyrun/ipython.h"
 #include "apyrun/nbrun.h"
 #include "apyrun/tla.h"
 #include "apyrun/run_report.h"
@@ -436,6 +437,7 @@ report_exception(apy_nbrun_t *run)
     if (tb != NULL) {
         PyException_SetTraceback(value, tb);
     }
+    Py_XSETREF(run->cell_error, Py_NewRef(value)); /* the shell's events */
     PyObject *traceback = NULL, *lines = NULL, *empty = NULL, *text = NULL;
     const char *utf8;
     traceback = PyImport_ImportModule("traceback");
@@ -564,6 +566,24 @@ cell_failed(apy_nbrun_t *run, int rc, int *exitcode)
     return CELL_ERROR;
 }
 
+/* The shell's post_execute and post_run_cell events once the cell ran
+ * (apy_ipy_cell_end) and its error, if any, was recorded, as ipykernel
+ * orders them; not after an interrupt, a timeout or a SIGTERM, which end
+ * the run. Returns how the cell ended. */
+static int
+shell_events_end(apy_nbrun_t *run, int how)
+{
+    if (how == CELL_OK || how == CELL_ERROR || how == CELL_EXPECTED) {
+        PyObject *error = how == CELL_OK ? NULL : run->cell_error;
+        if (apy_ipy_cell_end(run->magics, error) < 0) {
+            PyErr_Print();
+            how = how == CELL_OK ? CELL_ERROR : how;
+        }
+    }
+    Py_CLEAR(run->cell_error);
+    return how;
+}
+
 /* Runs code cell run->cur with its recording. Returns a CELL_* value. */
 static int
 run_one(apy_nbrun_t *run, int *exitcode)
@@ -577,12 +597,17 @@ run_one(apy_nbrun_t *run, int *exitcode)
     }
     apy_nb_timestamp(c->input);
     apy__nbrun_timeouts_arm(run);
-    int rc = apy__nbrun_run_cell(run);
+    int rc = apy_ipy_cell_begin(run->magics, run->nb.cells[run->cur].source,
+                                c->count);
+    if (rc == 0) {
+        rc = apy__nbrun_run_cell(run);
+    }
     if (rc == 0 && apy__nbrun_flush_figures(run) < 0) {
         rc = -1;
     }
     apy__nbrun_timeouts_disarm(run);
     int how = rc == 0 ? CELL_OK : cell_failed(run, rc, exitcode);
+    how = shell_events_end(run, how);
     apy_nb_timestamp(c->reply);
     Py_XSETREF(c->outputs, apy__nbrun_record_end(run));
     if (c->outputs == NULL) {
@@ -809,6 +834,7 @@ cleanup(apy_nbrun_t *run)
     apy__nbrun_magics_fini(run);
     apy__nbrun_outputs_fini(run);
     apy__nbrun_check_fini(run);
+    Py_CLEAR(run->cell_error);
     Py_CLEAR(run->loop);
     if (run->cells != NULL) {
         for (size_t i = 0; i < run->nb.ncells; i++) {

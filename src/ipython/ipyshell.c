@@ -1,0 +1,720 @@
+/* SPDX-License-Identifier: MIT */
+/* get_ipython(): the shell a notebook's code sees, made on the first call
+ * (never on the path of a notebook that does not ask: importing IPython
+ * costs a quarter of a second). Where IPython is importable it is a
+ * subclass of IPython's InteractiveShell over __main__, its history in
+ * memory, whose run_line_magic/run_cell_magic run apyrun's own magics
+ * (%cd, %env, %pip, %matplotlib, %%time, %%capture, %%bash, %%sh,
+ * %%writefile) as a cell's `%` line would, and IPython's for the rest;
+ * otherwise a small shell with what apyrun implements: user_ns,
+ * user_module, run_line_magic, run_cell_magic, system, getoutput,
+ * execution_count and events. Around each cell of a run the shell's
+ * events fire as in IPython's run_cell (apy_ipy_cell_begin/end). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "apyrun/ipython.h"
+#include "internal.h"
+
+/* The magics apyrun runs itself when the shell is asked by name. %time
+ * is not one: IPython's times the statement in its argument. */
+static const char *const own_line[] = {"cd", "env", "set_env", "pip",
+                                       "matplotlib", NULL};
+static const char *const own_cell[] = {"time", "capture", "bash", "sh",
+                                       "writefile", NULL};
+static const char *const event_names[] = {
+    "pre_execute", "pre_run_cell", "post_execute", "post_run_cell",
+    "shell_initialized", NULL,
+};
+
+static int
+listed(const char *const *names, PyObject *name)
+{
+    for (const char *const *n = names; *n != NULL; n++) {
+        if (PyUnicode_CompareWithASCIIString(name, *n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- the methods both shells share (self: the helper) ---- */
+
+/* shell is IPython's (subclassed), not the small one: said by its type,
+ * since the helper knows only once the shell's __init__ returned, and
+ * __init__ runs magics itself (%colors). */
+static int
+is_ipython(PyObject *shell)
+{
+    return Py_TYPE(shell)->tp_base != &PyBaseObject_Type;
+}
+
+/* InteractiveShell's method name on args (args[0] the shell). */
+static PyObject *
+call_base(const char *name, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    PyObject *base = PyTuple_GET_ITEM(Py_TYPE(args[0])->tp_mro, 1);
+    PyObject *f = PyObject_GetAttrString(base, name);
+    if (f == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_Vectorcall(f, args, (size_t)nargs, kwnames);
+    Py_DECREF(f);
+    return r;
+}
+
+/* run_line_magic(shell, magic_name, line, _stack_depth=1). */
+static PyObject *
+shell_run_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs < 3 || !PyUnicode_Check(args[1]) || !PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run_line_magic(magic_name, line)");
+        return NULL;
+    }
+    if (listed(own_line, args[1]) || !is_ipython(args[0])) {
+        return apy__ipy_magics_line_magic(self, args + 1, 2);
+    }
+    /* IPython's own, which finds the caller's frame by _stack_depth: no
+     * Python frame stands between (this is C). */
+    return call_base("run_line_magic", args, nargs, kwnames);
+}
+
+/* The text of a %%magic cell: "%%name line\nbody". New, or NULL. */
+static PyObject *
+cell_text(PyObject *name, PyObject *line, PyObject *body)
+{
+    return PyUnicode_FromFormat("%%%%%U %U\n%U", name, line, body);
+}
+
+/* run_cell_magic(shell, magic_name, line, cell). */
+static PyObject *
+shell_run_cell_magic(ApyIpyMagicsObject *self, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 4 || kwnames != NULL || !PyUnicode_Check(args[1])
+        || !PyUnicode_Check(args[2]) || !PyUnicode_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run_cell_magic(magic_name, line, cell)");
+        return NULL;
+    }
+    if (!listed(own_cell, args[1]) && is_ipython(args[0])) {
+        return call_base("run_cell_magic", args, nargs, NULL);
+    }
+    /* Ours, or (the small shell) IPython's error for the others: the
+     * body is exec()ed in the caller's namespace, as a call can only. */
+    PyObject *globals = apy__ipy_caller_globals(self); /* borrowed */
+    if (globals == NULL) {
+        globals = PyObject_GetAttrString(args[0], "user_ns");
+        if (globals == NULL) {
+            return NULL;
+        }
+    } else {
+        Py_INCREF(globals);
+    }
+    PyObject *r = NULL;
+    PyObject *text = cell_text(args[1], args[2], args[3]);
+    if (text != NULL) {
+        PyObject *call[2] = {text, globals};
+        r = apy__ipy_magics_run_cell_magic(self, call, 2);
+        Py_DECREF(text);
+    }
+    Py_DECREF(globals);
+    return r;
+}
+
+static PyObject *
+shell_system(ApyIpyMagicsObject *self, PyObject *const *args,
+             Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "system(cmd)");
+        return NULL;
+    }
+    return apy__ipy_system(apy__ipy_caller_globals(self), args[1]);
+}
+
+static PyObject *
+shell_getoutput(ApyIpyMagicsObject *self, PyObject *const *args,
+                Py_ssize_t nargs)
+{
+    if (nargs < 2 || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "getoutput(cmd)");
+        return NULL;
+    }
+    return apy__ipy_getoutput(apy__ipy_caller_globals(self), args[1]);
+}
+
+static PyObject *
+shell_get_ipython(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return Py_NewRef(nargs > 0 ? args[0] : Py_None);
+}
+
+/* ---- the small shell's events, as IPython.core.events.EventManager ---- */
+
+static PyObject *
+event_list(PyObject *events, PyObject *name)
+{
+    PyObject *callbacks = PyObject_GetAttrString(events, "callbacks");
+    if (callbacks == NULL) {
+        return NULL;
+    }
+    PyObject *list = PyDict_GetItemWithError(callbacks, name); /* borrowed */
+    if (list == NULL && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_KeyError, "Unknown event type: %R", name);
+    }
+    Py_XINCREF(list);
+    Py_DECREF(callbacks);
+    return list;
+}
+
+/* register(events, name, function) / unregister(events, name, function). */
+static PyObject *
+events_change(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "register(event, function)");
+        return NULL;
+    }
+    int add = self != NULL;
+    if (add && !PyCallable_Check(args[2])) {
+        return PyErr_Format(PyExc_TypeError, "Need a callable, got %R",
+                            args[2]);
+    }
+    PyObject *list = event_list(args[0], args[1]);
+    if (list == NULL) {
+        return NULL;
+    }
+    int rc = 0;
+    int have = PySequence_Contains(list, args[2]);
+    if (have < 0) {
+        rc = -1;
+    } else if (add && !have) {
+        rc = PyList_Append(list, args[2]);
+    } else if (!add && have) {
+        PyObject *r = PyObject_CallMethod(list, "remove", "O", args[2]);
+        rc = r != NULL ? 0 : -1;
+        Py_XDECREF(r);
+    } else if (!add) {
+        PyErr_Format(PyExc_ValueError, "Function %R is not registered as "
+                     "a %U callback", args[2], args[1]);
+        rc = -1;
+    }
+    Py_DECREF(list);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* trigger(events, name, *args): each callback in turn; one that raises
+ * is reported on stderr and the others still run, as IPython's. */
+static PyObject *
+events_trigger(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError, "trigger(event, *args)");
+        return NULL;
+    }
+    PyObject *list = event_list(args[0], args[1]);
+    PyObject *copy = list != NULL ? PySequence_List(list) : NULL;
+    Py_XDECREF(list);
+    if (copy == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(copy); i++) {
+        PyObject *fn = PyList_GET_ITEM(copy, i); /* borrowed */
+        PyObject *r = PyObject_Vectorcall(fn, args + 2, (size_t)(nargs - 2),
+                                          NULL);
+        if (r == NULL) {
+            PySys_FormatStderr("Error in callback %R (for %U):\n", fn,
+                               args[1]);
+            PyErr_Print();
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(copy);
+    Py_RETURN_NONE;
+}
+
+/* ---- making the classes ---- */
+
+/* Puts name: an instance method calling def (bound to self) into ns. */
+static int
+put_method(PyObject *ns, PyMethodDef *def, PyObject *self)
+{
+    PyObject *f = PyCFunction_NewEx(def, self, NULL);
+    PyObject *m = f != NULL ? PyInstanceMethod_New(f) : NULL;
+    Py_XDECREF(f);
+    if (m == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItemString(ns, def->ml_name, m);
+    Py_DECREF(m);
+    return rc;
+}
+
+static PyMethodDef shell_defs[] = {
+    {"run_line_magic", (PyCFunction)(void (*)(void))shell_run_line_magic,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"run_cell_magic", (PyCFunction)(void (*)(void))shell_run_cell_magic,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    /* The small shell only, from here. */
+    {"system", (PyCFunction)(void (*)(void))shell_system, METH_FASTCALL,
+     NULL},
+    {"getoutput", (PyCFunction)(void (*)(void))shell_getoutput,
+     METH_FASTCALL, NULL},
+    {"get_ipython", (PyCFunction)(void (*)(void))shell_get_ipython,
+     METH_FASTCALL, NULL},
+};
+#define IPYTHON_DEFS 2
+#define ALL_DEFS (sizeof(shell_defs) / sizeof(shell_defs[0]))
+
+/* "register"'s self is not NULL: that is how events_change tells. */
+static PyMethodDef event_defs[] = {
+    {"register", (PyCFunction)(void (*)(void))events_change, METH_FASTCALL,
+     NULL},
+    {"unregister", (PyCFunction)(void (*)(void))events_change,
+     METH_FASTCALL, NULL},
+    {"trigger", (PyCFunction)(void (*)(void))events_trigger, METH_FASTCALL,
+     NULL},
+};
+
+/* type(name, (base,), {methods}) with __module__ "apyrun". New, or NULL. */
+static PyObject *
+make_class(const char *name, PyObject *base, PyMethodDef *defs, size_t n,
+           PyObject *const *selves, const char *doc)
+{
+    PyObject *cls = NULL;
+    PyObject *ns = Py_BuildValue("{ssss}", "__module__", "apyrun", "__doc__",
+                                 doc);
+    if (ns == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (put_method(ns, &defs[i], selves[i]) < 0) {
+            goto error;
+        }
+    }
+    cls = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O", name,
+                                base, ns);
+error:
+    Py_DECREF(ns);
+    return cls;
+}
+
+/* The small shell's events object: callbacks {name: []}. New, or NULL. */
+static PyObject *
+small_events(void)
+{
+    PyObject *selves[] = {Py_True, NULL, NULL};
+    PyObject *events = NULL, *callbacks = NULL;
+    PyObject *cls = make_class("EventManager", (PyObject *)&PyBaseObject_Type,
+                               event_defs, 3, selves,
+                               "apyrun's IPython-like event callbacks");
+    if (cls == NULL) {
+        return NULL;
+    }
+    events = PyObject_CallNoArgs(cls);
+    callbacks = PyDict_New();
+    if (events == NULL || callbacks == NULL) {
+        goto error;
+    }
+    for (const char *const *n = event_names; *n != NULL; n++) {
+        PyObject *list = PyList_New(0);
+        if (list == NULL || PyDict_SetItemString(callbacks, *n, list) < 0) {
+            Py_XDECREF(list);
+            goto error;
+        }
+        Py_DECREF(list);
+    }
+    if (PyObject_SetAttrString(events, "callbacks", callbacks) < 0) {
+        goto error;
+    }
+    Py_DECREF(callbacks);
+    Py_DECREF(cls);
+    return events;
+error:
+    Py_XDECREF(callbacks);
+    Py_XDECREF(events);
+    Py_DECREF(cls);
+    return NULL;
+}
+
+/* The namespace and module the shell works in: the run's __main__. */
+static int
+main_of(ApyIpyMagicsObject *self, PyObject **module, PyObject **ns)
+{
+    *module = PyImport_AddModule("__main__"); /* borrowed */
+    if (*module == NULL) {
+        return -1;
+    }
+    *ns = self->host != NULL ? self->host->globals(self->ctx) : NULL;
+    if (*ns == NULL) {
+        *ns = PyModule_GetDict(*module);
+    }
+    return 0;
+}
+
+static PyObject *
+small_shell(ApyIpyMagicsObject *self)
+{
+    PyObject *selves[ALL_DEFS];
+    PyObject *module, *ns, *shell = NULL, *events = NULL;
+    for (size_t i = 0; i < ALL_DEFS; i++) {
+        selves[i] = (PyObject *)self;
+    }
+    if (main_of(self, &module, &ns) < 0) {
+        return NULL;
+    }
+    PyObject *cls = make_class("Shell", (PyObject *)&PyBaseObject_Type,
+                               shell_defs, ALL_DEFS, selves,
+                               "apyrun's shell: IPython is not importable");
+    if (cls == NULL) {
+        return NULL;
+    }
+    shell = PyObject_CallNoArgs(cls);
+    events = small_events();
+    PyObject *count = PyLong_FromLong(1);
+    if (shell == NULL || events == NULL || count == NULL
+        || PyObject_SetAttrString(shell, "user_ns", ns) < 0
+        || PyObject_SetAttrString(shell, "user_module", module) < 0
+        || PyObject_SetAttrString(shell, "events", events) < 0
+        || PyObject_SetAttrString(shell, "execution_count", count) < 0) {
+        Py_CLEAR(shell);
+    }
+    Py_XDECREF(count);
+    Py_XDECREF(events);
+    Py_DECREF(cls);
+    return shell;
+}
+
+/* traitlets Config with the history in memory, as a kernel that keeps no
+ * history file. New, or NULL. */
+static PyObject *
+shell_config(void)
+{
+    PyObject *loader = PyImport_ImportModule("traitlets.config.loader");
+    if (loader == NULL) {
+        return NULL;
+    }
+    PyObject *cfg = PyObject_CallMethod(loader, "Config", "({s{ss}})",
+                                        "HistoryManager", "hist_file",
+                                        ":memory:");
+    Py_DECREF(loader);
+    return cfg;
+}
+
+/* IPython's shell, subclassed; ImportError when IPython is not there. */
+static PyObject *
+ipython_shell(ApyIpyMagicsObject *self)
+{
+    PyObject *selves[IPYTHON_DEFS] = {(PyObject *)self, (PyObject *)self};
+    PyObject *module, *ns, *base = NULL, *cls = NULL, *cfg = NULL;
+    PyObject *kw = NULL, *inst = NULL, *shell = NULL;
+    PyObject *mod = PyImport_ImportModule("IPython.core.interactiveshell");
+    if (mod == NULL) {
+        return NULL;
+    }
+    base = PyObject_GetAttrString(mod, "InteractiveShell");
+    Py_DECREF(mod);
+    if (base == NULL || main_of(self, &module, &ns) < 0) {
+        goto error;
+    }
+    /* One the program made itself stands (a singleton). */
+    PyObject *made = PyObject_CallMethod(base, "initialized", NULL);
+    int have = made != NULL ? PyObject_IsTrue(made) : -1;
+    Py_XDECREF(made);
+    if (have != 0) {
+        shell = have > 0 ? PyObject_CallMethod(base, "instance", NULL) : NULL;
+        goto error;
+    }
+    cls = make_class("ApyrunShell", base, shell_defs, IPYTHON_DEFS, selves,
+                     "IPython's shell over apyrun's run");
+    cfg = shell_config();
+    if (cls == NULL || cfg == NULL) {
+        goto error;
+    }
+    kw = Py_BuildValue("{sOsOsO}", "config", cfg, "user_module", module,
+                       "user_ns", ns);
+    inst = PyObject_GetAttrString(cls, "instance");
+    if (kw == NULL || inst == NULL) {
+        goto error;
+    }
+    PyObject *none[1];
+    shell = PyObject_VectorcallDict(inst, none, 0, kw);
+    /* Its exit and quit only ask a terminal to leave: the builtins' end
+     * the run, as before the shell was made. */
+    static const char *const exits[] = {"exit", "quit", NULL};
+    for (const char *const *n = exits; shell != NULL && *n != NULL; n++) {
+        if (PyDict_DelItemString(ns, *n) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+                Py_CLEAR(shell);
+            } else {
+                PyErr_Clear();
+            }
+        }
+    }
+error:
+    Py_XDECREF(inst);
+    Py_XDECREF(kw);
+    Py_XDECREF(cfg);
+    Py_XDECREF(cls);
+    Py_XDECREF(base);
+    return shell;
+}
+
+/* The shell takes the running cell: its count and (IPython's) its input
+ * history. 0 or -1. */
+static int
+take_cell(ApyIpyMagicsObject *self)
+{
+    PyObject *n = PyLong_FromLong(self->cell_count);
+    if (n == NULL || PyObject_SetAttrString(self->shell, "execution_count",
+                                            n) < 0) {
+        Py_XDECREF(n);
+        return -1;
+    }
+    Py_DECREF(n);
+    if (self->shell_kind != APY_IPY_SHELL_IPYTHON) {
+        return 0;
+    }
+    /* In, _ih, _i, _ii, _iN and %history, as run_cell stores them. */
+    PyObject *hm = PyObject_GetAttrString(self->shell, "history_manager");
+    PyObject *r = hm != NULL ? PyObject_CallMethod(hm, "store_inputs", "ls",
+                                                   self->cell_count,
+                                                   self->cell_source)
+                             : NULL;
+    Py_XDECREF(hm);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
+/* Makes self->shell. 0 or -1. */
+static int
+make_shell(ApyIpyMagicsObject *self)
+{
+    PyObject *shell = ipython_shell(self);
+    int kind = APY_IPY_SHELL_IPYTHON;
+    if (shell == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        shell = small_shell(self);
+        kind = APY_IPY_SHELL_SMALL;
+        if (shell == NULL) {
+            return -1;
+        }
+    }
+    self->shell = shell;
+    self->shell_kind = kind;
+    /* Made in a running cell: it takes that cell as begin would have. */
+    if (self->cell_source != NULL && take_cell(self) < 0) {
+        return -1;
+    }
+    /* IPython's shell put its own display() into builtins: the host puts
+     * the run's back. */
+    if (kind == APY_IPY_SHELL_IPYTHON && self->host != NULL
+        && self->host->shell_made != NULL
+        && self->host->shell_made(self->ctx) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *
+apy__ipy_get_ipython(ApyIpyMagicsObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->shell == NULL && make_shell(self) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(self->shell);
+}
+
+PyObject *
+apy__ipy_ipython_magic(ApyIpyMagicsObject *self, const char *kind,
+                       PyObject *name, PyObject *arg, PyObject *body)
+{
+    if (self->shell == NULL && make_shell(self) < 0) {
+        return NULL;
+    }
+    if (self->shell_kind != APY_IPY_SHELL_IPYTHON) {
+        return PyErr_Format(PyExc_RuntimeError,
+                            "%s magic %s%U needs IPython, which cannot be "
+                            "imported (apyrun itself runs !cmd, %%cd, %%env, "
+                            "%%time, %%pip, %%matplotlib, %%%%time, "
+                            "%%%%capture, %%%%bash, %%%%sh and "
+                            "%%%%writefile)",
+                            kind, body ? "%%" : "%", name);
+    }
+    /* InteractiveShell's methods themselves: the subclass's would come
+     * back here for a magic that is not apyrun's. */
+    PyObject *base = PyTuple_GET_ITEM(Py_TYPE(self->shell)->tp_mro, 1);
+    if (body != NULL) {
+        return PyObject_CallMethod(base, "run_cell_magic", "OOOO",
+                                   self->shell, name, arg, body);
+    }
+    return PyObject_CallMethod(base, "run_line_magic", "OOO", self->shell,
+                               name, arg);
+}
+
+/* ---- around each cell ---- */
+
+/* shell.events.trigger(name[, arg]). 0 or -1. */
+static int
+trigger(PyObject *shell, const char *name, PyObject *arg)
+{
+    PyObject *events = PyObject_GetAttrString(shell, "events");
+    if (events == NULL) {
+        return -1;
+    }
+    PyObject *r = arg != NULL
+                      ? PyObject_CallMethod(events, "trigger", "sO", name, arg)
+                      : PyObject_CallMethod(events, "trigger", "s", name);
+    Py_DECREF(events);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
+/* IPython's ExecutionInfo for source, or a plain namespace with the same
+ * attributes (the small shell). New, or NULL. */
+static PyObject *
+execution_info(ApyIpyMagicsObject *self, const char *source)
+{
+    if (self->shell_kind == APY_IPY_SHELL_IPYTHON) {
+        PyObject *mod = PyImport_ImportModule("IPython.core.interactiveshell");
+        if (mod == NULL) {
+            return NULL;
+        }
+        PyObject *info = PyObject_CallMethod(mod, "ExecutionInfo", "sOOOO",
+                                             source, Py_True, Py_False,
+                                             Py_True, Py_None);
+        Py_DECREF(mod);
+        return info;
+    }
+    PyObject *types = PyImport_ImportModule("types");
+    if (types == NULL) {
+        return NULL;
+    }
+    PyObject *kw = Py_BuildValue("{sssOsOsOsO}", "raw_cell", source,
+                                 "store_history", Py_True, "silent", Py_False,
+                                 "shell_futures", Py_True, "cell_id",
+                                 Py_None);
+    PyObject *ns = kw != NULL ? PyObject_GetAttrString(types,
+                                                       "SimpleNamespace")
+                              : NULL;
+    PyObject *info = NULL;
+    if (ns != NULL) {
+        PyObject *none[1];
+        info = PyObject_VectorcallDict(ns, none, 0, kw);
+    }
+    Py_XDECREF(ns);
+    Py_XDECREF(kw);
+    Py_DECREF(types);
+    return info;
+}
+
+int
+apy_ipy_cell_begin(PyObject *magics, const char *source, long count)
+{
+    ApyIpyMagicsObject *self = (ApyIpyMagicsObject *)magics;
+    Py_CLEAR(self->cell_info);
+    self->cell_source = source;
+    self->cell_count = count;
+    if (self->shell == NULL) {
+        return 0;
+    }
+    if (take_cell(self) < 0) {
+        return -1;
+    }
+    self->cell_info = execution_info(self, source);
+    if (self->cell_info == NULL) {
+        return -1;
+    }
+    if (trigger(self->shell, "pre_execute", NULL) < 0
+        || trigger(self->shell, "pre_run_cell", self->cell_info) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* ExecutionResult(info) with the count and the error. New, or NULL. */
+static PyObject *
+execution_result(ApyIpyMagicsObject *self, PyObject *error)
+{
+    PyObject *res;
+    if (self->shell_kind == APY_IPY_SHELL_IPYTHON) {
+        PyObject *mod = PyImport_ImportModule("IPython.core.interactiveshell");
+        if (mod == NULL) {
+            return NULL;
+        }
+        res = PyObject_CallMethod(mod, "ExecutionResult", "O",
+                                  self->cell_info);
+        Py_DECREF(mod);
+    } else {
+        PyObject *types = PyImport_ImportModule("types");
+        res = types != NULL ? PyObject_CallMethod(types, "SimpleNamespace",
+                                                  NULL)
+                            : NULL;
+        Py_XDECREF(types);
+        if (res != NULL
+            && (PyObject_SetAttrString(res, "info", self->cell_info) < 0
+                || PyObject_SetAttrString(res, "error_before_exec", Py_None)
+                       < 0
+                || PyObject_SetAttrString(res, "result", Py_None) < 0
+                || PyObject_SetAttrString(res, "success",
+                                          error ? Py_False : Py_True) < 0)) {
+            Py_CLEAR(res);
+        }
+    }
+    PyObject *count = res != NULL ? PyObject_GetAttrString(self->shell,
+                                                           "execution_count")
+                                  : NULL;
+    if (count == NULL
+        || PyObject_SetAttrString(res, "execution_count", count) < 0
+        || PyObject_SetAttrString(res, "error_in_exec",
+                                  error ? error : Py_None) < 0) {
+        Py_CLEAR(res);
+    }
+    Py_XDECREF(count);
+    return res;
+}
+
+int
+apy_ipy_cell_end(PyObject *magics, PyObject *error)
+{
+    ApyIpyMagicsObject *self = (ApyIpyMagicsObject *)magics;
+    if (self->shell == NULL) {
+        return 0;
+    }
+    if (self->cell_info == NULL) {
+        /* The shell was made in this cell: its begin had no shell. */
+        self->cell_info = execution_info(self, self->cell_source != NULL
+                                                   ? self->cell_source
+                                                   : "");
+        if (self->cell_info == NULL) {
+            return -1;
+        }
+    }
+    PyObject *result = execution_result(self, error);
+    /* As run_cell: the count moves on before post_run_cell. */
+    PyObject *next = PyLong_FromLong(self->cell_count + 1);
+    int rc = -1;
+    if (result != NULL && next != NULL
+        && trigger(self->shell, "post_execute", NULL) == 0
+        && PyObject_SetAttrString(self->shell, "execution_count", next) == 0
+        && trigger(self->shell, "post_run_cell", result) == 0) {
+        rc = 0;
+    }
+    Py_XDECREF(next);
+    Py_XDECREF(result);
+    Py_CLEAR(self->cell_info);
+    self->cell_source = NULL;
+    return rc;
+}
