@@ -66,6 +66,14 @@ int apy_ipy_magics_put(PyObject *magics);
 int apy_ipy_cell_begin(PyObject *magics, const char *source, long count);
 int apy_ipy_cell_end(PyObject *magics, PyObject *error);
 
+/* obj's text/plain as a Jupyter kernel records it: IPython's pretty
+ * printer at 79 columns, with the shell formatter's printers once
+ * get_ipython()'s IPython shell exists (for_type registrations apply);
+ * IPython.lib.pretty is imported on the first call; without IPython,
+ * repr(). magics may be NULL (repr). A new str, or NULL with the
+ * printer's exception set (the caller reports it as ipykernel does). */
+PyObject *apy_ipy_plain_text(PyObject *magics, PyObject *obj);
+
 /* Forgets the helper's host: later calls work as with no run. */
 void apy_ipy_magics_detach(PyObject *magics);
 

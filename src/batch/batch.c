@@ -185,6 +185,14 @@ setup(apy_batch_t *b)
         Py_XDECREF(mod);
         PyErr_Clear(); /* a child meets the same error, and reports it */
     }
+    /* Recorded outputs take text/plain from IPython's pretty printer
+     * (apy_ipy_plain_text): imported once here, not in every child. */
+    if (b->t->output_dir != NULL
+        || b->opts->check_outputs != APY_CHECK_NONE) {
+        PyObject *mod = PyImport_ImportModule("IPython.lib.pretty");
+        Py_XDECREF(mod);
+        PyErr_Clear(); /* without IPython, repr() */
+    }
     freeze_heap();
     return 0;
 }

@@ -116,8 +116,63 @@ child_fds(apy_batch_t *b, apy_batch_slot_t *s)
     sigprocmask(SIG_SETMASK, &b->child_mask, NULL);
 }
 
+/* Calls module.name() if module was imported; 0, or -1 (printed). */
+static int
+call_if_imported(const char *module, const char *name)
+{
+    PyObject *key = PyUnicode_FromString(module);
+    PyObject *mod = key != NULL ? PyImport_GetModule(key) : NULL;
+    Py_XDECREF(key);
+    if (mod == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *r = PyObject_CallMethod(mod, name, NULL);
+    Py_DECREF(mod);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
+/* The end of a child: what Py_FinalizeEx does that a program can see,
+ * in its order (non-daemon threads joined, atexit callbacks, sys.stdout
+ * and sys.stderr flushed), and __main__'s objects released and collected
+ * (their __del__ run, files a notebook left open flushed and closed);
+ * the modules the child inherited are not torn down: freeing them would
+ * write to, and so copy, every page the fork shared (20 ms a notebook
+ * once IPython is imported). 0, or -1 when a flush failed (python3's
+ * exit status 120). */
+static int
+child_end(void)
+{
+    int rc = 0;
+    if (call_if_imported("threading", "_shutdown") < 0
+        || call_if_imported("atexit", "_run_exitfuncs") < 0) {
+        PyErr_Print();
+    }
+    PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
+    if (main != NULL) {
+        PyDict_Clear(PyModule_GetDict(main));
+    }
+    PyGC_Collect();
+    PyErr_Clear();
+    static const char *const streams[] = {"stdout", "stderr"};
+    for (size_t i = 0; i < 2; i++) {
+        PyObject *f = PySys_GetObject(streams[i]); /* borrowed */
+        if (f == NULL || f == Py_None) {
+            continue;
+        }
+        PyObject *r = PyObject_CallMethod(f, "flush", NULL);
+        if (r == NULL) {
+            PyErr_Clear();
+            rc = -1;
+        }
+        Py_XDECREF(r);
+    }
+    return rc;
+}
+
 /* In a forked child: sys.argv, then the notebook as `apyrun path` runs
- * it, then the interpreter's end, as after any run. Never returns. */
+ * it, then the interpreter's end (child_end), as after any run. Never
+ * returns. */
 static void
 child_notebook(apy_batch_t *b, apy_batch_slot_t *s, apy_batch_item_t *it,
                apy_nbrun_outcome_t *outcome)
@@ -150,8 +205,8 @@ child_notebook(apy_batch_t *b, apy_batch_slot_t *s, apy_batch_item_t *it,
     Py_DECREF(argv);
     exitcode = apy_run_notebook(&config, &opts, &unhandled_sigint, outcome);
 end:
-    if (Py_FinalizeEx() < 0) {
-        exitcode = 120;
+    if (child_end() < 0) {
+        exitcode = 120; /* as Py_RunMain when the final flush fails */
     }
     fflush(stdout);
     fflush(stderr);

@@ -21,6 +21,8 @@ typedef struct {
     PyObject *cell_info; /* the running cell's ExecutionInfo, or NULL */
     const char *cell_source; /* the running cell's text (the host's) */
     long cell_count;    /* and its execution count */
+    PyObject *pretty;   /* IPython.lib.pretty once imported; None when it
+                         * cannot be; NULL before the first try */
     PyObject *captured; /* %%capture's class with no run, once made */
 } ApyIpyMagicsObject;
 

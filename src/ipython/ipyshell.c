@@ -718,3 +718,119 @@ apy_ipy_cell_end(PyObject *magics, PyObject *error)
     self->cell_source = NULL;
     return rc;
 }
+
+/* ---- text/plain ---- */
+
+/* IPython.lib.pretty, imported once, or NULL (no exception) without it. */
+static PyObject *
+pretty_module(ApyIpyMagicsObject *self)
+{
+    if (self->pretty == NULL) {
+        self->pretty = PyImport_ImportModule("IPython.lib.pretty");
+        if (self->pretty == NULL) {
+            PyErr_Clear(); /* not installed, or broken: repr() it is */
+            self->pretty = Py_NewRef(Py_None);
+        }
+    }
+    return self->pretty != Py_None ? self->pretty : NULL;
+}
+
+/* What PlainTextFormatter.__call__ does with the shell's formatter f,
+ * without its catch-all (the caller reports a failure as ipykernel
+ * does): a RepresentationPrinter over f's printers and settings. */
+static PyObject *
+shell_pretty(PyObject *pretty, PyObject *f, PyObject *obj)
+{
+    PyObject *io = NULL, *stream = NULL, *printer = NULL, *r = NULL;
+    PyObject *text = NULL, *kw = NULL, *args = NULL;
+    PyObject *on = PyObject_GetAttrString(f, "pprint");
+    int pprint = on != NULL ? PyObject_IsTrue(on) : -1;
+    Py_XDECREF(on);
+    if (pprint <= 0) {
+        return pprint < 0 ? NULL : PyObject_Repr(obj);
+    }
+    io = PyImport_ImportModule("io");
+    stream = io != NULL ? PyObject_CallMethod(io, "StringIO", NULL) : NULL;
+    if (stream == NULL) {
+        goto error;
+    }
+    args = Py_BuildValue("(ONNN)", stream,
+                         PyObject_GetAttrString(f, "verbose"),
+                         PyObject_GetAttrString(f, "max_width"),
+                         PyObject_GetAttrString(f, "newline"));
+    kw = Py_BuildValue("{sNsNsNsN}",
+                       "max_seq_length",
+                       PyObject_GetAttrString(f, "max_seq_length"),
+                       "singleton_pprinters",
+                       PyObject_GetAttrString(f, "singleton_printers"),
+                       "type_pprinters",
+                       PyObject_GetAttrString(f, "type_printers"),
+                       "deferred_pprinters",
+                       PyObject_GetAttrString(f, "deferred_printers"));
+    if (args == NULL || kw == NULL) {
+        goto error;
+    }
+    PyObject *cls = PyObject_GetAttrString(pretty, "RepresentationPrinter");
+    if (cls == NULL) {
+        goto error;
+    }
+    printer = PyObject_Call(cls, args, kw);
+    Py_DECREF(cls);
+    if (printer == NULL) {
+        goto error;
+    }
+    r = PyObject_CallMethod(printer, "pretty", "O", obj);
+    if (r == NULL) {
+        goto error;
+    }
+    Py_SETREF(r, PyObject_CallMethod(printer, "flush", NULL));
+    if (r != NULL) {
+        text = PyObject_CallMethod(stream, "getvalue", NULL);
+    }
+error:
+    Py_XDECREF(r);
+    Py_XDECREF(printer);
+    Py_XDECREF(kw);
+    Py_XDECREF(args);
+    Py_XDECREF(stream);
+    Py_XDECREF(io);
+    return text;
+}
+
+PyObject *
+apy_ipy_plain_text(PyObject *magics, PyObject *obj)
+{
+    ApyIpyMagicsObject *self = (ApyIpyMagicsObject *)magics;
+    if (self == NULL || pretty_module(self) == NULL) {
+        return PyObject_Repr(obj);
+    }
+    if (self->shell != NULL && self->shell_kind == APY_IPY_SHELL_IPYTHON) {
+        /* The shell's formatter: printers registered with for_type. */
+        PyObject *df = PyObject_GetAttrString(self->shell,
+                                              "display_formatter");
+        PyObject *all = df != NULL ? PyObject_GetAttrString(df, "formatters")
+                                   : NULL;
+        PyObject *f = all != NULL ? PyMapping_GetItemString(all,
+                                                            "text/plain")
+                                  : NULL;
+        Py_XDECREF(all);
+        Py_XDECREF(df);
+        if (f == NULL) {
+            return NULL;
+        }
+        PyObject *text = shell_pretty(self->pretty, f, obj);
+        Py_DECREF(f);
+        return text;
+    }
+    PyObject *kw = Py_BuildValue("{sisi}", "max_width", 79, "max_seq_length",
+                                 1000);
+    PyObject *f = PyObject_GetAttrString(self->pretty, "pretty");
+    PyObject *text = NULL;
+    if (kw != NULL && f != NULL) {
+        PyObject *args[1] = {obj};
+        text = PyObject_VectorcallDict(f, args, 1, kw);
+    }
+    Py_XDECREF(f);
+    Py_XDECREF(kw);
+    return text;
+}

@@ -362,6 +362,7 @@ magics_traverse(ApyIpyMagicsObject *self, visitproc visit, void *arg)
     Py_VISIT(self->oldpwd);
     Py_VISIT(self->shell);
     Py_VISIT(self->cell_info);
+    Py_VISIT(self->pretty);
     Py_VISIT(self->captured);
     return 0;
 }
@@ -372,6 +373,7 @@ magics_clear(ApyIpyMagicsObject *self)
     Py_CLEAR(self->oldpwd);
     Py_CLEAR(self->shell);
     Py_CLEAR(self->cell_info);
+    Py_CLEAR(self->pretty);
     Py_CLEAR(self->captured);
     return 0;
 }
@@ -435,6 +437,7 @@ magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
     m->cell_info = NULL;
     m->cell_source = NULL;
     m->cell_count = 0;
+    m->pretty = NULL;
     m->captured = NULL;
     PyObject_GC_Track(m);
     return (PyObject *)m;

@@ -362,3 +362,30 @@ def test_sigterm_stops_the_batch_as_ctrl_c_does(apyrun, tmp_path):
     assert r.returncode == 128 + signal.SIGTERM
     assert "slow.ipynb INTERRUPTED" in r.stdout
     assert summary(r) == (0, 0, 0)
+
+
+def test_the_end_of_a_notebook_is_as_after_apyrun(apyrun, tmp_path):
+    # What the interpreter's end does that a notebook can see: non-daemon
+    # threads joined, atexit callbacks, files left open flushed. A batch
+    # child ends as `apyrun nb` does. (A __del__ that calls open() at the
+    # end fails under python3 and apyrun, builtins being gone by then; a
+    # batch child releases __main__ first, so it does not.)
+    src = ("import atexit, threading, time\n"
+           "atexit.register(print, 'atexit ran')\n"
+           "def late():\n    time.sleep(0.2)\n"
+           "    open('thread.txt', 'w').write('thread done')\n"
+           "threading.Thread(target=late).start()\n"
+           "f = open('left_open.txt', 'w')\nf.write('buffered')")
+    outs = {}
+    for way in ("alone", "batch"):
+        d = tmp_path / way
+        write_nb(d / "nb.ipynb", src)
+        argv = ([apyrun, "nb.ipynb"] if way == "alone"
+                else [apyrun, "--test", "--capture=no", "nb.ipynb"])
+        r = run(argv, cwd=d)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "atexit ran" in r.stdout
+        outs[way] = {n: (d / n).read_text() for n in
+                     ("thread.txt", "left_open.txt")}
+    assert outs["batch"] == outs["alone"] == {
+        "thread.txt": "thread done", "left_open.txt": "buffered"}

@@ -85,6 +85,28 @@ NOTEBOOKS = {
         "fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4]);",
         "print('no figure here')",
     ],
+    # text/plain: IPython's pretty printer, as ipykernel's (issue 12).
+    "pretty": [
+        "type(1)", "list(range(40))", "{i: 'x' * i for i in range(12)}",
+        "from collections import defaultdict, Counter, deque\n"
+        "defaultdict(list, {'a': [1]})",
+        "Counter('abracadabra')", "deque(range(30))",
+        "class P:\n    def _repr_pretty_(self, p, cycle):\n"
+        "        p.text('pretty P')\nP()",
+        "def f(a, b=1):\n    pass\nf", "{3, 1, 2}", "range(5)", "print",
+        "import re\nre.compile('a+')", "b'bytes' * 30", "[[1, 2] * 10] * 3",
+        "display(type(1), list(range(30)))",
+        # A printer that raises: an error output instead, the cell goes on.
+        "class Bad:\n    def _repr_pretty_(self, p, cycle):\n"
+        "        raise ValueError('x')\n"
+        "    def __repr__(self):\n        return 'Bad()'\n"
+        "print('before')\nBad()",
+        "display(Bad())\nprint('after')",
+        # A printer registered on the shell's formatter applies.
+        "get_ipython().display_formatter.formatters['text/plain']"
+        ".for_type(int, lambda o, p, c: p.text('INT'))\n5",
+        "[1, 2]",
+    ],
     "tags": [
         cell("raise RuntimeError('expected')", tags=["raises-exception"]),
         cell("print('skipped')", tags=["skip-execution"]),

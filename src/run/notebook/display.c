@@ -98,9 +98,10 @@ int
 apy__nbrun_display_obj(PyObject *runtime, PyObject *obj, PyObject *metadata,
                        PyObject *display_id)
 {
-    PyObject *bundle = apy__nbrun_format(obj);
+    apy_nbrun_t *run = ((ApyNbRuntimeObject *)runtime)->run;
+    PyObject *bundle = apy__nbrun_format(run, obj);
     if (bundle == NULL) {
-        return -1;
+        return apy__nbrun_format_failed(run);
     }
     PyObject *data = PyTuple_GET_ITEM(bundle, 0);
     PyObject *md = PyTuple_GET_ITEM(bundle, 1);
@@ -226,9 +227,12 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
         }
         Py_RETURN_NONE;
     }
-    PyObject *bundle = apy__nbrun_format(obj);
+    PyObject *bundle = apy__nbrun_format(self->run, obj);
     if (bundle == NULL) {
-        return NULL;
+        if (apy__nbrun_format_failed(self->run) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
     }
     PyObject *md = kwargs ? PyDict_GetItemString(kwargs, "metadata") : NULL;
     if (md != NULL && PyDict_Check(md)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* An object's mime bundle as IPython's display formatter makes it:
  * _repr_*_ methods in IPython's order, _repr_mimebundle_, matplotlib
- * figures as image/png, and text/plain always. Records nothing and shows
+ * figures as image/png, and text/plain always (IPython's pretty printer
+ * where it imports: apy_ipy_plain_text). Records nothing and shows
  * nothing: display.c and outputs.c decide where a bundle goes. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "apyrun/ipython.h"
 #include "internal.h"
 
 /* _repr_*_ methods and the mime type each fills, in IPython's order. */
@@ -215,7 +217,7 @@ add_repr(PyObject *obj, size_t i, PyObject *data, PyObject *md)
 }
 
 PyObject *
-apy__nbrun_format(PyObject *obj)
+apy__nbrun_format(apy_nbrun_t *run, PyObject *obj)
 {
     PyObject *data = NULL, *md = NULL;
     data = PyDict_New();
@@ -248,7 +250,9 @@ apy__nbrun_format(PyObject *obj)
         }
     }
     if (PyDict_GetItemString(data, "text/plain") == NULL) {
-        PyObject *text = PyObject_Repr(obj);
+        PyObject *text = apy_ipy_plain_text(run != NULL ? run->magics
+                                                        : NULL,
+                                            obj);
         if (text == NULL
             || PyDict_SetItemString(data, "text/plain", text) < 0) {
             Py_XDECREF(text);

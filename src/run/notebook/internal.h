@@ -204,6 +204,21 @@ PyObject *apy__nbrun_record_end(apy_nbrun_t *run);
  * 0 or -1 with an exception set. */
 int apy__nbrun_record_result(apy_nbrun_t *run, PyObject *value);
 
+/* Shows the current exception's traceback on the real stderr (through
+ * the traceback module, which reads the cells' text from linecache;
+ * python's own printer if that fails), after flushing sys.stdout, and
+ * records it as an error output. Clears it; returns a new reference to
+ * it (NULL when none was set) and, when lines_out is not NULL, the
+ * formatted lines (a new list, or NULL) in *lines_out. */
+PyObject *apy__nbrun_show_exception(apy_nbrun_t *run, PyObject **lines_out);
+
+/* An object's printer (or _repr_ method) raised while it was formatted
+ * for an output (the exception is set): as ipykernel, its traceback is
+ * shown on stderr and recorded as an error output in place of that
+ * output, and the cell goes on. 0 (reported and cleared), or -1 for what
+ * is not an Exception (KeyboardInterrupt goes on up) or with no run. */
+int apy__nbrun_format_failed(apy_nbrun_t *run);
+
 /* Records the current exception as an error output, with `lines` (a list
  * of str, as traceback.format_exception gives) as its traceback. Keeps
  * the exception set. 0 or -1 (the exception stays the original). */
@@ -257,9 +272,11 @@ apy_nb_stream_t *apy__nbrun_big_stream(PyObject *obj);
 
 /* ---- format.c: mime bundles ---- */
 
+
 /* Returns a new reference to (data, metadata) for obj: its _repr_*_ and
- * _repr_mimebundle_ bundle plus text/plain, or NULL with an exception. */
-PyObject *apy__nbrun_format(PyObject *obj);
+ * _repr_mimebundle_ bundle plus text/plain (run's shell's or IPython's
+ * pretty printer; run may be NULL: repr), or NULL with an exception. */
+PyObject *apy__nbrun_format(apy_nbrun_t *run, PyObject *obj);
 
 /* ---- display.c: display(), figures ---- */
 

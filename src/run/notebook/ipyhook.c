@@ -20,6 +20,7 @@
 #define TARGET_MODULE "IPython.core.display_functions"
 #define PYPLOT_MODULE "matplotlib.pyplot"
 #define GETIPYTHON_MODULE "IPython.core.getipython"
+#define REEXPORT_MODULE "IPython.display"
 
 /* The finder, and the loader wrapper it puts into the spec. */
 typedef struct {
@@ -89,17 +90,31 @@ patch_module(PyObject *runtime, PyObject *module)
                                                     get)
                            : 0;
     }
+    /* IPython.display star-imports them: imported already (IPython was,
+     * before the run: a batch's parent), it holds the originals. */
+    PyObject *key = PyUnicode_FromString(REEXPORT_MODULE);
+    PyObject *again = key != NULL ? PyImport_GetModule(key) : NULL;
+    Py_XDECREF(key);
+    if (again == NULL && PyErr_Occurred()) {
+        return -1;
+    }
     for (size_t i = 0; i < sizeof(patched) / sizeof(patched[0]); i++) {
         PyObject *f = PyObject_GetAttrString(runtime, patched[i]);
         if (f == NULL) {
+            Py_XDECREF(again);
             return -1;
         }
         int rc = PyObject_SetAttrString(module, patched[i], f);
+        if (rc == 0 && again != NULL) {
+            rc = PyObject_SetAttrString(again, patched[i], f);
+        }
         Py_DECREF(f);
         if (rc < 0) {
+            Py_XDECREF(again);
             return -1;
         }
     }
+    Py_XDECREF(again);
     PyObject *handle = PyObject_GetAttrString(module, "DisplayHandle");
     if (handle == NULL) {
         PyErr_Clear();

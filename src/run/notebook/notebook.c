@@ -420,76 +420,21 @@ keep_exc_line(apy_nbrun_t *run, PyObject *lines)
     run->exc_line[len] = '\0';
 }
 
-/* Prints the current exception's traceback on the real stderr (through
- * the traceback module, which reads the cells' text from linecache) and
- * records it as the cell's error output. Clears the exception. */
+/* The cell's exception: shown and recorded (apy__nbrun_show_exception),
+ * its last line kept for the report, the exception kept for the shell's
+ * post_run_cell. Clears it. */
 static void
 report_exception(apy_nbrun_t *run)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value == NULL) {
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-        return;
+    PyObject *lines = NULL;
+    PyObject *value = apy__nbrun_show_exception(run, &lines);
+    if (lines != NULL) {
+        keep_exc_line(run, lines);
+        Py_DECREF(lines);
     }
-    if (tb != NULL) {
-        PyException_SetTraceback(value, tb);
+    if (value != NULL) {
+        Py_XSETREF(run->cell_error, value); /* for the shell's events */
     }
-    Py_XSETREF(run->cell_error, Py_NewRef(value)); /* the shell's events */
-    PyObject *traceback = NULL, *lines = NULL, *empty = NULL, *text = NULL;
-    const char *utf8;
-    traceback = PyImport_ImportModule("traceback");
-    if (traceback == NULL) {
-        goto print;
-    }
-    lines = PyObject_CallMethod(traceback, "format_exception", "O", value);
-    if (lines == NULL) {
-        goto print;
-    }
-    empty = PyUnicode_FromString("");
-    if (empty == NULL) {
-        goto print;
-    }
-    text = PyUnicode_Join(empty, lines);
-    if (text == NULL) {
-        goto print;
-    }
-    utf8 = PyUnicode_AsUTF8(text);
-    if (utf8 == NULL) {
-        goto print;
-    }
-    keep_exc_line(run, lines);
-    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
-    if (out != NULL && out != Py_None) {
-        PyObject *r = PyObject_CallMethod(out, "flush", NULL);
-        Py_XDECREF(r);
-    }
-    PyErr_Clear();
-    apy__nbrun_write_real(run, APY_NBRUN_STDERR, utf8);
-    goto record;
-
-print:
-    /* The traceback module failed: python's own printer still tells what
-     * happened. */
-    PyErr_Clear();
-    Py_INCREF(type);
-    Py_INCREF(value);
-    Py_XINCREF(tb);
-    PyErr_Restore(type, value, tb);
-    PyErr_Print();
-record:
-    if (lines != NULL && apy__nbrun_record_error(run, value, lines) < 0) {
-        PyErr_Clear();
-    }
-    Py_XDECREF(text);
-    Py_XDECREF(empty);
-    Py_XDECREF(lines);
-    Py_XDECREF(traceback);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
     PyErr_Clear();
 }
 

@@ -287,9 +287,9 @@ apy__nbrun_record_result(apy_nbrun_t *run, PyObject *value)
     if (value == Py_None || rt->outputs == NULL) {
         return 0;
     }
-    PyObject *bundle = apy__nbrun_format(value);
+    PyObject *bundle = apy__nbrun_format(run, value);
     if (bundle == NULL) {
-        return -1;
+        return apy__nbrun_format_failed(run);
     }
     PyObject *out = Py_BuildValue("{sssisOsO}", "output_type",
                                   "execute_result", "execution_count",
@@ -840,3 +840,69 @@ apy__nbrun_capture_end(apy_nbrun_t *run)
     return (PyObject *)cap;
 }
 
+
+PyObject *
+apy__nbrun_show_exception(apy_nbrun_t *run, PyObject **lines_out)
+{
+    PyObject *type, *value, *tb, *traceback, *lines = NULL, *empty = NULL;
+    PyObject *text = NULL;
+    const char *utf8 = NULL;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    traceback = PyImport_ImportModule("traceback");
+    if (traceback != NULL) {
+        lines = PyObject_CallMethod(traceback, "format_exception", "O",
+                                    value);
+    }
+    empty = lines != NULL ? PyUnicode_FromString("") : NULL;
+    text = empty != NULL ? PyUnicode_Join(empty, lines) : NULL;
+    utf8 = text != NULL ? PyUnicode_AsUTF8(text) : NULL;
+    PyErr_Clear();
+    if (utf8 != NULL) {
+        /* What the cell printed comes first. */
+        PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+        if (out != NULL && out != Py_None) {
+            PyObject *r = PyObject_CallMethod(out, "flush", NULL);
+            Py_XDECREF(r);
+        }
+        PyErr_Clear();
+        apy__nbrun_write_real(run, APY_NBRUN_STDERR, utf8);
+    } else {
+        /* The traceback module failed: python's own printer still tells
+         * what happened. */
+        PyErr_Restore(Py_NewRef(type), Py_NewRef(value), Py_XNewRef(tb));
+        PyErr_Print();
+    }
+    if (lines != NULL && apy__nbrun_record_error(run, value, lines) < 0) {
+        PyErr_Clear();
+    }
+    if (lines_out != NULL) {
+        *lines_out = utf8 != NULL ? Py_NewRef(lines) : NULL;
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(empty);
+    Py_XDECREF(lines);
+    Py_XDECREF(traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+    return value;
+}
+
+int
+apy__nbrun_format_failed(apy_nbrun_t *run)
+{
+    if (run == NULL || !PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
+    Py_XDECREF(apy__nbrun_show_exception(run, NULL));
+    return 0;
+}
