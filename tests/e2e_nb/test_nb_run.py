@@ -185,6 +185,22 @@ def test_sys_exit_stops_with_its_code(apyrun, tmp_path, code, expected):
         assert r.stderr == "bye\n"
 
 
+def test_sys_exit_goes_on_where_errors_may(apyrun, tmp_path):
+    # As Jupyter: under --allow-errors, or in a raises-exception cell,
+    # SystemExit is an error recorded like another; the run goes on.
+    nb = write_nb(tmp_path / "x.ipynb", [
+        "import sys\nprint('before')", "sys.exit(3)", "print('after')"])
+    r = run([apyrun, "--allow-errors", nb], cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stdout == "before\nafter\n"
+    assert "SystemExit: 3" in r.stderr
+    nb = write_nb(tmp_path / "y.ipynb", [
+        cell("raise SystemExit(4)", tags=["raises-exception"]),
+        "print('after')"])
+    r = run([apyrun, nb], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "after\n")
+
+
 def test_skip_execution_tag(apyrun, tmp_path):
     nb = write_nb(tmp_path / "s.ipynb", [
         cell("print('skipped')\nraise SystemExit(5)",

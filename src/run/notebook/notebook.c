@@ -475,7 +475,11 @@ cell_failed(apy_nbrun_t *run, int rc, int *exitcode)
         apy__nbrun_report_cell(run, "top-level await never completed");
         return CELL_ERROR;
     }
-    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+    /* SystemExit ends the run with its code, unless errors may go on:
+     * then it is recorded as Jupyter records it and the next cell runs. */
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)
+        && !run->opts->allow_errors
+        && !(run->cells[run->cur].tags & APY_NBRUN_TAG_RAISES)) {
         *exitcode = system_exit_code();
         return CELL_EXIT;
     }
