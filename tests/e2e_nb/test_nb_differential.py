@@ -107,6 +107,17 @@ NOTEBOOKS = {
         ".for_type(int, lambda o, p, c: p.text('INT'))\n5",
         "[1, 2]",
     ],
+    # A _repr_*_ method that raises: an error output before the object's
+    # (without that representation), and the cell goes on.
+    "repr_errors": [
+        "class H:\n    def _repr_html_(self):\n        raise ValueError('h')\n"
+        "    def _repr_markdown_(self):\n        return '*md*'\n"
+        "    def __repr__(self):\n        return 'H()'\nprint('x')\nH()",
+        "display(H())\nprint('after')",
+        "class M:\n    def _repr_mimebundle_(self, include=None, "
+        "exclude=None):\n        raise KeyError('mb')\n"
+        "    def __repr__(self):\n        return 'M()'\nM()",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

@@ -32,11 +32,16 @@ static const struct {
 
 #define NREPR (sizeof(repr_methods) / sizeof(repr_methods[0]))
 
-/* Reports a failing _repr_ method the way IPython does (its traceback on
- * stderr) and goes on without that representation. */
+/* Reports a failing _repr_ method the way ipykernel does (its traceback
+ * on stderr and, in a run, an error output before the object's) and goes
+ * on without that representation. */
 static void
-report_repr_error(void)
+report_repr_error(apy_nbrun_t *run)
 {
+    if (run != NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+        Py_XDECREF(apy__nbrun_show_exception(run, NULL));
+        return;
+    }
     PyErr_Print();
 }
 
@@ -123,7 +128,7 @@ done:
 /* Returns a new reference to meth(include=None, exclude=None), or NULL
  * with the failure reported (as a failing _repr_ is) and cleared. */
 static PyObject *
-call_mimebundle(PyObject *meth)
+call_mimebundle(apy_nbrun_t *run, PyObject *meth)
 {
     PyObject *kw = NULL, *args = NULL, *r = NULL;
     kw = Py_BuildValue("{sOsO}", "include", Py_None, "exclude", Py_None);
@@ -139,21 +144,22 @@ done:
     Py_XDECREF(args);
     Py_XDECREF(kw);
     if (r == NULL) {
-        report_repr_error();
+        report_repr_error(run);
     }
     return r;
 }
 
 /* Merges _repr_mimebundle_'s result into data and md. 0 or -1. */
 static int
-merge_mimebundle(PyObject *obj, PyObject *data, PyObject *md)
+merge_mimebundle(apy_nbrun_t *run, PyObject *obj, PyObject *data,
+                 PyObject *md)
 {
     PyObject *meth = PyObject_GetAttrString(obj, "_repr_mimebundle_");
     if (meth == NULL) {
         PyErr_Clear();
         return 0;
     }
-    PyObject *r = PyCallable_Check(meth) ? call_mimebundle(meth) : NULL;
+    PyObject *r = PyCallable_Check(meth) ? call_mimebundle(run, meth) : NULL;
     Py_DECREF(meth);
     if (r == NULL || r == Py_None) {
         Py_XDECREF(r);
@@ -178,7 +184,8 @@ merge_mimebundle(PyObject *obj, PyObject *data, PyObject *md)
 /* Adds the representation `i` of repr_methods to data/md if obj has one.
  * 0 or -1. */
 static int
-add_repr(PyObject *obj, size_t i, PyObject *data, PyObject *md)
+add_repr(apy_nbrun_t *run, PyObject *obj, size_t i, PyObject *data,
+         PyObject *md)
 {
     if (PyDict_GetItemString(data, repr_methods[i].mime) != NULL) {
         return 0;
@@ -192,7 +199,7 @@ add_repr(PyObject *obj, size_t i, PyObject *data, PyObject *md)
                                          : Py_NewRef(Py_None);
     Py_DECREF(meth);
     if (v == NULL) {
-        report_repr_error();
+        report_repr_error(run);
         return 0;
     }
     if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 2) {
@@ -230,11 +237,11 @@ apy__nbrun_format(apy_nbrun_t *run, PyObject *obj)
     }
     /* A class has _repr_*_ functions, not representations. */
     if (!PyType_Check(obj)) {
-        if (merge_mimebundle(obj, data, md) < 0) {
+        if (merge_mimebundle(run, obj, data, md) < 0) {
             goto error;
         }
         for (size_t i = 0; i < NREPR; i++) {
-            if (add_repr(obj, i, data, md) < 0) {
+            if (add_repr(run, obj, i, data, md) < 0) {
                 goto error;
             }
         }
