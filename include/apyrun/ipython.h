@@ -35,6 +35,10 @@ typedef struct {
     /* The namespace magics expand in when no Python frame called them
      * (borrowed; the run's __main__ globals). */
     PyObject *(*globals)(void *ctx);
+    /* Shows text as a pager would (help: obj?): on the terminal, not in
+     * the cell's outputs, as a kernel's pager payload is. NULL: printed
+     * on sys.stdout. 0 or -1. */
+    int (*page)(void *ctx, const char *text);
 } apy_ipy_host_t;
 
 /* Translates IPython syntax in source: returns a new malloc'ed string
@@ -43,6 +47,10 @@ typedef struct {
  * a %%magic cell (then source is left to apy_ipy_run_cell_magic).
  * Returns NULL with an exception set (MemoryError only). */
 char *apy_ipy_translate(const char *source, int *cell_magic);
+
+/* 1 if a cell's result is silenced, as IPython decides: the last token
+ * of its last line of code, before any comment, is ';'. Else 0. */
+int apy_ipy_silenced(const char *text);
 
 /* Returns a new helper object whose magics use host (not NULL) and ctx,
  * or NULL with an exception set. The caller puts it into builtins and

@@ -187,6 +187,7 @@ static const apy_ipy_host_t exec_host = {
     .flush_figures = NULL, /* nothing records figures with no run */
     .shell_made = NULL,
     .globals = exec_globals,
+    .page = NULL,
 };
 
 /* ---- the magics ---- */

@@ -66,6 +66,14 @@ PyObject *apy__ipy_ipython_magic(ApyIpyMagicsObject *self, const char *kind,
                                  PyObject *name, PyObject *arg,
                                  PyObject *body);
 
+/* %pinfo, %pinfo2 (detail) and %psearch NAME (magic is one of them): the
+ * text goes where a Jupyter kernel sends it, to the pager (the host's
+ * page: shown, not recorded); "Object `x` not found." is printed (and so
+ * recorded), as IPython does. Without IPython, pydoc's text for %pinfo;
+ * %psearch needs IPython. None, or NULL with an exception set. */
+PyObject *apy__ipy_help(ApyIpyMagicsObject *self, const char *magic,
+                        PyObject *arg);
+
 /* Returns a new reference to module.func(arg) (module may be dotted),
  * or NULL with an exception set. */
 PyObject *apy__ipy_call_module(const char *module, const char *func,

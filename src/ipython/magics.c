@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* builtins.__apyrun_nb__, the helper object translated cells call, and
  * the line magics apyrun runs without IPython: `!cmd` and `x = !cmd`,
- * %cd, %env, %time (with translate.c), %pip, %matplotlib; anything else
+ * %cd, %env, %time (with translate.c), %pip, %matplotlib, and help
+ * (%pinfo, %pinfo2, %psearch: `obj?`); anything else
  * goes to IPython when it is importable, else fails with a message naming
  * the magic. Cell magics are cell_magics.c's, argument parsing
  * magic_args.c's, child processes shell.c's. A run makes its own helper
@@ -15,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apyrun/ipython.h"
 #include "internal.h"
@@ -341,6 +343,9 @@ apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
         r = magic_pip(self, arg);
     } else if (strcmp(n, "matplotlib") == 0) {
         r = magic_matplotlib(arg);
+    } else if (strcmp(n, "pinfo") == 0 || strcmp(n, "pinfo2") == 0
+               || strcmp(n, "psearch") == 0) {
+        r = apy__ipy_help(self, n, arg);
     } else if (strcmp(n, "time") == 0) {
         /* "%time" alone: nothing to time. */
         double t0[3];
@@ -557,4 +562,217 @@ apy__ipy_open_utf8(PyObject *file, const char *mode)
     Py_XDECREF(open);
     Py_DECREF(io);
     return f;
+}
+
+/* ---- help, as a Jupyter kernel gives it ----
+ * `obj?`, `obj??`, `?obj` and `*pat*?` (translate.c makes them %pinfo,
+ * %pinfo2 and %psearch) show IPython's inspector text, or pydoc's without
+ * IPython, where a kernel's pager payload goes: on the terminal, not in
+ * the cell's outputs (the host's page). A name that is not found is
+ * printed, and so recorded, as IPython prints it. */
+
+/* Shows text through the host's pager, else on sys.stdout. 0 or -1. */
+static int
+show_page(ApyIpyMagicsObject *self, PyObject *text)
+{
+    const char *utf8 = PyUnicode_AsUTF8(text);
+    if (utf8 == NULL) {
+        return -1;
+    }
+    size_t n = strlen(utf8);
+    int newline = n == 0 || utf8[n - 1] != '\n'; /* a pager ends lines */
+    if (self->host != NULL && self->host->page != NULL) {
+        if (self->host->page(self->ctx, utf8) < 0) {
+            return -1;
+        }
+        return newline ? self->host->page(self->ctx, "\n") : 0;
+    }
+    if (apy__ipy_write_stdout(text) < 0) {
+        return -1;
+    }
+    if (!newline) {
+        return 0;
+    }
+    PyObject *nl = PyUnicode_FromString("\n");
+    int rc = nl != NULL ? apy__ipy_write_stdout(nl) : -1;
+    Py_XDECREF(nl);
+    return rc;
+}
+
+/* text without its colours (ANSI SGR sequences): a new reference. */
+static PyObject *
+no_colour(PyObject *text)
+{
+    PyObject *re = PyImport_ImportModule("re");
+    PyObject *r = re != NULL ? PyObject_CallMethod(re, "sub", "ssO",
+                                                   "\x1b\\[[0-9;]*m", "",
+                                                   text)
+                             : NULL;
+    Py_XDECREF(re);
+    return r;
+}
+
+/* Shows text through the host's pager, else on sys.stdout; in colour
+ * only on a terminal and never with NO_COLOR. 0 or -1. */
+static int
+page(ApyIpyMagicsObject *self, PyObject *coloured)
+{
+    const char *nc = getenv("NO_COLOR");
+    PyObject *text = isatty(1) && (nc == NULL || nc[0] == '\0')
+                         ? Py_NewRef(coloured)
+                         : no_colour(coloured);
+    if (text == NULL) {
+        return -1;
+    }
+    int rc = show_page(self, text);
+    Py_DECREF(text);
+    return rc;
+}
+
+/* The object a dotted name names in globals (else builtins): a new
+ * reference, or NULL with no exception when there is none. */
+static PyObject *
+find_object(PyObject *globals, PyObject *name)
+{
+    PyObject *dot = PyUnicode_FromString(".");
+    PyObject *parts = dot != NULL ? PyUnicode_Split(name, dot, -1) : NULL;
+    Py_XDECREF(dot);
+    if (parts == NULL) {
+        return NULL;
+    }
+    PyObject *obj = NULL;
+    PyObject *first = PyList_GET_ITEM(parts, 0); /* borrowed */
+    if (globals != NULL) {
+        obj = PyDict_GetItemWithError(globals, first); /* borrowed */
+    }
+    if (obj == NULL && !PyErr_Occurred()) {
+        obj = PyDict_GetItemWithError(PyEval_GetBuiltins(), first);
+    }
+    Py_XINCREF(obj);
+    for (Py_ssize_t i = 1; obj != NULL && i < PyList_GET_SIZE(parts); i++) {
+        Py_SETREF(obj, PyObject_GetAttr(obj, PyList_GET_ITEM(parts, i)));
+    }
+    Py_DECREF(parts);
+    PyErr_Clear();
+    return obj;
+}
+
+/* Help for name without IPython: pydoc's plain text, or "Object `x` not
+ * found.\n" (then *found is 0). */
+static PyObject *
+pydoc_help(ApyIpyMagicsObject *self, PyObject *name, int *found)
+{
+    PyObject *obj = find_object(apy__ipy_caller_globals(self), name);
+    *found = obj != NULL;
+    if (obj == NULL) {
+        return PyErr_Occurred()
+                   ? NULL
+                   : PyUnicode_FromFormat("Object `%U` not found.\n", name);
+    }
+    PyObject *pydoc = PyImport_ImportModule("pydoc");
+    PyObject *text = NULL;
+    if (pydoc != NULL) {
+        PyObject *plain = PyObject_GetAttrString(pydoc, "plaintext");
+        if (plain != NULL) {
+            text = PyObject_CallMethod(pydoc, "render_doc", "OsOO", obj,
+                                       "%s", Py_False, plain);
+        }
+        Py_XDECREF(plain);
+    }
+    Py_XDECREF(pydoc);
+    Py_DECREF(obj);
+    return text;
+}
+
+/* IPython's text for %pinfo/%pinfo2 name, or "Object `x` not found.\n"
+ * (then *found is 0). */
+static PyObject *
+ipython_help(ApyIpyMagicsObject *self, PyObject *name, int detail,
+             int *found)
+{
+    PyObject *info = PyObject_CallMethod(self->shell, "_object_find", "O",
+                                         name);
+    PyObject *ok = info != NULL ? PyObject_GetAttrString(info, "found")
+                                : NULL;
+    Py_XDECREF(info);
+    *found = ok != NULL ? PyObject_IsTrue(ok) : -1;
+    Py_XDECREF(ok);
+    if (*found < 0) {
+        return NULL;
+    }
+    if (*found == 0) {
+        return PyUnicode_FromFormat("Object `%U` not found.\n", name);
+    }
+    return PyObject_CallMethod(self->shell, "object_inspect_text", "Oi", name,
+                               detail);
+}
+
+/* %psearch through IPython's, its paged text captured. */
+static PyObject *
+ipython_psearch(ApyIpyMagicsObject *self, PyObject *arg)
+{
+    PyObject *io = PyImport_ImportModule("io");
+    PyObject *buf = io != NULL ? PyObject_CallMethod(io, "StringIO", NULL)
+                               : NULL;
+    Py_XDECREF(io);
+    if (buf == NULL) {
+        return NULL;
+    }
+    PyObject *saved = Py_XNewRef(PySys_GetObject("stdout"));
+    PyObject *text = NULL;
+    if (PySys_SetObject("stdout", buf) == 0) {
+        PyObject *name = PyUnicode_FromString("psearch");
+        PyObject *r = name != NULL ? apy__ipy_ipython_magic(self, "line",
+                                                            name, arg, NULL)
+                                   : NULL;
+        Py_XDECREF(name);
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PySys_SetObject("stdout", saved);
+        PyErr_Restore(type, value, tb);
+        if (r != NULL) {
+            text = PyObject_CallMethod(buf, "getvalue", NULL);
+        }
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(saved);
+    Py_DECREF(buf);
+    return text;
+}
+
+PyObject *
+apy__ipy_help(ApyIpyMagicsObject *self, const char *magic, PyObject *arg)
+{
+    PyObject *name = PyObject_CallMethod(arg, "strip", NULL);
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *shell = apy__ipy_get_ipython(self, NULL); /* made once */
+    if (shell == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    Py_DECREF(shell);
+    int ipython = self->shell_kind == APY_IPY_SHELL_IPYTHON;
+    PyObject *text;
+    int found = 1;
+    if (strcmp(magic, "psearch") == 0) {
+        text = ipython ? ipython_psearch(self, name)
+                       : PyErr_Format(PyExc_RuntimeError,
+                                      "%%psearch needs IPython, which "
+                                      "cannot be imported");
+    } else if (ipython) {
+        text = ipython_help(self, name, strcmp(magic, "pinfo2") == 0,
+                            &found);
+    } else {
+        text = pydoc_help(self, name, &found);
+    }
+    Py_DECREF(name);
+    if (text == NULL) {
+        return NULL;
+    }
+    /* Not found: IPython print()s it, so a kernel records it. */
+    int rc = found ? page(self, text) : apy__ipy_write_stdout(text);
+    Py_DECREF(text);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
 }

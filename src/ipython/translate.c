@@ -221,6 +221,91 @@ is_time_magic(const char *s, size_t n, const char **stmt, size_t *stmt_len)
     return 1;
 }
 
+/* The start of the help target IPython's help_end pattern finds in
+ * body[0..n) (which ends before the '?'s): %{0,2} then a dotted name
+ * ([\w*]+ parts, none starting with a digit) reaching the end; n when
+ * there is none. */
+static size_t
+help_target(const char *body, size_t n)
+{
+    size_t i = n, part = n;
+    while (i > 0) {
+        unsigned char c = (unsigned char)body[i - 1];
+        if (Py_ISALNUM(c) || c == '_' || c == '*' || c >= 0x80) {
+            i--;
+            continue;
+        }
+        if (c != '.' || i == part || Py_ISDIGIT(body[i])) {
+            break;
+        }
+        part = --i; /* a '.' between two parts */
+    }
+    if (i == n || i == part || Py_ISDIGIT(body[i])) {
+        return n; /* empty, a trailing '.', or a part led by a digit */
+    }
+    for (int k = 0; k < 2 && i > 0 && body[i - 1] == '%'; k++) {
+        i--;
+    }
+    return i;
+}
+
+/* Help syntax, as IPython's: `obj?`, `obj??`, `?obj`, `??obj` and
+ * `*pat*?` (the line's last token a '?', a trailing comment not allowed)
+ * become %pinfo, %pinfo2 or %psearch of the name. Writes the call after
+ * the indentation s[0..ind) and returns 1, or returns 0. */
+static int
+help_line(apy_buf_t *b, const char *s, size_t ind, const char *body,
+          size_t blen)
+{
+    const char *target;
+    size_t tlen, marks = 0;
+    if (blen > 0 && body[0] == '?') {
+        marks = blen > 1 && body[1] == '?' ? 2 : 1;
+        target = body + marks;
+        tlen = blen - marks;
+        while (tlen > 0 && (*target == ' ' || *target == '\t')) {
+            target++;
+            tlen--;
+        }
+        if (tlen == 0 || help_target(target, tlen) != 0) {
+            return 0;
+        }
+    } else {
+        while (marks < 2 && marks < blen && body[blen - 1 - marks] == '?') {
+            marks++;
+        }
+        if (marks == 0 || (marks < blen && body[blen - 1 - marks] == '?')) {
+            return 0;
+        }
+        size_t start = help_target(body, blen - marks);
+        if (start != 0) {
+            return 0; /* more than a name before the '?': IPython's
+                       * search would find one, Python has its error */
+        }
+        target = body;
+        tlen = blen - marks;
+    }
+    while (tlen > 0 && *target == '%') {
+        target++;
+        tlen--;
+    }
+    const char *magic = marks == 2                          ? "%pinfo2 "
+                        : memchr(target, '*', tlen) != NULL ? "%psearch "
+                                                            : "%pinfo ";
+    apy_buf_t line = {0};
+    apy_buf_puts(&line, magic);
+    apy_buf_put(&line, target, tlen);
+    size_t len;
+    char *text = apy_buf_take(&line, &len);
+    if (text == NULL) {
+        return 0;
+    }
+    apy_buf_put(b, s, ind);
+    emit_magic(b, text, len);
+    free(text);
+    return 1;
+}
+
 /* Translates one logical-line start s[0..n) (no newline) into b. Returns
  * 1 if it was IPython syntax (then the scanner must skip it), else 0. */
 static int
@@ -235,6 +320,9 @@ translate_line(apy_buf_t *b, const char *s, size_t n)
     while (blen > 0 && (body[blen - 1] == ' ' || body[blen - 1] == '\t'
                         || body[blen - 1] == '\r')) {
         blen--;
+    }
+    if (help_line(b, s, ind, body, blen)) {
+        return 1;
     }
     const char *rhs = NULL;
     size_t tlen = 0;
@@ -273,12 +361,122 @@ translate_line(apy_buf_t *b, const char *s, size_t n)
     return 1;
 }
 
+/* ---- prompts pasted with the code (IPython's cleanup transforms) ---- */
+
+/* The length of a classic prompt at s[0..n): ">>>" (or, unless initial,
+ * "...") then a space or the line's end; 0 when there is none. */
+static size_t
+classic_prompt(const char *s, size_t n, int initial)
+{
+    if (n < 3 || (memcmp(s, ">>>", 3) != 0
+                  && (initial || memcmp(s, "...", 3) != 0))) {
+        return 0;
+    }
+    return n == 3 ? 3 : s[3] == ' ' ? 4 : 0;
+}
+
+/* "In [12]: " at s[0..n): its length, or 0. */
+static size_t
+in_prompt(const char *s, size_t n)
+{
+    if (n < 4 || memcmp(s, "In [", 4) != 0) {
+        return 0;
+    }
+    size_t i = 4;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    if (i == 4 || i + 3 > n || memcmp(s + i, "]: ", 3) != 0) {
+        return 0;
+    }
+    return i + 3;
+}
+
+/* The length of an IPython prompt at s[0..n): "In [N]: " (after an
+ * optional "[nav] ", "[ins] " or " "), or blank space, three or more dots
+ * and ':' with an optional space; 0 when there is none. */
+static size_t
+ipython_prompt(const char *s, size_t n)
+{
+    size_t m;
+    if (n > 6 && (memcmp(s, "[nav] ", 6) == 0 || memcmp(s, "[ins] ", 6) == 0)
+        && (m = in_prompt(s + 6, n - 6)) > 0) {
+        return 6 + m;
+    }
+    if (n > 1 && s[0] == ' ' && (m = in_prompt(s + 1, n - 1)) > 0) {
+        return 1 + m;
+    }
+    if ((m = in_prompt(s, n)) > 0) {
+        return m;
+    }
+    size_t i = 0, dots;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'
+                     || s[i] == '\f' || s[i] == '\v')) {
+        i++;
+    }
+    for (dots = 0; i + dots < n && s[i + dots] == '.'; dots++) {
+    }
+    if (dots < 3 || i + dots >= n || s[i + dots] != ':') {
+        return 0;
+    }
+    i += dots + 1;
+    return i < n && s[i] == ' ' ? i + 1 : i;
+}
+
+/* The prompt at line s[0..n): kind 0 classic (initial: the first line),
+ * 1 IPython's. */
+static size_t
+prompt_at(int kind, const char *s, size_t n, int initial)
+{
+    return kind == 0 ? classic_prompt(s, n, initial) : ipython_prompt(s, n);
+}
+
+/* Strips one kind of prompt from every line of text when the first line
+ * that is not blank has one, or the line after it does (IPython's
+ * PromptStripper). Lines stay lines: tracebacks keep their numbers.
+ * Returns a new malloc'ed text, or NULL when nothing was stripped (or
+ * memory ran out: then nothing is). */
+static char *
+strip_prompts(const char *text, int kind)
+{
+    const char *first = text;
+    while (*first != '\0') {
+        size_t n = strcspn(first, "\n");
+        if (strspn(first, " \t\r\f\v") < n) {
+            break;
+        }
+        first += n + (first[n] == '\n');
+    }
+    size_t n1 = strcspn(first, "\n");
+    const char *second = first[n1] == '\n' ? first + n1 + 1 : NULL;
+    if (prompt_at(kind, first, n1, 1) == 0
+        && (second == NULL
+            || prompt_at(kind, second, strcspn(second, "\n"), 0) == 0)) {
+        return NULL;
+    }
+    apy_buf_t b = {0};
+    for (const char *p = text; *p != '\0';) {
+        size_t n = strcspn(p, "\n");
+        size_t cut = prompt_at(kind, p, n, 0);
+        apy_buf_put(&b, p + cut, n - cut + (p[n] == '\n'));
+        p += n + (p[n] == '\n');
+    }
+    return apy_buf_take(&b, NULL);
+}
+
 char *
 apy_ipy_translate(const char *source, int *cell_magic)
 {
     apy_buf_t b = {0};
     scan_t st = {0, 0, 0, 0};
+    char *stripped[2] = {NULL, NULL};
     *cell_magic = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        stripped[kind] = strip_prompts(source, kind);
+        if (stripped[kind] != NULL) {
+            source = stripped[kind];
+        }
+    }
 
     /* A cell magic must open the cell (blank lines before it allowed). */
     const char *p = source;
@@ -288,7 +486,8 @@ apy_ipy_translate(const char *source, int *cell_magic)
     if (p[0] == '%' && p[1] == '%') {
         *cell_magic = 1;
     }
-    int fast = strchr(source, '!') == NULL && strchr(source, '%') == NULL;
+    int fast = strchr(source, '!') == NULL && strchr(source, '%') == NULL
+               && strchr(source, '?') == NULL;
     if (*cell_magic || fast) {
         /* Nothing to translate: the text as it is. */
         apy_buf_put(&b, source, strlen(source));
@@ -312,9 +511,51 @@ apy_ipy_translate(const char *source, int *cell_magic)
         p = nl + 1;
     }
 done:;
+    free(stripped[0]);
+    free(stripped[1]);
     char *text = apy_buf_take(&b, NULL);
     if (text == NULL) {
         PyErr_NoMemory();
     }
     return text;
+}
+
+int
+apy_ipy_silenced(const char *text)
+{
+    const char *line = NULL;
+    for (const char *p = text; *p != '\0';) {
+        size_t n = strcspn(p, "\n");
+        size_t lead = strspn(p, " \t\f\r");
+        if (lead < n && p[lead] != '#') {
+            line = p;
+        }
+        p += n + (p[n] == '\n');
+    }
+    if (line == NULL) {
+        return 0;
+    }
+    size_t n = strcspn(line, "\n"), end = 0;
+    char quote = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = line[i];
+        if (quote != 0) {
+            if (c == '\\') {
+                i++;
+            } else if (c == quote) {
+                quote = 0;
+            }
+            continue;
+        }
+        if (c == '#') {
+            break;
+        }
+        if (c == '"' || c == '\'') {
+            quote = c;
+        }
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\f') {
+            end = i + 1;
+        }
+    }
+    return end > 0 && line[end - 1] == ';';
 }

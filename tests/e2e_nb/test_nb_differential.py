@@ -118,6 +118,15 @@ NOTEBOOKS = {
         "exclude=None):\n        raise KeyError('mb')\n"
         "    def __repr__(self):\n        return 'M()'\nM()",
     ],
+    # IPython's syntax: pasted prompts, ';' before a comment, help (the
+    # text goes to the pager, not the outputs; a missing name is printed).
+    "syntax": [
+        ">>> x = 1\n>>> x + 1", ">>> def f():\n...     return 5\n>>> f()",
+        "In [1]: y = 2\n   ...: y * 3", "1 + 1;  # silenced",
+        "1 + 1  # not silenced;", "'a;'  # x",
+        "len?", "x??", "?len", "nosuch?", "import os\nos.path.join?",
+        "%pinfo len", "os.*dir*?", "def g():\n    len?\n    return 1\ng()",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

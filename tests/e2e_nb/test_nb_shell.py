@@ -149,3 +149,16 @@ def test_the_small_shell_without_ipython(apyrun, tmp_path):
     assert r.stderr.count("Error in callback") == 4
     assert "ZeroDivisionError" in r.stderr
     assert "%who needs IPython, which cannot be imported" in r.stderr
+
+
+def test_help_without_ipython(apyrun, tmp_path):
+    # -S: no IPython; pydoc's text, on the terminal and not in the
+    # outputs; a missing name is printed (and recorded), as IPython does.
+    nb = write_nb(tmp_path / "nb.ipynb", ["len?", "nosuch?", "print('end')"])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, "-S", "-o", out, nb], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Return the number of items in a container." in r.stdout
+    assert "Object `nosuch` not found." in r.stdout
+    got = [[o.get("text") for o in c.outputs] for c in read_valid(out).cells]
+    assert got == [[], ["Object `nosuch` not found.\n"], ["end\n"]]

@@ -345,19 +345,6 @@ compile_node(PyObject *node, PyObject *filename, const char *mode,
                                  flags, 1);
 }
 
-/* Returns 1 if the text's last line ends with ';' (IPython's way to
- * silence a cell's result), else 0. */
-static int
-ends_with_semicolon(const char *text)
-{
-    size_t n = strlen(text);
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '
-                     || text[n - 1] == '\t' || text[n - 1] == '\r')) {
-        n--;
-    }
-    return n > 0 && text[n - 1] == ';';
-}
-
 /* The name a recorded last expression is assigned to while its cell
  * runs; the driver takes it out of __main__ right after. */
 #define RESULT_NAME "__apyrun_last_value__"
@@ -491,7 +478,7 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
 {
     const apy_nb_cell_t *cell = &run->nb.cells[run->cur];
     long base = consecutive_base(cell, first_line, count_lines(source));
-    int split = run->recording && !ends_with_semicolon(source);
+    int split = run->recording && !apy_ipy_silenced(source);
     *body = NULL;
     *has_result = 0;
 

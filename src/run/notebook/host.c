@@ -45,6 +45,13 @@ host_globals(void *ctx)
     return ((apy_nbrun_t *)ctx)->globals;
 }
 
+static int
+host_page(void *ctx, const char *text)
+{
+    apy__nbrun_write_real(ctx, APY_NBRUN_STDOUT, text);
+    return 0;
+}
+
 static const apy_ipy_host_t run_host = {
     .run_source = host_run_source,
     .capture_begin = host_capture_begin,
@@ -52,6 +59,7 @@ static const apy_ipy_host_t run_host = {
     .flush_figures = host_flush_figures,
     .shell_made = host_shell_made,
     .globals = host_globals,
+    .page = host_page,
 };
 
 int
