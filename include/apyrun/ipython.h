@@ -74,6 +74,13 @@ int apy_ipy_magics_put(PyObject *magics);
 int apy_ipy_cell_begin(PyObject *magics, const char *source, long count);
 int apy_ipy_cell_end(PyObject *magics, PyObject *error);
 
+/* The running cell's result (its last expression, not silenced), kept as
+ * a kernel keeps it: _, __, ___, _N and Out[N] (IPython's displayhook
+ * once its shell exists; the same names without it; In, _ih, _i, _ii,
+ * _iii and _iN are apy_ipy_cell_begin's). None keeps nothing. 0, or -1
+ * with an exception set. */
+int apy_ipy_cell_result(PyObject *magics, PyObject *value);
+
 /* obj's text/plain as a Jupyter kernel records it: IPython's pretty
  * printer at 79 columns, with the shell formatter's printers once
  * get_ipython()'s IPython shell exists (for_type registrations apply);

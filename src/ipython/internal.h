@@ -23,6 +23,12 @@ typedef struct {
     long cell_count;    /* and its execution count */
     PyObject *pretty;   /* IPython.lib.pretty once imported; None when it
                          * cannot be; NULL before the first try */
+    /* The history a kernel keeps, until IPython's shell keeps it: In
+     * (_ih, from ['']), Out (_oh) and the last three results (_, __,
+     * ___). NULL before the first cell. */
+    PyObject *hist_in;
+    PyObject *hist_out;
+    PyObject *under[3];
     PyObject *captured; /* %%capture's class with no run, once made */
 } ApyIpyMagicsObject;
 
@@ -51,6 +57,25 @@ PyObject *apy__ipy_caller_globals(ApyIpyMagicsObject *self);
 PyObject *apy__ipy_magics_line_magic(ApyIpyMagicsObject *self,
                                      PyObject *const *args,
                                      Py_ssize_t nargs);
+
+/* ---- history.c: In, Out, _, _iN ---- */
+
+/* The namespace the cells run in (borrowed): the host's globals, else
+ * __main__'s. NULL with an exception set when there is none. */
+PyObject *apy__ipy_main_ns(ApyIpyMagicsObject *self);
+
+/* Cell count's input into the history apyrun keeps (In, _ih, _i, _ii,
+ * _iii, _iN in ns; In and Out made on the first cell). 0 or -1. */
+int apy__ipy_store_input(ApyIpyMagicsObject *self, PyObject *ns,
+                         const char *source, long count);
+
+/* IPython's shell was just made: the history kept so far becomes its
+ * own. 0 or -1. */
+int apy__ipy_hand_over_history(ApyIpyMagicsObject *self);
+
+/* A new dict of ns's history names (_, __, ___, _N, _i, _ii, _iii, _iN)
+ * and their values, or NULL: what the shell's __init__ resets. */
+PyObject *apy__ipy_history_names(PyObject *ns);
 
 /* ---- ipyshell.c: get_ipython()'s shell ---- */
 

@@ -353,11 +353,8 @@ main_of(ApyIpyMagicsObject *self, PyObject **module, PyObject **ns)
     if (*module == NULL) {
         return -1;
     }
-    *ns = self->host != NULL ? self->host->globals(self->ctx) : NULL;
-    if (*ns == NULL) {
-        *ns = PyModule_GetDict(*module);
-    }
-    return 0;
+    *ns = apy__ipy_main_ns(self);
+    return *ns != NULL ? 0 : -1;
 }
 
 static PyObject *
@@ -445,8 +442,18 @@ ipython_shell(ApyIpyMagicsObject *self)
     if (kw == NULL || inst == NULL) {
         goto error;
     }
+    /* Its __init__ resets the output history in ns (_, _N, ...): what
+     * the cells so far made of it is put back. */
+    PyObject *kept = apy__ipy_history_names(ns);
+    if (kept == NULL) {
+        goto error;
+    }
     PyObject *none[1];
     shell = PyObject_VectorcallDict(inst, none, 0, kw);
+    if (shell != NULL && PyDict_Update(ns, kept) < 0) {
+        Py_CLEAR(shell);
+    }
+    Py_DECREF(kept);
     /* Its exit and quit only ask a terminal to leave: the builtins' end
      * the run, as before the shell was made. */
     static const char *const exits[] = {"exit", "quit", NULL};
@@ -471,7 +478,7 @@ error:
 /* The shell takes the running cell: its count and (IPython's) its input
  * history. 0 or -1. */
 static int
-take_cell(ApyIpyMagicsObject *self)
+take_cell(ApyIpyMagicsObject *self, int store)
 {
     PyObject *n = PyLong_FromLong(self->cell_count);
     if (n == NULL || PyObject_SetAttrString(self->shell, "execution_count",
@@ -480,7 +487,7 @@ take_cell(ApyIpyMagicsObject *self)
         return -1;
     }
     Py_DECREF(n);
-    if (self->shell_kind != APY_IPY_SHELL_IPYTHON) {
+    if (self->shell_kind != APY_IPY_SHELL_IPYTHON || !store) {
         return 0;
     }
     /* In, _ih, _i, _ii, _iN and %history, as run_cell stores them. */
@@ -513,8 +520,12 @@ make_shell(ApyIpyMagicsObject *self)
     }
     self->shell = shell;
     self->shell_kind = kind;
-    /* Made in a running cell: it takes that cell as begin would have. */
-    if (self->cell_source != NULL && take_cell(self) < 0) {
+    /* The history so far becomes the shell's; made in a running cell,
+     * it takes that cell's count (its input is in the history). */
+    if (kind == APY_IPY_SHELL_IPYTHON && apy__ipy_hand_over_history(self) < 0) {
+        return -1;
+    }
+    if (self->cell_source != NULL && take_cell(self, 0) < 0) {
         return -1;
     }
     /* IPython's shell put its own display() into builtins: the host puts
@@ -627,10 +638,17 @@ apy_ipy_cell_begin(PyObject *magics, const char *source, long count)
     Py_CLEAR(self->cell_info);
     self->cell_source = source;
     self->cell_count = count;
+    if (self->shell_kind != APY_IPY_SHELL_IPYTHON) {
+        PyObject *module, *ns;
+        if (main_of(self, &module, &ns) < 0
+            || apy__ipy_store_input(self, ns, source, count) < 0) {
+            return -1;
+        }
+    }
     if (self->shell == NULL) {
         return 0;
     }
-    if (take_cell(self) < 0) {
+    if (take_cell(self, 1) < 0) {
         return -1;
     }
     self->cell_info = execution_info(self, source);
@@ -797,11 +815,92 @@ error:
     return text;
 }
 
+/* 1 when IPython's pretty printer gives obj's repr() as it is: None, a
+ * bool, int, float, complex, str or bytes, or a list, tuple or dict (of
+ * exactly those types, a set's order being pretty's own) of such
+ * things, up to *budget of them, whose repr fits in 79 columns (pretty
+ * breaks no line then). Its default printers all are repr() for these. */
+static int
+simple_repr(PyObject *obj, int depth, int *budget)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    if (--*budget < 0) {
+        return 0;
+    }
+    if (obj == Py_None || t == &PyBool_Type || t == &PyLong_Type
+        || t == &PyFloat_Type || t == &PyComplex_Type || t == &PyUnicode_Type
+        || t == &PyBytes_Type) {
+        return 1;
+    }
+    if (depth >= 3) {
+        return 0;
+    }
+    if (t == &PyList_Type || t == &PyTuple_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(obj);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!simple_repr(PySequence_Fast_GET_ITEM(obj, i), depth + 1,
+                             budget)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (t == &PyDict_Type) {
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(obj, &pos, &k, &v)) {
+            if (!simple_repr(k, depth + 1, budget)
+                || !simple_repr(v, depth + 1, budget)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* obj's repr() when it is what IPython's printer would give (then
+ * IPython need not be imported for it), or NULL with no exception. */
+static PyObject *
+repr_as_pretty(PyObject *obj)
+{
+    int budget = 200;
+    if (!simple_repr(obj, 0, &budget)) {
+        return NULL;
+    }
+    PyObject *r = PyObject_Repr(obj);
+    if (r != NULL && PyUnicode_GET_LENGTH(r) <= 79) {
+        return r;
+    }
+    Py_XDECREF(r);
+    PyErr_Clear(); /* the printer meets the same error and reports it */
+    return NULL;
+}
+
 PyObject *
 apy_ipy_plain_text(PyObject *magics, PyObject *obj)
 {
     ApyIpyMagicsObject *self = (ApyIpyMagicsObject *)magics;
-    if (self == NULL || pretty_module(self) == NULL) {
+    if (self == NULL) {
+        return PyObject_Repr(obj);
+    }
+    /* Before the printer is imported (by us or the program, which may
+     * have registered its own printers), a plain value needs none. */
+    if (self->pretty == NULL && self->shell == NULL) {
+        PyObject *name = PyUnicode_FromString("IPython.lib.pretty");
+        PyObject *have = name != NULL ? PyImport_GetModule(name) : NULL;
+        Py_XDECREF(name);
+        PyObject *text = NULL;
+        if (have == NULL && !PyErr_Occurred()) {
+            text = repr_as_pretty(obj);
+        }
+        Py_XDECREF(have);
+        PyErr_Clear();
+        if (text != NULL) {
+            return text;
+        }
+    }
+    if (pretty_module(self) == NULL) {
         return PyObject_Repr(obj);
     }
     if (self->shell != NULL && self->shell_kind == APY_IPY_SHELL_IPYTHON) {

@@ -368,6 +368,11 @@ magics_traverse(ApyIpyMagicsObject *self, visitproc visit, void *arg)
     Py_VISIT(self->shell);
     Py_VISIT(self->cell_info);
     Py_VISIT(self->pretty);
+    Py_VISIT(self->hist_in);
+    Py_VISIT(self->hist_out);
+    for (int i = 0; i < 3; i++) {
+        Py_VISIT(self->under[i]);
+    }
     Py_VISIT(self->captured);
     return 0;
 }
@@ -379,6 +384,11 @@ magics_clear(ApyIpyMagicsObject *self)
     Py_CLEAR(self->shell);
     Py_CLEAR(self->cell_info);
     Py_CLEAR(self->pretty);
+    Py_CLEAR(self->hist_in);
+    Py_CLEAR(self->hist_out);
+    for (int i = 0; i < 3; i++) {
+        Py_CLEAR(self->under[i]);
+    }
     Py_CLEAR(self->captured);
     return 0;
 }
@@ -443,6 +453,8 @@ magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
     m->cell_source = NULL;
     m->cell_count = 0;
     m->pretty = NULL;
+    m->hist_in = m->hist_out = NULL;
+    m->under[0] = m->under[1] = m->under[2] = NULL;
     m->captured = NULL;
     PyObject_GC_Track(m);
     return (PyObject *)m;

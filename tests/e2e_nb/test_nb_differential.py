@@ -85,6 +85,15 @@ NOTEBOOKS = {
         "fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4]);",
         "print('no figure here')",
     ],
+    # Plain values need no printer: repr() is what IPython's gives, up to
+    # the 79 columns where it starts breaking lines. No cell before the
+    # last three needs IPython here, so they take that way.
+    "plain": [
+        "['a' * 35, 'b' * 35]", "['a' * 35, 'b' * 36]",
+        "{'k': 'v' * 50, 2: [None, 1.5]}",
+        "[[1, 2], {'x': (None, 1.5, 2j)}, b'z', True]",
+        "['a' * 36, 'b' * 36]", "{'b', 'a', 'c'}", "('x' * 80,)",
+    ],
     # text/plain: IPython's pretty printer, as ipykernel's (issue 12).
     "pretty": [
         "type(1)", "list(range(40))", "{i: 'x' * i for i in range(12)}",
@@ -126,6 +135,18 @@ NOTEBOOKS = {
         "1 + 1  # not silenced;", "'a;'  # x",
         "len?", "x??", "?len", "nosuch?", "import os\nos.path.join?",
         "%pinfo len", "os.*dir*?", "def g():\n    len?\n    return 1\ng()",
+    ],
+    # The history a kernel keeps: _, __, ___, _N, Out, _oh; In, _ih, _i,
+    # _ii, _iii, _iN; kept by apyrun, then handed to IPython's shell.
+    "history": [
+        "1 + 1", "_ * 10",
+        "print(_, __, _1, Out[2], len(In), _i2, _ii, repr(_iii))", "None",
+        "x = 3", "x",
+        "print(_, __, ___, sorted(Out), _oh is Out, In is _ih)",
+        "'silenced';", "print(_)", "_ = 'mine'\n7", "print(_, _10)",
+        "ip = get_ipython()\n8",
+        "print(_, __, _12, sorted(Out), len(In), In[1])", "9",
+        "print(_, __, ___, _14, _i14)",
     ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [

@@ -478,7 +478,9 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
 {
     const apy_nb_cell_t *cell = &run->nb.cells[run->cur];
     long base = consecutive_base(cell, first_line, count_lines(source));
-    int split = run->recording && !apy_ipy_silenced(source);
+    /* Split whenever it shows: the value is recorded with -o, and kept
+     * as _, _N and Out[N] either way. */
+    int split = !apy_ipy_silenced(source);
     *body = NULL;
     *has_result = 0;
 
@@ -785,6 +787,9 @@ apy__nbrun_run_source(apy_nbrun_t *run, const char *source,
         }
         if (rc == 0 && value != NULL) {
             rc = apy__nbrun_record_result(run, value);
+        }
+        if (rc == 0 && value != NULL) {
+            rc = apy_ipy_cell_result(run->magics, value);
         }
         Py_XDECREF(value);
     }
