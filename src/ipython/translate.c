@@ -221,80 +221,164 @@ is_time_magic(const char *s, size_t n, const char **stmt, size_t *stmt_len)
     return 1;
 }
 
-/* The start of the help target IPython's help_end pattern finds in
- * body[0..n) (which ends before the '?'s): %{0,2} then a dotted name
- * ([\w*]+ parts, none starting with a digit) reaching the end; n when
- * there is none. */
-static size_t
-help_target(const char *body, size_t n)
+/* 1 when code points u[i..n) are a help target as IPython's pattern
+ * reads one: %{0,2}, then parts of word characters and '*' (Python's
+ * \w: letters, digits, '_'), none led by a digit, joined by '.'. */
+static int
+valid_target(const Py_UCS4 *u, Py_ssize_t i, Py_ssize_t n)
 {
-    size_t i = n, part = n;
-    while (i > 0) {
-        unsigned char c = (unsigned char)body[i - 1];
-        if (Py_ISALNUM(c) || c == '_' || c == '*' || c >= 0x80) {
-            i--;
+    for (int k = 0; k < 2 && i < n && u[i] == '%'; k++) {
+        i++;
+    }
+    int start = 1;
+    for (; i < n; i++) {
+        Py_UCS4 c = u[i];
+        if (c == '.' && !start) {
+            start = 1;
             continue;
         }
-        if (c != '.' || i == part || Py_ISDIGIT(body[i])) {
-            break;
+        if (!(Py_UNICODE_ISALNUM(c) || c == '_' || c == '*')
+            || (start && Py_UNICODE_ISDECIMAL(c))) {
+            return 0;
         }
-        part = --i; /* a '.' between two parts */
+        start = 0;
     }
-    if (i == n || i == part || Py_ISDIGIT(body[i])) {
-        return n; /* empty, a trailing '.', or a part led by a digit */
-    }
-    for (int k = 0; k < 2 && i > 0 && body[i - 1] == '%'; k++) {
-        i--;
-    }
-    return i;
+    return !start;
 }
 
-/* Help syntax, as IPython's: `obj?`, `obj??`, `?obj`, `??obj` and
- * `*pat*?` (the line's last token a '?', a trailing comment not allowed)
- * become %pinfo, %pinfo2 or %psearch of the name. Writes the call after
- * the indentation s[0..ind) and returns 1, or returns 0. */
+/* The help target in body[0..n) (UTF-8, the '?'s cut off) as IPython's
+ * help_end pattern searches for it: the longest tail that is a valid
+ * target. A new str, or NULL (no exception) when there is none. */
+static PyObject *
+help_target(const char *body, size_t n)
+{
+    PyObject *text = PyUnicode_DecodeUTF8(body, (Py_ssize_t)n, "strict");
+    Py_UCS4 *u = text != NULL ? PyUnicode_AsUCS4Copy(text) : NULL;
+    PyObject *target = NULL;
+    Py_ssize_t len = text != NULL ? PyUnicode_GET_LENGTH(text) : 0;
+    for (Py_ssize_t i = 0; u != NULL && i < len && target == NULL; i++) {
+        if (valid_target(u, i, len)) {
+            target = PyUnicode_Substring(text, i, len);
+        }
+    }
+    PyMem_Free(u);
+    Py_XDECREF(text);
+    PyErr_Clear();
+    return target;
+}
+
+/* Help syntax, as IPython's: `obj?`, `obj??` (the line's last token a
+ * '?': no comment after it; the name is the longest valid tail before
+ * it), `?text` and `??text` (the rest of the line), `*pat*` for search:
+ * %pinfo, %pinfo2 or %psearch of it. Writes the call after the
+ * indentation s[0..ind) and returns 1, or returns 0. */
+/* Whether body[0..n)'s last character is code, where the line's last
+ * token can be the '?' of help: 0 when it is in a comment or a string or
+ * the line goes on; 1; 2 when the brackets do not balance (IPython's
+ * tokenizer then stops short of the line's end, and takes it for help
+ * only when it ends with "??"). */
+static int
+ends_in_code(const char *body, size_t n)
+{
+    scan_t st = {0, 0, 0, 0};
+    scan_line(&st, body, n);
+    if (st.quote != 0 || st.backslash) {
+        return 0;
+    }
+    long depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = body[i];
+        if (c == '#') {
+            return 0;
+        }
+        if ((c == '"' || c == '\'') && i + 2 < n && body[i + 1] == c
+            && body[i + 2] == c) {
+            const char *end = NULL;
+            for (size_t j = i + 3; j + 2 < n && end == NULL; j++) {
+                if (body[j] == '\\') {
+                    j++;
+                } else if (body[j] == c && body[j + 1] == c
+                           && body[j + 2] == c) {
+                    end = body + j;
+                }
+            }
+            if (end == NULL) {
+                return 0; /* a string that goes on to the next line */
+            }
+            i = (size_t)(end - body) + 2;
+            continue;
+        }
+        if (c == '"' || c == '\'') {
+            /* To its closing quote; a one-line string left open is one
+             * error token to Python's tokenizer, which goes on after the
+             * quote. */
+            size_t j = i + 1;
+            while (j < n && body[j] != c) {
+                j += body[j] == '\\' ? 2 : 1;
+            }
+            if (j < n) {
+                i = j;
+            } else if (i + 1 == n) {
+                return 0; /* the quote is the last token */
+            }
+            continue;
+        }
+        if (c == '(' || c == '[' || c == '{') {
+            depth++;
+        } else if (c == ')' || c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return depth == 0 ? 1 : 2;
+}
+
 static int
 help_line(apy_buf_t *b, const char *s, size_t ind, const char *body,
           size_t blen)
 {
-    const char *target;
-    size_t tlen, marks = 0;
+    PyObject *target = NULL;
+    size_t marks = 0;
+    for (size_t i = 0; i < blen; i++) {
+        if ((unsigned char)body[i] < 0x20 && body[i] != '\t') {
+            return 0; /* IPython splits lines at \r, \f, ...: not here */
+        }
+    }
     if (blen > 0 && body[0] == '?') {
         marks = blen > 1 && body[1] == '?' ? 2 : 1;
-        target = body + marks;
-        tlen = blen - marks;
-        while (tlen > 0 && (*target == ' ' || *target == '\t')) {
-            target++;
-            tlen--;
+        size_t skip = marks + strspn(body + marks, " \t");
+        if (skip >= blen) {
+            return 0; /* `?` alone: IPython's usage screen */
         }
-        if (tlen == 0 || help_target(target, tlen) != 0) {
-            return 0;
-        }
+        target = PyUnicode_DecodeUTF8(body + skip, (Py_ssize_t)(blen - skip),
+                                      "strict");
+        PyErr_Clear();
     } else {
+        int code = blen > 0 ? ends_in_code(body, blen) : 0;
         while (marks < 2 && marks < blen && body[blen - 1 - marks] == '?') {
             marks++;
         }
-        if (marks == 0 || (marks < blen && body[blen - 1 - marks] == '?')) {
+        if (code == 0 || marks == 0 || (code == 2 && marks < 2)
+            || (marks < blen && body[blen - 1 - marks] == '?')) {
             return 0;
         }
-        size_t start = help_target(body, blen - marks);
-        if (start != 0) {
-            return 0; /* more than a name before the '?': IPython's
-                       * search would find one, Python has its error */
-        }
-        target = body;
-        tlen = blen - marks;
+        target = help_target(body, blen - marks);
     }
-    while (tlen > 0 && *target == '%') {
-        target++;
-        tlen--;
+    if (target == NULL) {
+        return 0;
     }
-    const char *magic = marks == 2                          ? "%pinfo2 "
-                        : memchr(target, '*', tlen) != NULL ? "%psearch "
-                                                            : "%pinfo ";
+    const char *t = PyUnicode_AsUTF8(target);
+    if (t == NULL) {
+        PyErr_Clear();
+        Py_DECREF(target);
+        return 0;
+    }
+    const char *magic = marks == 2               ? "%pinfo2 "
+                        : strchr(t, '*') != NULL ? "%psearch "
+                                                 : "%pinfo ";
     apy_buf_t line = {0};
     apy_buf_puts(&line, magic);
-    apy_buf_put(&line, target, tlen);
+    apy_buf_puts(&line, t);
+    Py_DECREF(target);
     size_t len;
     char *text = apy_buf_take(&line, &len);
     if (text == NULL) {
@@ -410,8 +494,10 @@ ipython_prompt(const char *s, size_t n)
         return m;
     }
     size_t i = 0, dots;
+    /* Python's \s in ASCII (non-ASCII spaces are not skipped). */
     while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'
-                     || s[i] == '\f' || s[i] == '\v')) {
+                     || s[i] == '\f' || s[i] == '\v'
+                     || (s[i] >= 0x1c && s[i] <= 0x1f))) {
         i++;
     }
     for (dots = 0; i + dots < n && s[i + dots] == '.'; dots++) {
@@ -431,21 +517,18 @@ prompt_at(int kind, const char *s, size_t n, int initial)
     return kind == 0 ? classic_prompt(s, n, initial) : ipython_prompt(s, n);
 }
 
-/* Strips one kind of prompt from every line of text when the first line
- * that is not blank has one, or the line after it does (IPython's
- * PromptStripper). Lines stay lines: tracebacks keep their numbers.
+/* Strips one kind of prompt from every line of text when line `skip`
+ * (the first that was not blank: IPython drops blank lines first) has
+ * one, or the line after it does (IPython's PromptStripper). Lines stay lines: tracebacks keep their numbers.
  * Returns a new malloc'ed text, or NULL when nothing was stripped (or
  * memory ran out: then nothing is). */
 static char *
-strip_prompts(const char *text, int kind)
+strip_prompts(const char *text, int kind, size_t skip)
 {
     const char *first = text;
-    while (*first != '\0') {
-        size_t n = strcspn(first, "\n");
-        if (strspn(first, " \t\r\f\v") < n) {
-            break;
-        }
-        first += n + (first[n] == '\n');
+    for (size_t k = 0; k < skip; k++) {
+        first += strcspn(first, "\n");
+        first += *first == '\n';
     }
     size_t n1 = strcspn(first, "\n");
     const char *second = first[n1] == '\n' ? first + n1 + 1 : NULL;
@@ -471,20 +554,29 @@ apy_ipy_translate(const char *source, int *cell_magic)
     scan_t st = {0, 0, 0, 0};
     char *stripped[2] = {NULL, NULL};
     *cell_magic = 0;
-    for (int kind = 0; kind < 2; kind++) {
-        stripped[kind] = strip_prompts(source, kind);
-        if (stripped[kind] != NULL) {
-            source = stripped[kind];
-        }
-    }
 
-    /* A cell magic must open the cell (blank lines before it allowed). */
+    /* A cell magic must open the cell (blank lines before it allowed);
+     * the cell is then the magic's, prompts and all. */
     const char *p = source;
     while (*p == '\n' || *p == ' ' || *p == '\t' || *p == '\r') {
         p++;
     }
     if (p[0] == '%' && p[1] == '%') {
         *cell_magic = 1;
+    }
+    size_t blank = 0; /* leading blank lines */
+    for (const char *q = source; *q != '\0'; blank++) {
+        size_t n = strcspn(q, "\n");
+        if (strspn(q, " \t\r\f\v\x1c\x1d\x1e\x1f") < n) {
+            break;
+        }
+        q += n + (q[n] == '\n');
+    }
+    for (int kind = 0; kind < 2 && !*cell_magic; kind++) {
+        stripped[kind] = strip_prompts(source, kind, blank);
+        if (stripped[kind] != NULL) {
+            source = stripped[kind];
+        }
     }
     int fast = strchr(source, '!') == NULL && strchr(source, '%') == NULL
                && strchr(source, '?') == NULL;

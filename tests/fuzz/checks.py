@@ -13,7 +13,10 @@ import ast
 import builtins
 import json
 import keyword
+import io
 import math
+import re
+import tokenize
 import types
 import unicodedata
 
@@ -43,6 +46,96 @@ def _helper_call(node):
     return None
 
 
+# IPython's prompts pasted with code (inputtransformer2.PromptStripper),
+# the documented rule written out: lines split at "\n"; Python's \s read
+# as ASCII white space only (apyrun skips no other).
+_S = "[ \t\r\f\v\x1c-\x1f]"
+_CLASSIC = re.compile(r"^(>>>|\.\.\.)( |$)")
+_CLASSIC_FIRST = re.compile(r"^>>>( |$)")
+_IPYTHON = re.compile(r"^(((\[nav\]|\[ins\])? )?In \[[0-9]+\]: |" + _S
+                      + r"*\.{3,}: ?)")
+
+
+def _strip_prompts(text):
+    """text with prompts stripped as IPython does: when the first line
+    that is not blank (or the one after it) has one, from every line."""
+    lines = text.split("\n")
+    first = next((i for i, ln in enumerate(lines)
+                  if ln.strip(" \t\r\f\v\x1c\x1d\x1e\x1f")), None)
+    if first is None:
+        return text
+    for initial, prompt in ((_CLASSIC_FIRST, _CLASSIC),
+                            (_IPYTHON, _IPYTHON)):
+        second = lines[first + 1] if first + 1 < len(lines) else None
+        if initial.match(lines[first]) or (second is not None
+                                           and prompt.match(second)):
+            lines = [prompt.sub("", ln, count=1) for ln in lines]
+    return "\n".join(lines)
+
+
+# IPython's help syntax (HelpEnd, EscapedCommand): `name?`, `name??` (the
+# longest tail of the line that is a name), `?text`, `??text`.
+_HELP_END = re.compile(r"(%{0,2}(?!\d)[\w*]+(\.(?!\d)[\w*]+)*)(\?\??)$")
+
+
+def _last_token_is_question_mark(body):
+    """IPython's HelpEnd.find on one line: its tokens (as far as the
+    tokenizer gets: an unbalanced line stops short, before its NEWLINE)
+    have a '?' last but one, the NEWLINE last."""
+    tokens = []
+    try:
+        for t in tokenize.generate_tokens(io.StringIO(body).readline):
+            if t.type in (tokenize.NL, tokenize.ENDMARKER, tokenize.DEDENT,
+                          tokenize.INDENT, tokenize.COMMENT) and tokens \
+                    and tokens[-1].type == tokenize.NEWLINE:
+                continue
+            tokens.append(t)
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return len(tokens) > 2 and tokens[-2].string == "?"
+
+
+def _made_help(stmt, body):
+    """(magic, target) when the translation stmt is a help call that is
+    not the line's own %pinfo-like magic, else None."""
+    try:
+        node = ast.parse(stmt).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    call = _helper_call(node.value) if isinstance(node, ast.Expr) else None
+    if (call is None or call[0] != "line_magic" or len(call[1]) != 2
+            or call[1][0] not in ("pinfo", "pinfo2", "psearch")
+            or body.startswith("%" + call[1][0])):
+        return None
+    return tuple(call[1])
+
+
+def _help_call(body):
+    """(magic, target) IPython makes of help line `body`, or None. A line
+    holding a control character (but tab) is none: IPython would split
+    it into lines there (str.splitlines), apyrun splits at "\n" only."""
+    if any(c < " " and c != "\t" for c in body):
+        return None
+    if body.startswith("?"):
+        marks = 2 if body.startswith("??") else 1
+        target = body[marks:].lstrip(" \t")
+        if not target:
+            return None
+    else:
+        if not _last_token_is_question_mark(body):
+            return None
+        stripped = body.rstrip("?")
+        if not 1 <= len(body) - len(stripped) <= 2:
+            return None
+        marks = len(body) - len(stripped)
+        m = _HELP_END.search(body)
+        if m is None:
+            return None
+        target = m.group(1)
+    return ("pinfo2" if marks == 2 else "psearch" if "*" in target
+            else "pinfo"), target
+
+
 def _check_translated_line(line, out):
     """`line` (IPython syntax) became `out`: same indentation, and the
     helper call gives back the exact text of the command or magic."""
@@ -51,6 +144,28 @@ def _check_translated_line(line, out):
     assert out.startswith(indent), (line, out)
     stmt = out[len(indent):]
     body = body.rstrip(" \t\r")
+    help_call = _help_call(body)
+    made = _made_help(stmt, body)
+    if help_call is not None and not any(c in body for c in "'\"#"):
+        # Unambiguous help (no string or comment for IPython's tokenizer
+        # to read otherwise): exactly IPython's call.
+        assert made == help_call, (line, out)
+        return
+    if made is not None:
+        # Made help of a line with quotes or '#': at least a well-formed
+        # one, its name a tail of the line before the '?'s (or the text
+        # after leading ones).
+        magic, target = made
+        if body.startswith("?"):
+            marks = 2 if body.startswith("??") else 1
+            assert body[marks:].lstrip(" \t") == target, (line, out)
+        else:
+            marks = len(body) - len(body.rstrip("?"))
+            assert body[:-marks].endswith(target), (line, out)
+            assert _HELP_END.fullmatch(target + "?" * marks), (line, out)
+        assert magic == ("pinfo2" if marks == 2 else "psearch"
+                         if "*" in target else "pinfo"), (line, out)
+        return
     if f"{HELPER}.tic()" in stmt:
         # %time STMT: the statement is the user's, verbatim.
         assert "%time" in body, (line, out)
@@ -96,6 +211,7 @@ def translate(src, out, cell_magic):
         text, result = src.decode(), out.decode()
     except UnicodeDecodeError:
         return
+    text = _strip_prompts(text)
     if _parses(text):
         # Python code is never IPython syntax: nothing may change.
         assert result == text, (text, result)

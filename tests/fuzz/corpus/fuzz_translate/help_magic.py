@@ -1,0 +1,2 @@
+%ttiXf()
+?%time
