@@ -78,8 +78,8 @@ put_names(PyObject *ns, const char *const *names, PyObject *const *values,
  * on the first cell), _i, _ii, _iii (the three before) and _iN. 0 or
  * -1. */
 int
-apy__ipy_store_input(ApyIpyMagicsObject *self, PyObject *ns, const char *source,
-                  long count)
+apy__ipy_store_input(ApyIpyMagicsObject *self, PyObject *ns,
+                     const char *source, long count)
 {
     if (self->hist_in == NULL) {
         self->hist_in = Py_BuildValue("[s]", "");

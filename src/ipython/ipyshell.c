@@ -522,7 +522,8 @@ make_shell(ApyIpyMagicsObject *self)
     self->shell_kind = kind;
     /* The history so far becomes the shell's; made in a running cell,
      * it takes that cell's count (its input is in the history). */
-    if (kind == APY_IPY_SHELL_IPYTHON && apy__ipy_hand_over_history(self) < 0) {
+    if (kind == APY_IPY_SHELL_IPYTHON
+        && apy__ipy_hand_over_history(self) < 0) {
         return -1;
     }
     if (self->cell_source != NULL && take_cell(self, 0) < 0) {

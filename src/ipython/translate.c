@@ -519,7 +519,8 @@ prompt_at(int kind, const char *s, size_t n, int initial)
 
 /* Strips one kind of prompt from every line of text when line `skip`
  * (the first that was not blank: IPython drops blank lines first) has
- * one, or the line after it does (IPython's PromptStripper). Lines stay lines: tracebacks keep their numbers.
+ * one, or the line after it does (IPython's PromptStripper). Lines stay
+ * lines: tracebacks keep their numbers.
  * Returns a new malloc'ed text, or NULL when nothing was stripped (or
  * memory ran out: then nothing is). */
 static char *
