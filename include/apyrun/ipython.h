@@ -48,6 +48,13 @@ typedef struct {
  * Returns NULL with an exception set (MemoryError only). */
 char *apy_ipy_translate(const char *source, int *cell_magic);
 
+/* IPython takes `from __future__ import ...` anywhere at a cell's top
+ * level: each one in mod (a cell's ast.Module) after its first
+ * statements is compiled alone (errors at its place, in filename), the
+ * features it turns on added to *flags, and replaced by a `pass`. 0, or
+ * -1 with an exception set. */
+int apy_ipy_late_futures(PyObject *mod, PyObject *filename, int *flags);
+
 /* 1 if a cell's result is silenced, as IPython decides: the last token
  * of its last line of code, before any comment, is ';'. Else 0. */
 int apy_ipy_silenced(const char *text);

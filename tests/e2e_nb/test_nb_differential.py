@@ -148,6 +148,16 @@ NOTEBOOKS = {
         "print(_, __, _12, sorted(Out), len(In), In[1])", "9",
         "print(_, __, ___, _14, _i14)",
     ],
+    # `from __future__` anywhere at a cell's top level, as IPython takes
+    # it; it applies to the cells after.
+    "future": [
+        "x = 1\nfrom __future__ import annotations\n"
+        "def f(a: undefined_name) -> int:\n    return 2\n"
+        "print(f.__annotations__)",
+        "def g(b: other) -> str:\n    pass\ng.__annotations__",
+        "y = 2\nfrom __future__ import nosuchfeature", "print('after')",
+        "'doc'\nfrom __future__ import division\nz = 3\nz",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

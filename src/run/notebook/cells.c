@@ -506,7 +506,9 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
             Py_CLEAR(*body);
         }
     }
-    if (!split && base >= 0) {
+    /* A late __future__ import needs the AST (apy_ipy_late_futures). */
+    int late = strstr(source, "__future__") != NULL;
+    if (!split && base >= 0 && !late) {
         /* The common case needs no AST: the text compiles to the right
          * line numbers once shifted by base (done below). */
         cf.cf_flags = flags;
@@ -545,7 +547,14 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
         fix_syntax_error_text(source, base > 0 ? base : 0);
         goto done;
     }
-    if (base < 0 && renumber_ast(mod, cell, first_line) < 0) {
+    if ((base < 0 && renumber_ast(mod, cell, first_line) < 0)
+        || (late && apy_ipy_late_futures(mod, filename, &flags) < 0)) {
+        if (base > 0) {
+            renumber_syntax_error(cell, first_line);
+        }
+        if (base >= 0) {
+            fix_syntax_error_text(source, base);
+        }
         Py_DECREF(mod);
         goto done;
     }
