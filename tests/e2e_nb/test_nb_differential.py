@@ -158,6 +158,12 @@ NOTEBOOKS = {
         "y = 2\nfrom __future__ import nosuchfeature", "print('after')",
         "'doc'\nfrom __future__ import division\nz = 3\nz",
     ],
+    # A magic IPython does not know: its UsageError on stderr, as
+    # ipykernel shows it, no traceback.
+    "usage": [
+        "%nosuchmagic 1", "print('after')", "%%nosuchcell\nx",
+        "get_ipython().run_line_magic('nosuch2', '')",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

@@ -841,6 +841,40 @@ apy__nbrun_capture_end(apy_nbrun_t *run)
 }
 
 
+/* 1 if exc is IPython's UsageError (a magic misused or unknown); IPython
+ * is not imported for it. */
+static int
+usage_error(PyObject *exc)
+{
+    PyObject *name = PyUnicode_FromString("IPython.core.error");
+    PyObject *mod = name != NULL ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    PyObject *cls = mod != NULL ? PyObject_GetAttrString(mod, "UsageError")
+                                : NULL;
+    int is = cls != NULL && PyType_Check(cls)
+             && PyObject_TypeCheck(exc, (PyTypeObject *)cls);
+    Py_XDECREF(cls);
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    return is;
+}
+
+/* IPython's show_usage_error: "UsageError: message" on sys.stderr, so
+ * that a run records it as a kernel does, as stderr and no traceback.
+ * 0, or -1 (nothing shown). */
+static int
+show_usage_error(PyObject *exc)
+{
+    PyObject *err = PySys_GetObject("stderr"); /* borrowed */
+    PyObject *text = err != NULL && err != Py_None
+                         ? PyUnicode_FromFormat("UsageError: %S\n", exc)
+                         : NULL;
+    int rc = text != NULL ? PyFile_WriteObject(text, err, Py_PRINT_RAW) : -1;
+    Py_XDECREF(text);
+    PyErr_Clear();
+    return rc;
+}
+
 PyObject *
 apy__nbrun_show_exception(apy_nbrun_t *run, PyObject **lines_out)
 {
@@ -856,6 +890,17 @@ apy__nbrun_show_exception(apy_nbrun_t *run, PyObject **lines_out)
     }
     if (tb != NULL) {
         PyException_SetTraceback(value, tb);
+    }
+    if (usage_error(value) && show_usage_error(value) == 0) {
+        if (lines_out != NULL) {
+            /* The one line, for the report's reason. */
+            *lines_out = Py_BuildValue("[N]", PyUnicode_FromFormat(
+                                                  "UsageError: %S\n", value));
+            PyErr_Clear();
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        return value;
     }
     traceback = PyImport_ImportModule("traceback");
     if (traceback != NULL) {
