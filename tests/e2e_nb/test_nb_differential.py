@@ -164,6 +164,26 @@ NOTEBOOKS = {
         "%nosuchmagic 1", "print('after')", "%%nosuchcell\nx",
         "get_ipython().run_line_magic('nosuch2', '')",
     ],
+    # display() as IPython's: include=, exclude=, raw=, display_<mime>(),
+    # _ipython_display_, _repr_mimebundle_ given include and exclude.
+    "display": [
+        "class H:\n    def _repr_html_(self):\n        return '<b>h</b>'\n"
+        "    def _repr_markdown_(self):\n        return '*h*'\n"
+        "    def __repr__(self):\n        return 'H()'\n"
+        "display(H(), include=['text/plain', 'text/html'])",
+        "display(H(), exclude=['text/html'])",
+        "display({'text/plain': 'raw plain', 'text/html': '<i>r</i>'}, "
+        "raw=True)",
+        "from IPython.display import display_html, display_markdown\n"
+        "display_html(H())\ndisplay_markdown(H())",
+        "display_html('<p>x</p>', raw=True)",
+        "class D:\n    def _ipython_display_(self):\n"
+        "        print('custom display')\nD()",
+        "display(D())",
+        "class MB:\n    def _repr_mimebundle_(self, include=None, "
+        "exclude=None):\n        return {'text/plain': f'mb {include} "
+        "{exclude}'}\ndisplay(MB(), include=['text/plain'])\nMB()",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

@@ -96,12 +96,17 @@ show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
 
 int
 apy__nbrun_display_obj(PyObject *runtime, PyObject *obj, PyObject *metadata,
-                       PyObject *display_id)
+                       PyObject *display_id, const apy_nbrun_select_t *sel)
 {
     apy_nbrun_t *run = ((ApyNbRuntimeObject *)runtime)->run;
-    PyObject *bundle = apy__nbrun_format(run, obj);
+    PyObject *bundle = apy__nbrun_format_some(run, obj, sel);
     if (bundle == NULL) {
         return apy__nbrun_format_failed(run);
+    }
+    if (bundle == Py_None || PyDict_GET_SIZE(PyTuple_GET_ITEM(bundle, 0))
+                                 == 0) {
+        Py_DECREF(bundle); /* it displayed itself, or nothing was wanted */
+        return 0;
     }
     PyObject *data = PyTuple_GET_ITEM(bundle, 0);
     PyObject *md = PyTuple_GET_ITEM(bundle, 1);
@@ -125,8 +130,11 @@ static PyObject *
 runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *metadata = NULL, *display_id = NULL, *transient = NULL;
+    apy_nbrun_select_t sel = {NULL, NULL};
     int raw = 0, clear = 0;
     if (kwargs != NULL) {
+        sel.include = PyDict_GetItemString(kwargs, "include");
+        sel.exclude = PyDict_GetItemString(kwargs, "exclude");
         metadata = PyDict_GetItemString(kwargs, "metadata");
         display_id = PyDict_GetItemString(kwargs, "display_id");
         transient = PyDict_GetItemString(kwargs, "transient");
@@ -167,7 +175,8 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
             rc = show_bundle(self, obj, md, id);
             Py_DECREF(md);
         } else {
-            rc = apy__nbrun_display_obj((PyObject *)self, obj, metadata, id);
+            rc = apy__nbrun_display_obj((PyObject *)self, obj, metadata, id,
+                                        &sel);
         }
         if (rc < 0) {
             goto error;
@@ -233,6 +242,9 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
             return NULL;
         }
         Py_RETURN_NONE;
+    }
+    if (bundle == Py_None) {
+        return bundle; /* it displayed itself */
     }
     PyObject *md = kwargs ? PyDict_GetItemString(kwargs, "metadata") : NULL;
     if (md != NULL && PyDict_Check(md)
@@ -378,7 +390,7 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
         if (fig == NULL) {
             goto done;
         }
-        int r = apy__nbrun_display_obj(run->runtime, fig, NULL, NULL);
+        int r = apy__nbrun_display_obj(run->runtime, fig, NULL, NULL, NULL);
         Py_DECREF(fig);
         if (r < 0) {
             goto done;

@@ -127,11 +127,50 @@ done:
 
 /* Returns a new reference to meth(include=None, exclude=None), or NULL
  * with the failure reported (as a failing _repr_ is) and cleared. */
+/* 1 when the mime type (a str) is one display()'s include and exclude
+ * let through (NULL or None: all); -1 with an exception set. */
+static int
+wanted(const apy_nbrun_select_t *sel, PyObject *mime)
+{
+    if (sel == NULL) {
+        return 1;
+    }
+    if (sel->include != NULL && sel->include != Py_None) {
+        int in = PySequence_Contains(sel->include, mime);
+        if (in <= 0) {
+            return in;
+        }
+    }
+    if (sel->exclude != NULL && sel->exclude != Py_None) {
+        int out = PySequence_Contains(sel->exclude, mime);
+        return out < 0 ? -1 : !out;
+    }
+    return 1;
+}
+
+/* wanted() for a C string. */
+static int
+wanted_str(const apy_nbrun_select_t *sel, const char *mime)
+{
+    if (sel == NULL) {
+        return 1;
+    }
+    PyObject *m = PyUnicode_FromString(mime);
+    int w = m != NULL ? wanted(sel, m) : -1;
+    Py_XDECREF(m);
+    return w;
+}
+
 static PyObject *
-call_mimebundle(apy_nbrun_t *run, PyObject *meth)
+call_mimebundle(apy_nbrun_t *run, PyObject *meth,
+                const apy_nbrun_select_t *sel)
 {
     PyObject *kw = NULL, *args = NULL, *r = NULL;
-    kw = Py_BuildValue("{sOsO}", "include", Py_None, "exclude", Py_None);
+    PyObject *inc = sel != NULL && sel->include != NULL ? sel->include
+                                                       : Py_None;
+    PyObject *exc = sel != NULL && sel->exclude != NULL ? sel->exclude
+                                                       : Py_None;
+    kw = Py_BuildValue("{sOsO}", "include", inc, "exclude", exc);
     if (kw == NULL) {
         goto done;
     }
@@ -152,14 +191,14 @@ done:
 /* Merges _repr_mimebundle_'s result into data and md. 0 or -1. */
 static int
 merge_mimebundle(apy_nbrun_t *run, PyObject *obj, PyObject *data,
-                 PyObject *md)
+                 PyObject *md, const apy_nbrun_select_t *sel)
 {
     PyObject *meth = PyObject_GetAttrString(obj, "_repr_mimebundle_");
     if (meth == NULL) {
         PyErr_Clear();
         return 0;
     }
-    PyObject *r = PyCallable_Check(meth) ? call_mimebundle(run, meth) : NULL;
+    PyObject *r = PyCallable_Check(meth) ? call_mimebundle(run, meth, sel) : NULL;
     Py_DECREF(meth);
     if (r == NULL || r == Py_None) {
         Py_XDECREF(r);
@@ -185,10 +224,14 @@ merge_mimebundle(apy_nbrun_t *run, PyObject *obj, PyObject *data,
  * 0 or -1. */
 static int
 add_repr(apy_nbrun_t *run, PyObject *obj, size_t i, PyObject *data,
-         PyObject *md)
+         PyObject *md, const apy_nbrun_select_t *sel)
 {
     if (PyDict_GetItemString(data, repr_methods[i].mime) != NULL) {
         return 0;
+    }
+    int w = wanted_str(sel, repr_methods[i].mime);
+    if (w <= 0) {
+        return w;
     }
     PyObject *meth = PyObject_GetAttrString(obj, repr_methods[i].method);
     if (meth == NULL) {
@@ -223,10 +266,65 @@ add_repr(apy_nbrun_t *run, PyObject *obj, size_t i, PyObject *data,
     return rc;
 }
 
+int
+apy__nbrun_self_display(apy_nbrun_t *run, PyObject *obj)
+{
+    if (PyType_Check(obj)) {
+        return 0;
+    }
+    PyObject *meth = PyObject_GetAttrString(obj, "_ipython_display_");
+    if (meth == NULL || !PyCallable_Check(meth)) {
+        Py_XDECREF(meth);
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *r = PyObject_CallNoArgs(meth);
+    Py_DECREF(meth);
+    if (r == NULL) {
+        report_repr_error(run);
+        return 1; /* IPython shows nothing else for it either */
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
+/* Drops from data the types sel does not let through. 0 or -1. */
+static int
+select_types(PyObject *data, const apy_nbrun_select_t *sel)
+{
+    if (sel == NULL) {
+        return 0;
+    }
+    PyObject *keys = PyDict_Keys(data);
+    if (keys == NULL) {
+        return -1;
+    }
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(keys); i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i); /* borrowed */
+        int w = wanted(sel, k);
+        if (w < 0 || (w == 0 && PyDict_DelItem(data, k) < 0)) {
+            rc = -1;
+        }
+    }
+    Py_DECREF(keys);
+    return rc;
+}
+
 PyObject *
 apy__nbrun_format(apy_nbrun_t *run, PyObject *obj)
 {
+    return apy__nbrun_format_some(run, obj, NULL);
+}
+
+PyObject *
+apy__nbrun_format_some(apy_nbrun_t *run, PyObject *obj,
+                       const apy_nbrun_select_t *sel)
+{
     PyObject *data = NULL, *md = NULL;
+    if (apy__nbrun_self_display(run, obj)) {
+        return Py_NewRef(Py_None);
+    }
     data = PyDict_New();
     if (data == NULL) {
         goto error;
@@ -237,16 +335,16 @@ apy__nbrun_format(apy_nbrun_t *run, PyObject *obj)
     }
     /* A class has _repr_*_ functions, not representations. */
     if (!PyType_Check(obj)) {
-        if (merge_mimebundle(run, obj, data, md) < 0) {
+        if (merge_mimebundle(run, obj, data, md, sel) < 0) {
             goto error;
         }
         for (size_t i = 0; i < NREPR; i++) {
-            if (add_repr(run, obj, i, data, md) < 0) {
+            if (add_repr(run, obj, i, data, md, sel) < 0) {
                 goto error;
             }
         }
         if (PyDict_GetItemString(data, "image/png") == NULL
-            && is_figure(obj)) {
+            && wanted_str(sel, "image/png") == 1 && is_figure(obj)) {
             PyObject *png = figure_png(obj);
             if (png == NULL
                 || PyDict_SetItemString(data, "image/png", png) < 0) {
@@ -256,7 +354,14 @@ apy__nbrun_format(apy_nbrun_t *run, PyObject *obj)
             Py_DECREF(png);
         }
     }
-    if (PyDict_GetItemString(data, "text/plain") == NULL) {
+    if (select_types(data, sel) < 0) {
+        goto error;
+    }
+    int plain = wanted_str(sel, "text/plain");
+    if (plain < 0) {
+        goto error;
+    }
+    if (plain && PyDict_GetItemString(data, "text/plain") == NULL) {
         PyObject *text = apy_ipy_plain_text(run != NULL ? run->magics
                                                         : NULL,
                                             obj);

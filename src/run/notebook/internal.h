@@ -273,9 +273,25 @@ apy_nb_stream_t *apy__nbrun_big_stream(PyObject *obj);
 /* ---- format.c: mime bundles ---- */
 
 
+/* display()'s include and exclude: lists of mime types, or NULL/None. */
+typedef struct {
+    PyObject *include; /* borrowed */
+    PyObject *exclude; /* borrowed */
+} apy_nbrun_select_t;
+
 /* Returns a new reference to (data, metadata) for obj: its _repr_*_ and
  * _repr_mimebundle_ bundle plus text/plain (run's shell's or IPython's
- * pretty printer; run may be NULL: repr), or NULL with an exception. */
+ * pretty printer; run may be NULL: repr), only the types sel lets
+ * through (NULL: all); None when obj displayed itself
+ * (_ipython_display_); NULL with an exception. */
+PyObject *apy__nbrun_format_some(apy_nbrun_t *run, PyObject *obj,
+                                 const apy_nbrun_select_t *sel);
+
+/* Calls obj._ipython_display_() if it has one (not a class): 1 (it
+ * displayed itself; a failure was reported as a _repr_'s is), 0. */
+int apy__nbrun_self_display(apy_nbrun_t *run, PyObject *obj);
+
+/* apy__nbrun_format_some with every type. */
 PyObject *apy__nbrun_format(apy_nbrun_t *run, PyObject *obj);
 
 /* ---- display.c: display(), figures ---- */
@@ -284,10 +300,12 @@ PyObject *apy__nbrun_format(apy_nbrun_t *run, PyObject *obj);
 int apy__nbrun_display_init(apy_nbrun_t *run);
 
 /* The display path shared by display() and figures: records a
- * display_data output of obj's mime bundle (or prints its text/plain when
- * nothing records). Returns 0 or -1 with an exception set. */
+ * display_data output of obj's mime bundle, the types sel lets through
+ * (NULL: all; or prints its text/plain when nothing records). Returns 0
+ * or -1 with an exception set. */
 int apy__nbrun_display_obj(PyObject *runtime, PyObject *obj,
-                           PyObject *metadata, PyObject *display_id);
+                           PyObject *metadata, PyObject *display_id,
+                           const apy_nbrun_select_t *sel);
 
 /* Displays the open matplotlib figures (when something records) and
  * closes them, as the inline backend does at the end of a cell. Does

@@ -284,12 +284,21 @@ int
 apy__nbrun_record_result(apy_nbrun_t *run, PyObject *value)
 {
     ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)run->runtime;
-    if (value == Py_None || rt->outputs == NULL) {
+    if (value == Py_None) {
+        return 0;
+    }
+    if (rt->outputs == NULL) {
+        /* Nothing records the result; one that displays itself does. */
+        apy__nbrun_self_display(run, value);
         return 0;
     }
     PyObject *bundle = apy__nbrun_format(run, value);
     if (bundle == NULL) {
         return apy__nbrun_format_failed(run);
+    }
+    if (bundle == Py_None) {
+        Py_DECREF(bundle); /* it displayed itself: no result */
+        return 0;
     }
     PyObject *out = Py_BuildValue("{sssisOsO}", "output_type",
                                   "execute_result", "execution_count",
