@@ -479,6 +479,7 @@ apy_ipy_magics_detach(PyObject *magics)
     ApyIpyMagicsObject *m = (ApyIpyMagicsObject *)magics;
     m->host = NULL;
     m->ctx = NULL;
+    m->cell_source = NULL; /* the host's text goes with it */
 }
 
 int
