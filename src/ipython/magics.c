@@ -317,6 +317,79 @@ done:
     return r;
 }
 
+/* Raises IPython's UsageError (a ValueError without IPython) with the
+ * message; returns NULL. */
+static PyObject *
+usage_error(PyObject *message)
+{
+    PyObject *mod = PyImport_ImportModule("IPython.core.error");
+    PyObject *cls = mod != NULL ? PyObject_GetAttrString(mod, "UsageError")
+                                : NULL;
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    PyErr_SetObject(cls != NULL ? cls : PyExc_ValueError, message);
+    Py_XDECREF(cls);
+    Py_DECREF(message);
+    return NULL;
+}
+
+/* %autosave N, a kernel's: the notebook's JavaScript to set the
+ * interval (shown as display_data, as ipykernel does), then what it
+ * says. */
+static PyObject *
+magic_autosave(PyObject *arg)
+{
+    PyObject *n = PyLong_FromUnicodeObject(arg, 10);
+    if (n == NULL) {
+        PyErr_Clear();
+        return usage_error(PyUnicode_FromFormat(
+            "%%autosave requires an integer, got %R", arg));
+    }
+    long seconds = PyLong_AsLong(n);
+    Py_DECREF(n);
+    if (seconds == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *display = PyDict_GetItemString(PyEval_GetBuiltins(),
+                                             "display"); /* borrowed */
+    if (display != NULL) {
+        PyObject *bundle = PyUnicode_FromFormat(
+            "IPython.notebook.set_autosave_interval(%ld)", seconds * 1000);
+        PyObject *data = bundle != NULL
+                             ? Py_BuildValue("{sN}", "application/javascript",
+                                             bundle)
+                             : NULL;
+        PyObject *kw = data != NULL ? Py_BuildValue("{sO}", "raw", Py_True)
+                                    : NULL;
+        PyObject *args = kw != NULL ? PyTuple_Pack(1, data) : NULL;
+        PyObject *r = args != NULL ? PyObject_Call(display, args, kw) : NULL;
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        Py_XDECREF(data);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *text = seconds != 0
+                         ? PyUnicode_FromFormat("Autosaving every %ld "
+                                                "seconds\n", seconds)
+                         : PyUnicode_FromString("Autosave disabled\n");
+    int rc = text != NULL ? apy__ipy_write_stdout(text) : -1;
+    Py_XDECREF(text);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* %connect_info, %qtconsole: they talk about the kernel's connection,
+ * and apyrun runs no kernel. */
+static PyObject *
+kernel_only(const char *name)
+{
+    return usage_error(PyUnicode_FromFormat(
+        "%%%s needs a Jupyter kernel to connect to; apyrun runs the "
+        "notebook without one", name));
+}
+
 PyObject *
 apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
                   Py_ssize_t nargs)
@@ -346,6 +419,10 @@ apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
     } else if (strcmp(n, "pinfo") == 0 || strcmp(n, "pinfo2") == 0
                || strcmp(n, "psearch") == 0) {
         r = apy__ipy_help(self, n, arg);
+    } else if (strcmp(n, "autosave") == 0) {
+        r = magic_autosave(arg);
+    } else if (strcmp(n, "connect_info") == 0 || strcmp(n, "qtconsole") == 0) {
+        r = kernel_only(n);
     } else if (strcmp(n, "time") == 0) {
         /* "%time" alone: nothing to time. */
         double t0[3];

@@ -163,6 +163,8 @@ NOTEBOOKS = {
     "usage": [
         "%nosuchmagic 1", "print('after')", "%%nosuchcell\nx",
         "get_ipython().run_line_magic('nosuch2', '')",
+        # A kernel's own magic: its JavaScript and its words.
+        "%autosave 60", "%autosave 0", "%autosave x",
     ],
     # display() as IPython's: include=, exclude=, raw=, display_<mime>(),
     # _ipython_display_, _repr_mimebundle_ given include and exclude.
