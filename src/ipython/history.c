@@ -89,10 +89,15 @@ apy__ipy_store_input(ApyIpyMagicsObject *self, PyObject *ns,
                               self->hist_out};
         if (self->hist_in == NULL || self->hist_out == NULL
             || put_names(ns, names, values, 4) < 0) {
+            Py_CLEAR(self->hist_in); /* both, or neither */
+            Py_CLEAR(self->hist_out);
             return -1;
         }
     }
-    PyObject *text = PyUnicode_FromString(source);
+    /* Decoded leniently: the host's text (UTF-8 from the notebook
+     * reader) must not fail the cell for the history's sake. */
+    PyObject *text = PyUnicode_DecodeUTF8(source, (Py_ssize_t)strlen(source),
+                                          "replace");
     if (text == NULL || PyList_Append(self->hist_in, text) < 0) {
         Py_XDECREF(text);
         return -1;

@@ -492,10 +492,15 @@ take_cell(ApyIpyMagicsObject *self, int store)
     }
     /* In, _ih, _i, _ii, _iN and %history, as run_cell stores them. */
     PyObject *hm = PyObject_GetAttrString(self->shell, "history_manager");
-    PyObject *r = hm != NULL ? PyObject_CallMethod(hm, "store_inputs", "ls",
-                                                   self->cell_count,
-                                                   self->cell_source)
-                             : NULL;
+    PyObject *text = PyUnicode_DecodeUTF8(self->cell_source,
+                                          (Py_ssize_t)strlen(
+                                              self->cell_source),
+                                          "replace");
+    PyObject *r = hm != NULL && text != NULL
+                      ? PyObject_CallMethod(hm, "store_inputs", "lO",
+                                            self->cell_count, text)
+                      : NULL;
+    Py_XDECREF(text);
     Py_XDECREF(hm);
     Py_XDECREF(r);
     return r != NULL ? 0 : -1;
@@ -599,36 +604,33 @@ trigger(PyObject *shell, const char *name, PyObject *arg)
 static PyObject *
 execution_info(ApyIpyMagicsObject *self, const char *source)
 {
-    if (self->shell_kind == APY_IPY_SHELL_IPYTHON) {
-        PyObject *mod = PyImport_ImportModule("IPython.core.interactiveshell");
-        if (mod == NULL) {
-            return NULL;
-        }
-        PyObject *info = PyObject_CallMethod(mod, "ExecutionInfo", "sOOOO",
-                                             source, Py_True, Py_False,
-                                             Py_True, Py_None);
-        Py_DECREF(mod);
-        return info;
-    }
-    PyObject *types = PyImport_ImportModule("types");
-    if (types == NULL) {
+    PyObject *mod = NULL, *cls = NULL, *kw = NULL, *info = NULL;
+    /* Decoded leniently, as the history does (history.c). */
+    PyObject *raw = PyUnicode_DecodeUTF8(source, (Py_ssize_t)strlen(source),
+                                         "replace");
+    if (raw == NULL) {
         return NULL;
     }
-    PyObject *kw = Py_BuildValue("{sssOsOsOsO}", "raw_cell", source,
-                                 "store_history", Py_True, "silent", Py_False,
-                                 "shell_futures", Py_True, "cell_id",
-                                 Py_None);
-    PyObject *ns = kw != NULL ? PyObject_GetAttrString(types,
-                                                       "SimpleNamespace")
-                              : NULL;
-    PyObject *info = NULL;
-    if (ns != NULL) {
-        PyObject *none[1];
-        info = PyObject_VectorcallDict(ns, none, 0, kw);
+    int ipython = self->shell_kind == APY_IPY_SHELL_IPYTHON;
+    mod = PyImport_ImportModule(ipython ? "IPython.core.interactiveshell"
+                                        : "types");
+    if (mod == NULL) {
+        goto done;
     }
-    Py_XDECREF(ns);
+    cls = PyObject_GetAttrString(mod, ipython ? "ExecutionInfo"
+                                              : "SimpleNamespace");
+    kw = Py_BuildValue("{sOsOsOsOsO}", "raw_cell", raw, "store_history",
+                       Py_True, "silent", Py_False, "shell_futures", Py_True,
+                       "cell_id", Py_None);
+    if (cls != NULL && kw != NULL) {
+        PyObject *none[1];
+        info = PyObject_VectorcallDict(cls, none, 0, kw);
+    }
+done:
     Py_XDECREF(kw);
-    Py_DECREF(types);
+    Py_XDECREF(cls);
+    Py_XDECREF(mod);
+    Py_DECREF(raw);
     return info;
 }
 
