@@ -318,10 +318,14 @@ done:
 }
 
 /* Raises IPython's UsageError (a ValueError without IPython) with the
- * message; returns NULL. */
+ * message (a new reference, stolen; NULL: its MemoryError stands);
+ * returns NULL. */
 static PyObject *
-usage_error(PyObject *message)
+raise_usage_error(PyObject *message)
 {
+    if (message == NULL) {
+        return NULL;
+    }
     PyObject *mod = PyImport_ImportModule("IPython.core.error");
     PyObject *cls = mod != NULL ? PyObject_GetAttrString(mod, "UsageError")
                                 : NULL;
@@ -342,7 +346,7 @@ magic_autosave(PyObject *arg)
     PyObject *n = PyLong_FromUnicodeObject(arg, 10);
     if (n == NULL) {
         PyErr_Clear();
-        return usage_error(PyUnicode_FromFormat(
+        return raise_usage_error(PyUnicode_FromFormat(
             "%%autosave requires an integer, got %R", arg));
     }
     long seconds = PyLong_AsLong(n);
@@ -385,7 +389,7 @@ magic_autosave(PyObject *arg)
 static PyObject *
 kernel_only(const char *name)
 {
-    return usage_error(PyUnicode_FromFormat(
+    return raise_usage_error(PyUnicode_FromFormat(
         "%%%s needs a Jupyter kernel to connect to; apyrun runs the "
         "notebook without one", name));
 }
