@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The cell magics apyrun runs itself, %%time, %%capture, %%bash, %%sh
- * and %%writefile, behind one dispatcher (apy_ipy_run_cell_magic); any
- * other goes to IPython. Running the body and capturing its output are
- * the host's (a notebook run records them); with no host, this file's
- * exec host runs the body with exec() in the module's globals and
- * captures sys.stdout/sys.stderr into StringIOs, recording nothing. */
+/* The cell magics apyrun runs itself, %%time, %%capture, %%writefile and
+ * %%script with its named forms (script.c), behind one dispatcher
+ * (apy_ipy_run_cell_magic); any other goes to IPython. Running the body
+ * and capturing its output are the host's (a notebook run records
+ * them); with no host, this file's exec host runs the body with exec()
+ * in the module's globals and captures sys.stdout/sys.stderr into
+ * StringIOs, recording nothing. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -305,8 +306,8 @@ run_cell_magic(ApyIpyMagicsObject *self, const apy_ipy_host_t *host,
         }
     } else if (strcmp(n, "capture") == 0) {
         rc = cell_capture(host, ctx, globals, arg, body, first_line);
-    } else if (strcmp(n, "bash") == 0 || strcmp(n, "sh") == 0) {
-        rc = apy__ipy_run_script(n, body);
+    } else if (apy__ipy_is_script_magic(n)) {
+        rc = apy__ipy_script(self, globals, n, arg, body);
     } else if (strcmp(n, "writefile") == 0) {
         rc = cell_writefile(globals, arg, body);
     } else {

@@ -30,6 +30,8 @@ typedef struct {
     PyObject *hist_out;
     PyObject *under[3];
     PyObject *captured; /* %%capture's class with no run, once made */
+    PyObject *bg;       /* %%script --bg processes (Popen), or NULL */
+    int bg_atexit;      /* their kill is registered with atexit */
 } ApyIpyMagicsObject;
 
 enum {
@@ -99,17 +101,8 @@ PyObject *apy__ipy_ipython_magic(ApyIpyMagicsObject *self, const char *kind,
 PyObject *apy__ipy_help(ApyIpyMagicsObject *self, const char *magic,
                         PyObject *arg);
 
-/* Returns a new reference to module.func(arg) (module may be dotted),
- * or NULL with an exception set. */
-PyObject *apy__ipy_call_module(const char *module, const char *func,
-                               PyObject *arg);
 
-/* Writes str text to sys.stdout (nothing when there is none). 0 or -1. */
-int apy__ipy_write_stdout(PyObject *text);
 
-/* Returns a new file object io.open(file, mode, encoding="utf-8"), or
- * NULL with an exception set. */
-PyObject *apy__ipy_open_utf8(PyObject *file, const char *mode);
 
 /* ---- cell_magics.c ---- */
 
@@ -164,14 +157,24 @@ PyObject *apy__ipy_expand(PyObject *globals, PyObject *cmd);
  * subprocess.Popen object, or NULL with an exception set. */
 PyObject *apy__ipy_shell_start(PyObject *argv, int merge, int shell);
 
-/* Copies the child's output to sys.stdout/sys.stderr as it comes or, when
- * `collect` is a list, into it; waits for the child (killed if the wait
- * is interrupted). Returns its exit status, or -1000 with an exception. */
-int apy__ipy_shell_pump(PyObject *proc, PyObject *collect);
+/* Copies the child's stdout and stderr to sys.stdout/sys.stderr as they
+ * come or, for a stream i whose collect[i] is a list (collect may be
+ * NULL), into that list; waits for the child (killed if the wait is
+ * interrupted). Returns its exit status, or -1000 with an exception. */
+int apy__ipy_shell_pump(PyObject *proc, PyObject *const collect[2]);
 
 /* Sets globals["_exit_code"] as IPython's !cmd does (globals may be
  * NULL: nothing is set). Never fails. */
 void apy__ipy_set_exit_code(PyObject *globals, int status);
+/* Returns a new file object io.open(file, mode, encoding="utf-8"), or
+ * NULL with an exception set. */
+PyObject *apy__ipy_open_utf8(PyObject *file, const char *mode);
+/* Writes str text to sys.stdout (nothing when there is none). 0 or -1. */
+int apy__ipy_write_stdout(PyObject *text);
+/* Returns a new reference to module.func(arg) (module may be dotted),
+ * or NULL with an exception set. */
+PyObject *apy__ipy_call_module(const char *module, const char *func,
+                               PyObject *arg);
 
 /* `!cmd` through /bin/sh, expanded in globals (may be NULL), output shown
  * and, in a run, recorded (stderr merged into stdout, as in Jupyter).
@@ -181,9 +184,18 @@ PyObject *apy__ipy_system(PyObject *globals, PyObject *cmd);
 /* `x = !cmd`: a new list of the output's lines, or NULL. */
 PyObject *apy__ipy_getoutput(PyObject *globals, PyObject *cmd);
 
-/* %%bash / %%sh: body run by `shell -c`; stdout and stderr shown and
- * recorded apart. 0, or -1 with an exception (CalledProcessError for a
- * non-zero exit, as IPython 8 raises). */
-int apy__ipy_run_script(const char *shell, const char *body);
+/* ---- script.c: %%script and its named forms ---- */
+/* 1 if name is %%script or one of IPython's named forms of it (bash, sh,
+ * perl, ruby, python, python2, python3, pypy), else 0. */
+int apy__ipy_is_script_magic(const char *name);
+/* Runs the %%magic (one of those) cell body with line's options
+ * (expanded in ns, where --out/--err/--proc set their variables): the
+ * program's stdout and stderr shown and recorded apart. 0, or -1 with an
+ * exception (CalledProcessError for a non-zero exit, as IPython 8). */
+int apy__ipy_script(ApyIpyMagicsObject *self, PyObject *ns,
+                    const char *magic, PyObject *line, const char *body);
+/* Ends the --bg processes still running (SIGINT, SIGTERM, SIGKILL, as
+ * IPython's kill_bg_processes). Never fails. */
+void apy__ipy_kill_bg(ApyIpyMagicsObject *self);
 
 #endif

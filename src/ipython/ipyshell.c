@@ -21,9 +21,12 @@
 /* The magics apyrun runs itself when the shell is asked by name. %time
  * is not one: IPython's times the statement in its argument. */
 static const char *const own_line[] = {"cd", "env", "set_env", "pip",
-                                       "matplotlib", NULL};
-static const char *const own_cell[] = {"time", "capture", "bash", "sh",
-                                       "writefile", NULL};
+                                       "matplotlib", "killbgscripts",
+                                       NULL};
+static const char *const own_cell[] = {
+    "time", "capture", "writefile", "script", "bash", "sh", "perl",
+    "ruby", "python", "python2", "python3", "pypy", NULL,
+};
 static const char *const event_names[] = {
     "pre_execute", "pre_run_cell", "post_execute", "post_run_cell",
     "shell_initialized", NULL,

@@ -427,6 +427,14 @@ apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
         r = magic_autosave(arg);
     } else if (strcmp(n, "connect_info") == 0 || strcmp(n, "qtconsole") == 0) {
         r = kernel_only(n);
+    } else if (strcmp(n, "killbgscripts") == 0) {
+        apy__ipy_kill_bg(self);
+        PyObject *msg = PyUnicode_FromString(
+            "All background processes were killed.\n");
+        r = msg != NULL && apy__ipy_write_stdout(msg) == 0
+                ? Py_NewRef(Py_None)
+                : NULL;
+        Py_XDECREF(msg);
     } else if (strcmp(n, "time") == 0) {
         /* "%time" alone: nothing to time. */
         double t0[3];
@@ -455,6 +463,7 @@ magics_traverse(ApyIpyMagicsObject *self, visitproc visit, void *arg)
         Py_VISIT(self->under[i]);
     }
     Py_VISIT(self->captured);
+    Py_VISIT(self->bg);
     return 0;
 }
 
@@ -471,6 +480,7 @@ magics_clear(ApyIpyMagicsObject *self)
         Py_CLEAR(self->under[i]);
     }
     Py_CLEAR(self->captured);
+    Py_CLEAR(self->bg);
     return 0;
 }
 
@@ -537,6 +547,8 @@ magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
     m->hist_in = m->hist_out = NULL;
     m->under[0] = m->under[1] = m->under[2] = NULL;
     m->captured = NULL;
+    m->bg = NULL;
+    m->bg_atexit = 0;
     PyObject_GC_Track(m);
     return (PyObject *)m;
 }
@@ -611,51 +623,6 @@ apy_ipy_magics_put(PyObject *magics)
     }
     Py_DECREF(get);
     return rc;
-}
-
-/* ---- small helpers of the magics ---- */
-
-PyObject *
-apy__ipy_call_module(const char *module, const char *func, PyObject *arg)
-{
-    PyObject *mod = PyImport_ImportModule(module);
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *r = PyObject_CallMethod(mod, func, "O", arg);
-    Py_DECREF(mod);
-    return r;
-}
-
-int
-apy__ipy_write_stdout(PyObject *text)
-{
-    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
-    if (out == NULL || out == Py_None) {
-        return 0;
-    }
-    return PyFile_WriteObject(text, out, Py_PRINT_RAW);
-}
-
-PyObject *
-apy__ipy_open_utf8(PyObject *file, const char *mode)
-{
-    PyObject *io, *open = NULL, *args = NULL, *kw = NULL, *f = NULL;
-    io = PyImport_ImportModule("io");
-    if (io == NULL) {
-        return NULL;
-    }
-    open = PyObject_GetAttrString(io, "open");
-    args = Py_BuildValue("(Os)", file, mode);
-    kw = Py_BuildValue("{ss}", "encoding", "utf-8");
-    if (open != NULL && args != NULL && kw != NULL) {
-        f = PyObject_Call(open, args, kw);
-    }
-    Py_XDECREF(kw);
-    Py_XDECREF(args);
-    Py_XDECREF(open);
-    Py_DECREF(io);
-    return f;
 }
 
 /* ---- help, as a Jupyter kernel gives it ----

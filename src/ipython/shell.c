@@ -3,8 +3,8 @@
  * caller's namespace (a run's __main__ or an imported notebook's module),
  * and child processes whose output streams live to sys.stdout and
  * sys.stderr (so it is shown, and recorded in a run) while they run:
- * `!cmd`, `x = !cmd`, %pip, %%bash, %%sh. Which magic runs what is
- * magics.c's. */
+ * `!cmd`, `x = !cmd`, %pip, %%script (script.c). Which magic runs what
+ * is magics.c's. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -247,7 +247,7 @@ make_decoders(PyObject *dec[2])
 }
 
 int
-apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
+apy__ipy_shell_pump(PyObject *proc, PyObject *const collect[2])
 {
     static const char *const names[2] = {"stdout", "stderr"};
     struct pollfd fds[2];
@@ -293,8 +293,8 @@ apy__ipy_shell_pump(PyObject *proc, PyObject *collect)
             }
             int rc = 0;
             if (PyUnicode_GET_LENGTH(text) > 0) {
-                if (collect != NULL) {
-                    rc = PyList_Append(collect, text);
+                if (collect != NULL && collect[i] != NULL) {
+                    rc = PyList_Append(collect[i], text);
                 } else {
                     PyObject *out = PySys_GetObject(names[i]); /* borrowed */
                     if (out != NULL && out != Py_None) {
@@ -398,7 +398,8 @@ apy__ipy_getoutput(PyObject *globals, PyObject *cmd)
     if (parts == NULL) {
         goto done;
     }
-    int status = apy__ipy_shell_pump(proc, parts);
+    PyObject *const collect[2] = {parts, NULL};
+    int status = apy__ipy_shell_pump(proc, collect);
     Py_CLEAR(proc);
     if (status == -1000) {
         goto done;
@@ -422,42 +423,49 @@ done:
     return lines;
 }
 
-int
-apy__ipy_run_script(const char *shell, const char *body)
+/* ---- small helpers of the magics ----
+ * (here, at the bottom of the layer's calls, so that any file may use
+ * them without a circle) */
+
+PyObject *
+apy__ipy_call_module(const char *module, const char *func, PyObject *arg)
 {
-    PyObject *argv = NULL, *proc = NULL, *subprocess = NULL, *err = NULL;
-    int rc = -1;
-    argv = Py_BuildValue("[sss]", shell, "-c", body);
-    if (argv == NULL) {
-        goto done;
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL) {
+        return NULL;
     }
-    proc = apy__ipy_shell_start(argv, 0, 0);
-    if (proc == NULL) {
-        goto done;
+    PyObject *r = PyObject_CallMethod(mod, func, "O", arg);
+    Py_DECREF(mod);
+    return r;
+}
+
+int
+apy__ipy_write_stdout(PyObject *text)
+{
+    PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+    if (out == NULL || out == Py_None) {
+        return 0;
     }
-    int status = apy__ipy_shell_pump(proc, NULL);
-    Py_CLEAR(proc);
-    if (status == -1000) {
-        goto done;
+    return PyFile_WriteObject(text, out, Py_PRINT_RAW);
+}
+
+PyObject *
+apy__ipy_open_utf8(PyObject *file, const char *mode)
+{
+    PyObject *io, *open = NULL, *args = NULL, *kw = NULL, *f = NULL;
+    io = PyImport_ImportModule("io");
+    if (io == NULL) {
+        return NULL;
     }
-    if (status == 0) {
-        rc = 0;
-        goto done;
+    open = PyObject_GetAttrString(io, "open");
+    args = Py_BuildValue("(Os)", file, mode);
+    kw = Py_BuildValue("{ss}", "encoding", "utf-8");
+    if (open != NULL && args != NULL && kw != NULL) {
+        f = PyObject_Call(open, args, kw);
     }
-    subprocess = PyImport_ImportModule("subprocess");
-    if (subprocess == NULL) {
-        goto done;
-    }
-    err = PyObject_CallMethod(subprocess, "CalledProcessError", "is",
-                              status, body);
-    if (err == NULL) {
-        goto done;
-    }
-    PyErr_SetObject((PyObject *)Py_TYPE(err), err);
-done:
-    Py_XDECREF(err);
-    Py_XDECREF(subprocess);
-    Py_XDECREF(proc);
-    Py_XDECREF(argv);
-    return rc;
+    Py_XDECREF(kw);
+    Py_XDECREF(args);
+    Py_XDECREF(open);
+    Py_DECREF(io);
+    return f;
 }

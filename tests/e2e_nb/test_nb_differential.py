@@ -186,6 +186,24 @@ NOTEBOOKS = {
         "exclude=None):\n        return {'text/plain': f'mb {include} "
         "{exclude}'}\ndisplay(MB(), include=['text/plain'])\nMB()",
     ],
+    # %%script and its named forms, with IPython's options; the program
+    # reads the cell on its stdin. (IPython 8.5's --out keeps only the
+    # last line, its issue #13499, and --bg hands out asyncio proxies:
+    # one-line outputs here; test_nb_shell.py checks apyrun's own.)
+    "script": [
+        "%%bash --out o --err e\necho hello\necho oops >&2",
+        "print(repr(o), repr(e))",
+        "%%script --no-raise-error sh\necho x; exit 3",
+        "%%bash\necho y\nexit 4",
+        "%%script nosuchprog\nx",
+        "%%python3\nimport sys; print(sys.argv, sys.stdin.isatty())",
+        "%%bash -s a 'b c'\necho $1 / $2\nread -r line; echo \"[$line]\"\n"
+        "the rest of the cell",
+        "n = 3",
+        "%%sh --err=e2\necho to stdout; echo to stderr >&2",
+        "print(repr(e2))",
+        "%%bash --bg\nsleep 30", "%killbgscripts",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

@@ -5,6 +5,7 @@
 error naming the cell and the magic; magic-looking text in strings is left
 alone.  Outputs are checked live and in the recorded notebook."""
 import importlib.util
+import os
 import re
 
 import pytest
@@ -140,6 +141,50 @@ def test_bash_and_sh(apyrun, tmp_path):
     assert err[0]["ename"] == "CalledProcessError"
     assert "apyrun: error in cell 3, In [3]" in r.stderr
     assert "not reached" not in r.stdout
+
+
+def test_script_options(apyrun, tmp_path):
+    """%%script's --out keeps the whole text (IPython 8.5 kept the last
+    line, its issue #13499); --bg hands out the pipe and the process; a
+    cell bigger than a pipe's buffer reaches the program whole."""
+    big = "x" * 200000
+    r, got, _ = run_recorded(apyrun, tmp_path, [
+        "%%bash --out o\necho one\necho two",
+        "print(repr(o))",
+        "%%bash --bg --out bo --err be --proc p\necho out; echo err >&2",
+        "print(p.wait(), bo.read(), be.read())",
+        f"%%python3 --out n\ns = '{big}'\nprint(len(s))",
+        "print(n, end='')",
+        "%%bash --o=short\necho prefix",
+        "print(repr(short))",
+        "%%bash --out\necho",
+    ])
+    assert r.returncode == 1
+    texts = [stream_text(outputs(got, i)) for i in range(8)]
+    assert texts == ["", "'one\\ntwo\\n'\n", "", "0 b'out\\n' b'err\\n'\n",
+                     "", "200000\n", "", "'prefix\\n'\n"]
+    err = [o for o in outputs(got, 8) if o["output_type"] == "error"]
+    assert err[0]["evalue"] == "%%bash: option --out: expected one argument"
+
+
+def test_script_bg_killed_at_exit(apyrun, tmp_path):
+    """A --bg program still running when the notebook ends is ended, as
+    IPython's atexit hook ends it: apyrun does not leave it behind."""
+    pidfile = tmp_path / "pid"
+    r, got, _ = run_recorded(apyrun, tmp_path, [
+        f"%%bash --bg\necho $$ > {pidfile}; exec sleep 60",
+        "import time\nfor _ in range(100):\n"
+        f"    if open('{pidfile}').read().strip(): break\n"
+        "    time.sleep(0.05)",
+    ])
+    assert r.returncode == 0, r.stderr
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive
 
 
 def test_writefile(apyrun, tmp_path):
