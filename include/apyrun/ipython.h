@@ -39,6 +39,10 @@ typedef struct {
      * the cell's outputs, as a kernel's pager payload is. NULL: printed
      * on sys.stdout. 0 or -1. */
     int (*page)(void *ctx, const char *text);
+    /* 1 when the run records outputs (writes or checks the executed
+     * notebook): `!cmd` then runs on a pseudo-terminal, as in a kernel.
+     * NULL: never. */
+    int (*records)(void *ctx);
 } apy_ipy_host_t;
 
 /* Translates IPython syntax in source: returns a new malloc'ed string

@@ -177,9 +177,21 @@ PyObject *apy__ipy_call_module(const char *module, const char *func,
                                PyObject *arg);
 
 /* `!cmd` through /bin/sh, expanded in globals (may be NULL), output shown
- * and, in a run, recorded (stderr merged into stdout, as in Jupyter).
- * Returns a new reference to None, or NULL. */
-PyObject *apy__ipy_system(PyObject *globals, PyObject *cmd);
+ * and, in a run, recorded (stderr merged into stdout, as in Jupyter); on
+ * a pseudo-terminal as ipykernel's (apy__ipy_pty_run) when pty, else on
+ * a pipe. Returns a new reference to None, or NULL. */
+PyObject *apy__ipy_system(PyObject *globals, PyObject *cmd, int pty);
+/* Runs argv (a list) with stdout and stderr on a new 80x24
+ * pseudo-terminal, as pexpect runs ipykernel's `!cmd` ("\r\n" line ends,
+ * isatty true), with the environment a kernel gives its children (TERM,
+ * CLICOLOR, PAGER, GIT_PAGER) and apyrun's stdin; the output goes to
+ * sys.stdout as it comes. Returns the status as IPython's pexpect
+ * system() gives it (a shell's 128 + N is -N), or -1000 with an
+ * exception set. */
+int apy__ipy_pty_run(PyObject *argv);
+/* 1 when `!cmd` should run on a pseudo-terminal: a run that records
+ * outputs (the host says so), else 0. */
+int apy__ipy_on_pty(ApyIpyMagicsObject *self);
 
 /* `x = !cmd`: a new list of the output's lines, or NULL. */
 PyObject *apy__ipy_getoutput(PyObject *globals, PyObject *cmd);

@@ -138,7 +138,8 @@ shell_system(ApyIpyMagicsObject *self, PyObject *const *args,
         PyErr_SetString(PyExc_TypeError, "system(cmd)");
         return NULL;
     }
-    return apy__ipy_system(apy__ipy_caller_globals(self), args[1]);
+    return apy__ipy_system(apy__ipy_caller_globals(self), args[1],
+                           apy__ipy_on_pty(self));
 }
 
 static PyObject *

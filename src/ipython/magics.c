@@ -108,7 +108,15 @@ magics_toc(ApyIpyMagicsObject *self, PyObject *const *args, Py_ssize_t n)
 static PyObject *
 magics_system(ApyIpyMagicsObject *self, PyObject *cmd)
 {
-    return apy__ipy_system(apy__ipy_caller_globals(self), cmd);
+    return apy__ipy_system(apy__ipy_caller_globals(self), cmd,
+                           apy__ipy_on_pty(self));
+}
+
+int
+apy__ipy_on_pty(ApyIpyMagicsObject *self)
+{
+    return self->host != NULL && self->host->records != NULL
+           && self->host->records(self->ctx);
 }
 
 /* getoutput(cmd): `x = !cmd`. */

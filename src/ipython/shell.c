@@ -9,7 +9,9 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -246,15 +248,19 @@ make_decoders(PyObject *dec[2])
     return rc;
 }
 
-int
-apy__ipy_shell_pump(PyObject *proc, PyObject *const collect[2])
+static const char *const names[2] = {"stdout", "stderr"};
+
+/* The loop of apy__ipy_shell_pump, on fd[0] (to stdout) and fd[1] (to
+ * stderr), either -1; a read error (a pty's EIO once the child's side
+ * is closed) ends that stream as its end does. */
+static int
+pump(PyObject *proc, const int fd[2], PyObject *const collect[2])
 {
-    static const char *const names[2] = {"stdout", "stderr"};
     struct pollfd fds[2];
     PyObject *dec[2] = {NULL, NULL};
     int nfds = 0, status = -1000;
     for (int i = 0; i < 2; i++) {
-        fds[i].fd = pipe_fd(proc, names[i]);
+        fds[i].fd = fd[i];
         fds[i].events = POLLIN;
         nfds += fds[i].fd >= 0;
     }
@@ -329,6 +335,17 @@ done:
         PyErr_Clear();
         PyErr_Restore(type, value, tb);
     }
+    for (int i = 0; i < 2; i++) {
+        Py_XDECREF(dec[i]);
+    }
+    return status;
+}
+
+int
+apy__ipy_shell_pump(PyObject *proc, PyObject *const collect[2])
+{
+    int fd[2] = {pipe_fd(proc, names[0]), pipe_fd(proc, names[1])};
+    int status = pump(proc, fd, collect);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     for (int i = 0; i < 2; i++) {
@@ -339,7 +356,6 @@ done:
         }
         Py_XDECREF(f);
         PyErr_Clear();
-        Py_XDECREF(dec[i]);
     }
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
@@ -359,20 +375,125 @@ apy__ipy_set_exit_code(PyObject *globals, int status)
     Py_XDECREF(v);
 }
 
-PyObject *
-apy__ipy_system(PyObject *globals, PyObject *cmd)
+/* What a Jupyter kernel puts in the environment its children see
+ * (ipykernel's zmqshell init_environment). */
+static const char *const kernel_env[][2] = {
+    {"TERM", "xterm-color"}, {"CLICOLOR", "1"}, {"PAGER", "cat"},
+    {"GIT_PAGER", "cat"},
+};
+
+/* Starts argv with its stdout and stderr on a new pseudo-terminal of 24
+ * rows and 80 columns, as pexpect's spawn (on which ipykernel runs
+ * `!cmd`) makes it, and the environment a kernel gives its children; its
+ * stdin stays apyrun's. Returns a new Popen with *master the pty's side
+ * to read, or NULL with an exception set. */
+static PyObject *
+pty_start(PyObject *argv, int *master)
 {
+    struct winsize ws = {.ws_row = 24, .ws_col = 80};
+    PyObject *sp = NULL, *env = NULL, *kw = NULL, *args = NULL, *proc = NULL;
+    int m, sl;
+    if (openpty(&m, &sl, NULL, NULL, &ws) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    (void)fcntl(m, F_SETFD, FD_CLOEXEC);
+    (void)fcntl(sl, F_SETFD, FD_CLOEXEC);
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *environ = os != NULL ? PyObject_GetAttrString(os, "environ")
+                                   : NULL;
+    Py_XDECREF(os);
+    env = environ != NULL ? PyDict_New() : NULL;
+    if (env == NULL || PyDict_Merge(env, environ, 1) < 0) {
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof(kernel_env) / sizeof(kernel_env[0]); i++) {
+        PyObject *v = PyUnicode_FromString(kernel_env[i][1]);
+        int rc = v != NULL
+                     ? PyDict_SetItemString(env, kernel_env[i][0], v)
+                     : -1;
+        Py_XDECREF(v);
+        if (rc < 0) {
+            goto done;
+        }
+    }
+    sp = PyImport_ImportModule("subprocess");
+    kw = Py_BuildValue("{sisisO}", "stdout", sl, "stderr", sl, "env", env);
+    args = PyTuple_Pack(1, argv);
+    PyObject *popen = sp != NULL ? PyObject_GetAttrString(sp, "Popen")
+                                 : NULL;
+    if (popen != NULL && kw != NULL && args != NULL) {
+        proc = PyObject_Call(popen, args, kw);
+    }
+    Py_XDECREF(popen);
+done:
+    close(sl);
+    if (proc == NULL) {
+        close(m);
+    }
+    *master = m;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(sp);
+    Py_XDECREF(env);
+    Py_XDECREF(environ);
+    return proc;
+}
+
+int
+apy__ipy_pty_run(PyObject *argv)
+{
+    int master = -1;
+    PyObject *proc = pty_start(argv, &master);
+    if (proc == NULL) {
+        return -1000;
+    }
+    const int fd[2] = {master, -1};
+    int status = pump(proc, fd, NULL);
+    close(master);
+    Py_DECREF(proc);
+    /* pexpect's status as IPython gives it: a shell's 128 + N (its child
+     * killed by signal N) is -N too. */
+    return status > 128 ? -(status - 128) : status;
+}
+
+PyObject *
+apy__ipy_system(PyObject *globals, PyObject *cmd, int pty)
+{
+    Py_ssize_t n;
+    const char *text = PyUnicode_AsUTF8AndSize(cmd, &n);
+    if (text == NULL) {
+        return NULL;
+    }
+    while (n > 0 && Py_ISSPACE(text[n - 1])) {
+        n--;
+    }
+    if (n > 0 && text[n - 1] == '&') {
+        /* ipykernel's refusal: the output could not be read to its end. */
+        PyErr_SetString(PyExc_OSError, "Background processes not supported.");
+        return NULL;
+    }
     PyObject *expanded = apy__ipy_expand(globals, cmd);
+    int status;
     if (expanded == NULL) {
         return NULL;
     }
-    PyObject *proc = apy__ipy_shell_start(expanded, 1, 1);
-    Py_DECREF(expanded);
-    if (proc == NULL) {
-        return NULL;
+    if (pty) {
+        PyObject *argv = Py_BuildValue("[ssO]", "/bin/sh", "-c", expanded);
+        Py_DECREF(expanded);
+        if (argv == NULL) {
+            return NULL;
+        }
+        status = apy__ipy_pty_run(argv);
+        Py_DECREF(argv);
+    } else {
+        PyObject *proc = apy__ipy_shell_start(expanded, 1, 1);
+        Py_DECREF(expanded);
+        if (proc == NULL) {
+            return NULL;
+        }
+        status = apy__ipy_shell_pump(proc, NULL);
+        Py_DECREF(proc);
     }
-    int status = apy__ipy_shell_pump(proc, NULL);
-    Py_DECREF(proc);
     if (status == -1000) {
         return NULL;
     }

@@ -604,6 +604,15 @@ def compare(refs, ours):
     return diffs, unstable
 
 
+def failure_line(stderr):
+    """The line of nbconvert's stderr that says why it failed."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.match(r"[\w.]*(Error|Exception|Exit)\b", ln):
+            return ln
+    return lines[-1] if lines else ""
+
+
 def reference_exclusion(summ):
     """Why the reference run is meaningless (network, GUI, a missing
     module), or None."""
@@ -640,7 +649,7 @@ def process(item, args, versions):
         bad = next((r for r in refs if r["nb"] is None), None)
         if bad:
             rc = "timed out" if bad["rc"] is None else f"exit {bad['rc']}"
-            last = (bad["stderr"].splitlines() or [""])[-1]
+            last = failure_line(bad["stderr"])
             return dict(res, status="excluded",
                         reason=f"nbconvert cannot execute it ({rc}: "
                                f"{last[:120]})")

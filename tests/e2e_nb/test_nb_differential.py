@@ -59,6 +59,16 @@ NOTEBOOKS = {
     ],
     "magics": [
         "!echo from shell",
+        # On a pty as in ipykernel: "\r\n", a terminal of 80 columns,
+        # a kernel's environment; `x = !cmd` and %%bash on pipes.
+        "!printf 'a\\tb\\n'; [ -t 1 ] && echo tty; [ -t 2 ] && echo tty2;"
+        " tput cols; echo $TERM $CLICOLOR $PAGER $GIT_PAGER",
+        "!ls -C /usr/lib/python3.11/json",
+        "!echo to stderr >&2; exit 3",
+        "print(_exit_code)",
+        "!exit 130", "!sleep 5 &  ",
+        "print(_exit_code)",
+        "x = !echo piped; [ -t 1 ] || echo not a tty\nprint(x)",
         "lines = !printf 'a\\nb\\n'\nprint(list(lines))",
         "%%bash\necho from bash",
         "%%writefile written.txt\nsome text\n",
@@ -232,9 +242,8 @@ def summary(nb):
                 # output apyrun reproduces.
                 continue
             if kind == "stream":
-                # ipykernel runs !cmd on a pty, which writes "\r\n".
-                outs.append((kind, o["name"],
-                             o["text"].replace("\r\n", "\n")))
+                # As written: `!cmd` runs on a pty in both ("\r\n").
+                outs.append((kind, o["name"], o["text"]))
             elif kind in ("display_data", "execute_result"):
                 outs.append((kind, o["data"].get("text/plain"),
                              sorted(o["data"])))

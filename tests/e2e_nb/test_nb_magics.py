@@ -43,13 +43,19 @@ def test_shell_commands(apyrun, tmp_path):
     assert r.returncode == 0, r.stderr
     # `{ name }`: blanks around the expression, as eval() takes them
     # (IPython expands it; tests/fuzz/fuzz_magics.c found it was not).
-    expected = ("hello from sh\n['a', 'b']\nworld world 3 "
-                "$NOT_EXPANDED world\n{no_such_name}\nindented\n"
+    # Recorded, `!cmd` runs on a pty as in ipykernel: "\r\n" (shown so
+    # too); `x = !cmd` on a pipe.
+    expected = ("hello from sh\r\n['a', 'b']\nworld world 3 "
+                "$NOT_EXPANDED world\r\n{no_such_name}\r\nindented\r\n"
                 "exit code 3\n")
     assert r.stdout.startswith(expected)
     assert stream_text(outputs(got, 0)) == expected
     # stderr is merged into the output, as in Jupyter.
-    assert stream_text(outputs(got, 1)) == "to stderr\n"
+    assert stream_text(outputs(got, 1)) == "to stderr\r\n"
+    # Not recorded: on pipes, as before.
+    r = run([apyrun, tmp_path / "m.ipynb"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == expected.replace("\r\n", "\n") + "to stderr\n"
 
 
 def test_magic_text_in_strings_and_expressions_is_left_alone(apyrun,
@@ -85,7 +91,7 @@ def test_cd_and_env(apyrun, tmp_path):
         f"{d}\n{d}\n{tmp_path}\n{tmp_path}\n")
     assert stream_text(outputs(got, 1)) == (
         "env: APYRUN_TEST_VAR=one two\none two\nenv: APYRUN_OTHER=5\n"
-        "'5' dict\n5\n")
+        "'5' dict\n5\r\n")
 
 
 def test_time(apyrun, tmp_path):

@@ -52,6 +52,13 @@ host_page(void *ctx, const char *text)
     return 0;
 }
 
+static int
+host_records(void *ctx)
+{
+    apy_nbrun_t *run = ctx;
+    return run->recording || run->opts->check_outputs;
+}
+
 static const apy_ipy_host_t run_host = {
     .run_source = host_run_source,
     .capture_begin = host_capture_begin,
@@ -60,6 +67,7 @@ static const apy_ipy_host_t run_host = {
     .shell_made = host_shell_made,
     .globals = host_globals,
     .page = host_page,
+    .records = host_records,
 };
 
 int
