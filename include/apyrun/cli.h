@@ -68,6 +68,8 @@ typedef struct {
     /* Notebook options (DESIGN 3); accepted here, used by src/run. */
     const char *output;      /* -o, --output */
     int inplace;             /* --inplace */
+    int as_notebook;         /* --notebook: the target is one, whatever
+                              * its name (jupytext's percent .py) */
     const char *cwd;         /* --cwd */
     double timeout;          /* --timeout, seconds; 0 = none */
     double total_timeout;    /* --total-timeout, seconds; 0 = none */
@@ -101,9 +103,11 @@ typedef struct {
 int apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
                   size_t errlen);
 
-/* Returns 1 if `path` names a notebook (ends in ".ipynb"), else 0: the
- * targets that run as notebooks and take apyrun's options after them. */
-int apy_cli_is_notebook_path(const char *path);
+/* Returns 1 if opts' target runs as a notebook and takes apyrun's options
+ * after it: a notebook's name, --notebook, or a ".py" that opens with
+ * jupytext's header naming the percent format (its first 8 KiB are
+ * read); else 0. */
+int apy_cli_target_is_notebook(const apy_options_t *opts);
 
 /* Frees what apy_cli_parse allocated (not the borrowed strings). */
 void apy_cli_free(apy_options_t *opts);

@@ -43,6 +43,9 @@ typedef struct {
      * notebook): `!cmd` then runs on a pseudo-terminal, as in a kernel.
      * NULL: never. */
     int (*records)(void *ctx);
+    /* A note for the user, not for the cell's outputs: on apyrun's real
+     * stderr. NULL: on sys.stderr. 0 or -1. */
+    int (*note)(void *ctx, const char *text);
 } apy_ipy_host_t;
 
 /* Translates IPython syntax in source: returns a new malloc'ed string
@@ -99,6 +102,15 @@ int apy_ipy_cell_result(PyObject *magics, PyObject *value);
  * repr(). magics may be NULL (repr). A new str, or NULL with the
  * printer's exception set (the caller reports it as ipykernel does). */
 PyObject *apy_ipy_plain_text(PyObject *magics, PyObject *obj);
+
+/* A matplotlib figure's (data, metadata) as a kernel's inline backend
+ * formats it: the IPython shell's formatters, once select_figure_formats
+ * registered the figure's (%matplotlib inline, %config InlineBackend),
+ * with display()'s include and exclude (NULL or None: all). A new
+ * tuple; None when there is no such formatter (the caller makes its own
+ * PNG); NULL with an exception set. */
+PyObject *apy_ipy_figure_format(PyObject *magics, PyObject *fig,
+                                PyObject *include, PyObject *exclude);
 
 /* Forgets the helper's host: later calls work as with no run. */
 void apy_ipy_magics_detach(PyObject *magics);

@@ -61,8 +61,17 @@ typedef struct {
     apy_nb_wcell_t *w; /* private */
 } apy_nb_cell_t;
 
+/* How a notebook is stored. */
+typedef enum {
+    APY_NB_FORMAT_IPYNB = 0, /* nbformat JSON: *.ipynb, and other names */
+    APY_NB_FORMAT_MYST,      /* MyST Markdown: *.md, .myst, .mystnb, .mnb */
+    APY_NB_FORMAT_PERCENT,   /* jupytext's percent format: *.py */
+} apy_nb_format_t;
+
+
 typedef struct {
     char *path;             /* copy of the path given to parse; may be NULL */
+    apy_nb_format_t format; /* as read: JSON, or a text notebook */
     int nbformat;           /* as read: 3 or 4 */
     int nbformat_minor;     /* as read */
     int out_nbformat;       /* as written: 4 */
@@ -127,7 +136,11 @@ typedef struct {
     const char *idle;          /* "iopub.status.idle" */
 } apy_nb_result_t;
 
-/* Reads and parses the notebook at `path`. Returns 0 with *nb filled
+/* Reads and parses the notebook at `path`, in the format its name tells
+ * (.md, .myst, .mystnb, .mnb: MyST; .py: percent; else JSON; a text
+ * notebook is read as jupytext reads it and becomes the nbformat 4.5
+ * notebook jupytext would make of it, its line maps pointing at the
+ * text's lines). Returns 0 with *nb filled
  * (free it with apy_nb_free), or: -ENOENT, -EACCES, -EISDIR... (the file
  * cannot be read), -EFBIG (over APY_NB_MAX_FILE_SIZE), -ENOEXEC (its
  * kernel language is not Python), -EINVAL (not a notebook apyrun can

@@ -4,6 +4,7 @@
  * up to "--") and everything else, which is passed on untouched for
  * CPython's PyConfig to parse: this file must not re-implement python's
  * option parser beyond finding the target. */
+#define _GNU_SOURCE /* memmem */
 #include "apyrun/cli.h"
 
 #include <errno.h>
@@ -165,6 +166,10 @@ take_apyrun_option(int argc, char **argv, int *i, apy_options_t *opts,
 
     if (match_long(arg, "--inplace", &iv) && iv == NULL) {
         opts->inplace = 1;
+        return 1;
+    }
+    if (match_long(arg, "--notebook", &iv) && iv == NULL) {
+        opts->as_notebook = 1;
         return 1;
     }
     if (match_long(arg, "--allow-errors", &iv) && iv == NULL) {
@@ -539,11 +544,97 @@ scan_test_args(int argc, char **argv, int i, apy_options_t *opts, char *err,
     return 0;
 }
 
-int
-apy_cli_is_notebook_path(const char *path)
+static int
+ends_with(const char *s, const char *tail)
 {
-    size_t n = path != NULL ? strlen(path) : 0;
-    return n > 6 && strcmp(path + n - 6, ".ipynb") == 0;
+    size_t n = s != NULL ? strlen(s) : 0, t = strlen(tail);
+    return n > t && strcmp(s + n - t, tail) == 0;
+}
+
+/* 1 if path names a notebook by its name: ".ipynb", or MyST's ".md",
+ * ".myst", ".mystnb", ".mnb". */
+static int
+is_notebook_path(const char *path)
+{
+    return ends_with(path, ".ipynb") || ends_with(path, ".md")
+           || ends_with(path, ".myst") || ends_with(path, ".mystnb")
+           || ends_with(path, ".mnb");
+}
+
+/* The next line of buf[*k..n) with its "# " or "#" taken off, in
+ * *line and *len; 0 when the line is not a comment (or there is none). */
+static int
+next_comment(const char *buf, size_t n, size_t *k, const char **line,
+             size_t *len)
+{
+    if (*k >= n || buf[*k] != '#') {
+        return 0;
+    }
+    const char *e = memchr(buf + *k, '\n', n - *k);
+    size_t end = e != NULL ? (size_t)(e - buf) : n;
+    size_t d = *k + 1 < end && buf[*k + 1] == ' ' ? 2 : 1;
+    *line = buf + *k + d;
+    *len = end - *k - d;
+    while (*len > 0 && ((*line)[*len - 1] == '\r' || (*line)[*len - 1] == ' '
+                        || (*line)[*len - 1] == '\t')) {
+        (*len)--;
+    }
+    *k = end + 1;
+    return 1;
+}
+
+/* 1 if the file opens with jupytext's header (after a #! line and a
+ * coding line) and the header says the percent format. */
+static int
+has_percent_header(const char *path)
+{
+    char buf[8192];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(buf, 1, sizeof(buf), f), k = 0, len;
+    fclose(f);
+    const char *line;
+    int opened = 0;
+    while (next_comment(buf, n, &k, &line, &len)) {
+        if (len == 3 && memcmp(line, "---", 3) == 0) {
+            if (opened) {
+                return 0;
+            }
+            opened = 1;
+            continue;
+        }
+        if (!opened) {
+            if (len > 0 && line[0] != '!' && memmem(line, len, "coding", 6)
+                                                 == NULL) {
+                return 0;
+            }
+            continue;
+        }
+        while (len > 0 && line[0] == ' ') {
+            line++;
+            len--;
+        }
+        if ((len >= 12 && memcmp(line, "format_name:", 12) == 0
+             && memmem(line, len, "percent", 7) != NULL)
+            || (len >= 8 && memcmp(line, "formats:", 8) == 0
+                && memmem(line, len, "py:percent", 10) != NULL)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+apy_cli_target_is_notebook(const apy_options_t *opts)
+{
+    if (opts->target_kind != APY_TARGET_FILE || opts->target == NULL) {
+        return 0;
+    }
+    return opts->as_notebook || is_notebook_path(opts->target)
+           || (ends_with(opts->target, ".py")
+               && has_percent_header(opts->target));
 }
 
 int
@@ -653,8 +744,7 @@ apy_cli_parse(int argc, char **argv, apy_options_t *opts, char *err,
             opts->py_argv[opts->py_argc++] = argv[++i];
         }
     }
-    if (opts->target_kind == APY_TARGET_FILE
-        && apy_cli_is_notebook_path(opts->target)) {
+    if (apy_cli_target_is_notebook(opts)) {
         opts->py_argv[opts->py_argc++] = argv[i++];
         int rc = scan_after_notebook(argc, argv, i, opts, err, errlen);
         if (rc < 0) {
@@ -701,7 +791,9 @@ apy_cli_print_help(void *out, const char *prog)
 "\n"
 "Runs Python scripts, modules and Jupyter notebooks (FILE.ipynb), with\n"
 "top-level await, on an asyncio event loop written in C on libuv. Code\n"
-"without top-level await runs exactly as under python3.\n"
+"without top-level await runs exactly as under python3. Notebooks stored\n"
+"as text run too: MyST Markdown (NB.md) and jupytext's percent format\n"
+"(NB.py with a jupytext header, or --notebook NB.py).\n"
 "\n"
 "apyrun options (before the target; --loop also after a notebook):\n"
 "  --loop apyrun|asyncio  asyncio's default loop: apyrun's (default) or the\n"
@@ -709,6 +801,8 @@ apy_cli_print_help(void *out, const char *prog)
 "  -h, --help             this help, then python's options\n"
 "  -V, --version          versions of apyrun, Python, libuv and cJSON\n"
 "notebook options (before the notebook, or after it up to '--'):\n"
+"  --notebook             the target is a notebook whatever its name\n"
+"                         (jupytext's percent format: # %%%% cells)\n"
 "  -o, --output OUT.ipynb write the executed notebook to OUT.ipynb (saved\n"
 "                         at most once a second and at the end; '-' is\n"
 "                         stdout, the cells' output then going to stderr)\n"

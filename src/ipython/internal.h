@@ -196,6 +196,20 @@ int apy__ipy_on_pty(ApyIpyMagicsObject *self);
 /* `x = !cmd`: a new list of the output's lines, or NULL. */
 PyObject *apy__ipy_getoutput(PyObject *globals, PyObject *cmd);
 
+/* ---- mpl.c: matplotlib as a kernel sets it up ---- */
+/* 1 if `%matplotlib arg` names a frontend's backend (none, inline,
+ * notebook, nbagg, widget, ipympl) and IPython and matplotlib-inline are
+ * importable: IPython's magic then runs it. 0 if not, -1 with an
+ * exception set. */
+int apy__ipy_mpl_frontend(PyObject *arg);
+/* `%matplotlib arg` without IPython: Agg for the frontends' names (the
+ * figures shown at the end of each cell), else that GUI's backend. None,
+ * or NULL with an exception set. */
+PyObject *apy__ipy_mpl_agg(PyObject *arg);
+/* Puts matplotlib-inline's InlineBackend among the IPython shell's
+ * configurables, as a kernel has it, for %config. 0 or -1. */
+int apy__ipy_inline_config(PyObject *shell);
+
 /* ---- script.c: %%script and its named forms ---- */
 /* 1 if name is %%script or one of IPython's named forms of it (bash, sh,
  * perl, ruby, python, python2, python3, pypy), else 0. */

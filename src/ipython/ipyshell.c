@@ -21,8 +21,8 @@
 /* The magics apyrun runs itself when the shell is asked by name. %time
  * is not one: IPython's times the statement in its argument. */
 static const char *const own_line[] = {"cd", "env", "set_env", "pip",
-                                       "matplotlib", "killbgscripts",
-                                       NULL};
+                                       "matplotlib", "config",
+                                       "killbgscripts", NULL};
 static const char *const own_cell[] = {
     "time", "capture", "writefile", "script", "bash", "sh", "perl",
     "ruby", "python", "python2", "python3", "pypy", NULL,
@@ -153,6 +153,36 @@ shell_getoutput(ApyIpyMagicsObject *self, PyObject *const *args,
     return apy__ipy_getoutput(apy__ipy_caller_globals(self), args[1]);
 }
 
+/* enable_gui(gui), which IPython's enable_matplotlib calls: the
+ * frontends' backends (inline, nbagg, ipympl) need no event loop, as in
+ * ipykernel; a GUI toolkit's loop is not apyrun's (its %matplotlib GUI
+ * names select the GUI backend, without IPython). */
+static PyObject *
+shell_enable_gui(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *const none[] = {"inline", "nbagg", "notebook",
+                                       "widget", "ipympl", NULL};
+    (void)self;
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "enable_gui(gui=None)");
+        return NULL;
+    }
+    PyObject *gui = nargs > 1 ? args[1] : Py_None;
+    int ok = gui == Py_None;
+    for (const char *const *n = none; !ok && *n != NULL; n++) {
+        ok = PyUnicode_Check(gui)
+             && PyUnicode_CompareWithASCIIString(gui, *n) == 0;
+    }
+    if (!ok) {
+        return PyErr_Format(PyExc_ValueError, "GUI event loop %R is not "
+                            "run in a notebook under apyrun", gui);
+    }
+    if (PyObject_SetAttrString(args[0], "active_eventloop", gui) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 shell_get_ipython(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -267,6 +297,8 @@ static PyMethodDef shell_defs[] = {
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"run_cell_magic", (PyCFunction)(void (*)(void))shell_run_cell_magic,
      METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"enable_gui", (PyCFunction)(void (*)(void))shell_enable_gui,
+     METH_FASTCALL, NULL},
     /* The small shell only, from here. */
     {"system", (PyCFunction)(void (*)(void))shell_system, METH_FASTCALL,
      NULL},
@@ -275,7 +307,7 @@ static PyMethodDef shell_defs[] = {
     {"get_ipython", (PyCFunction)(void (*)(void))shell_get_ipython,
      METH_FASTCALL, NULL},
 };
-#define IPYTHON_DEFS 2
+#define IPYTHON_DEFS 3
 #define ALL_DEFS (sizeof(shell_defs) / sizeof(shell_defs[0]))
 
 /* "register"'s self is not NULL: that is how events_change tells. */

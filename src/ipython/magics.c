@@ -282,47 +282,85 @@ done:
     return result;
 }
 
-/* %matplotlib [GUI]: inline (and the notebook frontends' backends) is
- * Agg with figures shown at the end of each cell; a GUI name selects that
- * GUI's backend. */
+/* %matplotlib [GUI]: a frontend's backend (inline, notebook, widget)
+ * through IPython's own magic where it and matplotlib-inline are
+ * importable, as in a kernel; otherwise, and for a GUI's name, apyrun's
+ * Agg or that GUI's backend (mpl.c). */
 static PyObject *
-magic_matplotlib(PyObject *arg)
+magic_matplotlib(ApyIpyMagicsObject *self, PyObject *arg)
 {
-    static const char *const map[][2] = {
-        {"", "agg"},       {"inline", "agg"}, {"notebook", "agg"},
-        {"widget", "agg"}, {"ipympl", "agg"}, {"agg", "agg"},
-        {"qt", "QtAgg"},   {"qt5", "Qt5Agg"}, {"qt6", "QtAgg"},
-        {"tk", "TkAgg"},   {"gtk3", "GTK3Agg"}, {"gtk4", "GTK4Agg"},
-        {"wx", "WXAgg"},   {"osx", "MacOSX"},
-    };
-    PyObject *stripped, *mpl = NULL, *r = NULL;
-    const char *name, *backend;
-    stripped = PyObject_CallMethod(arg, "strip", NULL);
-    if (stripped == NULL) {
+    int kernel = apy__ipy_mpl_frontend(arg);
+    if (kernel < 0) {
         return NULL;
     }
-    name = PyUnicode_AsUTF8(stripped);
-    if (name == NULL) {
-        goto done;
+    if (kernel) {
+        PyObject *shell = apy__ipy_get_ipython(self, NULL);
+        if (shell == NULL) {
+            return NULL;
+        }
+        Py_DECREF(shell);
     }
-    backend = name;
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        if (strcmp(map[i][0], name) == 0) {
-            backend = map[i][1];
+    if (!kernel || self->shell_kind != APY_IPY_SHELL_IPYTHON) {
+        return apy__ipy_mpl_agg(arg);
+    }
+    PyObject *name = PyUnicode_FromString("matplotlib");
+    PyObject *gui = PyObject_CallMethod(arg, "strip", NULL);
+    PyObject *r = NULL;
+    if (name != NULL && gui != NULL) {
+        if (PyUnicode_GET_LENGTH(gui) > 0
+            && PyUnicode_CompareWithASCIIString(gui, "inline") != 0) {
+            /* nbagg and ipympl figures talk to the browser through a
+             * kernel's comm: inline figures instead, and a note. */
+            PyObject *msg = PyUnicode_FromFormat(
+                "apyrun: %%matplotlib %U needs a Jupyter frontend (its "
+                "figures talk to the browser through a kernel comm); "
+                "figures are shown inline instead\n", gui);
+            const char *m = msg != NULL ? PyUnicode_AsUTF8(msg) : NULL;
+            if (m != NULL && self->host != NULL && self->host->note != NULL) {
+                self->host->note(self->ctx, m);
+            } else if (m != NULL) {
+                PySys_WriteStderr("%s", m);
+            }
+            Py_XDECREF(msg);
+            PyErr_Clear();
+            Py_SETREF(gui, PyUnicode_FromString("inline"));
+        } else if (PyUnicode_GET_LENGTH(gui) == 0) {
+            Py_SETREF(gui, PyUnicode_FromString("inline"));
+        }
+        r = gui != NULL ? apy__ipy_ipython_magic(self, "line", name, gui,
+                                                 NULL)
+                        : NULL;
+    }
+    Py_XDECREF(gui);
+    Py_XDECREF(name);
+    return r;
+}
+
+/* %config InlineBackend.X = V: the InlineBackend a kernel has from its
+ * start is made first (mpl.c); then IPython's %config. */
+static PyObject *
+magic_config(ApyIpyMagicsObject *self, PyObject *name, PyObject *arg)
+{
+    const char *text = PyUnicode_AsUTF8(arg);
+    if (text == NULL) {
+        return NULL;
+    }
+    text += strspn(text, " \t");
+    int inline_ = strncmp(text, "InlineBackend", 13) == 0;
+    if (inline_) {
+        PyObject *shell = apy__ipy_get_ipython(self, NULL);
+        if (shell == NULL) {
+            return NULL;
+        }
+        int rc = self->shell_kind == APY_IPY_SHELL_IPYTHON
+                     ? apy__ipy_inline_config(shell)
+                     : 0;
+        Py_DECREF(shell);
+        if (rc < 0) {
+            return NULL;
         }
     }
-    mpl = PyImport_ImportModule("matplotlib");
-    if (mpl == NULL) {
-        goto done;
-    }
-    r = PyObject_CallMethod(mpl, "use", "s", backend);
-    if (r != NULL) {
-        Py_SETREF(r, Py_NewRef(Py_None));
-    }
-done:
-    Py_XDECREF(mpl);
-    Py_DECREF(stripped);
-    return r;
+    return apy__ipy_ipython_magic(self, "line", name, arg, NULL);
 }
 
 /* Raises IPython's UsageError (a ValueError without IPython) with the
@@ -427,7 +465,9 @@ apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
     } else if (strcmp(n, "pip") == 0) {
         r = magic_pip(self, arg);
     } else if (strcmp(n, "matplotlib") == 0) {
-        r = magic_matplotlib(arg);
+        r = magic_matplotlib(self, arg);
+    } else if (strcmp(n, "config") == 0) {
+        r = magic_config(self, name, arg);
     } else if (strcmp(n, "pinfo") == 0 || strcmp(n, "pinfo2") == 0
                || strcmp(n, "psearch") == 0) {
         r = apy__ipy_help(self, n, arg);

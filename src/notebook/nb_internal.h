@@ -282,4 +282,70 @@ void apy__nb_sync_dir(const char *target);
  * target itself). */
 void apy__nb_prefix_free(struct apy_nb_prefix *p);
 
+/* ---- text.c, myst.c, yaml.c: notebooks stored as text ---- */
+
+/* A text notebook must be UTF-8 without NUL bytes (a BOM is skipped:
+ * *data and *len move past it). 0, or -EINVAL with the line in err. */
+int apy__nb_text_check(const char **data, size_t *len, char *err,
+                       size_t errlen);
+
+/* A text's lines (split at "\n", "\r\n" and "\r"), pointing into it. */
+typedef struct {
+    const char **s;
+    size_t *n_; /* their lengths, terminators excluded */
+    size_t n;
+} apy_nb_lines_t;
+
+/* 0, or -ENOMEM (then l is empty). */
+int apy__nb_split_lines(const char *data, size_t len, apy_nb_lines_t *l);
+void apy__nb_lines_free(apy_nb_lines_t *l);
+/* 1 if s[0..n) is only white space. */
+int apy__nb_blank(const char *s, size_t n);
+
+/* The notebook being built from a text: its cells and, for each, the
+ * text's 1-based line its source starts at. */
+typedef struct {
+    cJSON *cells;
+    size_t *first;
+    size_t n, cap;
+} apy_nb_text_t;
+
+/* Starts reading a text notebook: *nb zeroed, data checked
+ * (apy__nb_text_check), split into *l, *t ready for cells. 0, or a
+ * negative code with err (then nothing is held). */
+int apy__nb_text_begin(const char *data, size_t len, apy_notebook_t *nb,
+                       apy_nb_lines_t *l, apy_nb_text_t *t, char *err,
+                       size_t errlen);
+/* Adds a cell of type "code", "markdown" or "raw" whose source is the n
+ * lines given (copied; joined with "\n"), its metadata meta (taken; NULL
+ * for {}) and its first line first_line. 0 or -ENOMEM (meta freed). */
+int apy__nb_text_cell(apy_nb_text_t *t, const char *type, cJSON *meta,
+                      const char *const *lines, const size_t *lens,
+                      size_t n, size_t first_line);
+/* Reads t's cells with notebook metadata meta (taken; NULL for {}) as
+ * nbformat 4.5 JSON into *nb (apy__nb_parse's results), line maps
+ * pointing at the text. */
+int apy__nb_text_finish(apy_nb_text_t *t, cJSON *meta,
+                        apy_nb_format_t format, const char *path,
+                        apy_notebook_t *nb, char *err, size_t errlen);
+void apy__nb_text_free(apy_nb_text_t *t);
+
+/* A percent marker's options (the text after "%%"): a new metadata
+ * object (NULL when out of memory) and the cell's type in *type. */
+cJSON *apy__nb_percent_options(const char *s, size_t n, const char **type);
+
+/* jupytext's percent format (percent.c) and MyST Markdown (myst.c), as
+ * apy__nb_parse reads JSON. */
+int apy__nb_parse_percent(const char *data, size_t len, const char *path,
+                          apy_notebook_t *nb, char *err, size_t errlen);
+int apy__nb_parse_myst(const char *data, size_t len, const char *path,
+                       apy_notebook_t *nb, char *err, size_t errlen);
+
+/* The YAML of n lines (line0: the file line of the first, for messages)
+ * into *out (a new cJSON tree; null when there is nothing): what
+ * jupytext and MyST headers hold (yaml.c says what is read). 0, or
+ * -EINVAL / -ENOMEM with one line in err. */
+int apy__nb_yaml(const char *const *lines, const size_t *lens, size_t n,
+                 size_t line0, cJSON **out, char *err, size_t errlen);
+
 #endif

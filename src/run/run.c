@@ -19,13 +19,12 @@ apy_run_target(const PyConfig *config, const apy_options_t *opts,
 {
     int exitcode = -3;
     /* Notebooks (src/run/notebook); notebook options need one. */
-    if (opts->target_kind == APY_TARGET_FILE
-        && apy_cli_is_notebook_path(opts->target)) {
+    if (apy_cli_target_is_notebook(opts)) {
         return apy_run_notebook(config, opts, unhandled_sigint, NULL);
     }
     if (apy_run_notebook_option_given(opts) != NULL) {
         fprintf(stderr, "apyrun: %s is a notebook option, and the target "
-                "is not a notebook (.ipynb)\n",
+                "is not a notebook (.ipynb, .md, or --notebook)\n",
                 apy_run_notebook_option_given(opts));
         return 2;
     }

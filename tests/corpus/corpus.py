@@ -76,7 +76,12 @@ import time
 REF_PYTHON = "/usr/bin/python3"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-OUT_NAME = "__corpus_out.ipynb"
+OUT_NAME = "out.ipynb"
+# The two copies' directories: names of one length, so that a path printed
+# by a cell is as long under both tools.
+REF_DIR, APY_DIR = "ref", "apy"
+# Changes when what the cache holds, or how the reference runs, changes.
+CACHE_FORMAT = 2
 
 # Debian bookworm packages whose notebooks are in the default corpus:
 # (package, directory searched).  A directory that is not there is skipped
@@ -164,7 +169,7 @@ def find_notebooks(sources):
                              if d not in (".ipynb_checkpoints", ".git"))
             found.extend(os.path.join(os.path.abspath(root), f)
                          for f in sorted(files)
-                         if is_notebook_name(f) and f != OUT_NAME)
+                         if is_notebook_name(f))
     return found
 
 
@@ -260,7 +265,7 @@ def copy_beside(src_dir, dest, under_doc):
         except OSError:
             return
         for e in entries:
-            if e.name in (".git", ".ipynb_checkpoints", OUT_NAME):
+            if e.name in (".git", ".ipynb_checkpoints"):
                 continue
             target = os.path.join(ddir, e.name)
             try:
@@ -290,21 +295,23 @@ def copy_beside(src_dir, dest, under_doc):
     walk(src_dir, dest, 0)
 
 
-def stage(item, dest):
-    """dest/: a copy of the notebook's directory; returns the notebook's
-    path in it."""
-    os.makedirs(dest, exist_ok=True)
+def stage(item, root):
+    """root/<dir>/: a fresh copy of the notebook's directory <dir>, the
+    working directory of the run; root/out.ipynb, outside it, is where the
+    executed notebook goes (a cell listing its directory, or the one
+    above, sees the same files under both tools).  Returns (working
+    directory, notebook, output)."""
+    shutil.rmtree(root, ignore_errors=True)
     src_dir = os.path.dirname(item.path)
-    copy_beside(src_dir, dest, src_dir.startswith("/usr/share/doc"))
-    nb_path = os.path.join(dest, item.name)
+    cwd = os.path.join(root, os.path.basename(src_dir) or "nb")
+    os.makedirs(cwd)
+    copy_beside(src_dir, cwd, src_dir.startswith("/usr/share/doc"))
+    nb_path = os.path.join(cwd, item.name)
     if os.path.exists(nb_path + ".gz"):
         os.unlink(nb_path + ".gz")
     with open(nb_path, "wb") as f:
         f.write(item.data)
-    out = os.path.join(dest, OUT_NAME)
-    if os.path.exists(out):
-        os.unlink(out)
-    return nb_path
+    return cwd, nb_path, os.path.join(root, OUT_NAME)
 
 
 def run(cmd, cwd, timeout):
@@ -355,30 +362,33 @@ def ref_versions():
 
 def run_reference(item, scratch, args):
     """One nbconvert run: {rc, stderr, nb, dir, note}."""
-    d = os.path.join(scratch, "jupyter")
-    nb_path = stage(item, d)
-    base = [REF_PYTHON, "-m", "nbconvert", "--to", "notebook", "--execute",
-            "--allow-errors",
-            f"--ExecutePreprocessor.timeout={args.timeout}",
-            "--output", OUT_NAME, nb_path]
-    limit = args.timeout * 20 + 120
-    rc, _, err = run(base, d, limit)
+    root = os.path.join(scratch, REF_DIR)
+    extra = []
     note = None
-    if rc and "NoSuchKernel" in err:
+    for attempt in range(2):
+        cwd, nb_path, out = stage(item, root)
+        cmd = [REF_PYTHON, "-m", "nbconvert", "--to", "notebook",
+               "--execute", "--allow-errors",
+               f"--ExecutePreprocessor.timeout={args.timeout}", *extra,
+               "--output-dir", root, "--output", OUT_NAME, nb_path]
+        rc, _, err = run(cmd, cwd, args.timeout * 20 + 120)
+        if not (rc and "NoSuchKernel" in err) or extra:
+            break
         # A Python notebook whose kernelspec (python2, a conda env) is not
         # installed: Jupyter would ask which kernel; take python3.
         note = "kernelspec not installed: run with kernel python3"
-        nb_path = stage(item, d)
-        rc, _, err = run(base[:-1] + ["--ExecutePreprocessor.kernel_name="
-                                      "python3", nb_path], d, limit)
-    nb = read_out(os.path.join(d, OUT_NAME)) if rc == 0 else None
-    return {"rc": rc, "stderr": tail(err), "nb": nb, "dir": d, "note": note}
+        extra = ["--ExecutePreprocessor.kernel_name=python3"]
+    nb = read_out(out) if rc == 0 else None
+    return {"rc": rc, "stderr": tail(err), "nb": nb, "dir": cwd,
+            "note": note}
 
 
 def reference(item, scratch, args, versions):
     """The reference runs, from the cache when it has them."""
-    key = hashlib.sha256(f"{item.digest} {versions} {args.timeout} "
-                         f"{item.name}".encode()).hexdigest()
+    key = hashlib.sha256(f"{CACHE_FORMAT} {item.digest} {versions} "
+                         f"{args.timeout} {item.name} "
+                         f"{os.path.basename(os.path.dirname(item.path))}"
+                         .encode()).hexdigest()
     cache_file = os.path.join(args.cache, key + ".json") if args.cache \
         else None
     runs = []
@@ -413,15 +423,14 @@ def wait_for_binary(path, patience=900):
 
 
 def run_apyrun(item, scratch, args):
-    d = os.path.join(scratch, "apyrun")
-    cmd = [args.apyrun, None, "--allow-errors", "--timeout",
-           str(args.timeout), "-o", OUT_NAME]
+    root = os.path.join(scratch, APY_DIR)
     for attempt in range(60):
-        nb_path = stage(item, d)
-        cmd[1] = nb_path
+        cwd, nb_path, out = stage(item, root)
+        cmd = [args.apyrun, nb_path, "--allow-errors", "--timeout",
+               str(args.timeout), "-o", out]
         wait_for_binary(args.apyrun)
         try:
-            rc, _, err = run(cmd, d, args.timeout * 20 + 120)
+            rc, _, err = run(cmd, cwd, args.timeout * 20 + 120)
         except OSError as e:
             if e.errno in (errno.ETXTBSY, errno.ENOENT, errno.EACCES,
                            errno.ENOEXEC):
@@ -429,8 +438,7 @@ def run_apyrun(item, scratch, args):
                 continue
             raise
         break
-    return {"rc": rc, "stderr": tail(err),
-            "nb": read_out(os.path.join(d, OUT_NAME)), "dir": d}
+    return {"rc": rc, "stderr": tail(err), "nb": read_out(out), "dir": cwd}
 
 
 # ---------------------------------------------------------------------------
@@ -453,15 +461,28 @@ _NORMALISE = [
 ]
 
 
-def normalise(text, dirs):
+# --lax-locations: where a cell's code is said to be.  ipykernel names a
+# cell /tmp/ipykernel_PID/HASH.py and counts lines from the cell's first;
+# apyrun names the notebook and counts its lines in the .ipynb file.
+_LAX = [
+    (re.compile(r"<DIR>/[^\s:]*\.ipynb:\d+:"), "<cell>:N:"),
+    (re.compile(r"<cell>:\d+:"), "<cell>:N:"),
+    (re.compile(r"\((?:[^()]*\.ipynb|\d+\.py), line \d+\)"),
+     "(<cell>, line N)"),
+]
+
+
+def normalise(text, dirs, lax=False):
+    """text with what varies between runs replaced; dirs: (path,
+    placeholder) pairs, the copy's directories."""
     if text is None:
         return None
     if isinstance(text, list):
         text = "".join(text)
     text = text.replace("\r\n", "\n")
-    for d in dirs:
-        text = text.replace(d, "<DIR>")
-    for pattern, repl in _NORMALISE:
+    for d, placeholder in dirs:
+        text = text.replace(d, placeholder)
+    for pattern, repl in _NORMALISE + (_LAX if lax else []):
         text = pattern.sub(repl, text)
     return text
 
@@ -473,15 +494,17 @@ def code_cells(nb):
     return [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
 
 
-def summary(nb, dirs):
-    """Per code cell: (source, execution count, outputs), normalised."""
+def summary(nb, cwd, lax=False):
+    """Per code cell: (source, execution count, outputs), normalised; cwd:
+    the directory the notebook ran in."""
+    dirs = [(cwd, "<DIR>"), (os.path.dirname(cwd), "<ROOT>")]
     cells = []
     for c in code_cells(nb):
         outs = []
         for o in c.get("outputs", []):
             kind = o.get("output_type")
             if kind == "stream":
-                text = normalise(o.get("text", ""), dirs)
+                text = normalise(o.get("text", ""), dirs, lax)
                 if "UserWarning: To exit: use" in text:
                     # IPython's shell warns on its stderr after a
                     # SystemExit with a code; not a cell output.
@@ -495,11 +518,11 @@ def summary(nb, dirs):
                     outs.append(("stream", {name: text}))
             elif kind in ("display_data", "execute_result"):
                 data = o.get("data", {})
-                outs.append((kind, normalise(data.get("text/plain"), dirs),
-                             tuple(sorted(data))))
+                plain = normalise(data.get("text/plain"), dirs, lax)
+                outs.append((kind, plain, tuple(sorted(data))))
             elif kind == "error":
                 outs.append((kind, o.get("ename"),
-                             normalise(o.get("evalue", ""), dirs)))
+                             normalise(o.get("evalue", ""), dirs, lax)))
             else:
                 outs.append((kind,))
         source = c.get("source", c.get("input", ""))
@@ -625,7 +648,8 @@ def reference_exclusion(summ):
                 if GUI_TEXT.search(evalue) or ename == "TclError":
                     return f"needs a GUI ({ename}: {evalue[:80]})"
                 if ename in ("ModuleNotFoundError", "ImportError"):
-                    return f"needs a module not installed ({evalue[:80]})"
+                    return (f"an import fails under Jupyter ({ename}: "
+                            f"{evalue[:80]})")
             if o[0] == "stream" and NETWORK_TEXT.search(
                     o[1].get("stderr", "")):
                 return "needs the network (stderr)"
@@ -654,8 +678,7 @@ def process(item, args, versions):
                         reason=f"nbconvert cannot execute it ({rc}: "
                                f"{last[:120]})")
         for r in refs:
-            r["summary"] = summary(r["nb"], [r["dir"], os.path.dirname(
-                r["dir"])])
+            r["summary"] = summary(r["nb"], r["dir"], args.lax_locations)
         why = reference_exclusion(refs[0]["summary"])
         if why:
             return dict(res, status="excluded", reason=why)
@@ -665,7 +688,7 @@ def process(item, args, versions):
             return dict(res, status="differs", diffs=[{
                 "cell": None, "what": f"apyrun wrote no notebook ({rc}: "
                 f"{ours['stderr'][-300:]})"}])
-        got = summary(ours["nb"], [ours["dir"], os.path.dirname(ours["dir"])])
+        got = summary(ours["nb"], ours["dir"], args.lax_locations)
         diffs, unstable = compare(refs, got)
         res["unstable_cells"] = unstable
         res["apyrun_rc"] = ours["rc"]
@@ -724,6 +747,10 @@ def main(argv=None):
     ap.add_argument("--min-percent", type=float, default=95.0,
                     help="exit 1 below this share of same notebooks "
                          "(default 95)")
+    ap.add_argument("--lax-locations", action="store_true",
+                    help="do not compare where a warning or SyntaxError says "
+                         "the code is (ipykernel's temporary file and cell "
+                         "line, apyrun's notebook and file line)")
     ap.add_argument("--json", help="write every result, with the differing "
                     "cells' outputs, to this file")
     ap.add_argument("--scratch", default=None,

@@ -95,6 +95,20 @@ NOTEBOOKS = {
         "fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4]);",
         "print('no figure here')",
     ],
+    # matplotlib as a kernel sets it up (matplotlib-inline): %config
+    # InlineBackend's figure formats, %matplotlib inline's backend,
+    # %pylab. (Before %matplotlib, apyrun's backend is Agg where a
+    # kernel's is already the inline one: no get_backend() there.)
+    "matplotlib_inline": [
+        "%config InlineBackend.figure_formats = ['svg']",
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2]);",
+        "%config InlineBackend.figure_format = 'retina'",
+        "plt.plot([3, 1]);",
+        "%matplotlib inline\nimport matplotlib\n"
+        "print(matplotlib.get_backend(), plt.rcParams['figure.figsize'])",
+        "fig, ax = plt.subplots()\nax.bar([1], [2])\nfig",
+        "%pylab inline", "print(type(array), pi)",
+    ],
     # Plain values need no printer: repr() is what IPython's gives, up to
     # the 79 columns where it starts breaking lines. No cell before the
     # last three needs IPython here, so they take that way.
@@ -284,7 +298,7 @@ def both(apyrun, tmp_path_factory):
         nb = write_nb(base / "apyrun" / name / f"{name}.ipynb", cells)
         out = nb.parent / "out.ipynb"
         # pyplot imports numpy, whose modules leak at import.
-        leaky = no_leak_check() if name == "matplotlib" else {}
+        leaky = no_leak_check() if name.startswith("matplotlib") else {}
         run([apyrun, "--allow-errors", "-o", out, nb], cwd=nb.parent,
             env=child_env(leaky))
         ours[name] = read_valid(out)

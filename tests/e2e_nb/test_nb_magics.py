@@ -249,13 +249,40 @@ def test_pip(apyrun, tmp_path):
 def test_matplotlib_magic(apyrun, tmp_path):
     pytest.importorskip("matplotlib")
     # pyplot imports numpy, whose modules leak at import.
+    # With IPython and matplotlib-inline, %matplotlib inline is theirs, as
+    # in a kernel; without them (IPython hidden here), apyrun's Agg.
+    inline = (HAVE_IPYTHON
+              and importlib.util.find_spec("matplotlib_inline") is not None)
+    for hide, backend in (("", "module://matplotlib_inline.backend_inline"
+                           if inline else "agg"),
+                          ("import sys\nsys.modules['IPython'] = None\n",
+                           "agg")):
+        r, got, _ = run_recorded(apyrun, tmp_path, [
+            hide + "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+            "plt.plot([1, 2])\nprint(plt.get_backend())"],
+            env=child_env(no_leak_check()))
+        assert r.returncode == 0, r.stderr
+        outs = outputs(got, 0)
+        assert stream_text(outs).lower() == backend + "\n"
+        assert any("image/png" in o.get("data", {}) for o in outs)
+
+
+@pytest.mark.skipif(not HAVE_IPYTHON
+                    or importlib.util.find_spec("matplotlib_inline") is None,
+                    reason="IPython or matplotlib-inline is not installed")
+def test_matplotlib_frontend_backends_say_they_need_one(apyrun, tmp_path):
+    pytest.importorskip("matplotlib")
     r, got, _ = run_recorded(apyrun, tmp_path, [
-        "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
-        "plt.plot([1, 2])\nprint(plt.get_backend())"],
+        "%matplotlib notebook", "import matplotlib.pyplot as plt\n"
+        "plt.plot([1])\nprint(plt.get_backend())", "%matplotlib widget"],
         env=child_env(no_leak_check()))
     assert r.returncode == 0, r.stderr
-    outs = outputs(got, 0)
-    assert stream_text(outs).lower() == "agg\n"
+    for gui in ("notebook", "widget"):
+        assert (f"apyrun: %matplotlib {gui} needs a Jupyter frontend"
+                in r.stderr)
+    assert outputs(got, 0) == [] and outputs(got, 2) == []
+    outs = outputs(got, 1)
+    assert stream_text(outs) == "module://matplotlib_inline.backend_inline\n"
     assert any("image/png" in o.get("data", {}) for o in outs)
 
 

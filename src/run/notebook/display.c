@@ -372,7 +372,24 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
         return PyErr_Occurred() ? -1 : 0;
     }
     int rc = -1;
-    PyObject *nums = PyObject_CallMethod(plt, "get_fignums", NULL);
+    PyObject *nums = NULL;
+    /* Agg (apyrun's) and the inline backend show figures at the end of a
+     * cell; any other backend shows them itself (nbagg, a GUI). */
+    PyObject *backend = PyObject_CallMethod(plt, "get_backend", NULL);
+    const char *b = backend != NULL && PyUnicode_Check(backend)
+                        ? PyUnicode_AsUTF8(backend)
+                        : NULL;
+    int ours = b != NULL && (strcasecmp(b, "agg") == 0
+                             || strstr(b, "matplotlib_inline") != NULL);
+    Py_XDECREF(backend);
+    if (b == NULL) {
+        goto done;
+    }
+    if (!ours) {
+        rc = 0;
+        goto done;
+    }
+    nums = PyObject_CallMethod(plt, "get_fignums", NULL);
     if (nums == NULL) {
         goto done;
     }

@@ -333,6 +333,21 @@ apy__nbrun_format_some(apy_nbrun_t *run, PyObject *obj,
     if (md == NULL) {
         goto error;
     }
+    if (!PyType_Check(obj) && is_figure(obj) && run != NULL) {
+        /* The inline backend's formats, once the shell has them. */
+        PyObject *r = apy_ipy_figure_format(run->magics, obj,
+                                            sel != NULL ? sel->include : NULL,
+                                            sel != NULL ? sel->exclude : NULL);
+        if (r == NULL) {
+            goto error;
+        }
+        if (r != Py_None) {
+            Py_DECREF(data);
+            Py_DECREF(md);
+            return r;
+        }
+        Py_DECREF(r);
+    }
     /* A class has _repr_*_ functions, not representations. */
     if (!PyType_Check(obj)) {
         if (merge_mimebundle(run, obj, data, md, sel) < 0) {

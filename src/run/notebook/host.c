@@ -53,10 +53,17 @@ host_page(void *ctx, const char *text)
 }
 
 static int
+host_note(void *ctx, const char *text)
+{
+    apy__nbrun_write_real(ctx, APY_NBRUN_STDERR, text);
+    return 0;
+}
+
+static int
 host_records(void *ctx)
 {
     apy_nbrun_t *run = ctx;
-    return run->recording || run->opts->check_outputs;
+    return run->recording;
 }
 
 static const apy_ipy_host_t run_host = {
@@ -68,6 +75,7 @@ static const apy_ipy_host_t run_host = {
     .globals = host_globals,
     .page = host_page,
     .records = host_records,
+    .note = host_note,
 };
 
 int

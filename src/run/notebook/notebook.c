@@ -11,8 +11,10 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "apyrun/ipython.h"
@@ -717,6 +719,37 @@ prepare(apy_nbrun_t *run, const char *abs_path)
     return 0;
 }
 
+/* A text notebook (jupytext's percent .py, MyST .md) holds no outputs
+ * and is not JSON: --inplace, and -o naming the text itself, would
+ * replace it with the executed .ipynb; --check-outputs has nothing to
+ * compare. 0, or 2 (reported). */
+static int
+text_notebook_checks(apy_nbrun_t *run)
+{
+    struct stat in, out;
+    const char *o = run->opts->output;
+    if (run->opts->inplace) {
+        fprintf(stderr, "apyrun: %s is a text notebook: --inplace would "
+                "write the executed .ipynb over it; give -o OUT.ipynb\n",
+                run->shown_path);
+        return 2;
+    }
+    if (o != NULL && strcmp(o, "-") != 0 && stat(o, &out) == 0
+        && stat(run->nb.path, &in) == 0 && in.st_dev == out.st_dev
+        && in.st_ino == out.st_ino) {
+        fprintf(stderr, "apyrun: -o %s would write the executed .ipynb over "
+                "the text notebook %s; give another OUT.ipynb\n", o,
+                run->shown_path);
+        return 2;
+    }
+    if (run->opts->check_outputs != APY_CHECK_NONE) {
+        fprintf(stderr, "apyrun: %s is a text notebook: it stores no "
+                "outputs for --check-outputs to compare\n", run->shown_path);
+        return 2;
+    }
+    return 0;
+}
+
 /* Loads the notebook named by config->run_filename. Returns 0 or 2
  * (reported). */
 static int
@@ -758,6 +791,10 @@ load(apy_nbrun_t *run, char **abs_path, PyObject **fsname)
     if (run->path == NULL) {
         PyErr_Print();
         return 2;
+    }
+    if (run->nb.format != APY_NB_FORMAT_IPYNB
+        && (rc = text_notebook_checks(run)) != 0) {
+        return rc;
     }
     const char *out = run->opts->inplace ? run->shown_path
                                          : run->opts->output;
