@@ -210,10 +210,14 @@ collect_arg(collector_t *c, const char *arg)
         free(path);
         return rc;
     }
+    /* Named, a MyST notebook is one too; a walk takes .ipynb only (a
+     * repository's README.md is no notebook). */
+    int myst = ends_with(path, ".md") || ends_with(path, ".myst")
+               || ends_with(path, ".mystnb") || ends_with(path, ".mnb");
     if (!S_ISREG(st.st_mode)
-        || (!ends_with(path, ".ipynb") && !ends_with(path, ".py"))) {
+        || (!ends_with(path, ".ipynb") && !ends_with(path, ".py") && !myst)) {
         snprintf(c->err, c->errlen, "%s: not a directory, a notebook "
-                 "(.ipynb) or a script (.py)", arg);
+                 "(.ipynb, .md) or a script (.py)", arg);
         free(path);
         return -1;
     }

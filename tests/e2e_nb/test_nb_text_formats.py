@@ -311,3 +311,21 @@ def test_parameters_and_batch_options_work_on_text(apyrun, tmp_path):
     assert third.outputs[-1]["data"]["text/plain"] == "42"
     assert json.loads(out.read_text())["metadata"]["jupytext"][
         "text_representation"]["format_name"] == "percent"
+
+
+def test_apyrun_test_takes_text_notebooks_named(apyrun, tmp_path):
+    """--test walks for .ipynb only; a .md named is a notebook item, a
+    .py with the header runs as `apyrun nb.py` (a notebook)."""
+    (tmp_path / "ok.md").write_text(MYST)
+    (tmp_path / "nb.py").write_text(PERCENT)
+    (tmp_path / "bad.md").write_text("```{code-cell}\nraise KeyError(1)\n"
+                                     "```\n")
+    (tmp_path / "README.md").write_text("# not a notebook\n")
+    r = run([apyrun, "--test", "ok.md", "nb.py", "bad.md"], cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "apyrun: 2 passed, 1 failed" in r.stdout + r.stderr
+    assert "bad.md" in r.stdout + r.stderr
+    # A walk collects no .md: "no notebooks collected", pytest's exit 5.
+    r = run([apyrun, "--test", "."], cwd=tmp_path)
+    assert r.returncode == 5
+    assert "no notebooks collected" in r.stderr
