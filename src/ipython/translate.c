@@ -170,8 +170,10 @@ emit_magic(apy_buf_t *b, const char *s, size_t n)
         apy_buf_puts(b, ")");
         return;
     }
+    /* The name runs to the first blank, as IPython's
+     * content.partition(' '): `%undefined-name` names all of it. */
     size_t i = 1;
-    while (i < n && (Py_ISALNUM(s[i]) || s[i] == '_' || s[i] == '.')) {
+    while (i < n && s[i] != ' ' && s[i] != '\t') {
         i++;
     }
     size_t name_end = i;

@@ -186,6 +186,7 @@ NOTEBOOKS = {
     # ipykernel shows it, no traceback.
     "usage": [
         "%nosuchmagic 1", "print('after')", "%%nosuchcell\nx",
+        "%undefined-line-magic", "x = %not-a.magic 1",
         "get_ipython().run_line_magic('nosuch2', '')",
         # A kernel's own magic: its JavaScript and its words.
         "%autosave 60", "%autosave 0", "%autosave x",
