@@ -490,8 +490,8 @@ ipython_shell(ApyIpyMagicsObject *self)
         Py_CLEAR(shell);
     }
     Py_DECREF(kept);
-    /* Its exit and quit only ask a terminal to leave: the builtins' end
-     * the run, as before the shell was made. */
+    /* Its exit and quit ask a terminal to leave: the builtins' are the
+     * run's, as a kernel's (magics.c). */
     static const char *const exits[] = {"exit", "quit", NULL};
     for (const char *const *n = exits; shell != NULL && *n != NULL; n++) {
         if (PyDict_DelItemString(ns, *n) < 0) {

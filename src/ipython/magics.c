@@ -653,6 +653,39 @@ apy_ipy_magics_install(void)
     return rc;
 }
 
+/* exit(keep_kernel=False) and quit() in a notebook run: as ipykernel's,
+ * they only ask the frontend to close the kernel, which nbclient and
+ * papermill ignore: nothing is recorded, the run goes on. apyrun says so
+ * on its stderr; sys.exit() ends a run. */
+static PyObject *
+magics_exit(ApyIpyMagicsObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"keep_kernel", NULL};
+    int keep = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:exit", kwlist,
+                                     &keep)) {
+        return NULL;
+    }
+    static const char note[] =
+        "apyrun: exit() does not end a notebook run, as it does not in a "
+        "Jupyter kernel run by nbclient; sys.exit() does\n";
+    if (self->host != NULL && self->host->note != NULL) {
+        if (self->host->note(self->ctx, note) < 0) {
+            return NULL;
+        }
+    } else {
+        PySys_WriteStderr("%s", note);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef exit_def = {
+    "exit", (PyCFunction)(void (*)(void))magics_exit,
+    METH_VARARGS | METH_KEYWORDS,
+    "exit(keep_kernel=False)\n--\n\nAs in a Jupyter kernel: the notebook "
+    "run goes on (sys.exit() ends it).",
+};
+
 int
 apy_ipy_magics_put(PyObject *magics)
 {
@@ -670,6 +703,15 @@ apy_ipy_magics_put(PyObject *magics)
         rc = PyDict_SetItemString(builtins, "get_ipython", get);
     }
     Py_DECREF(get);
+    if (rc == 0 && ((ApyIpyMagicsObject *)magics)->host != NULL) {
+        /* A run's: exit and quit as a kernel's. */
+        PyObject *f = PyCFunction_New(&exit_def, magics);
+        rc = f != NULL ? PyDict_SetItemString(builtins, "exit", f) : -1;
+        if (rc == 0) {
+            rc = PyDict_SetItemString(builtins, "quit", f);
+        }
+        Py_XDECREF(f);
+    }
     return rc;
 }
 

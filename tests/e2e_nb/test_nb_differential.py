@@ -233,6 +233,8 @@ NOTEBOOKS = {
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",
         "raise SystemExit", "print('end')",
+        # exit() only asks a kernel's frontend, which nbclient ignores.
+        "exit()", "quit(keep_kernel=True)", "print('after exit')",
     ],
     "tags": [
         cell("raise RuntimeError('expected')", tags=["raises-exception"]),

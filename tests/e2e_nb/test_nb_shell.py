@@ -112,13 +112,20 @@ def test_never_asked_never_imported(apyrun, tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_IPYTHON, reason="IPython is not installed")
-def test_exit_still_ends_the_run(apyrun, tmp_path):
-    # IPython's shell puts an exit() that only asks a terminal to leave.
-    nb = write_nb(tmp_path / "nb.ipynb", ["get_ipython()", "exit(3)",
-                                          "print('not reached')"])
-    r = run([apyrun, nb], cwd=tmp_path)
+def test_exit_is_a_kernels(apyrun, tmp_path):
+    """exit() and quit() only ask a kernel's frontend to close it, which
+    nbclient ignores: the run goes on, nothing recorded; apyrun says so.
+    sys.exit() still ends the run."""
+    nb = write_nb(tmp_path / "nb.ipynb", [
+        "exit()", "get_ipython()\nquit(keep_kernel=True)", "print('goes on')",
+        "import sys\nsys.exit(3)", "print('not reached')"])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, nb, "-o", out], cwd=tmp_path)
     assert r.returncode == 3
-    assert "not reached" not in r.stdout
+    assert r.stdout == "goes on\n"
+    assert r.stderr.count("apyrun: exit() does not end a notebook run") == 2
+    got = read_valid(out)
+    assert got.cells[0].outputs == [] and got.cells[1].outputs == []
 
 
 def test_the_small_shell_without_ipython(apyrun, tmp_path):
