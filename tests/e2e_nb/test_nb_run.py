@@ -2,6 +2,7 @@
 """Running a notebook (DESIGN 3, issue 3 section 2): cells in order in one
 __main__, TLA on one loop, tracebacks that point at the notebook, input(),
 sys.exit(), tags, --allow-errors, bad input and misplaced options."""
+import json
 import os
 
 import pytest
@@ -374,3 +375,21 @@ def test_traceback_with_source_as_one_string(apyrun, tmp_path, indent):
         assert not [ln for ln in r.stderr.splitlines()
                     if ln.startswith("    ")], r.stderr
         assert "ZeroDivisionError" in r.stderr
+
+
+def test_source_as_one_string_with_multi_line_code(apyrun, tmp_path):
+    """A source given as one JSON string (sphinx-gallery writes them):
+    every line of it is on one JSON line, so a node over two lines starts
+    and ends there; it still compiles, and its errors name that line."""
+    nb = tmp_path / "one.ipynb"
+    nb.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [],
+                   "execution_count": None,
+                   "source": "x = (1 +\n     2)\nprint(x, [i\n for i in "
+                             "range(3)])\ny = {'a':\n 1}\ny['b'\n]"}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    r = run([apyrun, nb], cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stdout == "3 [0, 1, 2]\n"
+    assert "KeyError: 'b'" in r.stderr
+    assert f'File "{nb}", line 1' in r.stderr

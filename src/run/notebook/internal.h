@@ -108,6 +108,28 @@ typedef struct apy_nbrun {
     char check_cells[128]; /* their numbers, "3, 5" */
 } apy_nbrun_t;
 
+/* ---- lines.c: a cell's lines as the notebook file's ---- */
+
+/* The number of lines of text ("\n"-terminated ones plus a last
+ * unterminated one). */
+size_t apy__nbrun_count_lines(const char *text);
+/* base when body line k (the body starts after cell line first_line) is
+ * file line base + k for each of its n lines, else -1. */
+long apy__nbrun_consecutive_base(const apy_nb_cell_t *cell, size_t first_line,
+                                 size_t n);
+/* Renumbers every node of tree from body lines to file lines. 0 or -1. */
+int apy__nbrun_renumber_ast(PyObject *tree, const apy_nb_cell_t *cell,
+                            size_t first_line);
+/* Renumbers the SyntaxError being raised from body lines to file lines;
+ * keeps it set. */
+void apy__nbrun_renumber_syntax_error(const apy_nb_cell_t *cell,
+                                      size_t first_line);
+/* Puts body line k of source into the SyntaxError being raised as its
+ * text (base: the line before the body); keeps it set. */
+void apy__nbrun_fix_syntax_error_text(const char *source, long base);
+/* A new code object with every line number `by` lines later, or NULL. */
+PyObject *apy__nbrun_shift_code(PyObject *code, long by);
+
 /* ---- check.c: --check-outputs, nbval's comparison ---- */
 
 /* The tags check.c adds to a cell: RAISES for nbval-raises-exception;
