@@ -135,7 +135,7 @@ cJSON *apy__nb_new_int(long v);
 /* Upgrades an nbformat 3 tree in place to nbformat 4.5's shape, as
  * nbformat.v4.convert.upgrade does, keeping line annotations. Returns 0,
  * -EINVAL (wrong shape: err says what) or -ENOMEM. */
-int apy__nb_upgrade_v3(cJSON *root, char *err, size_t errlen);
+int apy__nb_upgrade_v3(cJSON *root, int v2, char *err, size_t errlen);
 
 /* ---- Parsing, streams, saving and rendering: for this layer (and its
  * tests and benchmark) ---- */

@@ -427,10 +427,10 @@ read_version(apy_notebook_t *nb, const cJSON *root, char *err, size_t errlen)
         return apy__nb_fail(-EINVAL, err, errlen,
                             "'nbformat' must be a non-negative integer");
     }
-    if (nb->nbformat != 3 && nb->nbformat != 4) {
+    if (nb->nbformat < 2 || nb->nbformat > 4) {
         return apy__nb_fail(-EINVAL, err, errlen,
                             "nbformat %d is not supported (apyrun reads "
-                            "nbformat 3 and 4)",
+                            "nbformat 2, 3 and 4)",
                             nb->nbformat);
     }
     /* As nbformat's get_version: a missing minor is 0. */
@@ -440,9 +440,10 @@ read_version(apy_notebook_t *nb, const cJSON *root, char *err, size_t errlen)
                             "'nbformat_minor' must be a non-negative "
                             "integer");
     }
-    /* nbformat 3 is written as 4.5, as nbformat's own upgrade does. */
+    /* nbformat 2 and 3 are written as 4.5, as nbformat's own upgrade
+     * does (from 2, through 3: a relabelling, its lines joined). */
     nb->out_nbformat = 4;
-    nb->out_nbformat_minor = nb->nbformat == 3 ? 5 : nb->nbformat_minor;
+    nb->out_nbformat_minor = nb->nbformat < 4 ? 5 : nb->nbformat_minor;
     return 0;
 }
 
@@ -505,8 +506,9 @@ apy__nb_parse(const char *data, size_t len, const char *path,
     if ((rc = read_kernel(nb, meta, err, errlen)) < 0) {
         goto done;
     }
-    if (nb->nbformat == 3
-        && (rc = apy__nb_upgrade_v3(root, err, errlen)) < 0) {
+    if (nb->nbformat < 4
+        && (rc = apy__nb_upgrade_v3(root, nb->nbformat == 2, err, errlen))
+               < 0) {
         goto done;
     }
     cells = apy__nb_get(root, "cells");

@@ -310,8 +310,65 @@ upgrade_code(cJSON *cell, cJSON *meta, size_t no, char *err, size_t errlen)
     return 0;
 }
 
+/* A list of lines as nbformat's readers join it: nbformat 2 with "\n"
+ * (its rejoin_lines), nbformat 3 with "\n" unless the first line ends
+ * with one (its _join_lines, for lists made by splitlines()). Done here by
+ * ending each line but the last with "\n", so that the line map keeps
+ * one JSON line per source line. 0 or -ENOMEM. */
+static int
+relines(cJSON *list, int v2)
+{
+    if (!is_string_list(list) || list->child == NULL) {
+        return 0;
+    }
+    const cJSON *first = list->child;
+    size_t n0 = apy__nb_strlen(first);
+    if (!v2 && n0 > 0 && (first->valuestring[n0 - 1] == '\n'
+                          || first->valuestring[n0 - 1] == '\r')) {
+        return 0;
+    }
+    for (cJSON *c = list->child; c != NULL && c->next != NULL;) {
+        size_t n = apy__nb_strlen(c);
+        char *t = malloc(n + 1);
+        if (t == NULL) {
+            return -ENOMEM;
+        }
+        memcpy(t, c->valuestring, n);
+        t[n] = '\n';
+        cJSON *line = apy__nb_new_string(t, n + 1, APY_NB_LINE(c));
+        free(t);
+        if (line == NULL) {
+            return -ENOMEM;
+        }
+        cJSON *next = c->next;
+        cJSON_ReplaceItemViaPointer(list, c, line);
+        c = next;
+    }
+    return 0;
+}
+
+/* relines() on every list of lines of a cell. 0 or -ENOMEM. */
+static int
+relines_cell(cJSON *cell, int v2)
+{
+    static const char *const texts[] = {"text", "html", "svg", "latex",
+                                        "javascript", "json", NULL};
+    int rc = relines(apy__nb_get(cell, "input"), v2);
+    if (rc == 0) {
+        rc = relines(apy__nb_get(cell, "source"), v2);
+    }
+    cJSON *outs = apy__nb_get(cell, "outputs"), *o;
+    for (o = cJSON_IsArray(outs) ? outs->child : NULL; rc == 0 && o != NULL;
+         o = o->next) {
+        for (const char *const *k = texts; rc == 0 && *k != NULL; k++) {
+            rc = cJSON_IsObject(o) ? relines(apy__nb_get(o, *k), v2) : 0;
+        }
+    }
+    return rc;
+}
+
 int
-apy__nb_upgrade_v3(cJSON *root, char *err, size_t errlen)
+apy__nb_upgrade_v3(cJSON *root, int v2, char *err, size_t errlen)
 {
     cJSON *ws, *w, *wc, *cells, *c, *meta, *type;
     size_t k = 0, no = 0;
@@ -321,7 +378,7 @@ apy__nb_upgrade_v3(cJSON *root, char *err, size_t errlen)
     if (ws == NULL) {
         return apy__nb_fail(-EINVAL, err, errlen,
                             "not a notebook: no 'worksheets' list "
-                            "(nbformat 3)");
+                            "(nbformat %d)", v2 ? 2 : 3);
     }
     if (!cJSON_IsArray(ws)) {
         return apy__nb_fail(-EINVAL, err, errlen,
@@ -351,6 +408,9 @@ apy__nb_upgrade_v3(cJSON *root, char *err, size_t errlen)
             no++;
             if (!cJSON_IsObject(c)) {
                 continue; /* read_cell names it */
+            }
+            if (relines_cell(c, v2) < 0) {
+                return apy__nb_fail(-ENOMEM, err, errlen, "out of memory");
             }
             meta = apy__nb_get(c, "metadata");
             if (meta == NULL) {

@@ -644,6 +644,46 @@ TEST_CASE(read_v3)
     check_file_line_map(fixture("v3_worksheets.ipynb"), 1);
 }
 
+/* Lists of lines as nbformat joins them: nbformat 2 with "\n" (its
+ * rejoin_lines), nbformat 3 with "\n" only when the first line has no
+ * newline (its _join_lines); each line keeps its own JSON line. */
+TEST_CASE(read_v2_and_split_lines)
+{
+    apy_notebook_t nb;
+
+    parse_ok("{\"nbformat\": 2, \"metadata\": {\"name\": \"n\"},\n"
+             " \"worksheets\": [{\"cells\": [\n"
+             "  {\"cell_type\": \"code\", \"input\": [\n"
+             "    \"x = 1\",\n"
+             "    \"\",\n"
+             "    \"print(x)\"], \"language\": \"python\",\n"
+             "   \"outputs\": [{\"output_type\": \"stream\", \"stream\":"
+             " \"stdout\", \"text\": [\"a\", \"b\"]}],"
+             " \"prompt_number\": 3},\n"
+             "  {\"cell_type\": \"markdown\", \"source\": [\"# T\", "
+             "\"text\"]}]}]}",
+             &nb);
+    CHECK_INT(nb.nbformat, 2);
+    CHECK_INT(nb.out_nbformat_minor, 5);
+    CHECK_INT(nb.ncells, 2);
+    CHECK_STR(nb.cells[0].source, "x = 1\n\nprint(x)");
+    CHECK_INT(nb.cells[0].nlines, 3);
+    CHECK_INT(nb.cells[0].line_map[0], 4);
+    CHECK_INT(nb.cells[0].line_map[2], 6);
+    CHECK_STR(nb.cells[1].source, "# T\ntext");
+    char *out = render(&nb);
+    CHECK(strstr(out, "\"a\\n\",\n") != NULL);
+    free(out);
+    apy_nb_free(&nb);
+    parse_ok("{\"nbformat\": 3, \"worksheets\": [{\"cells\": [\n"
+             "  {\"cell_type\": \"code\", \"input\": [\"a = 1\", \"b\"]},\n"
+             "  {\"cell_type\": \"code\", \"input\": [\"c\\n\", \"d\"]}]}]}",
+             &nb);
+    CHECK_STR(nb.cells[0].source, "a = 1\nb");
+    CHECK_STR(nb.cells[1].source, "c\nd");
+    apy_nb_free(&nb);
+}
+
 TEST_CASE(read_v3_errors)
 {
     PARSE_FAILS("{\"nbformat\": 3, \"nbformat_minor\": 0, \"metadata\": {}}",
@@ -766,8 +806,8 @@ TEST_CASE(read_duplicate_keys)
     free(out);
     apy_nb_free(&nb);
     PARSE_FAILS("{\"cells\": [], \"nbformat\": 4, \"nbformat\": 5}", -EINVAL,
-                "nbformat 5 is not supported (apyrun reads nbformat 3 and "
-                "4)");
+                "nbformat 5 is not supported (apyrun reads nbformat 2, 3 "
+                "and 4)");
 }
 
 TEST_CASE(read_duplicate_metadata)
@@ -1040,9 +1080,11 @@ TEST_CASE(bad_shape)
                 "'nbformat' must be a non-negative integer");
     PARSE_FAILS("{\"nbformat\": 4.5, \"cells\": []}", -EINVAL,
                 "'nbformat' must be a non-negative integer");
+    PARSE_FAILS("{\"nbformat\": 1, \"cells\": []}", -EINVAL,
+                "nbformat 1 is not supported (apyrun reads nbformat 2, 3 "
+                "and 4)");
     PARSE_FAILS("{\"nbformat\": 2, \"cells\": []}", -EINVAL,
-                "nbformat 2 is not supported (apyrun reads nbformat 3 and "
-                "4)");
+                "not a notebook: no 'worksheets' list (nbformat 2)");
     PARSE_FAILS("{\"nbformat\": 4, \"nbformat_minor\": -1, \"cells\": []}",
                 -EINVAL, "'nbformat_minor' must be a non-negative integer");
     PARSE_FAILS("{\"nbformat\": 4, \"metadata\": []}", -EINVAL,
