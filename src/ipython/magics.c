@@ -144,6 +144,19 @@ magic_cd(ApyIpyMagicsObject *self, PyObject *arg)
     if (old == NULL) {
         goto done;
     }
+    /* -q: quiet, as IPython's (its option, first). */
+    const char *a = PyUnicode_AsUTF8(arg);
+    int quiet = a != NULL && a[0] == '-' && a[1] == 'q'
+                && (a[2] == '\0' || a[2] == ' ' || a[2] == '\t');
+    if (a == NULL) {
+        goto done;
+    }
+    if (quiet) {
+        arg = strip = PyUnicode_FromString(a + 2 + strspn(a + 2, " \t"));
+        if (strip == NULL) {
+            goto done;
+        }
+    }
     if (PyUnicode_CompareWithASCIIString(arg, "-") == 0) {
         target = Py_NewRef(self->oldpwd ? self->oldpwd : old);
     } else {
@@ -155,7 +168,7 @@ magic_cd(ApyIpyMagicsObject *self, PyObject *arg)
             target = PyObject_CallMethod(path, "expanduser", "s", "~");
         } else {
             /* IPython lets the directory be quoted. */
-            strip = PyObject_CallMethod(arg, "strip", "s", "'\"");
+            Py_XSETREF(strip, PyObject_CallMethod(arg, "strip", "s", "'\""));
             if (strip == NULL) {
                 goto done;
             }
@@ -176,8 +189,9 @@ magic_cd(ApyIpyMagicsObject *self, PyObject *arg)
         goto done;
     }
     PyObject *out = PySys_GetObject("stdout"); /* borrowed */
-    if (out == NULL || PyFile_WriteObject(now, out, Py_PRINT_RAW) < 0
-        || PyFile_WriteString("\n", out) < 0) {
+    if (!quiet
+        && (out == NULL || PyFile_WriteObject(now, out, Py_PRINT_RAW) < 0
+            || PyFile_WriteString("\n", out) < 0)) {
         goto done;
     }
     result = Py_NewRef(Py_None);

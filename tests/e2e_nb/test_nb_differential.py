@@ -76,6 +76,8 @@ NOTEBOOKS = {
         "%%capture c\nprint('hidden')",
         "print(c.stdout, end='')",
         "import os\n%env DIFF_VAR=1\nprint(os.environ['DIFF_VAR'])",
+        "os.mkdir('sub')\n%cd -q sub\nprint(os.path.basename(os.getcwd()))",
+        "%cd -q ..\nos.path.isdir('sub')",
     ],
     # Written to fds 1 and 2 by child processes, not through sys.stdout:
     # ipykernel (6.0 and later) records it, so apyrun does. ipykernel
