@@ -217,7 +217,7 @@ apy_ipy_cell_result(PyObject *magics, PyObject *value)
     if (self->shell_kind == APY_IPY_SHELL_IPYTHON) {
         PyObject *dh = PyObject_GetAttrString(self->shell, "displayhook");
         PyObject *r = dh != NULL ? PyObject_CallMethod(dh, "update_user_ns",
-                                                       "O", value)
+                                                       "(O)", value)
                                  : NULL;
         Py_XDECREF(dh);
         Py_XDECREF(r);

@@ -232,7 +232,7 @@ events_change(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     } else if (add && !have) {
         rc = PyList_Append(list, args[2]);
     } else if (!add && have) {
-        PyObject *r = PyObject_CallMethod(list, "remove", "O", args[2]);
+        PyObject *r = PyObject_CallMethod(list, "remove", "(O)", args[2]);
         rc = r != NULL ? 0 : -1;
         Py_XDECREF(r);
     } else if (!add) {
@@ -836,7 +836,7 @@ shell_pretty(PyObject *pretty, PyObject *f, PyObject *obj)
     if (printer == NULL) {
         goto error;
     }
-    r = PyObject_CallMethod(printer, "pretty", "O", obj);
+    r = PyObject_CallMethod(printer, "pretty", "(O)", obj);
     if (r == NULL) {
         goto error;
     }

@@ -555,7 +555,7 @@ apy__ipy_call_module(const char *module, const char *func, PyObject *arg)
     if (mod == NULL) {
         return NULL;
     }
-    PyObject *r = PyObject_CallMethod(mod, func, "O", arg);
+    PyObject *r = PyObject_CallMethod(mod, func, "(O)", arg);
     Py_DECREF(mod);
     return r;
 }

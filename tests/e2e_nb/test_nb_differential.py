@@ -141,6 +141,8 @@ NOTEBOOKS = {
         "get_ipython().display_formatter.formatters['text/plain']"
         ".for_type(int, lambda o, p, c: p.text('INT'))\n5",
         "[1, 2]",
+        # A tuple result goes to the printer and the history as one value.
+        "(3, 4)", "((1,), 'x', ())", "print(_, __)",
     ],
     # A _repr_*_ method that raises: an error output before the object's
     # (without that representation), and the cell goes on.
