@@ -112,6 +112,15 @@ PyObject *apy_ipy_plain_text(PyObject *magics, PyObject *obj);
 PyObject *apy_ipy_figure_format(PyObject *magics, PyObject *fig,
                                 PyObject *include, PyObject *exclude);
 
+/* Adds to data (and md) obj's representations from printers registered
+ * with for_type on the IPython shell's formatters, as a kernel's
+ * DisplayFormatter finds them (sympy's text/latex and image/png after
+ * init_printing), for the mime types not in data yet that include and
+ * exclude let through. Nothing without IPython's shell. 0, or -1 with
+ * the printer's exception set. */
+int apy_ipy_shell_formats(PyObject *magics, PyObject *obj, PyObject *data,
+                          PyObject *md, PyObject *include, PyObject *exclude);
+
 /* Forgets the helper's host: later calls work as with no run. */
 void apy_ipy_magics_detach(PyObject *magics);
 

@@ -4,8 +4,8 @@
  * frontends' notebook/widget backends) is IPython's own magic on
  * get_ipython()'s shell (magics.c sends it there), `%config
  * InlineBackend.*` finds the InlineBackend it configures, and figures are
- * formatted by the shell's formatters, so figure_formats (svg, retina,
- * pdf, jpeg) and print_figure_kwargs apply. Otherwise, and in a notebook
+ * formatted by the shell's formatters (formatters.c), so figure_formats
+ * (svg, retina, pdf, jpeg) and print_figure_kwargs apply. Otherwise, and in a notebook
  * that never says %matplotlib, apyrun's Agg (no IPython import): figures
  * shown as PNG at the end of each cell, as the inline backend shows
  * them. This file calls nothing else of the layer's but shell.c's
@@ -147,54 +147,4 @@ done:
     Py_XDECREF(cfg);
     Py_DECREF(mod);
     return rc;
-}
-
-PyObject *
-apy_ipy_figure_format(PyObject *magics, PyObject *fig, PyObject *include,
-                      PyObject *exclude)
-{
-    static const char *const images[] = {"image/png", "image/svg+xml",
-                                         "application/pdf", "image/jpeg",
-                                         NULL};
-    ApyIpyMagicsObject *self = (ApyIpyMagicsObject *)magics;
-    if (self == NULL || self->shell == NULL
-        || self->shell_kind != APY_IPY_SHELL_IPYTHON) {
-        Py_RETURN_NONE;
-    }
-    PyObject *df = PyObject_GetAttrString(self->shell, "display_formatter");
-    PyObject *format = df != NULL ? PyObject_GetAttrString(df, "format")
-                                  : NULL;
-    Py_XDECREF(df);
-    if (format == NULL) {
-        return NULL;
-    }
-    PyObject *kw = Py_BuildValue("{sOsO}", "include",
-                                 include != NULL ? include : Py_None,
-                                 "exclude",
-                                 exclude != NULL ? exclude : Py_None);
-    PyObject *args = PyTuple_Pack(1, fig);
-    PyObject *r = kw != NULL && args != NULL ? PyObject_Call(format, args, kw)
-                                             : NULL;
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
-    Py_DECREF(format);
-    if (r == NULL) {
-        return NULL;
-    }
-    /* Only when the shell has a figure formatter (select_figure_formats
-     * ran): else apyrun's own PNG. */
-    PyObject *data = PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2
-                         ? PyTuple_GET_ITEM(r, 0)
-                         : NULL;
-    int image = 0;
-    for (const char *const *m = images; data != NULL && PyDict_Check(data)
-                                        && *m != NULL;
-         m++) {
-        image |= PyDict_GetItemString(data, *m) != NULL;
-    }
-    if (!image) {
-        Py_DECREF(r);
-        Py_RETURN_NONE;
-    }
-    return r;
 }

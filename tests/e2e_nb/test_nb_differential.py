@@ -144,6 +144,14 @@ NOTEBOOKS = {
         # A tuple result goes to the printer and the history as one value.
         "(3, 4)", "((1,), 'x', ())", "print(_, __)",
     ],
+    # Printers registered on the shell's formatters: sympy's
+    # init_printing adds text/latex and image/png ones.
+    "sympy": [
+        "from sympy import Symbol, Integral, solve, init_printing\n"
+        "init_printing()\nx = Symbol('x')",
+        "x**2 / 3", "solve(x**2 - 4, x)", "display(Integral(x, x))",
+        "display(x, exclude=['image/png'])",
+    ],
     # A _repr_*_ method that raises: an error output before the object's
     # (without that representation), and the cell goes on.
     "repr_errors": [

@@ -358,6 +358,15 @@ apy__nbrun_format_some(apy_nbrun_t *run, PyObject *obj,
                 goto error;
             }
         }
+        /* Printers registered on the shell's formatters (sympy's). A
+         * printer that raises is reported as a failing _repr_ is. */
+        if (run != NULL
+            && apy_ipy_shell_formats(run->magics, obj, data, md,
+                                     sel != NULL ? sel->include : NULL,
+                                     sel != NULL ? sel->exclude : NULL)
+                   < 0) {
+            report_repr_error(run);
+        }
         if (PyDict_GetItemString(data, "image/png") == NULL
             && wanted_str(sel, "image/png") == 1 && is_figure(obj)) {
             PyObject *png = figure_png(obj);
