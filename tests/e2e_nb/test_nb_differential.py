@@ -241,6 +241,12 @@ NOTEBOOKS = {
         "print(repr(e2))",
         "%%bash --bg\nsleep 30", "%killbgscripts",
     ],
+    # No terminal on stdin: input() as a kernel with stdin disabled.
+    "stdin": [
+        "try:\n    input('x? ')\nexcept Exception as e:\n"
+        "    print(type(e).__name__, e)",
+        "input()", "import getpass\ngetpass.getpass('pw: ')",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

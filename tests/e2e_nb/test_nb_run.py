@@ -4,6 +4,8 @@ __main__, TLA on one loop, tracebacks that point at the notebook, input(),
 sys.exit(), tags, --allow-errors, bad input and misplaced options."""
 import json
 import os
+import pty
+import subprocess
 
 import pytest
 
@@ -165,12 +167,38 @@ def test_last_expression_is_not_echoed(apyrun, tmp_path):
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
 
-def test_input_reads_stdin(apyrun, tmp_path):
+def test_input_reads_a_terminal(apyrun, tmp_path):
+    """On a terminal input() reads it, as python3's."""
     nb = write_nb(tmp_path / "i.ipynb", [
         "name = input('name? ')", "print('hello', name)"])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(apyrun), str(nb)], cwd=tmp_path,
+                            stdin=slave, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    os.close(slave)
+    os.write(master, b"alice\n")
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, err
+    assert out == b"name? hello alice\n"
+
+
+def test_input_off_a_terminal_is_a_kernels(apyrun, tmp_path):
+    """Off a terminal (a pipe, /dev/null, CI), input() and getpass raise
+    StdinNotImplementedError as a kernel run by nbclient does, with
+    ipykernel's words; nothing is read."""
+    nb = write_nb(tmp_path / "i.ipynb", [
+        "try:\n    input('name? ')\nexcept NotImplementedError as e:\n"
+        "    print(type(e).__name__, e)",
+        "import getpass\ngetpass.getpass()"])
     r = run([apyrun, nb], cwd=tmp_path, input="alice\n")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "name? hello alice\n"
+    assert r.returncode == 1
+    assert r.stdout == ("StdinNotImplementedError raw_input was called, but "
+                        "this frontend does not support input requests.\n")
+    assert ("StdinNotImplementedError: getpass was called, but this "
+            "frontend does not support input requests.") in r.stderr
 
 
 @pytest.mark.parametrize("code,expected", [

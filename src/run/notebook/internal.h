@@ -108,6 +108,12 @@ typedef struct apy_nbrun {
     char check_cells[128]; /* their numbers, "3, 5" */
 } apy_nbrun_t;
 
+/* ---- stdin.c ---- */
+
+/* When stdin is not a terminal: input() and getpass.getpass() raise
+ * StdinNotImplementedError as in a kernel run by nbclient. 0 or -1. */
+int apy__nbrun_stdin_init(apy_nbrun_t *run);
+
 /* ---- lines.c: a cell's lines as the notebook file's ---- */
 
 /* The number of lines of text ("\n"-terminated ones plus a last

@@ -708,6 +708,7 @@ prepare(apy_nbrun_t *run, const char *abs_path)
         || apy__nbrun_magics_init(run) < 0
         || apy__nbrun_display_hook_ipython(run) < 0
         || apy__nbrun_linecache_register(run) < 0
+        || apy__nbrun_stdin_init(run) < 0
         || apy__nbrun_timeouts_start(run) < 0) {
         return -1;
     }
