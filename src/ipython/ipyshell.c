@@ -469,7 +469,12 @@ ipython_shell(ApyIpyMagicsObject *self)
     cls = make_class("ApyrunShell", base, shell_defs, IPYTHON_DEFS, selves,
                      "IPython's shell over apyrun's run");
     cfg = shell_config();
-    if (cls == NULL || cfg == NULL) {
+    /* kernel: None, there being no kernel; but a shell with the
+     * attribute is a kernel's, not a terminal's, to code that asks
+     * hasattr(ip, "kernel") (pandas' display.max_columns is 20 there, as
+     * in Jupyter, not the terminal's 0). */
+    if (cls == NULL || cfg == NULL
+        || PyObject_SetAttrString(cls, "kernel", Py_None) < 0) {
         goto error;
     }
     kw = Py_BuildValue("{sOsOsO}", "config", cfg, "user_module", module,

@@ -152,6 +152,14 @@ NOTEBOOKS = {
         "x**2 / 3", "solve(x**2 - 4, x)", "display(Integral(x, x))",
         "display(x, exclude=['image/png'])",
     ],
+    # pandas decides its display from the shell (hasattr(ip, 'kernel'),
+    # __IPYTHON__): 20 columns as in Jupyter, not a terminal's width.
+    "pandas": [
+        "import pandas as pd\n"
+        "pd.DataFrame({f'col{i}': range(3) for i in range(30)})",
+        "pd.DataFrame({'a' * 40: [1.5] * 70, 'b' * 40: ['x' * 30] * 70})",
+        "print(pd.get_option('display.max_columns'))",
+    ],
     # A _repr_*_ method that raises: an error output before the object's
     # (without that representation), and the cell goes on.
     "repr_errors": [
