@@ -7,11 +7,14 @@ apyrun records the same outputs as Jupyter does.  Jupyter here is the
 reference command
 
     /usr/bin/python3 -m nbconvert --to notebook --execute --allow-errors \
-        --output OUT.ipynb NB.ipynb
+        --ExecutePreprocessor.timeout=60 --output OUT.ipynb NB.ipynb
 
-(Debian's nbconvert, nbclient and ipykernel), and apyrun's is
+(Debian's nbconvert, nbclient and ipykernel; with the kernel python3 when
+the notebook's kernelspec is not installed), and apyrun's is
 
     apyrun NB.ipynb --allow-errors --timeout 60 -o OUT.ipynb
+
+(60: --timeout, seconds a cell may run under either tool.)
 
 Each tool runs on its own copy of the notebook and of the files beside it,
 in a scratch directory that is the working directory, so that nothing in
@@ -29,6 +32,9 @@ tests/e2e_nb/test_nb_differential.py does:
 Texts are normalised first: memory addresses (0x...), timings, dates and
 times, PIDs, temporary paths and the scratch directories are replaced by
 placeholders, and "\\r\\n" (ipykernel runs `!cmd` on a pty) by "\\n".
+With --lax-locations, where a warning or a SyntaxError says the code is
+(ipykernel's temporary file and the line in the cell, apyrun's notebook
+and the line in the .ipynb file) is not compared either.
 
 Jupyter does not give every cell the same output twice (random numbers,
 timings the normalisation misses, dict order of another process).  The
@@ -39,8 +45,9 @@ stream names, mime types, enames), not by its texts.
 A notebook is excluded, with the reason, and not counted, when Jupyter
 cannot execute it meaningfully: it is not valid JSON, its kernel is for
 another language, it has no code to run, nbconvert fails on it (a cell
-timeout, a kernel that dies), or the reference run hits a missing module,
-the network or a GUI.  Identical notebooks (by content) are counted once.
+timeout, a kernel that dies), or the reference run has an import that
+fails (a module not installed, an API gone), needs the network or a GUI.
+Identical notebooks (by content) are counted once.
 
 Sources default to nbclient's notebooks beside the repository
 (../shared/notebooks) and the notebooks of the Debian packages in

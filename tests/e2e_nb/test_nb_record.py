@@ -356,3 +356,27 @@ def test_which_cells_have_a_result(apyrun, tmp_path):
     results = [[o["data"]["text/plain"] for o in outputs(got, i)]
                for i in range(len(cases))]
     assert results == [[want] if want else [] for _, want in cases]
+
+
+def test_blank_and_skipped_cells_keep_what_they_stored(apyrun, tmp_path):
+    """nbclient skips a blank cell (and one tagged skip-execution) before
+    it clears anything: both keep their stored outputs and counts."""
+    stored = new_output("execute_result", {"text/plain": "7"},
+                        execution_count=4)
+    blank = cell("  \n")
+    blank.execution_count = 0
+    blank.outputs = [stored]
+    skipped = cell("print('no')", tags=["skip-execution"])
+    skipped.execution_count = 9
+    skipped.outputs = [stored]
+    ran = cell("print('yes')")
+    ran.execution_count = 5
+    ran.outputs = [stored]
+    nb = write_nb(tmp_path / "b.ipynb", [blank, skipped, ran])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, nb, "-o", out], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = read_valid(out)
+    assert [c.execution_count for c in got.cells] == [0, 9, 1]
+    assert got.cells[0].outputs == [stored] == got.cells[1].outputs
+    assert got.cells[2].outputs[0].text == "yes\n"

@@ -355,10 +355,10 @@ first_save(apy_nbrun_t *run)
             run->spill_dir = NULL;
         }
     }
+    /* A blank cell, as one tagged skip-execution, keeps what it stored:
+     * nbclient skips both before clearing anything. */
     for (size_t i = 0; i < run->nb.ncells; i++) {
-        if (run->nb.cells[i].kind == APY_NB_CODE
-            && !(run->cells[i].tags & APY_NBRUN_TAG_SKIP)
-            && set_result(run, i, err, sizeof(err)) < 0) {
+        if (will_run(run, i) && set_result(run, i, err, sizeof(err)) < 0) {
             fprintf(stderr, "apyrun: %s\n", err);
             return 2;
         }
