@@ -96,6 +96,8 @@ NOTEBOOKS = {
         "print('before show')\nplt.show()\nprint('after show')",
         "fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4]);",
         "print('no figure here')",
+        # Figures drawn before an error show after it, as in a kernel.
+        cell("plt.plot([1, 2])\nundefined_name", tags=["raises-exception"]),
     ],
     # matplotlib as a kernel sets it up (matplotlib-inline): %config
     # InlineBackend's figure formats, %matplotlib inline's backend,

@@ -558,6 +558,12 @@ run_one(apy_nbrun_t *run, int *exitcode)
     }
     apy__nbrun_timeouts_disarm(run);
     int how = rc == 0 ? CELL_OK : cell_failed(run, rc, exitcode);
+    if ((how == CELL_ERROR || how == CELL_EXPECTED)
+        && apy__nbrun_flush_figures(run) < 0) {
+        /* The figures drawn before the error still show, after it, as
+         * the inline backend's post_execute shows them. */
+        PyErr_Print();
+    }
     how = shell_events_end(run, how);
     apy_nb_timestamp(c->reply);
     Py_XSETREF(c->outputs, apy__nbrun_record_end(run));
