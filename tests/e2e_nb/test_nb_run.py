@@ -421,3 +421,19 @@ def test_source_as_one_string_with_multi_line_code(apyrun, tmp_path):
     assert r.stdout == "3 [0, 1, 2]\n"
     assert "KeyError: 'b'" in r.stderr
     assert f'File "{nb}", line 1' in r.stderr
+
+
+@pytest.mark.parametrize("source", ["x = (1,\n  2", "if True:\n",
+                                    "s = '''abc"])
+def test_a_cell_that_ends_too_soon_is_incomplete_input(apyrun, tmp_path,
+                                                       source):
+    """Cells are parsed as IPython parses them (codeop's flags): one that
+    ends inside a bracket, a block or a string is "incomplete input", the
+    error a kernel records."""
+    nb = write_nb(tmp_path / "s.ipynb", [source])
+    out = tmp_path / "out.ipynb"
+    r = run([apyrun, nb, "-o", out], cwd=tmp_path)
+    assert r.returncode == 1
+    err = json.loads(out.read_text())["cells"][0]["outputs"][0]
+    assert (err["ename"], err["evalue"].split(" (")[0]) == (
+        "SyntaxError", "incomplete input")

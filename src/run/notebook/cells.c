@@ -18,6 +18,11 @@
 #include "apyrun/tla_rewrite.h"
 #include "internal.h"
 
+/* How IPython parses a cell (its CachingCompiler is codeop's Compile):
+ * a cell that ends inside a bracket, a string or a block is
+ * "incomplete input", as in a kernel. */
+#define IPYTHON_PARSE (PyCF_DONT_IMPLY_DEDENT | PyCF_ALLOW_INCOMPLETE_INPUT)
+
 /* The file name of the injected-parameters cell, which is in no file. */
 #define INJECTED_NAME "<injected-parameters>"
 
@@ -277,7 +282,7 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
     if (filename == NULL) {
         return -1;
     }
-    int flags = run->cf_flags | PyCF_ALLOW_TOP_LEVEL_AWAIT;
+    int flags = run->cf_flags | PyCF_ALLOW_TOP_LEVEL_AWAIT | IPYTHON_PARSE;
     PyCompilerFlags cf = _PyCompilerFlags_INIT;
     int rc = -1;
     if (split && base >= 0) {
@@ -325,7 +330,7 @@ compile_cell(apy_nbrun_t *run, const char *source, size_t first_line,
         }
         goto done;
     }
-    cf.cf_flags = run->cf_flags | PyCF_ONLY_AST;
+    cf.cf_flags = run->cf_flags | PyCF_ONLY_AST | IPYTHON_PARSE;
     PyObject *mod = Py_CompileStringObject(text, filename, Py_file_input,
                                            &cf, -1);
     if (mod == NULL) {
