@@ -226,6 +226,11 @@ NOTEBOOKS = {
         "from IPython.display import display_html, display_markdown\n"
         "display_html(H())\ndisplay_markdown(H())",
         "display_html('<p>x</p>', raw=True)",
+        # update=True changes the earlier output in place (ProgressBar).
+        "from IPython.display import ProgressBar\n"
+        "for i in ProgressBar(3):\n    pass",
+        "display('first', display_id='u')\n"
+        "display('second', display_id='u', update=True)",
         "class D:\n    def _ipython_display_(self):\n"
         "        print('custom display')\nD()",
         "display(D())",

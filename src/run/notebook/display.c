@@ -122,8 +122,12 @@ apy__nbrun_display_obj(PyObject *runtime, PyObject *obj, PyObject *metadata,
     return rc;
 }
 
+static PyObject *runtime_update_display(ApyNbRuntimeObject *self,
+                                        PyObject *args, PyObject *kwargs);
+
 /* display(*objs, include=None, exclude=None, metadata=None,
- *         transient=None, display_id=None, raw=False, clear=False)
+ *         transient=None, display_id=None, raw=False, clear=False,
+ *         update=False)
  * as IPython's: returns None, or a DisplayHandle for a display_id
  * (IPython's class, imported then; None where IPython is missing). */
 static PyObject *
@@ -158,6 +162,36 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
         if (id == NULL) {
             return NULL;
         }
+    }
+    PyObject *up = kwargs != NULL ? PyDict_GetItemString(kwargs, "update")
+                                  : NULL;
+    if (up != NULL && PyObject_IsTrue(up) == 1) {
+        /* update=True: what update_display does, as IPython's display. */
+        if (id == NULL) {
+            PyErr_SetString(PyExc_TypeError,
+                            "display_id required for update_display");
+            return NULL;
+        }
+        PyObject *kw = Py_BuildValue("{sOsO}", "display_id", id, "metadata",
+                                     metadata != NULL ? metadata : Py_None);
+        for (Py_ssize_t i = 0; kw != NULL && i < PyTuple_GET_SIZE(args);
+             i++) {
+            PyObject *one = PyTuple_Pack(1, PyTuple_GET_ITEM(args, i));
+            PyObject *r = one != NULL ? runtime_update_display(self, one, kw)
+                                      : NULL;
+            Py_XDECREF(one);
+            if (r == NULL) {
+                Py_CLEAR(kw);
+                break;
+            }
+            Py_DECREF(r);
+        }
+        Py_DECREF(id);
+        if (kw == NULL) {
+            return NULL;
+        }
+        Py_DECREF(kw);
+        Py_RETURN_NONE;
     }
     if (clear) {
         apy__nbrun_clear_output(self, 1);
