@@ -172,6 +172,7 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
                             "display_id required for update_display");
             return NULL;
         }
+        /* and the handle comes back, as from any display with an id */
         PyObject *kw = Py_BuildValue("{sOsO}", "display_id", id, "metadata",
                                      metadata != NULL ? metadata : Py_None);
         for (Py_ssize_t i = 0; kw != NULL && i < PyTuple_GET_SIZE(args);
@@ -186,12 +187,11 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
             }
             Py_DECREF(r);
         }
-        Py_DECREF(id);
         if (kw == NULL) {
-            return NULL;
+            goto error;
         }
         Py_DECREF(kw);
-        Py_RETURN_NONE;
+        goto handle;
     }
     if (clear) {
         apy__nbrun_clear_output(self, 1);
@@ -216,6 +216,7 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
             goto error;
         }
     }
+handle:
     if (id != NULL && self->ipy_handle == NULL) {
         /* As in Jupyter, the handle comes back even when the notebook
          * never imported IPython: importing it now (our hook patches
