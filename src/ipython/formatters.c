@@ -11,11 +11,44 @@
 #include "apyrun/ipython.h"
 #include "internal.h"
 
+/* 1 when the program made IPython's InteractiveShell itself (one of
+ * matplotlib-inline's set_matplotlib_formats() does) before asking
+ * get_ipython(): the helper then takes it as its shell, as
+ * get_ipython() would. 0 when there is none; -1 with an exception. */
+static int
+adopt_program_shell(ApyIpyMagicsObject *self)
+{
+    PyObject *name = PyUnicode_FromString("IPython.core.interactiveshell");
+    PyObject *mod = name != NULL ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    if (mod == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *cls = PyObject_GetAttrString(mod, "InteractiveShell");
+    Py_DECREF(mod);
+    PyObject *made = cls != NULL ? PyObject_CallMethod(cls, "initialized",
+                                                       NULL)
+                                 : NULL;
+    Py_XDECREF(cls);
+    int have = made != NULL ? PyObject_IsTrue(made) : -1;
+    Py_XDECREF(made);
+    if (have <= 0) {
+        return have;
+    }
+    PyObject *shell = apy__ipy_get_ipython(self, NULL);
+    Py_XDECREF(shell);
+    return shell != NULL ? 1 : -1;
+}
+
 /* The IPython shell's formatters dict (mime -> formatter), new, or NULL
  * without an exception when there is no IPython shell. */
 static PyObject *
 shell_formatters(ApyIpyMagicsObject *self)
 {
+    if (self != NULL && self->shell == NULL
+        && adopt_program_shell(self) < 0) {
+        return NULL;
+    }
     if (self == NULL || self->shell == NULL
         || self->shell_kind != APY_IPY_SHELL_IPYTHON) {
         return NULL;
@@ -113,6 +146,10 @@ apy_ipy_figure_format(PyObject *magics, PyObject *fig, PyObject *include,
                                          "application/pdf", "image/jpeg",
                                          NULL};
     ApyIpyMagicsObject *self = (ApyIpyMagicsObject *)magics;
+    if (self != NULL && self->shell == NULL
+        && adopt_program_shell(self) < 0) {
+        return NULL;
+    }
     if (self == NULL || self->shell == NULL
         || self->shell_kind != APY_IPY_SHELL_IPYTHON) {
         Py_RETURN_NONE;

@@ -113,6 +113,13 @@ NOTEBOOKS = {
         "fig, ax = plt.subplots()\nax.bar([1], [2])\nfig",
         "%pylab inline", "print(type(array), pi)",
     ],
+    # set_matplotlib_formats() makes IPython's shell itself first.
+    "matplotlib_formats": [
+        "import matplotlib.pyplot as plt\n"
+        "from matplotlib_inline.backend_inline import "
+        "set_matplotlib_formats\nset_matplotlib_formats('pdf', 'svg')",
+        "plt.plot([1, 2]);",
+    ],
     # Plain values need no printer: repr() is what IPython's gives, up to
     # the 79 columns where it starts breaking lines. No cell before the
     # last three needs IPython here, so they take that way.
