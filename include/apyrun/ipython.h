@@ -121,6 +121,11 @@ PyObject *apy_ipy_figure_format(PyObject *magics, PyObject *fig,
 int apy_ipy_shell_formats(PyObject *magics, PyObject *obj, PyObject *data,
                           PyObject *md, PyObject *include, PyObject *exclude);
 
+/* 0 once `%matplotlib agg` (or a GUI's name) chose a backend that shows
+ * no figures at a cell's end, as in a kernel; else 1 (magics may be
+ * NULL). */
+int apy_ipy_shows_figures(PyObject *magics);
+
 /* Forgets the helper's host: later calls work as with no run. */
 void apy_ipy_magics_detach(PyObject *magics);
 

@@ -32,6 +32,8 @@ typedef struct {
     PyObject *captured; /* %%capture's class with no run, once made */
     PyObject *bg;       /* %%script --bg processes (Popen), or NULL */
     int bg_atexit;      /* their kill is registered with atexit */
+    int mpl_hidden;     /* `%matplotlib agg` (or a GUI's) chosen: the
+                         * end of a cell shows no figures */
 } ApyIpyMagicsObject;
 
 enum {
@@ -202,6 +204,9 @@ PyObject *apy__ipy_getoutput(PyObject *globals, PyObject *cmd);
  * importable: IPython's magic then runs it. 0 if not, -1 with an
  * exception set. */
 int apy__ipy_mpl_frontend(PyObject *arg);
+/* 1 if arg names a frontend's backend (none, inline, notebook, nbagg,
+ * widget, ipympl), 0 if not, -1 with an exception set. */
+int apy__ipy_mpl_frontend_name(PyObject *arg);
 /* `%matplotlib arg` without IPython: Agg for the frontends' names (the
  * figures shown at the end of each cell), else that GUI's backend. None,
  * or NULL with an exception set. */

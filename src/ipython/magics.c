@@ -303,6 +303,13 @@ done:
 static PyObject *
 magic_matplotlib(ApyIpyMagicsObject *self, PyObject *arg)
 {
+    /* A backend named for itself (agg, a GUI's) shows no figures at a
+     * cell's end, as in a kernel; a frontend's name does. */
+    int named = apy__ipy_mpl_frontend_name(arg);
+    if (named < 0) {
+        return NULL;
+    }
+    self->mpl_hidden = !named;
     int kernel = apy__ipy_mpl_frontend(arg);
     if (kernel < 0) {
         return NULL;
@@ -611,6 +618,7 @@ magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
     m->captured = NULL;
     m->bg = NULL;
     m->bg_atexit = 0;
+    m->mpl_hidden = 0;
     PyObject_GC_Track(m);
     return (PyObject *)m;
 }

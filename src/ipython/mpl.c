@@ -47,7 +47,7 @@ importable(const char *name)
 }
 
 int
-apy__ipy_mpl_frontend(PyObject *arg)
+apy__ipy_mpl_frontend_name(PyObject *arg)
 {
     PyObject *stripped = PyObject_CallMethod(arg, "strip", NULL);
     if (stripped == NULL) {
@@ -58,8 +58,21 @@ apy__ipy_mpl_frontend(PyObject *arg)
         listed |= PyUnicode_CompareWithASCIIString(stripped, *f) == 0;
     }
     Py_DECREF(stripped);
-    if (!listed) {
-        return 0;
+    return listed;
+}
+
+int
+apy_ipy_shows_figures(PyObject *magics)
+{
+    return magics == NULL || !((ApyIpyMagicsObject *)magics)->mpl_hidden;
+}
+
+int
+apy__ipy_mpl_frontend(PyObject *arg)
+{
+    int listed = apy__ipy_mpl_frontend_name(arg);
+    if (listed <= 0) {
+        return listed;
     }
     int have = importable("IPython");
     return have > 0 ? importable("matplotlib_inline") : have;

@@ -113,6 +113,12 @@ NOTEBOOKS = {
         "fig, ax = plt.subplots()\nax.bar([1], [2])\nfig",
         "%pylab inline", "print(type(array), pi)",
     ],
+    # %matplotlib agg: figures are not shown at a cell's end, as in a
+    # kernel; %matplotlib inline shows them again.
+    "matplotlib_agg": [
+        "%matplotlib agg", "import matplotlib.pyplot as plt\nplt.plot([1]);",
+        "%matplotlib inline", "plt.plot([2]);",
+    ],
     # set_matplotlib_formats() makes IPython's shell itself first.
     "matplotlib_formats": [
         "import matplotlib.pyplot as plt\n"

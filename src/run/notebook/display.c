@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "apyrun/ipython.h"
 #include "internal.h"
 
 /* Prints a bundle's text/plain on sys.stdout (nothing records). */
@@ -415,7 +416,8 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
                         ? PyUnicode_AsUTF8(backend)
                         : NULL;
     int ours = b != NULL && (strcasecmp(b, "agg") == 0
-                             || strstr(b, "matplotlib_inline") != NULL);
+                             || strstr(b, "matplotlib_inline") != NULL)
+               && apy_ipy_shows_figures(run->magics);
     Py_XDECREF(backend);
     if (b == NULL) {
         goto done;
