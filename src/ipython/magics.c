@@ -929,7 +929,19 @@ apy__ipy_help(ApyIpyMagicsObject *self, const char *magic, PyObject *arg)
     int ipython = self->shell_kind == APY_IPY_SHELL_IPYTHON;
     PyObject *text;
     int found = 1;
-    if (strcmp(magic, "psearch") == 0) {
+    if (PyUnicode_GET_LENGTH(name) == 0 && strcmp(magic, "psearch") != 0) {
+        /* `?` alone: IPython's usage screen (show_usage), paged. */
+        PyObject *usage = ipython ? PyImport_ImportModule("IPython.core.usage")
+                                  : NULL;
+        text = usage != NULL
+                   ? PyObject_GetAttrString(usage, "interactive_usage")
+                   : PyUnicode_FromString(
+                         "IPython's help syntax in apyrun's notebooks: "
+                         "obj? and %pinfo obj show obj's help, obj?? its "
+                         "source too; IPython's own usage screen needs "
+                         "IPython.\n");
+        Py_XDECREF(usage);
+    } else if (strcmp(magic, "psearch") == 0) {
         text = ipython ? ipython_psearch(self, name)
                        : PyErr_Format(PyExc_RuntimeError,
                                       "%%psearch needs IPython, which "

@@ -348,11 +348,13 @@ help_line(apy_buf_t *b, const char *s, size_t ind, const char *body,
     if (blen > 0 && body[0] == '?') {
         marks = blen > 1 && body[1] == '?' ? 2 : 1;
         size_t skip = marks + strspn(body + marks, " \t");
-        if (skip >= blen) {
-            return 0; /* `?` alone: IPython's usage screen */
-        }
+        /* `?` (or `??`) alone: IPython's usage screen, %pinfo of
+         * nothing here. */
         target = PyUnicode_DecodeUTF8(body + skip, (Py_ssize_t)(blen - skip),
                                       "strict");
+        if (skip >= blen) {
+            marks = 1;
+        }
         PyErr_Clear();
     } else {
         int code = blen > 0 ? ends_in_code(body, blen) : 0;

@@ -193,6 +193,7 @@ NOTEBOOKS = {
         "In [1]: y = 2\n   ...: y * 3", "1 + 1;  # silenced",
         "1 + 1  # not silenced;", "'a;'  # x",
         "len?", "x??", "?len", "nosuch?", "import os\nos.path.join?",
+        "?", "??",
         "%pinfo len", "os.*dir*?", "def g():\n    len?\n    return 1\ng()",
     ],
     # The history a kernel keeps: _, __, ___, _N, Out, _oh; In, _ih, _i,

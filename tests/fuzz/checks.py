@@ -120,7 +120,8 @@ def _help_call(body):
         marks = 2 if body.startswith("??") else 1
         target = body[marks:].lstrip(" \t")
         if not target:
-            return None
+            # `?` alone: IPython's show_usage(), %pinfo of nothing.
+            return "pinfo", ""
     else:
         if not _last_token_is_question_mark(body):
             return None
