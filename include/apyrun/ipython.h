@@ -126,6 +126,13 @@ int apy_ipy_shell_formats(PyObject *magics, PyObject *obj, PyObject *data,
  * NULL). */
 int apy_ipy_shows_figures(PyObject *magics);
 
+/* 1 when a cell of one line is IPython's automagic, as a kernel runs it:
+ * its first word names a line magic or alias (`ls dir`, `pwd`, `cd ..`)
+ * that nothing in ns, the builtins or the keywords shadows, and the line
+ * is no assignment; the caller then runs it as `%` + line. 0 if not, -1
+ * with an exception set. */
+int apy_ipy_automagic(PyObject *magics, PyObject *ns, const char *line);
+
 /* Forgets the helper's host: later calls work as with no run. */
 void apy_ipy_magics_detach(PyObject *magics);
 

@@ -276,6 +276,14 @@ NOTEBOOKS = {
         "    print(type(e).__name__, e)",
         "input()", "import getpass\ngetpass.getpass('pw: ')",
     ],
+    # Automagic: a cell of one line that starts with a magic's name that
+    # nothing shadows runs as that magic, as a kernel's prefilter does.
+    "automagic": [
+        "import os\nos.mkdir('amdir')\nopen('amdir/f.txt', 'w').close()",
+        "ls amdir", "env AM_VAR=1", "print(os.environ['AM_VAR'])",
+        "ls = 3", "print(ls)", "ls", "undefined_name",
+        "x = 1\nenv",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

@@ -617,7 +617,26 @@ apy__nbrun_run_cell(apy_nbrun_t *run)
 {
     const apy_nb_cell_t *cell = &run->nb.cells[run->cur];
     int cell_magic = 0;
-    char *text = apy_ipy_translate(cell->source, &cell_magic);
+    const char *source = cell->source;
+    char *magic = NULL;
+    int automagic = apy_ipy_automagic(run->magics, run->globals, source);
+    if (automagic < 0) {
+        return -1;
+    }
+    if (automagic) {
+        /* `ls dir` as a kernel runs it: %ls dir. */
+        size_t n = strlen(source);
+        magic = PyMem_Malloc(n + 2);
+        if (magic == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        magic[0] = '%';
+        memcpy(magic + 1, source, n + 1);
+        source = magic;
+    }
+    char *text = apy_ipy_translate(source, &cell_magic);
+    PyMem_Free(magic);
     if (text == NULL) {
         return -1;
     }
