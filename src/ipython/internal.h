@@ -62,6 +62,14 @@ PyObject *apy__ipy_magics_line_magic(ApyIpyMagicsObject *self,
                                      PyObject *const *args,
                                      Py_ssize_t nargs);
 
+/* ---- pager.c ---- */
+/* Shows text through the host's pager, else on sys.stdout (a newline
+ * added when it has none). 0 or -1. */
+int apy__ipy_show_page(ApyIpyMagicsObject *self, PyObject *text);
+/* IPython.core.page.page becomes the helper's page(): IPython's paged
+ * text goes where a kernel's pager payload goes. 0 or -1. */
+int apy__ipy_install_pager(ApyIpyMagicsObject *self);
+
 /* ---- history.c: In, Out, _, _iN ---- */
 
 /* The namespace the cells run in (borrowed): the host's globals, else

@@ -575,6 +575,9 @@ make_shell(ApyIpyMagicsObject *self)
     if (self->cell_source != NULL && take_cell(self, 0) < 0) {
         return -1;
     }
+    if (kind == APY_IPY_SHELL_IPYTHON && apy__ipy_install_pager(self) < 0) {
+        return -1;
+    }
     /* IPython's shell put its own display() into builtins: the host puts
      * the run's back. */
     if (kind == APY_IPY_SHELL_IPYTHON && self->host != NULL

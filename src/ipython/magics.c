@@ -744,34 +744,6 @@ apy_ipy_magics_put(PyObject *magics)
  * the cell's outputs (the host's page). A name that is not found is
  * printed, and so recorded, as IPython prints it. */
 
-/* Shows text through the host's pager, else on sys.stdout. 0 or -1. */
-static int
-show_page(ApyIpyMagicsObject *self, PyObject *text)
-{
-    const char *utf8 = PyUnicode_AsUTF8(text);
-    if (utf8 == NULL) {
-        return -1;
-    }
-    size_t n = strlen(utf8);
-    int newline = n == 0 || utf8[n - 1] != '\n'; /* a pager ends lines */
-    if (self->host != NULL && self->host->page != NULL) {
-        if (self->host->page(self->ctx, utf8) < 0) {
-            return -1;
-        }
-        return newline ? self->host->page(self->ctx, "\n") : 0;
-    }
-    if (apy__ipy_write_stdout(text) < 0) {
-        return -1;
-    }
-    if (!newline) {
-        return 0;
-    }
-    PyObject *nl = PyUnicode_FromString("\n");
-    int rc = nl != NULL ? apy__ipy_write_stdout(nl) : -1;
-    Py_XDECREF(nl);
-    return rc;
-}
-
 /* text without its colours (ANSI SGR sequences): a new reference. */
 static PyObject *
 no_colour(PyObject *text)
@@ -797,7 +769,7 @@ page(ApyIpyMagicsObject *self, PyObject *coloured)
     if (text == NULL) {
         return -1;
     }
-    int rc = show_page(self, text);
+    int rc = apy__ipy_show_page(self, text);
     Py_DECREF(text);
     return rc;
 }

@@ -5,10 +5,10 @@
  * get_ipython()'s shell (magics.c sends it there), `%config
  * InlineBackend.*` finds the InlineBackend it configures, and figures are
  * formatted by the shell's formatters (formatters.c), so figure_formats
- * (svg, retina, pdf, jpeg) and print_figure_kwargs apply. Otherwise, and in a notebook
- * that never says %matplotlib, apyrun's Agg (no IPython import): figures
- * shown as PNG at the end of each cell, as the inline backend shows
- * them. This file calls nothing else of the layer's but shell.c's
+ * (svg, retina, pdf, jpeg) and print_figure_kwargs apply. Otherwise, and
+ * in a notebook that never says %matplotlib, apyrun's Agg (no IPython
+ * import): figures shown as PNG at the end of each cell, as the inline
+ * backend shows them. This file calls nothing else of the layer's but shell.c's
  * helpers. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
