@@ -8,8 +8,8 @@
  * (svg, retina, pdf, jpeg) and print_figure_kwargs apply. Otherwise, and
  * in a notebook that never says %matplotlib, apyrun's Agg (no IPython
  * import): figures shown as PNG at the end of each cell, as the inline
- * backend shows them. This file calls nothing else of the layer's but shell.c's
- * helpers. */
+ * backend shows them. This file calls nothing else of the layer's but
+ * shell.c's helpers. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 

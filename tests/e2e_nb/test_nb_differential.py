@@ -355,10 +355,11 @@ def both(apyrun, tmp_path_factory):
     for name, cells in NOTEBOOKS.items():
         nb = write_nb(base / "apyrun" / name / f"{name}.ipynb", cells)
         out = nb.parent / "out.ipynb"
-        # pyplot imports numpy, whose modules leak at import; so does
-        # sympy's image/png printer, which draws with matplotlib.
+        # pyplot and pandas import numpy, whose modules leak at import;
+        # so does sympy's image/png printer, which draws with matplotlib.
         leaky = (no_leak_check()
-                 if name.startswith("matplotlib") or name == "sympy"
+                 if name.startswith("matplotlib")
+                 or name in ("sympy", "pandas")
                  else {})
         run([apyrun, "--allow-errors", "-o", out, nb], cwd=nb.parent,
             env=child_env(leaky))
