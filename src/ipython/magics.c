@@ -324,6 +324,24 @@ magic_matplotlib(ApyIpyMagicsObject *self, PyObject *arg)
     if (!kernel || self->shell_kind != APY_IPY_SHELL_IPYTHON) {
         return apy__ipy_mpl_agg(arg);
     }
+    /* A kernel configured inline support at its start: its later
+     * %matplotlib inline keeps the figure formats the program set
+     * (matplotlib-inline's configure_inline_support selects them once). */
+    PyObject *bi = PyImport_ImportModule("matplotlib_inline.backend_inline");
+    PyObject *cis = bi != NULL ? PyObject_GetAttrString(
+                                     bi, "configure_inline_support")
+                               : NULL;
+    Py_XDECREF(bi);
+    if (cis != NULL && !PyObject_HasAttrString(cis, "current_backend")) {
+        PyObject *v = PyUnicode_FromString("inline");
+        if (v == NULL || PyObject_SetAttrString(cis, "current_backend", v)
+                             < 0) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(v);
+    }
+    Py_XDECREF(cis);
+    PyErr_Clear();
     PyObject *name = PyUnicode_FromString("matplotlib");
     PyObject *gui = PyObject_CallMethod(arg, "strip", NULL);
     PyObject *r = NULL;

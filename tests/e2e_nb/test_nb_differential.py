@@ -73,6 +73,8 @@ NOTEBOOKS = {
         "%%bash\necho from bash",
         "%%writefile written.txt\nsome text\n",
         "print(open('written.txt').read(), end='')",
+        "%%writefile nonl.txt\nno newline at the end",
+        "print(repr(open('nonl.txt').read()))",
         "%%capture c\nprint('hidden')",
         "print(c.stdout, end='')",
         "import os\n%env DIFF_VAR=1\nprint(os.environ['DIFF_VAR'])",
@@ -125,6 +127,8 @@ NOTEBOOKS = {
         "from matplotlib_inline.backend_inline import "
         "set_matplotlib_formats\nset_matplotlib_formats('pdf', 'svg')",
         "plt.plot([1, 2]);",
+        # A kernel's %matplotlib inline keeps the formats set before it.
+        "%matplotlib inline", "plt.plot([2, 1]);",
     ],
     # Plain values need no printer: repr() is what IPython's gives, up to
     # the 79 columns where it starts breaking lines. No cell before the
