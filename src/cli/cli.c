@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Python short options that take an argument (python3.11 -h). */
 #define PY_OPTS_WITH_ARG "cmWX"
@@ -589,6 +590,12 @@ static int
 has_percent_header(const char *path)
 {
     char buf[8192];
+    struct stat st;
+    /* A regular file only: reading a FIFO here would take the script
+     * from python. */
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+        return 0;
+    }
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         return 0;
