@@ -232,16 +232,7 @@ cell_writefile(PyObject *globals, PyObject *arg, const char *body)
         goto done;
     }
     Py_DECREF(r);
-    /* IPython's cell body ends with a newline (transform_cell adds one
-     * to the cell), so the file does. */
-    size_t n = strlen(body);
-    if (n > 0 && body[n - 1] != '\n') {
-        r = PyObject_CallMethod(f, "write", "s", "\n");
-        if (r == NULL) {
-            goto done;
-        }
-        Py_DECREF(r);
-    }
+
     r = PyObject_CallMethod(f, "close", NULL);
     if (r == NULL) {
         goto done;

@@ -602,8 +602,24 @@ int
 apy__nbrun_run_cell_magic(apy_nbrun_t *run, const char *source)
 {
     PyObject *value;
+    /* IPython's transform_cell ends a cell with a newline before a cell
+     * magic takes its body (%%writefile writes it); a call of
+     * run_cell_magic gets its body as given. */
+    size_t n = strlen(source);
+    char *cell = NULL;
+    if (n > 0 && source[n - 1] != '\n') {
+        cell = PyMem_Malloc(n + 2);
+        if (cell == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(cell, source, n);
+        memcpy(cell + n, "\n", 2);
+        source = cell;
+    }
     int rc = apy_ipy_run_cell_magic(run->magics, run->globals, source,
                                     &value);
+    PyMem_Free(cell);
     if (rc == 0) {
         /* A magic IPython ran may return a value: the cell's result. */
         rc = apy__nbrun_record_result(run, value);
