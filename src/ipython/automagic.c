@@ -35,13 +35,20 @@ shadowed(PyObject *ns, PyObject *name)
     if (in != 0) {
         return in;
     }
-    PyObject *kw = apy__ipy_call_module("keyword", "iskeyword", name);
-    if (kw == NULL) {
-        return -1;
+    /* keyword.kwlist of Python 3.11, without importing keyword. */
+    static const char *const keywords[] = {
+        "False", "None", "True", "and", "as", "assert", "async", "await",
+        "break", "class", "continue", "def", "del", "elif", "else",
+        "except", "finally", "for", "from", "global", "if", "import", "in",
+        "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield", NULL,
+    };
+    for (const char *const *k = keywords; *k != NULL; k++) {
+        if (PyUnicode_CompareWithASCIIString(name, *k) == 0) {
+            return 1;
+        }
     }
-    in = PyObject_IsTrue(kw);
-    Py_DECREF(kw);
-    return in;
+    return 0;
 }
 
 /* 1 if IPython's shell has a line magic name (find_magic), 0 if not or
