@@ -310,7 +310,7 @@ magic_matplotlib(ApyIpyMagicsObject *self, PyObject *arg)
         return NULL;
     }
     self->mpl_hidden = !named;
-    int kernel = apy__ipy_mpl_frontend(arg);
+    int kernel = named ? apy__ipy_mpl_frontend(arg) : 0;
     if (kernel < 0) {
         return NULL;
     }

@@ -284,7 +284,6 @@ cell_lines(const char *type, char **s, size_t *n, size_t count)
         if (next || (!quoted && is_magic(s[i], n[i]))) {
             unescape(s[i], &n[i]);
             /* A continued magic takes its next line along. */
-            next = n[i] > 0 && s[i][n[i] - 1] == '\\';
             size_t e = n[i];
             while (e > 0 && isspace((unsigned char)s[i][e - 1])) {
                 e--;
