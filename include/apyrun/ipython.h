@@ -46,7 +46,18 @@ typedef struct {
     /* A note for the user, not for the cell's outputs: on apyrun's real
      * stderr. NULL: on sys.stderr. 0 or -1. */
     int (*note)(void *ctx, const char *text);
+    /* An IOPub message a kernel would send (msg_type; content, a dict):
+     * what get_ipython().kernel.session.send and the shell's
+     * display_pub publish. Recorded as nbclient records it. NULL: the
+     * text/plain of display data and stream text are printed. 0 or
+     * -1. */
+    int (*message)(void *ctx, const char *msg_type, PyObject *content);
 } apy_ipy_host_t;
+
+/* A fresh id (a new str of 32 hex digits from the OS's random bytes),
+ * as a kernel's message ids and IPython's display ids (display_id=True)
+ * are. NULL with an exception set. */
+PyObject *apy_ipy_new_id(void);
 
 /* Translates IPython syntax in source: returns a new malloc'ed string
  * (NUL-terminated) with line magics and !commands replaced by calls of

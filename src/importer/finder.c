@@ -418,6 +418,47 @@ done:
     return found;
 }
 
+/* 1 if a finder the program put after self on sys.meta_path finds
+ * fullname (find_spec, or a legacy find_module), 0 if none does, -1 with
+ * the exception a finder raised (python would have met it there too). A
+ * program that installs its own notebook importer (IPython's "Importing
+ * Notebooks" example) gets it: apyrun's notebook finder is the last
+ * resort, behind every finder, not only python's. */
+static int
+later_finder_finds(PyObject *self, PyObject *fullname, PyObject *path,
+                   PyObject *target)
+{
+    PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
+    if (meta_path == NULL || !PyList_Check(meta_path)) {
+        return 0;
+    }
+    PyObject *finders = PyList_GetSlice(meta_path, 0, PY_SSIZE_T_MAX);
+    if (finders == NULL) {
+        return -1;
+    }
+    int after = 0, rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(finders); i++) {
+        PyObject *f = PyList_GET_ITEM(finders, i); /* borrowed */
+        if (!after) {
+            after = f == self;
+            continue;
+        }
+        PyObject *r;
+        if (PyObject_HasAttrString(f, "find_spec")) {
+            r = PyObject_CallMethod(f, "find_spec", "OOO", fullname, path,
+                                    target);
+        } else if (PyObject_HasAttrString(f, "find_module")) {
+            r = PyObject_CallMethod(f, "find_module", "OO", fullname, path);
+        } else {
+            continue;
+        }
+        rc = r == NULL ? -1 : r != Py_None;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(finders);
+    return rc;
+}
+
 /* find_spec(fullname, path=None, target=None): a spec for the notebook
  * the name finds (a new reference), Py_None, or NULL with an exception
  * set. */
@@ -448,6 +489,13 @@ finder_find_spec(PyObject *self, PyTypeObject *cls, PyObject *const *args,
     found = find_notebook(fullname, tail, nargs > 1 ? args[1] : Py_None);
     if (found == NULL || found == Py_None) {
         spec = Py_XNewRef(found);
+        goto done;
+    }
+    int later = later_finder_finds(self, fullname,
+                                   nargs > 1 ? args[1] : Py_None,
+                                   nargs > 2 ? args[2] : Py_None);
+    if (later != 0) {
+        spec = later < 0 ? NULL : Py_NewRef(Py_None);
         goto done;
     }
     PyObject *path = PyTuple_GET_ITEM(found, 0); /* borrowed */

@@ -15,11 +15,11 @@
 #include "apyrun/ipython.h"
 #include "internal.h"
 
-/* The line magics apyrun runs itself (magics.c), found without IPython. */
+/* The line magics apyrun runs itself (magics.c; and a kernel's,
+ * kernel.c), found without IPython. */
 static const char *const own[] = {
     "cd", "env", "set_env", "pip", "matplotlib", "config", "time",
-    "autosave", "connect_info", "qtconsole", "killbgscripts", "pinfo",
-    "pinfo2", "psearch", NULL,
+    "killbgscripts", "pinfo", "pinfo2", "psearch", NULL,
 };
 
 /* 1 if name is shadowed as IPython's is_shadowed says: in ns, in the
@@ -113,6 +113,11 @@ apy_ipy_automagic(PyObject *magics, PyObject *ns, const char *line)
         for (const char *const *o = own; *o != NULL && rc == 0; o++) {
             rc = PyUnicode_CompareWithASCIIString(name, *o) == 0;
         }
+        const char *utf8 = rc == 0 ? PyUnicode_AsUTF8(name) : NULL;
+        if (utf8 != NULL && apy__ipy_is_kernel_magic(utf8)) {
+            rc = 1;
+        }
+        PyErr_Clear(); /* a name with no UTF-8: not a magic's */
         if (rc == 0) {
             rc = ipython_has(self, name);
         }

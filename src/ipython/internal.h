@@ -34,6 +34,8 @@ typedef struct {
     int bg_atexit;      /* their kill is registered with atexit */
     int mpl_hidden;     /* `%matplotlib agg` (or a GUI's) chosen: the
                          * end of a cell shows no figures */
+    PyObject *parent;   /* the running cell's parent header, as a
+                         * kernel's execute_request (kernel.c), or NULL */
 } ApyIpyMagicsObject;
 
 enum {
@@ -185,6 +187,10 @@ int apy__ipy_write_stdout(PyObject *text);
  * or NULL with an exception set. */
 PyObject *apy__ipy_call_module(const char *module, const char *func,
                                PyObject *arg);
+/* Raises IPython's UsageError (a ValueError without IPython) with the
+ * message (a new reference, stolen; NULL: its MemoryError stands);
+ * returns NULL. */
+PyObject *apy__ipy_usage_error(PyObject *message);
 
 /* `!cmd` through /bin/sh, expanded in globals (may be NULL), output shown
  * and, in a run, recorded (stderr merged into stdout, as in Jupyter); on
@@ -222,6 +228,24 @@ PyObject *apy__ipy_mpl_agg(PyObject *arg);
 /* Puts matplotlib-inline's InlineBackend among the IPython shell's
  * configurables, as a kernel has it, for %config. 0 or -1. */
 int apy__ipy_inline_config(PyObject *shell);
+
+/* ---- kernel.c: what a Jupyter kernel adds to the shell ---- */
+/* 1 if name is one of ipykernel's KernelMagics apyrun runs (autosave,
+ * clear, connect_info, less, man, more, qtconsole), else 0. */
+int apy__ipy_is_kernel_magic(const char *name);
+/* Runs that magic with arg (expanded already). Its value, or NULL with
+ * an exception set. */
+PyObject *apy__ipy_kernel_magic(ApyIpyMagicsObject *self, const char *name,
+                                PyObject *arg);
+/* The shell (self->shell_kind said) was just made: it gets a kernel
+ * (shell.kernel, whose session.send() gives the host's message),
+ * parent_header and, IPython's, a display_pub that delivers the same
+ * way, the kernel's magics and its storemagic extension. 0 or -1. */
+int apy__ipy_kernel_attach(ApyIpyMagicsObject *self, PyObject *shell);
+/* A cell begins: a new parent header (self->parent, and the shell's
+ * parent_header once there is a shell), as a kernel's new
+ * execute_request. 0 or -1. */
+int apy__ipy_kernel_cell(ApyIpyMagicsObject *self);
 
 /* ---- script.c: %%script and its named forms ---- */
 /* 1 if name is %%script or one of IPython's named forms of it (bash, sh,

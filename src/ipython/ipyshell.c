@@ -54,13 +54,29 @@ is_ipython(PyObject *shell)
     return Py_TYPE(shell)->tp_base != &PyBaseObject_Type;
 }
 
+/* IPython's own method name of shell's class, ApyrunShell or one a
+ * program made (new: the first on its MRO that is not apyrun's instance
+ * method), or NULL with AttributeError. */
+static PyObject *
+base_method(PyObject *shell, const char *name)
+{
+    PyObject *mro = Py_TYPE(shell)->tp_mro;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict;
+        PyObject *f = dict != NULL ? PyDict_GetItemString(dict, name) : NULL;
+        if (f != NULL && !PyInstanceMethod_Check(f)) {
+            return Py_NewRef(f);
+        }
+    }
+    return PyErr_Format(PyExc_AttributeError, "the shell has no %s", name);
+}
+
 /* InteractiveShell's method name on args (args[0] the shell). */
 static PyObject *
 call_base(const char *name, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
-    PyObject *base = PyTuple_GET_ITEM(Py_TYPE(args[0])->tp_mro, 1);
-    PyObject *f = PyObject_GetAttrString(base, name);
+    PyObject *f = base_method(args[0], name);
     if (f == NULL) {
         return NULL;
     }
@@ -469,12 +485,7 @@ ipython_shell(ApyIpyMagicsObject *self)
     cls = make_class("ApyrunShell", base, shell_defs, IPYTHON_DEFS, selves,
                      "IPython's shell over apyrun's run");
     cfg = shell_config();
-    /* kernel: None, there being no kernel; but a shell with the
-     * attribute is a kernel's, not a terminal's, to code that asks
-     * hasattr(ip, "kernel") (pandas' display.max_columns is 20 there, as
-     * in Jupyter, not the terminal's 0). */
-    if (cls == NULL || cfg == NULL
-        || PyObject_SetAttrString(cls, "kernel", Py_None) < 0) {
+    if (cls == NULL || cfg == NULL) {
         goto error;
     }
     kw = Py_BuildValue("{sOsOsO}", "config", cfg, "user_module", module,
@@ -578,6 +589,12 @@ make_shell(ApyIpyMagicsObject *self)
     if (kind == APY_IPY_SHELL_IPYTHON && apy__ipy_install_pager(self) < 0) {
         return -1;
     }
+    /* A kernel's attributes: a shell with .kernel is a kernel's, not a
+     * terminal's, to code that asks hasattr(ip, "kernel") (pandas'
+     * display.max_columns is 20 there, as in Jupyter, not 0). */
+    if (apy__ipy_kernel_attach(self, shell) < 0) {
+        return -1;
+    }
     /* IPython's shell put its own display() into builtins: the host puts
      * the run's back. */
     if (kind == APY_IPY_SHELL_IPYTHON && self->host != NULL
@@ -616,13 +633,9 @@ apy__ipy_ipython_magic(ApyIpyMagicsObject *self, const char *kind,
     }
     /* InteractiveShell's methods themselves: the subclass's would come
      * back here for a magic that is not apyrun's. */
-    PyObject *base = PyTuple_GET_ITEM(Py_TYPE(self->shell)->tp_mro, 1);
-    if (body != NULL) {
-        return PyObject_CallMethod(base, "run_cell_magic", "OOOO",
-                                   self->shell, name, arg, body);
-    }
-    return PyObject_CallMethod(base, "run_line_magic", "OOO", self->shell,
-                               name, arg);
+    PyObject *args[4] = {self->shell, name, arg, body};
+    return call_base(body != NULL ? "run_cell_magic" : "run_line_magic",
+                     args, body != NULL ? 4 : 3, NULL);
 }
 
 /* ---- around each cell ---- */
@@ -685,6 +698,9 @@ apy_ipy_cell_begin(PyObject *magics, const char *source, long count)
     Py_CLEAR(self->cell_info);
     self->cell_source = source;
     self->cell_count = count;
+    if (apy__ipy_kernel_cell(self) < 0) {
+        return -1;
+    }
     if (self->shell_kind != APY_IPY_SHELL_IPYTHON) {
         PyObject *module, *ns;
         if (main_of(self, &module, &ns) < 0

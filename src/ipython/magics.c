@@ -112,13 +112,6 @@ magics_system(ApyIpyMagicsObject *self, PyObject *cmd)
                            apy__ipy_on_pty(self));
 }
 
-int
-apy__ipy_on_pty(ApyIpyMagicsObject *self)
-{
-    return self->host != NULL && self->host->records != NULL
-           && self->host->records(self->ctx);
-}
-
 /* getoutput(cmd): `x = !cmd`. */
 static PyObject *
 magics_getoutput(ApyIpyMagicsObject *self, PyObject *cmd)
@@ -402,83 +395,6 @@ magic_config(ApyIpyMagicsObject *self, PyObject *name, PyObject *arg)
     return apy__ipy_ipython_magic(self, "line", name, arg, NULL);
 }
 
-/* Raises IPython's UsageError (a ValueError without IPython) with the
- * message (a new reference, stolen; NULL: its MemoryError stands);
- * returns NULL. */
-static PyObject *
-raise_usage_error(PyObject *message)
-{
-    if (message == NULL) {
-        return NULL;
-    }
-    PyObject *mod = PyImport_ImportModule("IPython.core.error");
-    PyObject *cls = mod != NULL ? PyObject_GetAttrString(mod, "UsageError")
-                                : NULL;
-    Py_XDECREF(mod);
-    PyErr_Clear();
-    PyErr_SetObject(cls != NULL ? cls : PyExc_ValueError, message);
-    Py_XDECREF(cls);
-    Py_DECREF(message);
-    return NULL;
-}
-
-/* %autosave N, a kernel's: the notebook's JavaScript to set the
- * interval (shown as display_data, as ipykernel does), then what it
- * says. */
-static PyObject *
-magic_autosave(PyObject *arg)
-{
-    PyObject *n = PyLong_FromUnicodeObject(arg, 10);
-    if (n == NULL) {
-        PyErr_Clear();
-        return raise_usage_error(PyUnicode_FromFormat(
-            "%%autosave requires an integer, got %R", arg));
-    }
-    long seconds = PyLong_AsLong(n);
-    Py_DECREF(n);
-    if (seconds == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *display = PyDict_GetItemString(PyEval_GetBuiltins(),
-                                             "display"); /* borrowed */
-    if (display != NULL) {
-        PyObject *bundle = PyUnicode_FromFormat(
-            "IPython.notebook.set_autosave_interval(%ld)", seconds * 1000);
-        PyObject *data = bundle != NULL
-                             ? Py_BuildValue("{sN}", "application/javascript",
-                                             bundle)
-                             : NULL;
-        PyObject *kw = data != NULL ? Py_BuildValue("{sO}", "raw", Py_True)
-                                    : NULL;
-        PyObject *args = kw != NULL ? PyTuple_Pack(1, data) : NULL;
-        PyObject *r = args != NULL ? PyObject_Call(display, args, kw) : NULL;
-        Py_XDECREF(args);
-        Py_XDECREF(kw);
-        Py_XDECREF(data);
-        if (r == NULL) {
-            return NULL;
-        }
-        Py_DECREF(r);
-    }
-    PyObject *text = seconds != 0
-                         ? PyUnicode_FromFormat("Autosaving every %ld "
-                                                "seconds\n", seconds)
-                         : PyUnicode_FromString("Autosave disabled\n");
-    int rc = text != NULL ? apy__ipy_write_stdout(text) : -1;
-    Py_XDECREF(text);
-    return rc < 0 ? NULL : Py_NewRef(Py_None);
-}
-
-/* %connect_info, %qtconsole: they talk about the kernel's connection,
- * and apyrun runs no kernel. */
-static PyObject *
-kernel_only(const char *name)
-{
-    return raise_usage_error(PyUnicode_FromFormat(
-        "%%%s needs a Jupyter kernel to connect to; apyrun runs the "
-        "notebook without one", name));
-}
-
 PyObject *
 apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
                   Py_ssize_t nargs)
@@ -510,10 +426,8 @@ apy__ipy_magics_line_magic(ApyIpyMagicsObject *self, PyObject *const *args,
     } else if (strcmp(n, "pinfo") == 0 || strcmp(n, "pinfo2") == 0
                || strcmp(n, "psearch") == 0) {
         r = apy__ipy_help(self, n, arg);
-    } else if (strcmp(n, "autosave") == 0) {
-        r = magic_autosave(arg);
-    } else if (strcmp(n, "connect_info") == 0 || strcmp(n, "qtconsole") == 0) {
-        r = kernel_only(n);
+    } else if (apy__ipy_is_kernel_magic(n)) {
+        r = apy__ipy_kernel_magic(self, n, arg);
     } else if (strcmp(n, "killbgscripts") == 0) {
         apy__ipy_kill_bg(self);
         PyObject *msg = PyUnicode_FromString(
@@ -551,6 +465,7 @@ magics_traverse(ApyIpyMagicsObject *self, visitproc visit, void *arg)
     }
     Py_VISIT(self->captured);
     Py_VISIT(self->bg);
+    Py_VISIT(self->parent);
     return 0;
 }
 
@@ -568,6 +483,7 @@ magics_clear(ApyIpyMagicsObject *self)
     }
     Py_CLEAR(self->captured);
     Py_CLEAR(self->bg);
+    Py_CLEAR(self->parent);
     return 0;
 }
 
@@ -635,6 +551,7 @@ magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
     m->under[0] = m->under[1] = m->under[2] = NULL;
     m->captured = NULL;
     m->bg = NULL;
+    m->parent = NULL;
     m->bg_atexit = 0;
     m->mpl_hidden = 0;
     PyObject_GC_Track(m);
@@ -857,8 +774,16 @@ ipython_help(ApyIpyMagicsObject *self, PyObject *name, int detail,
                                          name);
     PyObject *ok = info != NULL ? PyObject_GetAttrString(info, "found")
                                 : NULL;
+    PyObject *obj = ok != NULL ? PyObject_GetAttrString(info, "obj") : NULL;
     Py_XDECREF(info);
-    *found = ok != NULL ? PyObject_IsTrue(ok) : -1;
+    *found = obj != NULL ? PyObject_IsTrue(ok) : -1;
+    /* A magic written in C (a kernel's, kernel.c) has no source to
+     * show, and IPython's inspector fails on a magic with nothing to
+     * show: its docstring, as for `%name?`. */
+    if (obj != NULL && PyCFunction_Check(obj)) {
+        detail = 0;
+    }
+    Py_XDECREF(obj);
     Py_XDECREF(ok);
     if (*found < 0) {
         return NULL;

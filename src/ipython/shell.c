@@ -590,3 +590,27 @@ apy__ipy_open_utf8(PyObject *file, const char *mode)
     Py_DECREF(io);
     return f;
 }
+
+PyObject *
+apy__ipy_usage_error(PyObject *message)
+{
+    if (message == NULL) {
+        return NULL;
+    }
+    PyObject *mod = PyImport_ImportModule("IPython.core.error");
+    PyObject *cls = mod != NULL ? PyObject_GetAttrString(mod, "UsageError")
+                                : NULL;
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    PyErr_SetObject(cls != NULL ? cls : PyExc_ValueError, message);
+    Py_XDECREF(cls);
+    Py_DECREF(message);
+    return NULL;
+}
+
+int
+apy__ipy_on_pty(ApyIpyMagicsObject *self)
+{
+    return self->host != NULL && self->host->records != NULL
+           && self->host->records(self->ctx);
+}

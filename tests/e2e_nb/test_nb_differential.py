@@ -288,6 +288,58 @@ NOTEBOOKS = {
         "ls = 3", "print(ls)", "ls", "undefined_name",
         "x = 1\nenv",
     ],
+    # What a kernel adds: display ids as nbclient keeps them (a display
+    # with an id changes the earlier ones), the shell's display_pub,
+    # get_ipython().kernel's session.send, the kernel's magics.
+    "kernel": [
+        "display('a', display_id='k')",
+        "display('b', display_id='k')",
+        "from IPython.display import publish_display_data\n"
+        "publish_display_data({'text/plain': 'pub', 'text/html': '<b>p</b>'})",
+        "ip = get_ipython()\nk = ip.kernel\n"
+        "k.session.send(k.iopub_socket, 'display_data', {'data': "
+        "{'text/plain': 'sent'}, 'metadata': {}, 'transient': "
+        "{'display_id': 'k'}}, parent=ip.parent_header);",
+        "p = ip.parent_header\n"
+        "k.session.send(k.iopub_socket, 'update_display_data', {'data': "
+        "{'text/plain': 'updated'}, 'metadata': {}, 'transient': "
+        "{'display_id': 'k'}}, parent=p);",
+        # Only messages sent in answer to the cell's request are
+        # recorded: none without a parent, none with an old cell's.
+        "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', "
+        "'text': 'no parent\\n'})\n"
+        "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', "
+        "'text': 'old parent\\n'}, parent=p)\n"
+        "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', "
+        "'text': 'streamed\\n'}, parent=k.get_parent());",
+        "k.session.send(k.iopub_socket, 'execute_result', {'data': "
+        "{'text/plain': 'result'}, 'metadata': {}, 'execution_count': "
+        "ip.execution_count}, parent=ip.parent_header);",
+        "k.session.send(k.iopub_socket, 'error', {'ename': 'SentError', "
+        "'evalue': 'v', 'traceback': ['tb']}, parent=ip.parent_header);",
+        "print('gone')\nip.display_pub.clear_output()\nprint('kept')",
+        "hasattr(ip, 'kernel')",
+        "%lsmagic", "%autosave?", "%less /etc/hostname",
+    ],
+    # A finder the notebook adds to sys.meta_path imports its notebooks,
+    # not apyrun's own (IPython's "Importing Notebooks" example).
+    "finders": [
+        "import json, sys, importlib.abc, importlib.util\n"
+        "json.dump({'cells': [{'cell_type': 'code', 'metadata': {}, "
+        "'execution_count': None, 'outputs': [], 'source': 'x = 1'}], "
+        "'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}, "
+        "open('nbmod.ipynb', 'w'))",
+        "class Loader(importlib.abc.Loader):\n"
+        "    def create_module(self, spec):\n        return None\n"
+        "    def exec_module(self, module):\n"
+        "        print('custom loader')\n        module.x = 2\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'nbmod':\n"
+        "            return importlib.util.spec_from_loader(name, Loader())\n"
+        "sys.meta_path.append(Finder())",
+        "import nbmod\nprint(nbmod.x)",
+    ],
     # Under --allow-errors SystemExit is recorded and the run goes on.
     "sysexit": [
         "print('a')", "import sys\nsys.exit(3)", "print('after')",

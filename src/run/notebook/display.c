@@ -28,21 +28,6 @@ print_plain(PyObject *data)
     return PyFile_WriteString("\n", out);
 }
 
-/* Returns a new reference to a fresh display id (32 hex digits). */
-static PyObject *
-new_display_id(void)
-{
-    unsigned char raw[16];
-    char hex[33];
-    if (_PyOS_URandomNonblock(raw, sizeof(raw)) < 0) {
-        return NULL;
-    }
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    }
-    return PyUnicode_FromString(hex);
-}
-
 /* Adds (the running cell, out) to the outputs shown with display_id, which
  * update_display changes. 0 or -1. */
 static int
@@ -74,6 +59,54 @@ register_display(ApyNbRuntimeObject *rt, PyObject *display_id,
     return rc;
 }
 
+int
+apy__nbrun_update_display_id(ApyNbRuntimeObject *rt, PyObject *display_id,
+                             PyObject *data, PyObject *md)
+{
+    PyObject *list = PyDict_GetItemWithError(rt->display_ids,
+                                             display_id); /* borrowed */
+    if (list == NULL || rt->run == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *entry = PyList_GET_ITEM(list, i);
+        Py_ssize_t cell = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
+        PyObject *out = PyTuple_GET_ITEM(entry, 1);
+        if (PyDict_SetItemString(out, "data", data) < 0
+            || PyDict_SetItemString(out, "metadata", md) < 0) {
+            return -1;
+        }
+        if (cell >= 0 && (size_t)cell < rt->run->nb.ncells
+            && apy__nbrun_mark_dirty(rt->run, (size_t)cell) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
+apy__nbrun_show_output(ApyNbRuntimeObject *rt, PyObject *out,
+                       PyObject *display_id)
+{
+    int shown = display_id != NULL && display_id != Py_None;
+    /* As nbclient: an output with a display_id the run showed before
+     * changes those earlier outputs too, and is then one of them. */
+    if (shown && rt->run != NULL && rt->outputs != NULL
+        && rt->capture == NULL
+        && apy__nbrun_update_display_id(
+               rt, display_id, PyDict_GetItemString(out, "data"),
+               PyDict_GetItemString(out, "metadata")) < 0) {
+        return -1;
+    }
+    int rc = rt->run != NULL ? apy__nbrun_append_output(rt, out) : 0;
+    if (rc > 0 && shown && rt->capture == NULL
+        && register_display(rt, display_id, out) < 0) {
+        return -1;
+    }
+    return rc;
+}
+
 /* Shows one bundle as display_data, registering display_id. 0 or -1. */
 static int
 show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
@@ -84,12 +117,9 @@ show_bundle(ApyNbRuntimeObject *rt, PyObject *data, PyObject *md,
     if (out == NULL) {
         return -1;
     }
-    int rc = rt->run != NULL ? apy__nbrun_append_output(rt, out) : 0;
+    int rc = apy__nbrun_show_output(rt, out, display_id);
     if (rc == 0) {
         rc = print_plain(data);
-    } else if (rc > 0 && display_id != NULL && display_id != Py_None
-               && rt->capture == NULL) {
-        rc = register_display(rt, display_id, out);
     }
     Py_DECREF(out);
     return rc < 0 ? -1 : 0;
@@ -154,7 +184,7 @@ runtime_display(ApyNbRuntimeObject *self, PyObject *args, PyObject *kwargs)
     }
     PyObject *id = NULL;
     if (display_id == Py_True) {
-        id = new_display_id();
+        id = apy_ipy_new_id();
         if (id == NULL) {
             return NULL;
         }
@@ -263,23 +293,21 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
     if (id == NULL) {
         return NULL;
     }
-    PyObject *list = PyDict_GetItemWithError(self->display_ids,
-                                             id); /* borrowed */
-    Py_DECREF(id);
-    if (list == NULL || self->run == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+    int known = PyDict_Contains(self->display_ids, id);
+    if (known <= 0 || self->run == NULL) {
+        Py_DECREF(id);
+        return known < 0 ? NULL : Py_NewRef(Py_None);
     }
     PyObject *bundle = apy__nbrun_format(self->run, obj);
     if (bundle == NULL) {
+        Py_DECREF(id);
         if (apy__nbrun_format_failed(self->run) < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
     if (bundle == Py_None) {
+        Py_DECREF(id);
         return bundle; /* it displayed itself */
     }
     PyObject *md = kwargs ? PyDict_GetItemString(kwargs, "metadata") : NULL;
@@ -287,26 +315,16 @@ runtime_update_display(ApyNbRuntimeObject *self, PyObject *args,
         && PyDict_Update(PyTuple_GET_ITEM(bundle, 1), md) < 0) {
         goto error;
     }
-    Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *entry = PyList_GET_ITEM(list, i);
-        Py_ssize_t cell = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
-        PyObject *out = PyTuple_GET_ITEM(entry, 1);
-        if (PyDict_SetItemString(out, "data", PyTuple_GET_ITEM(bundle, 0))
-                < 0
-            || PyDict_SetItemString(out, "metadata",
-                                    PyTuple_GET_ITEM(bundle, 1)) < 0) {
-            goto error;
-        }
-        if (cell >= 0 && (size_t)cell < self->run->nb.ncells
-            && apy__nbrun_mark_dirty(self->run, (size_t)cell) < 0) {
-            goto error;
-        }
+    if (apy__nbrun_update_display_id(self, id, PyTuple_GET_ITEM(bundle, 0),
+                                     PyTuple_GET_ITEM(bundle, 1)) < 0) {
+        goto error;
     }
+    Py_DECREF(id);
     Py_DECREF(bundle);
     Py_RETURN_NONE;
 
 error:
+    Py_DECREF(id);
     Py_DECREF(bundle);
     return NULL;
 }

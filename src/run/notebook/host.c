@@ -66,6 +66,12 @@ host_records(void *ctx)
     return run->recording;
 }
 
+static int
+host_message(void *ctx, const char *msg_type, PyObject *content)
+{
+    return apy__nbrun_message(ctx, msg_type, content);
+}
+
 static const apy_ipy_host_t run_host = {
     .run_source = host_run_source,
     .capture_begin = host_capture_begin,
@@ -76,6 +82,7 @@ static const apy_ipy_host_t run_host = {
     .page = host_page,
     .records = host_records,
     .note = host_note,
+    .message = host_message,
 };
 
 int

@@ -375,6 +375,28 @@ int apy__nbrun_append_output(ApyNbRuntimeObject *rt, PyObject *output);
 /* Applies a clear_output() now (or at the next output if wait). */
 void apy__nbrun_clear_output(ApyNbRuntimeObject *rt, int wait);
 
+/* Changes the data and metadata of the outputs shown so far with
+ * display_id (a str) to these, as nbclient updates a display. 0 or -1. */
+int apy__nbrun_update_display_id(ApyNbRuntimeObject *rt,
+                                 PyObject *display_id, PyObject *data,
+                                 PyObject *md);
+
+/* Appends out (a display_data or execute_result dict) as nbclient does
+ * with its display_id (NULL or None: none): the earlier outputs with it
+ * updated, out shown with it from now on. 1 (recorded), 0 (nothing
+ * records), -1. */
+int apy__nbrun_show_output(ApyNbRuntimeObject *rt, PyObject *out,
+                           PyObject *display_id);
+
+/* ---- iopub.c: a kernel's messages ---- */
+
+/* Records an IOPub message a program sent through get_ipython().kernel
+ * (msg_type; content, a dict) as nbclient records it: display_data,
+ * update_display_data, execute_result, stream, error, clear_output;
+ * others (comm_*, status) change no output. 0 or -1. */
+int apy__nbrun_message(apy_nbrun_t *run, const char *msg_type,
+                       PyObject *content);
+
 /* ---- cells.c: compile and run one cell ---- */
 
 /* Runs code cell run->cur. Returns 0 on success, -1 with the cell's

@@ -4,9 +4,10 @@
  * only print()s, and Agg's show() shows nothing. A meta-path finder
  * catches the import of IPython.core.display_functions (and of
  * matplotlib.pyplot while the Agg default is apyrun's, and of
- * IPython.core.getipython) and, once the module has run, replaces
- * display/clear_output/update_display (show; get_ipython) by the
- * recorder's (the run's), so every later importer gets them: plt.show()
+ * IPython.core.getipython and IPython.core.interactiveshell) and, once
+ * the module has run, replaces display/clear_output/update_display
+ * (show; get_ipython; InteractiveShell.instance) by the recorder's (the
+ * run's), so every later importer gets them: plt.show()
  * then shows the figures where it is called, as Jupyter's inline backend
  * does. None is imported here: a notebook that does not use them pays
  * nothing. */
@@ -20,6 +21,7 @@
 #define TARGET_MODULE "IPython.core.display_functions"
 #define PYPLOT_MODULE "matplotlib.pyplot"
 #define GETIPYTHON_MODULE "IPython.core.getipython"
+#define SHELL_MODULE "IPython.core.interactiveshell"
 #define REEXPORT_MODULE "IPython.display"
 
 /* The finder, and the loader wrapper it puts into the spec. */
@@ -61,6 +63,82 @@ error:
     return rc;
 }
 
+/* InteractiveShell.instance(*args, **kwargs) (self: (InteractiveShell,
+ * SingletonConfigurable's instance function, the run's get_ipython);
+ * args[0]: the class asked): the run's shell, made by get_ipython(),
+ * when InteractiveShell itself is asked for its first instance, as
+ * IPython's publish_display_data() and a program's own code do (IPython
+ * would make a shell of its own, unknown to the run); else traitlets'
+ * instance(). */
+static PyObject *
+shell_instance(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *base = PyTuple_GET_ITEM(self, 0);
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "instance() needs its class");
+        return NULL;
+    }
+    if (PyTuple_GET_ITEM(args, 0) == base) {
+        PyObject *made = PyObject_GetAttrString(base, "_instance");
+        if (made == NULL) {
+            PyErr_Clear();
+        }
+        int first = made == NULL || made == Py_None;
+        Py_XDECREF(made);
+        if (first) {
+            return PyObject_CallNoArgs(PyTuple_GET_ITEM(self, 2));
+        }
+    }
+    return PyObject_Call(PyTuple_GET_ITEM(self, 1), args, kwargs);
+}
+
+static PyMethodDef shell_instance_def = {
+    "instance", (PyCFunction)(void (*)(void))shell_instance,
+    METH_VARARGS | METH_KEYWORDS,
+    "The shell's one instance: in an apyrun run, the run's get_ipython().",
+};
+
+/* module.InteractiveShell.instance becomes shell_instance. 0 or -1. */
+static int
+patch_shell_instance(PyObject *module)
+{
+    PyObject *get = PyDict_GetItemString(PyEval_GetBuiltins(),
+                                         "get_ipython"); /* borrowed */
+    if (get == NULL) {
+        return 0;
+    }
+    PyObject *cls = PyObject_GetAttrString(module, "InteractiveShell");
+    PyObject *mro = cls != NULL ? PyObject_GetAttrString(cls, "__mro__")
+                                : NULL;
+    PyObject *orig = NULL, *self = NULL, *f = NULL, *cm = NULL;
+    int rc = -1;
+    /* The function behind traitlets' classmethod, found on the MRO. */
+    for (Py_ssize_t i = 1; mro != NULL && PyTuple_Check(mro)
+                           && orig == NULL && i < PyTuple_GET_SIZE(mro);
+         i++) {
+        PyObject *d = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict;
+        PyObject *c = d != NULL ? PyDict_GetItemString(d, "instance") : NULL;
+        if (c != NULL) {
+            orig = PyObject_GetAttrString(c, "__func__");
+        }
+    }
+    if (orig == NULL) {
+        goto done;
+    }
+    self = PyTuple_Pack(3, cls, orig, get);
+    f = self != NULL ? PyCFunction_New(&shell_instance_def, self) : NULL;
+    cm = f != NULL ? PyClassMethod_New(f) : NULL;
+    rc = cm != NULL ? PyObject_SetAttrString(cls, "instance", cm) : -1;
+done:
+    Py_XDECREF(cm);
+    Py_XDECREF(f);
+    Py_XDECREF(self);
+    Py_XDECREF(orig);
+    Py_XDECREF(mro);
+    Py_XDECREF(cls);
+    return rc;
+}
+
 /* Makes module's display functions (or pyplot's show) the recorder's.
  * 0 or -1. */
 static int
@@ -77,7 +155,13 @@ patch_module(PyObject *runtime, PyObject *module)
                      && PyUnicode_CompareWithASCIIString(modname,
                                                          GETIPYTHON_MODULE)
                             == 0;
+    int shell = PyUnicode_Check(modname)
+                && PyUnicode_CompareWithASCIIString(modname, SHELL_MODULE)
+                       == 0;
     Py_DECREF(modname);
+    if (shell) {
+        return patch_shell_instance(module);
+    }
     if (pyplot) {
         return patch_pyplot_show(runtime, module);
     }
@@ -256,6 +340,7 @@ finder_find_spec(ApyNbHookObject *self, PyObject *const *args,
         || (PyUnicode_CompareWithASCIIString(args[0], TARGET_MODULE) != 0
             && PyUnicode_CompareWithASCIIString(args[0], GETIPYTHON_MODULE)
                    != 0
+            && PyUnicode_CompareWithASCIIString(args[0], SHELL_MODULE) != 0
             && (PyUnicode_CompareWithASCIIString(args[0], PYPLOT_MODULE)
                     != 0
                 || !agg_is_ours(self)))) {
@@ -347,7 +432,8 @@ apy__nbrun_display_hook_ipython(apy_nbrun_t *run)
     int display = patch_imported(run, TARGET_MODULE);
     int getipython = display < 0 ? -1 : patch_imported(run,
                                                        GETIPYTHON_MODULE);
-    if (display < 0 || getipython < 0) {
+    int shell = getipython < 0 ? -1 : patch_imported(run, SHELL_MODULE);
+    if (display < 0 || getipython < 0 || shell < 0) {
         return -1;
     }
     if (display) {
