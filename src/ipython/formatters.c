@@ -155,11 +155,34 @@ apy_ipy_figure_format(PyObject *magics, PyObject *fig, PyObject *include,
         Py_RETURN_NONE;
     }
     PyObject *df = PyObject_GetAttrString(self->shell, "display_formatter");
-    PyObject *format = df != NULL ? PyObject_GetAttrString(df, "format")
+    PyObject *fs = df != NULL ? PyObject_GetAttrString(df, "formatters")
+                              : NULL;
+    PyObject *format = fs != NULL ? PyObject_GetAttrString(df, "format")
                                   : NULL;
     Py_XDECREF(df);
     if (format == NULL) {
+        Py_XDECREF(fs);
         return NULL;
+    }
+    /* Only when the shell has a figure formatter (select_figure_formats
+     * ran): else apyrun's own PNG. Its answer stands even without an
+     * image: a figure that failed to draw was reported by IPython. */
+    int image = 0;
+    for (const char *const *m = images; PyDict_Check(fs) && *m != NULL
+                                        && !image;
+         m++) {
+        PyObject *f = PyDict_GetItemString(fs, *m); /* borrowed */
+        PyObject *p = f != NULL ? PyObject_CallMethod(f, "lookup", "(O)",
+                                                      fig)
+                                : NULL;
+        image = p != NULL;
+        Py_XDECREF(p);
+        PyErr_Clear(); /* KeyError: no printer for figures */
+    }
+    Py_DECREF(fs);
+    if (!image) {
+        Py_DECREF(format);
+        Py_RETURN_NONE;
     }
     PyObject *kw = Py_BuildValue("{sOsO}", "include",
                                  include != NULL ? include : Py_None,
@@ -171,23 +194,5 @@ apy_ipy_figure_format(PyObject *magics, PyObject *fig, PyObject *include,
     Py_XDECREF(args);
     Py_XDECREF(kw);
     Py_DECREF(format);
-    if (r == NULL) {
-        return NULL;
-    }
-    /* Only when the shell has a figure formatter (select_figure_formats
-     * ran): else apyrun's own PNG. */
-    PyObject *data = PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2
-                         ? PyTuple_GET_ITEM(r, 0)
-                         : NULL;
-    int image = 0;
-    for (const char *const *m = images; data != NULL && PyDict_Check(data)
-                                        && *m != NULL;
-         m++) {
-        image |= PyDict_GetItemString(data, *m) != NULL;
-    }
-    if (!image) {
-        Py_DECREF(r);
-        Py_RETURN_NONE;
-    }
     return r;
 }

@@ -50,6 +50,21 @@ deliver(ApyIpyMagicsObject *self, const char *msg_type, PyObject *content)
                   && PyUnicode_CompareWithASCIIString(name, "stderr") == 0;
         return print_item(content, "text", err ? "stderr" : "stdout");
     }
+    if (strcmp(msg_type, "error") == 0) {
+        /* IPython's own _showtraceback prints the text on stdout. */
+        PyObject *tb = PyDict_GetItemString(content, "traceback");
+        PyObject *nl = tb != NULL ? PyUnicode_FromString("\n") : NULL;
+        PyObject *text = nl != NULL ? PyUnicode_Join(nl, tb) : NULL;
+        PyObject *out = PySys_GetObject("stdout"); /* borrowed */
+        int rc = text != NULL && out != NULL && out != Py_None
+                         && (PyFile_WriteObject(text, out, Py_PRINT_RAW) < 0
+                             || PyFile_WriteString("\n", out) < 0)
+                     ? -1
+                     : 0;
+        Py_XDECREF(text);
+        Py_XDECREF(nl);
+        return tb == NULL || text != NULL ? rc : -1;
+    }
     if (strcmp(msg_type, "display_data") == 0
         || strcmp(msg_type, "execute_result") == 0) {
         PyObject *data = PyDict_GetItemString(content, "data");
@@ -495,6 +510,39 @@ put_display_pub(ApyIpyMagicsObject *self, PyObject *shell)
     return rc;
 }
 
+/* _showtraceback(etype, evalue, stb), which IPython's showtraceback
+ * calls (an event callback's error, a figure that fails to draw): an
+ * error output, as ipykernel's shell sends it. */
+static PyObject *
+shell_showtraceback(ApyIpyMagicsObject *self, PyObject *args)
+{
+    PyObject *etype, *evalue, *stb;
+    if (!PyArg_ParseTuple(args, "OOO:_showtraceback", &etype, &evalue,
+                          &stb)) {
+        return NULL;
+    }
+    PyObject *ename = PyObject_GetAttrString(etype, "__name__");
+    PyObject *name = ename != NULL ? PyObject_Str(ename) : NULL;
+    PyObject *value = name != NULL ? PyObject_Str(evalue) : NULL;
+    PyObject *lines = value != NULL ? PySequence_List(stb) : NULL;
+    PyObject *content = lines != NULL
+                            ? Py_BuildValue("{sOsOsO}", "traceback", lines,
+                                            "ename", name, "evalue", value)
+                            : NULL;
+    int rc = content != NULL ? deliver(self, "error", content) : -1;
+    Py_XDECREF(content);
+    Py_XDECREF(lines);
+    Py_XDECREF(value);
+    Py_XDECREF(name);
+    Py_XDECREF(ename);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyMethodDef showtraceback_def = {
+    "_showtraceback", (PyCFunction)shell_showtraceback, METH_VARARGS,
+    "Records a traceback IPython shows as an error output, as a kernel.",
+};
+
 /* ---- ipykernel's KernelMagics ---- */
 
 static const char *const kernel_magics[] = {
@@ -736,7 +784,11 @@ apy__ipy_kernel_attach(ApyIpyMagicsObject *self, PyObject *shell)
     if (rc < 0 || self->shell_kind != APY_IPY_SHELL_IPYTHON) {
         return rc;
     }
-    if (put_display_pub(self, shell) < 0) {
+    PyObject *show = PyCFunction_New(&showtraceback_def, (PyObject *)self);
+    rc = show != NULL ? PyObject_SetAttrString(shell, "_showtraceback", show)
+                      : -1;
+    Py_XDECREF(show);
+    if (rc < 0 || put_display_pub(self, shell) < 0) {
         return -1;
     }
     return register_magics(self, shell);

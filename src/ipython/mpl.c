@@ -68,6 +68,45 @@ apy_ipy_shows_figures(PyObject *magics)
 }
 
 int
+apy_ipy_inline_flushes(PyObject *magics)
+{
+    PyObject *shell = magics != NULL ? ((ApyIpyMagicsObject *)magics)->shell
+                                     : NULL;
+    if (shell == NULL
+        || ((ApyIpyMagicsObject *)magics)->shell_kind
+               != APY_IPY_SHELL_IPYTHON) {
+        return 0;
+    }
+    PyObject *events = PyObject_GetAttrString(shell, "events");
+    PyObject *cbs = events != NULL ? PyObject_GetAttrString(events,
+                                                            "callbacks")
+                                   : NULL;
+    PyObject *post = cbs != NULL && PyDict_Check(cbs)
+                         ? PyDict_GetItemString(cbs, "post_execute")
+                         : NULL;
+    int found = 0;
+    for (Py_ssize_t i = 0; post != NULL && PyList_Check(post)
+                           && !found && i < PyList_GET_SIZE(post);
+         i++) {
+        PyObject *f = PyList_GET_ITEM(post, i);
+        PyObject *mod = PyObject_GetAttrString(f, "__module__");
+        PyObject *name = PyObject_GetAttrString(f, "__name__");
+        found = mod != NULL && name != NULL && PyUnicode_Check(mod)
+                && PyUnicode_Check(name)
+                && PyUnicode_CompareWithASCIIString(
+                       mod, "matplotlib_inline.backend_inline") == 0
+                && PyUnicode_CompareWithASCIIString(name, "flush_figures")
+                       == 0;
+        Py_XDECREF(mod);
+        Py_XDECREF(name);
+    }
+    PyErr_Clear(); /* a callback with no names is not the one */
+    Py_XDECREF(cbs);
+    Py_XDECREF(events);
+    return found;
+}
+
+int
 apy__ipy_mpl_frontend(PyObject *arg)
 {
     int listed = apy__ipy_mpl_frontend_name(arg);

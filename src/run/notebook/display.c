@@ -428,13 +428,17 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
     int rc = -1;
     PyObject *nums = NULL;
     /* Agg (apyrun's) and the inline backend show figures at the end of a
-     * cell; any other backend shows them itself (nbagg, a GUI). */
+     * cell; any other backend shows them itself (nbagg, a GUI), and so
+     * does the inline backend's own post_execute callback where IPython's
+     * shell has it. */
     PyObject *backend = PyObject_CallMethod(plt, "get_backend", NULL);
     const char *b = backend != NULL && PyUnicode_Check(backend)
                         ? PyUnicode_AsUTF8(backend)
                         : NULL;
-    int ours = b != NULL && (strcasecmp(b, "agg") == 0
-                             || strstr(b, "matplotlib_inline") != NULL)
+    int ours = b != NULL
+               && (strcasecmp(b, "agg") == 0
+                   || (strstr(b, "matplotlib_inline") != NULL
+                       && !apy_ipy_inline_flushes(run->magics)))
                && apy_ipy_shows_figures(run->magics);
     Py_XDECREF(backend);
     if (b == NULL) {

@@ -198,7 +198,8 @@ merge_mimebundle(apy_nbrun_t *run, PyObject *obj, PyObject *data,
         PyErr_Clear();
         return 0;
     }
-    PyObject *r = PyCallable_Check(meth) ? call_mimebundle(run, meth, sel) : NULL;
+    PyObject *r = PyCallable_Check(meth) ? call_mimebundle(run, meth, sel)
+                                         : NULL;
     Py_DECREF(meth);
     if (r == NULL || r == Py_None) {
         Py_XDECREF(r);
@@ -369,13 +370,17 @@ apy__nbrun_format_some(apy_nbrun_t *run, PyObject *obj,
         }
         if (PyDict_GetItemString(data, "image/png") == NULL
             && wanted_str(sel, "image/png") == 1 && is_figure(obj)) {
+            /* A figure that fails to draw (bad mathtext) is reported as
+             * IPython's formatter reports it, and shown as its text. */
             PyObject *png = figure_png(obj);
-            if (png == NULL
-                || PyDict_SetItemString(data, "image/png", png) < 0) {
-                Py_XDECREF(png);
+            if (png == NULL) {
+                report_repr_error(run);
+            } else if (PyDict_SetItemString(data, "image/png", png) < 0) {
+                Py_DECREF(png);
                 goto error;
+            } else {
+                Py_DECREF(png);
             }
-            Py_DECREF(png);
         }
     }
     if (select_types(data, sel) < 0) {

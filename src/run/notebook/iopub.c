@@ -138,6 +138,17 @@ error_message(ApyNbRuntimeObject *rt, PyObject *content)
     }
     PyObject *lines = tb != NULL && PyList_Check(tb) ? PySequence_List(tb)
                                                      : PyList_New(0);
+    /* On apyrun's terminal too, as the cell's own errors are. */
+    PyObject *nl = lines != NULL ? PyUnicode_FromString("\n") : NULL;
+    PyObject *text = nl != NULL ? PyUnicode_Join(nl, lines) : NULL;
+    const char *s = text != NULL ? PyUnicode_AsUTF8(text) : NULL;
+    if (s != NULL) {
+        apy__nbrun_write_real(rt->run, APY_NBRUN_STDERR, s);
+        apy__nbrun_write_real(rt->run, APY_NBRUN_STDERR, "\n");
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(nl);
+    PyErr_Clear(); /* a traceback of no text is recorded as it is */
     PyObject *out = lines != NULL
                         ? Py_BuildValue("{sssOsOsO}", "output_type", "error",
                                         "ename", ename, "evalue", evalue,

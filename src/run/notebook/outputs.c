@@ -900,6 +900,14 @@ apy__nbrun_show_exception(apy_nbrun_t *run, PyObject **lines_out)
     if (tb != NULL) {
         PyException_SetTraceback(value, tb);
     }
+    /* sys.last_type, last_value, last_traceback, as IPython's
+     * showtraceback and python's REPL set them (%debug, pdb.pm()). */
+    if (PySys_SetObject("last_type", type) < 0
+        || PySys_SetObject("last_value", value) < 0
+        || PySys_SetObject("last_traceback", tb != NULL ? tb : Py_None)
+               < 0) {
+        PyErr_Clear();
+    }
     if (usage_error(value) && show_usage_error(value) == 0) {
         if (lines_out != NULL) {
             /* The one line, for the report's reason. */
