@@ -247,6 +247,73 @@ done:
     return rc;
 }
 
+/* A StringIO of cap.<name> when take, else None. New, or NULL. */
+static PyObject *
+captured_text(PyObject *cap, const char *name, int take)
+{
+    if (!take) {
+        Py_RETURN_NONE;
+    }
+    PyObject *text = PyObject_GetAttrString(cap, name);
+    PyObject *io = text != NULL ? apy__ipy_call_module("io", "StringIO", text)
+                                : NULL;
+    Py_XDECREF(text);
+    return io;
+}
+
+/* The captured object as IPython's CapturedIO where IPython is
+ * importable, as a kernel's %%capture makes it (its outputs the keyword
+ * arguments of RichOutput, show() through IPython's display); else cap
+ * itself. cap is stolen; a new reference, or NULL. */
+static PyObject *
+ipython_captured(PyObject *cap, const int take[3])
+{
+    PyObject *mod = PyImport_ImportModule("IPython.utils.capture");
+    if (mod == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ImportError)) {
+            PyErr_Clear();
+            return cap;
+        }
+        Py_DECREF(cap);
+        return NULL;
+    }
+    PyObject *io[2] = {captured_text(cap, "stdout", take[0]), NULL};
+    io[1] = io[0] != NULL ? captured_text(cap, "stderr", take[1]) : NULL;
+    PyObject *outs = io[1] != NULL ? PyObject_GetAttrString(cap, "outputs")
+                                   : NULL;
+    PyObject *kw = outs != NULL ? PyList_New(0) : NULL;
+    Py_ssize_t n = kw != NULL && PyList_Check(outs) ? PyList_GET_SIZE(outs)
+                                                    : 0;
+    for (Py_ssize_t i = 0; kw != NULL && i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(outs, i);
+        PyObject *data = PyDict_Check(o) ? PyDict_GetItemString(o, "data")
+                                         : NULL;
+        PyObject *md = data != NULL ? PyDict_GetItemString(o, "metadata")
+                                    : NULL;
+        if (data == NULL) {
+            continue; /* not a display's */
+        }
+        PyObject *one = Py_BuildValue("{sOsOsOsO}", "data", data, "metadata",
+                                      md != NULL ? md : Py_None, "transient",
+                                      Py_None, "update", Py_False);
+        if (one == NULL || PyList_Append(kw, one) < 0) {
+            Py_CLEAR(kw);
+        }
+        Py_XDECREF(one);
+    }
+    PyObject *made = kw != NULL ? PyObject_CallMethod(mod, "CapturedIO",
+                                                      "OOO", io[0], io[1],
+                                                      kw)
+                                : NULL;
+    Py_XDECREF(kw);
+    Py_XDECREF(outs);
+    Py_XDECREF(io[1]);
+    Py_XDECREF(io[0]);
+    Py_DECREF(mod);
+    Py_DECREF(cap);
+    return made;
+}
+
 /* %%capture [--no-stdout] [--no-stderr] [--no-display] [VAR]: the body
  * runs with the host capturing; VAR gets the captured object in globals.
  * Results as run_source. */
@@ -267,6 +334,9 @@ cell_capture(const apy_ipy_host_t *host, void *ctx, PyObject *globals,
         rc = host->flush_figures(ctx);
     }
     cap = host->capture_end(ctx);
+    if (cap != NULL && var != NULL) {
+        cap = ipython_captured(cap, take);
+    }
     if (cap == NULL) {
         rc = rc == -2 ? -2 : -1;
     } else if (rc == 0 && var != NULL

@@ -79,6 +79,9 @@ NOTEBOOKS = {
         "print(repr(open('nonl.txt').read()))",
         "%%capture c\nprint('hidden')",
         "print(c.stdout, end='')",
+        # IPython's CapturedIO, its outputs shown again by calling it.
+        "type(c)", "%%capture d\ndisplay('x')\nprint('y')",
+        "d()", "len(d.outputs)",
         "import os\n%env DIFF_VAR=1\nprint(os.environ['DIFF_VAR'])",
         "os.mkdir('sub')\n%cd -q sub\nprint(os.path.basename(os.getcwd()))",
         "%cd -q ..\nos.path.isdir('sub')",

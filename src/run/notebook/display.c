@@ -370,7 +370,7 @@ runtime_show_figures(ApyNbRuntimeObject *self, PyObject *args,
         return NULL; /* a backend name that is no UTF-8 */
     }
     if (agg && self->run != NULL) {
-        if (apy__nbrun_flush_figures(self->run) < 0) {
+        if (apy__nbrun_flush_figures(self->run, 1) < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
@@ -414,7 +414,7 @@ PyMethodDef apy__nbrun_display_methods[] = {
 };
 
 int
-apy__nbrun_flush_figures(apy_nbrun_t *run)
+apy__nbrun_flush_figures(apy_nbrun_t *run, int nested)
 {
     PyObject *name = PyUnicode_FromString("matplotlib.pyplot");
     if (name == NULL) {
@@ -430,7 +430,8 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
     /* Agg (apyrun's) and the inline backend show figures at the end of a
      * cell; any other backend shows them itself (nbagg, a GUI), and so
      * does the inline backend's own post_execute callback where IPython's
-     * shell has it. */
+     * shell has it, but for a nested cell's (%%capture's body, which
+     * IPython runs with run_cell: its figures are captured). */
     PyObject *backend = PyObject_CallMethod(plt, "get_backend", NULL);
     const char *b = backend != NULL && PyUnicode_Check(backend)
                         ? PyUnicode_AsUTF8(backend)
@@ -438,7 +439,7 @@ apy__nbrun_flush_figures(apy_nbrun_t *run)
     int ours = b != NULL
                && (strcasecmp(b, "agg") == 0
                    || (strstr(b, "matplotlib_inline") != NULL
-                       && !apy_ipy_inline_flushes(run->magics)))
+                       && (nested || !apy_ipy_inline_flushes(run->magics))))
                && apy_ipy_shows_figures(run->magics);
     Py_XDECREF(backend);
     if (b == NULL) {

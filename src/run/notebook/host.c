@@ -30,7 +30,7 @@ host_capture_end(void *ctx)
 static int
 host_flush_figures(void *ctx)
 {
-    return apy__nbrun_flush_figures(ctx);
+    return apy__nbrun_flush_figures(ctx, 1);
 }
 
 static int

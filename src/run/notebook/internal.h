@@ -336,9 +336,11 @@ int apy__nbrun_display_obj(PyObject *runtime, PyObject *obj,
                            const apy_nbrun_select_t *sel);
 
 /* Displays the open matplotlib figures (when something records) and
- * closes them, as the inline backend does at the end of a cell. Does
- * nothing when matplotlib.pyplot was never imported. 0 or -1. */
-int apy__nbrun_flush_figures(apy_nbrun_t *run);
+ * closes them, as the inline backend does at the end of a cell (nested:
+ * of a %%capture body or plt.show(), which show the inline backend's
+ * figures too; else those are its post_execute callback's). Does nothing
+ * when matplotlib.pyplot was never imported. 0 or -1. */
+int apy__nbrun_flush_figures(apy_nbrun_t *run, int nested);
 
 /* Makes IPython's display()/clear_output()/update_display() ours once
  * IPython.core.display_functions is imported. 0 or -1. */

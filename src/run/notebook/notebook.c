@@ -553,13 +553,13 @@ run_one(apy_nbrun_t *run, int *exitcode)
     if (rc == 0) {
         rc = apy__nbrun_run_cell(run);
     }
-    if (rc == 0 && apy__nbrun_flush_figures(run) < 0) {
+    if (rc == 0 && apy__nbrun_flush_figures(run, 0) < 0) {
         rc = -1;
     }
     apy__nbrun_timeouts_disarm(run);
     int how = rc == 0 ? CELL_OK : cell_failed(run, rc, exitcode);
     if ((how == CELL_ERROR || how == CELL_EXPECTED)
-        && apy__nbrun_flush_figures(run) < 0) {
+        && apy__nbrun_flush_figures(run, 0) < 0) {
         /* The figures drawn before the error still show, after it, as
          * the inline backend's post_execute shows them. */
         PyErr_Print();
