@@ -137,6 +137,20 @@ int apy_ipy_shell_formats(PyObject *magics, PyObject *obj, PyObject *data,
  * NULL). */
 int apy_ipy_shows_figures(PyObject *magics);
 
+/* 1 when IPython's shell has matplotlib-inline's flush_figures among its
+ * post_execute callbacks (the inline backend, as a kernel sets it up):
+ * the figures then show from there, after the callbacks before it and
+ * with IPython's handling of their errors. Else 0 (magics may be NULL).
+ * Never fails. */
+int apy_ipy_inline_flushes(PyObject *magics);
+
+/* The program imported ipykernel.kernelbase (module): unless a kernel
+ * runs, Kernel.instance() becomes one whose session records through the
+ * host as get_ipython().kernel's does, with ipykernel's CommManager, so
+ * ipykernel.comm.Comm() works; it becomes get_ipython().kernel. 0, or -1
+ * with an exception set. */
+int apy_ipy_kernel_module(PyObject *magics, PyObject *kernelbase);
+
 /* 1 when a cell of one line is IPython's automagic, as a kernel runs it:
  * its first word names a line magic or alias (`ls dir`, `pwd`, `cd ..`)
  * that nothing in ns, the builtins or the keywords shadows, and the line

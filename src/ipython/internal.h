@@ -36,6 +36,8 @@ typedef struct {
                          * end of a cell shows no figures */
     PyObject *parent;   /* the running cell's parent header, as a
                          * kernel's execute_request (kernel.c), or NULL */
+    PyObject *kernel;   /* ipykernel's Kernel made for the run once the
+                         * program imported ipykernel (ipykernel.c) */
 } ApyIpyMagicsObject;
 
 enum {
@@ -242,6 +244,16 @@ PyObject *apy__ipy_kernel_magic(ApyIpyMagicsObject *self, const char *name,
  * parent_header and, IPython's, a display_pub that delivers the same
  * way, the kernel's magics and its storemagic extension. 0 or -1. */
 int apy__ipy_kernel_attach(ApyIpyMagicsObject *self, PyObject *shell);
+/* send(stream, msg_or_type, content=None, parent=None, ...) of a
+ * kernel's session (args without the session): the message recorded
+ * through the host when parent is the running cell's. The message (a
+ * dict), or NULL. */
+PyObject *apy__ipy_kernel_send(ApyIpyMagicsObject *m, PyObject *args,
+                               PyObject *kwargs);
+/* The running cell's parent header (borrowed; made when there is none),
+ * or NULL with an exception set. */
+PyObject *apy__ipy_kernel_parent(ApyIpyMagicsObject *self);
+
 /* A cell begins: a new parent header (self->parent, and the shell's
  * parent_header once there is a shell), as a kernel's new
  * execute_request. 0 or -1. */

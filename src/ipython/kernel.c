@@ -111,9 +111,8 @@ new_parent(void)
                       : NULL;
 }
 
-/* self->parent, made when there is none; borrowed, or NULL. */
-static PyObject *
-current_parent(ApyIpyMagicsObject *self)
+PyObject *
+apy__ipy_kernel_parent(ApyIpyMagicsObject *self)
 {
     if (self->parent == NULL) {
         self->parent = new_parent();
@@ -128,7 +127,7 @@ apy__ipy_kernel_cell(ApyIpyMagicsObject *self)
     if (self->shell == NULL) {
         return 0; /* made with the shell, if ever */
     }
-    PyObject *parent = current_parent(self);
+    PyObject *parent = apy__ipy_kernel_parent(self);
     return parent != NULL
                ? PyObject_SetAttrString(self->shell, "parent_header", parent)
                : -1;
@@ -165,8 +164,9 @@ typedef struct {
  * message whose parent is the running cell's request (ip.parent_header,
  * kernel.get_parent()) is recorded, as nbclient records only those.
  * Returns the message, a dict. */
-static PyObject *
-session_send(ApyIpySessionObject *self, PyObject *args, PyObject *kwargs)
+PyObject *
+apy__ipy_kernel_send(ApyIpyMagicsObject *m, PyObject *args,
+                     PyObject *kwargs)
 {
     static char *kwlist[] = {"stream", "msg_or_type", "content", "parent",
                              "ident", "buffers", "track", "header",
@@ -205,7 +205,6 @@ session_send(ApyIpySessionObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     PyObject *sent = NULL;
-    ApyIpyMagicsObject *m = (ApyIpyMagicsObject *)self->magics;
     if (!is_current(m, parent) || deliver(m, t, body) == 0) {
         sent = Py_BuildValue(
             "{s{sO}sOsOsOsO}", "header", "msg_type", type, "msg_type", type,
@@ -215,6 +214,13 @@ session_send(ApyIpySessionObject *self, PyObject *args, PyObject *kwargs)
     }
     Py_DECREF(body);
     return sent;
+}
+
+static PyObject *
+session_send(ApyIpySessionObject *self, PyObject *args, PyObject *kwargs)
+{
+    return apy__ipy_kernel_send((ApyIpyMagicsObject *)self->magics, args,
+                                kwargs);
 }
 
 static int
@@ -287,7 +293,7 @@ kernel_get_parent(ApyIpyKernelObject *self, PyObject *const *args,
         return NULL;
     }
     ApyIpySessionObject *session = (ApyIpySessionObject *)self->session;
-    PyObject *parent = current_parent(
+    PyObject *parent = apy__ipy_kernel_parent(
         (ApyIpyMagicsObject *)session->magics);
     return Py_XNewRef(parent);
 }
@@ -770,8 +776,11 @@ register_magics(ApyIpyMagicsObject *self, PyObject *shell)
 int
 apy__ipy_kernel_attach(ApyIpyMagicsObject *self, PyObject *shell)
 {
-    PyObject *kernel = new_kernel(self);
-    PyObject *parent = kernel != NULL ? Py_XNewRef(current_parent(self))
+    /* ipykernel's own Kernel once the program imported it (ipykernel.c),
+     * else apyrun's. */
+    PyObject *kernel = self->kernel != NULL ? Py_NewRef(self->kernel)
+                                            : new_kernel(self);
+    PyObject *parent = kernel != NULL ? Py_XNewRef(apy__ipy_kernel_parent(self))
                                       : NULL;
     int rc = parent != NULL
                      && PyObject_SetAttrString(shell, "kernel", kernel) == 0

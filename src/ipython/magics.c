@@ -466,6 +466,7 @@ magics_traverse(ApyIpyMagicsObject *self, visitproc visit, void *arg)
     Py_VISIT(self->captured);
     Py_VISIT(self->bg);
     Py_VISIT(self->parent);
+    Py_VISIT(self->kernel);
     return 0;
 }
 
@@ -484,6 +485,7 @@ magics_clear(ApyIpyMagicsObject *self)
     Py_CLEAR(self->captured);
     Py_CLEAR(self->bg);
     Py_CLEAR(self->parent);
+    Py_CLEAR(self->kernel);
     return 0;
 }
 
@@ -552,6 +554,7 @@ magics_new(PyTypeObject *tp, const apy_ipy_host_t *host, void *ctx)
     m->captured = NULL;
     m->bg = NULL;
     m->parent = NULL;
+    m->kernel = NULL;
     m->bg_atexit = 0;
     m->mpl_hidden = 0;
     PyObject_GC_Track(m);

@@ -330,6 +330,17 @@ NOTEBOOKS = {
         "hasattr(ip, 'kernel')",
         "%lsmagic", "%autosave?", "%less /etc/hostname",
     ],
+    # ipykernel's Comm finds its kernel (Kernel.instance(), which is
+    # get_ipython().kernel): its messages are no cell's outputs.
+    "comms": [
+        "from ipykernel.comm import Comm\nc = Comm('t', data={'a': 1})",
+        "c.send({'b': 2})",
+        "k = get_ipython().kernel\n"
+        "print(k.comm_manager.comms == {c.comm_id: c})",
+        "c.close()\nprint(k.comm_manager.comms)",
+        "from ipykernel.kernelbase import Kernel\n"
+        "Kernel.instance() is get_ipython().kernel",
+    ],
     # A finder the notebook adds to sys.meta_path imports its notebooks,
     # not apyrun's own (IPython's "Importing Notebooks" example).
     "finders": [

@@ -4,9 +4,10 @@
  * only print()s, and Agg's show() shows nothing. A meta-path finder
  * catches the import of IPython.core.display_functions (and of
  * matplotlib.pyplot while the Agg default is apyrun's, and of
- * IPython.core.getipython and IPython.core.interactiveshell) and, once
- * the module has run, replaces display/clear_output/update_display
- * (show; get_ipython; InteractiveShell.instance) by the recorder's (the
+ * IPython.core.getipython, IPython.core.interactiveshell and
+ * ipykernel.kernelbase) and, once the module has run, replaces
+ * display/clear_output/update_display (show; get_ipython;
+ * InteractiveShell.instance; Kernel.instance()) by the recorder's (the
  * run's), so every later importer gets them: plt.show()
  * then shows the figures where it is called, as Jupyter's inline backend
  * does. None is imported here: a notebook that does not use them pays
@@ -16,12 +17,14 @@
 
 #include <string.h>
 
+#include "apyrun/ipython.h"
 #include "internal.h"
 
 #define TARGET_MODULE "IPython.core.display_functions"
 #define PYPLOT_MODULE "matplotlib.pyplot"
 #define GETIPYTHON_MODULE "IPython.core.getipython"
 #define SHELL_MODULE "IPython.core.interactiveshell"
+#define KERNEL_MODULE "ipykernel.kernelbase"
 #define REEXPORT_MODULE "IPython.display"
 
 /* The finder, and the loader wrapper it puts into the spec. */
@@ -158,9 +161,18 @@ patch_module(PyObject *runtime, PyObject *module)
     int shell = PyUnicode_Check(modname)
                 && PyUnicode_CompareWithASCIIString(modname, SHELL_MODULE)
                        == 0;
+    int kernel = PyUnicode_Check(modname)
+                 && PyUnicode_CompareWithASCIIString(modname, KERNEL_MODULE)
+                        == 0;
     Py_DECREF(modname);
     if (shell) {
         return patch_shell_instance(module);
+    }
+    if (kernel) {
+        ApyNbRuntimeObject *rt = (ApyNbRuntimeObject *)runtime;
+        return rt->run != NULL ? apy_ipy_kernel_module(rt->run->magics,
+                                                       module)
+                               : 0;
     }
     if (pyplot) {
         return patch_pyplot_show(runtime, module);
@@ -341,6 +353,7 @@ finder_find_spec(ApyNbHookObject *self, PyObject *const *args,
             && PyUnicode_CompareWithASCIIString(args[0], GETIPYTHON_MODULE)
                    != 0
             && PyUnicode_CompareWithASCIIString(args[0], SHELL_MODULE) != 0
+            && PyUnicode_CompareWithASCIIString(args[0], KERNEL_MODULE) != 0
             && (PyUnicode_CompareWithASCIIString(args[0], PYPLOT_MODULE)
                     != 0
                 || !agg_is_ours(self)))) {
@@ -433,10 +446,11 @@ apy__nbrun_display_hook_ipython(apy_nbrun_t *run)
     int getipython = display < 0 ? -1 : patch_imported(run,
                                                        GETIPYTHON_MODULE);
     int shell = getipython < 0 ? -1 : patch_imported(run, SHELL_MODULE);
-    if (display < 0 || getipython < 0 || shell < 0) {
+    int kernel = shell < 0 ? -1 : patch_imported(run, KERNEL_MODULE);
+    if (display < 0 || getipython < 0 || shell < 0 || kernel < 0) {
         return -1;
     }
-    if (display) {
+    if (display && kernel) {
         return 0; /* IPython is imported whole: nothing left to catch */
     }
     PyObject *meta_path = PySys_GetObject("meta_path"); /* borrowed */
