@@ -780,8 +780,9 @@ apy__ipy_kernel_attach(ApyIpyMagicsObject *self, PyObject *shell)
      * else apyrun's. */
     PyObject *kernel = self->kernel != NULL ? Py_NewRef(self->kernel)
                                             : new_kernel(self);
-    PyObject *parent = kernel != NULL ? Py_XNewRef(apy__ipy_kernel_parent(self))
-                                      : NULL;
+    PyObject *parent = kernel != NULL
+                           ? Py_XNewRef(apy__ipy_kernel_parent(self))
+                           : NULL;
     int rc = parent != NULL
                      && PyObject_SetAttrString(shell, "kernel", kernel) == 0
                      && PyObject_SetAttrString(shell, "parent_header",

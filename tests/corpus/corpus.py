@@ -689,6 +689,7 @@ def process(item, args, versions):
                                f"{last[:120]})")
         for r in refs:
             r["summary"] = summary(r["nb"], r["dir"], args.lax_locations)
+            r["strict"] = summary(r["nb"], r["dir"], False)
         why = reference_exclusion(refs[0]["summary"])
         if why:
             return dict(res, status="excluded", reason=why)
@@ -700,6 +701,11 @@ def process(item, args, versions):
                 f"{ours['stderr'][-300:]})"}])
         got = summary(ours["nb"], ours["dir"], args.lax_locations)
         diffs, unstable = compare(refs, got)
+        # Also judged with locations compared (the two differ only under
+        # --lax-locations).
+        strict_refs = [dict(r, summary=r["strict"]) for r in refs]
+        res["same_strict"] = not compare(
+            strict_refs, summary(ours["nb"], ours["dir"], False))[0]
         res["unstable_cells"] = unstable
         res["apyrun_rc"] = ours["rc"]
         if ours["rc"] not in (0, 1):
@@ -791,6 +797,11 @@ def main(argv=None):
     pct = 100.0 * same / len(counted) if counted else 0.0
     print(f"{len(counted)} notebooks, {same} same ({pct:.1f}%); "
           f"{excluded} excluded")
+    if args.lax_locations and counted:
+        strict = sum(r["status"] == "same" and r.get("same_strict", False)
+                     for r in counted)
+        print(f"with the locations of code compared too: {strict} same "
+              f"({100.0 * strict / len(counted):.1f}%)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"versions": versions, "apyrun": args.apyrun,
