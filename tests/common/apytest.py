@@ -37,8 +37,8 @@ SANITIZER_REPORTS = ("ERROR: AddressSanitizer:", "ERROR: LeakSanitizer:")
 def no_leak_check():
     """Extra environment for a child LeakSanitizer cannot check: one run
     under ptrace (strace: LSan stops with a fatal error), or one that
-    imports numpy (its Cython modules leak at import; neither apyrun's
-    nor CPython's).  Empty outside the sanitizer build."""
+    imports numpy or zmq (their Cython modules leak at import; not apyrun's
+    or CPython's).  Empty outside the sanitizer build."""
     opts = os.environ.get("ASAN_OPTIONS")
     return {"ASAN_OPTIONS": opts + ":detect_leaks=0"} if opts else {}
 
