@@ -194,6 +194,10 @@ struct apy_poll_s {
     int revents;  /* fired, not yet dispatched; -1 bit: error */
     PyObject *reader; /* Handle or NULL */
     PyObject *writer;
+    /* What add_reader/add_writer got when the fd became watched (the
+     * selector key's fileobj): a closed socket is found by it. Strong;
+     * NULL while neither Handle is set. */
+    PyObject *fileobj;
     apy_poll_t *fired_next;
     apy_poll_t *pending_next;
     char in_fired;

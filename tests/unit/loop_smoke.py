@@ -197,6 +197,38 @@ class LoopSmokeTests(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.loop.add_reader(-1, print)
 
+    def test_remove_reader_of_closed_socket(self):
+        # selectors finds a closed socket (fileno() -1) by the object it
+        # was registered with; anyio's close_during_receive relies on it.
+        def scenario(loop):
+            def attempt(f):
+                try:
+                    return f()
+                except (ValueError, OSError) as exc:
+                    return f'{type(exc).__name__}: {exc}'
+            a, b = socket.socketpair()
+            loop.add_reader(a, lambda: None)
+            out = [loop._selector.get_key(a).fileobj is a]
+            a.close()
+            out.append(loop._selector.get_key(a).fd >= 0)
+            out += [attempt(lambda: loop.remove_reader(a)),
+                    attempt(lambda: loop.remove_reader(a)),
+                    attempt(lambda: loop.remove_writer(a))]
+            fresh = socket.socket()
+            out.append(attempt(lambda: loop.remove_reader(fresh)))
+            loop.add_writer(fresh, lambda: None)
+            fresh.close()
+            out.append(attempt(lambda: loop.remove_writer(fresh)))
+            b.close()
+            return out
+        stdlib = asyncio.SelectorEventLoop()
+        try:
+            want = scenario(stdlib)
+        finally:
+            stdlib.close()
+        self.assertEqual(scenario(self.loop), want)
+        self.assertEqual(want[:3], [True, True, True])
+
     def test_signal_handler(self):
         got = []
         self.loop.add_signal_handler(signal.SIGUSR1, got.append, 'usr1')

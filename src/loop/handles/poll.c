@@ -305,11 +305,34 @@ add_watcher(ApyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         apy__loop_set_uv_error(err);
         return NULL;
     }
+    if (rec->fileobj == NULL) {
+        rec->fileobj = Py_NewRef(args[0]); /* selectors' register() */
+    }
     if (old != NULL && drop_handle(self, old) < 0) {
         Py_DECREF(h);
         return NULL;
     }
     return h;
+}
+
+/* The fd of obj as the selectors module looks it up: its fileno(), or,
+ * when that fails with ValueError (a closed socket's -1), the fd of the
+ * watched record registered with obj itself. -1 with the ValueError set
+ * if neither. uv may be NULL. */
+static int
+lookup_fd(apy_uv_t *uv, PyObject *obj)
+{
+    int fd = apy__poll_fileobj_to_fd(obj);
+    if (fd >= 0 || uv == NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return fd;
+    }
+    for (int i = 0; i < uv->npolls; i++) {
+        if (uv->polls[i] != NULL && uv->polls[i]->fileobj == obj) {
+            PyErr_Clear();
+            return i;
+        }
+    }
+    return -1;
 }
 
 /* _remove_reader/_remove_writer: returns 1 if a Handle was removed, 0 if
@@ -320,11 +343,11 @@ remove_watcher(ApyLoopObject *self, PyObject *fdobj, int writable)
     if (self->closed || self->uv == NULL) {
         return 0;
     }
-    int fd = apy__poll_fileobj_to_fd(fdobj);
+    apy_uv_t *uv = self->uv;
+    int fd = lookup_fd(uv, fdobj);
     if (fd < 0) {
         return -1;
     }
-    apy_uv_t *uv = self->uv;
     apy_poll_t *rec = fd < uv->npolls ? uv->polls[fd] : NULL;
     if (rec == NULL) {
         return 0;
@@ -335,9 +358,16 @@ remove_watcher(ApyLoopObject *self, PyObject *fdobj, int writable)
         return 0;
     }
     *slot = NULL;
+    PyObject *fileobj = NULL;
+    if (rec->reader == NULL && rec->writer == NULL) {
+        fileobj = rec->fileobj; /* selectors' unregister() */
+        rec->fileobj = NULL;
+    }
     /* Stopping never fails; the record stays for the next add on fd. */
     (void)poll_update(uv, rec, 0);
-    return drop_handle(self, old) < 0 ? -1 : 1;
+    int r = drop_handle(self, old) < 0 ? -1 : 1;
+    Py_XDECREF(fileobj);
+    return r;
 }
 
 /* loop._add_reader(fd, cb, *args): new reference to the Handle, or
@@ -514,13 +544,15 @@ apy__poll_close_all(apy_uv_t *uv)
         }
         uv->polls[fd] = NULL;
         PyObject *reader = rec->reader, *writer = rec->writer;
-        rec->reader = rec->writer = NULL;
+        PyObject *fileobj = rec->fileobj;
+        rec->reader = rec->writer = rec->fileobj = NULL;
         rec->in_fired = rec->in_pending = 0;
         rec->closing = 1;
         uv_close((uv_handle_t *)&rec->handle, on_poll_closed);
         /* Released last: this may run arbitrary code. */
         Py_XDECREF(reader);
         Py_XDECREF(writer);
+        Py_XDECREF(fileobj);
     }
 }
 
@@ -533,6 +565,7 @@ apy__poll_traverse(apy_uv_t *uv, visitproc visit, void *arg)
         if (rec != NULL) {
             Py_VISIT(rec->reader);
             Py_VISIT(rec->writer);
+            Py_VISIT(rec->fileobj);
         }
     }
     return 0;
@@ -561,7 +594,8 @@ make_key(ApyLoopObject *loop, PyObject *fileobj, int fd)
     /* selectors.EVENT_READ == 1, EVENT_WRITE == 2 */
     int events = (rec->reader ? 1 : 0) | (rec->writer ? 2 : 0);
     return PyObject_CallFunction(
-        loop->st->selector_key, "OiiN", fileobj, fd, events,
+        loop->st->selector_key, "OiiN",
+        rec->fileobj != NULL ? rec->fileobj : fileobj, fd, events,
         PyTuple_Pack(2, rec->reader ? rec->reader : Py_None,
                      rec->writer ? rec->writer : Py_None));
 }
@@ -571,12 +605,12 @@ make_key(ApyLoopObject *loop, PyObject *fileobj, int fd)
 static PyObject *
 view_get_key(PyObject *op, PyObject *fileobj)
 {
-    SelectorViewObject *self = (SelectorViewObject *)op;
-    int fd = apy__poll_fileobj_to_fd(fileobj);
+    ApyLoopObject *loop = (ApyLoopObject *)((SelectorViewObject *)op)->loop;
+    int fd = lookup_fd(loop->uv, fileobj);
     if (fd < 0) {
         return NULL;
     }
-    PyObject *key = make_key((ApyLoopObject *)self->loop, fileobj, fd);
+    PyObject *key = make_key(loop, fileobj, fd);
     if (key == NULL && !PyErr_Occurred()) {
         PyErr_Format(PyExc_KeyError, "%R is not registered", fileobj);
     }
